@@ -1,0 +1,44 @@
+"""Money activities for the orchestrator: idempotent under Temporal retries by construction."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from sorapi import names
+from sorapi import errors
+from sorapi.db import ledger
+from sorapi.db import tasks as task_rows
+from sorapi.messages import HoldInput
+
+
+class LedgerActivities:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    @activity.defn(name=names.RESERVE_CREDITS)
+    async def reserve_credits(self, hold: HoldInput) -> int:
+        """Ensure the task's hold exists (the API normally placed it with the task row)."""
+        async with self._sessions.begin() as session:
+            account = await ledger.lock_account(session, hold.account_id)
+            try:
+                entry = await ledger.reserve(session, account, hold.task_id, hold.amount)
+            except errors.InsufficientCredits as exc:
+                raise ApplicationError(exc.message, type=errors.INSUFFICIENT_CREDITS, non_retryable=True) from exc
+            return entry.amount
+
+    @activity.defn(name=names.CAPTURE_CREDITS)
+    async def capture_credits(self, hold: HoldInput) -> int:
+        async with self._sessions.begin() as session:
+            charged = await ledger.capture(session, hold.account_id, hold.task_id)
+            task_rows.add_event(session, hold.task_id, "credits_captured", {"credits": charged})
+            return charged
+
+    @activity.defn(name=names.RELEASE_CREDITS)
+    async def release_credits(self, hold: HoldInput) -> int:
+        async with self._sessions.begin() as session:
+            released = await ledger.release(session, hold.account_id, hold.task_id, reason="task did not succeed")
+            if released:
+                task_rows.add_event(session, hold.task_id, "credits_released", {"credits": released})
+            return released

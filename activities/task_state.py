@@ -1,0 +1,45 @@
+"""Task-row activities: the only writers of a task's status after creation."""
+
+from __future__ import annotations
+
+import msgspec
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from sorapi import names
+from sorapi import status
+from sorapi.db import tasks as task_rows
+from sorapi.messages import MarkFailed, MarkRunning, MarkSucceeded
+
+log = structlog.get_logger()
+
+
+class TaskStateActivities:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    @activity.defn(name=names.MARK_RUNNING)
+    async def mark_running(self, arg: MarkRunning) -> bool:
+        async with self._sessions.begin() as session:
+            moved = await task_rows.transition(session, arg.task_id, status.RUNNING)
+        log.info("task running", task_id=arg.task_id)
+        return moved is not None
+
+    @activity.defn(name=names.MARK_SUCCEEDED)
+    async def mark_succeeded(self, arg: MarkSucceeded) -> bool:
+        async with self._sessions.begin() as session:
+            moved = await task_rows.transition(
+                session, arg.task_id, status.SUCCEEDED, progress=100,
+                outputs=msgspec.to_builtins(arg.outputs), render=msgspec.to_builtins(arg.render),
+            )
+        log.info("task succeeded", task_id=arg.task_id, outputs=[o.key for o in arg.outputs])
+        return moved is not None
+
+    @activity.defn(name=names.MARK_FAILED)
+    async def mark_failed(self, arg: MarkFailed) -> bool:
+        async with self._sessions.begin() as session:
+            moved = await task_rows.transition(session, arg.task_id, arg.status, error_code=arg.error_code,
+                                               error_message=arg.error_message)
+        log.warning("task ended", task_id=arg.task_id, status=arg.status, error_code=arg.error_code)
+        return moved is not None

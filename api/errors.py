@@ -1,0 +1,56 @@
+"""One JSON error envelope for every failure: `{"error": {"code", "message", "details"}}`."""
+
+from __future__ import annotations
+
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from sorapi import errors
+from sorapi.errors import ApiError
+from sorapi.schemas import ErrorBody, ErrorDetail, ErrorEnvelope
+
+log = structlog.get_logger()
+
+_HTTP_CODES = {400: errors.INVALID_JSON, 401: errors.UNAUTHORIZED, 404: errors.NOT_FOUND,
+               405: "method_not_allowed", 413: "payload_too_large", 429: errors.RATE_LIMITED,
+               503: errors.SERVICE_UNAVAILABLE}
+
+
+def _envelope(status: int, code: str, message: str, details: list[ErrorDetail] | None = None,
+              headers: dict[str, str] | None = None) -> Response[ErrorEnvelope]:
+    body = ErrorEnvelope(error=ErrorBody(code=code, message=message, details=details or []))
+    return Response(body, status_code=status, headers=headers)
+
+
+def api_error(_: Request, exc: ApiError) -> Response[ErrorEnvelope]:
+    details = [ErrorDetail(**d) if isinstance(d, dict) else d for d in exc.details]
+    return _envelope(exc.status_code, exc.code, exc.message, details, exc.headers)
+
+
+def validation_error(_: Request, exc: ValidationException) -> Response[ErrorEnvelope]:
+    """Litestar's decoding failures become 422 with field-level details (400 for unparseable JSON)."""
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    details = [ErrorDetail(field=str(e.get("key") or "body"), message=str(e.get("message", "")))
+               for e in extra if isinstance(e, dict)]
+    if not details or any(d.message.startswith("JSON is malformed") for d in details):
+        return _envelope(400, errors.INVALID_JSON, "the request body is not valid JSON", details)
+    return _envelope(422, errors.VALIDATION_ERROR, "the request is invalid", details)
+
+
+def http_error(_: Request, exc: HTTPException) -> Response[ErrorEnvelope]:
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return _envelope(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+def internal_error(request: Request, exc: Exception) -> Response[ErrorEnvelope]:
+    log.exception("unhandled error", path=request.url.path, error=repr(exc))
+    return _envelope(500, errors.INTERNAL_ERROR, "internal server error")
+
+
+EXCEPTION_HANDLERS = {
+    ApiError: api_error,
+    ValidationException: validation_error,
+    HTTPException: http_error,
+    Exception: internal_error,
+}

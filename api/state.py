@@ -1,0 +1,25 @@
+"""Resources the API makes once per process (in the lifespan) and injects into handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from minio import Minio
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.client import Client
+
+from sorapi.catalog import Catalog
+from sorapi.settings import Settings
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    catalog: Catalog
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    temporal: Client
+    s3: Minio
+    """Talks to the store (readiness checks)."""
+    signer: Minio
+    """Signs URLs for the host clients use (`s3_public_endpoint`); signing makes no request."""

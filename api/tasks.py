@@ -1,0 +1,151 @@
+"""Task service: create (idempotent, priced, held) and read (scoped to the caller's account)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+import structlog
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from api.auth import Principal
+from api.state import Resources
+from sorapi import errors, names, status, storage
+from sorapi.db import ledger
+from sorapi.db import tasks as task_rows
+from sorapi.db.models import Task
+from sorapi.ids import idempotent_task_id, new_task_id
+from sorapi.messages import RenderProgress, VideoTaskInput
+from sorapi.planning import fingerprint, plan, render_spec
+from sorapi.schemas import GenerateRequest, OutputLink, StatusResponse, TaskRequest
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class Created:
+    task: Task
+    replayed: bool
+
+
+def _idempotency_key(req: GenerateRequest, header_key: str | None) -> str | None:
+    if header_key is not None and req.idempotency_key is not None and header_key != req.idempotency_key:
+        raise errors.ValidationFailed("Idempotency-Key header and body idempotency_key differ", details=[
+            {"field": "idempotency_key", "message": "must match the Idempotency-Key header when both are sent"}])
+    key = req.idempotency_key or header_key
+    if key is not None and not 1 <= len(key) <= 64:
+        raise errors.ValidationFailed("invalid idempotency key", details=[
+            {"field": "idempotency_key", "message": "must be 1 to 64 characters"}])
+    return key
+
+
+async def create_task(res: Resources, principal: Principal, req: GenerateRequest,
+                      header_key: str | None = None) -> Created:
+    """Record the task and its credit hold in one transaction, then start its workflow.
+
+    The account row lock serialises concurrent creates for one account, so one idempotency key
+    yields one task, one hold and (by the deterministic workflow id) one workflow.
+    """
+    key = _idempotency_key(req, header_key)
+    planned = plan(req, res.catalog, allow_http_callbacks=res.settings.webhook_allow_http)
+    if isinstance(planned, list):
+        raise errors.ValidationFailed("the request is invalid", details=[msgspec.to_builtins(d) for d in planned])
+    digest = fingerprint(msgspec.structs.replace(req, idempotency_key=key))
+    task_id = idempotent_task_id(principal.account_id, key) if key else new_task_id()
+    async with res.sessions.begin() as session:
+        account = await ledger.lock_account(session, principal.account_id)
+        existing = await task_rows.find_by_idempotency_key(session, principal.account_id, key) if key else None
+        if existing is not None:
+            if existing.fingerprint != digest:
+                raise errors.IdempotencyKeyReused(
+                    "this idempotency_key was already used with a different request body")
+            task, replayed = existing, True
+        else:
+            task = Task(id=task_id, account_id=account.id, idempotency_key=key, fingerprint=digest,
+                        request=msgspec.to_builtins(planned.request), callback_headers=req.callback_headers,
+                        status=status.QUEUED, price=planned.price, outputs=[])
+            session.add(task)
+            await session.flush()
+            await ledger.reserve(session, account, task_id, planned.price, actor=principal.key_id)
+            task_rows.add_event(session, task_id, status.QUEUED, {"credits_reserved": planned.price})
+            replayed = False
+    if not replayed or task.status == status.QUEUED:
+        await _ensure_workflow(res, task)
+    log.info("task created" if not replayed else "task replayed", task_id=task.id, price=task.price)
+    return Created(task=task, replayed=replayed)
+
+
+async def _ensure_workflow(res: Resources, task: Task) -> None:
+    """Start the task's workflow, or find it already started (a retried create heals a crash)."""
+    request = msgspec.convert(task.request, TaskRequest)
+    arg = VideoTaskInput(task_id=task.id, account_id=task.account_id, price=task.price,
+                         render=render_spec(task.id, request, res.catalog),
+                         render_queue=res.settings.render_queue)
+    try:
+        await res.temporal.start_workflow(
+            names.VIDEO_TASK_WORKFLOW, arg, id=task.id, task_queue=res.settings.orchestration_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # it ran to completion already: nothing to heal
+    except RPCError as exc:
+        log.error("could not start workflow", task_id=task.id, error=str(exc))
+        raise errors.ServiceUnavailable("the orchestrator is unavailable; retry with the same idempotency_key",
+                                        headers={"Retry-After": "5"}) from exc
+
+
+async def get_task(res: Resources, principal: Principal, task_id: str) -> Task:
+    async with res.sessions() as session:
+        task = await task_rows.get_for_account(session, principal.account_id, task_id)
+    if task is None:
+        raise errors.NotFound(f"no task {task_id!r}")
+    return task
+
+
+async def live_progress(res: Resources, task_id: str) -> int | None:
+    """Percent done of a running task, read from the render activity's last heartbeat."""
+    try:
+        desc = await res.temporal.get_workflow_handle(task_id).describe()
+    except RPCError:
+        return None
+    if desc.status != WorkflowExecutionStatus.RUNNING:
+        return None
+    converter = res.temporal.data_converter.payload_converter
+    for pending in desc.raw_description.pending_activities:
+        if pending.activity_type.name == names.UPLOAD_OUTPUTS:
+            return 96
+        if pending.activity_type.name == names.RENDER_VIDEO and pending.heartbeat_details.payloads:
+            beat = converter.from_payloads(pending.heartbeat_details.payloads, [RenderProgress])[0]
+            return progress_percent(beat)
+    return None
+
+
+def progress_percent(beat: RenderProgress) -> int:
+    """Loading is the first 5%, denoising runs to 90%, encoding to 95%, upload to 99%."""
+    if beat.phase == "denoising" and beat.total:
+        return 5 + int(85 * beat.step / beat.total)
+    return {"loading": 5, "encoding": 92}.get(beat.phase, 5)
+
+
+async def status_view(res: Resources, task: Task) -> StatusResponse:
+    progress = task.progress
+    if task.status == status.RUNNING:
+        progress = await live_progress(res, task.id) or progress
+    links = [
+        OutputLink(format=o["format"], content_type=o["content_type"], size_bytes=o["size_bytes"],
+                   url=storage.presign(res.signer, res.settings.s3_bucket, o["key"], res.settings.presign_ttl_s))
+        for o in task.outputs
+    ] if task.status == status.SUCCEEDED else []
+    return StatusResponse(
+        task_id=task.id, status=task.status, request=msgspec.convert(task.request, TaskRequest),
+        response=[link.url for link in links], outputs=links, error_message=task.error_message,
+        error_code=task.error_code, progress=progress, credits_reserved=task.price,
+        credits_charged=task.price if task.status in (status.SUCCEEDED, status.EXPIRED) else 0,
+        render=task.render, metadata={"idempotency_key": task.idempotency_key},
+        created_at=task.created_at, started_at=task.started_at, finished_at=task.finished_at,
+        expires_at=task.expires_at,
+    )

@@ -1,0 +1,5 @@
+import sys
+
+from sorapi.cli import main
+
+sys.exit(main())

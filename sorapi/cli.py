@@ -1,0 +1,102 @@
+"""The `sorapi` command: dev stack, API, workers, migrations and administration."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from sorapi.logs import configure_logging
+from sorapi.settings import get_settings
+
+
+def _api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host=args.host or settings.api_host, port=args.port or settings.api_port,
+                log_config=None, access_log=False)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    if args.kind == "orchestrator":
+        from workers.orchestrator import main
+    else:
+        import msgspec
+
+        from workers.render import main
+
+        if args.device:
+            settings = msgspec.structs.replace(settings, render_device=args.device)
+    asyncio.run(main(settings))
+    return 0
+
+
+def _migrate(_: argparse.Namespace) -> int:
+    from sorapi.db.migrate import upgrade
+
+    upgrade(get_settings().resolved_database_url)
+    return 0
+
+
+def _dev(_: argparse.Namespace) -> int:
+    from sorapi.dev import run_dev
+
+    return run_dev()
+
+
+def _create_account(args: argparse.Namespace) -> int:
+    from sorapi.catalog import get_catalog
+    from sorapi.db.accounts import create_account, issue_api_key
+    from sorapi.db.engine import make_async_engine, make_sessionmaker
+
+    async def run() -> tuple[str, str]:
+        engine = make_async_engine(get_settings().resolved_database_url)
+        try:
+            async with make_sessionmaker(engine).begin() as session:
+                credits = args.credits if args.credits is not None else get_catalog().plans[args.plan].starter_credits
+                account = await create_account(session, name=args.name, plan=args.plan, credits=credits)
+                return account.id, await issue_api_key(session, account.id)
+        finally:
+            await engine.dispose()
+
+    account_id, key = asyncio.run(run())
+    print(f"account_id={account_id}\napi_key={key}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sorapi", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("dev", help="run the embedded stack (Temporal, S3, workers, API)").set_defaults(func=_dev)
+    api = sub.add_parser("api", help="serve the HTTP API")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+    api.set_defaults(func=_api)
+    worker = sub.add_parser("worker", help="run a Temporal worker")
+    worker.add_argument("kind", choices=["orchestrator", "render"])
+    worker.add_argument("--device", help="render device, e.g. cuda:0 or cpu")
+    worker.set_defaults(func=_worker)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=_migrate)
+    admin = sub.add_parser("admin", help="administration").add_subparsers(dest="admin_command", required=True)
+    account = admin.add_parser("create-account", help="create an account and print its first API key")
+    account.add_argument("--name", required=True)
+    account.add_argument("--plan", default="free", choices=["free", "pro", "scale"])
+    account.add_argument("--credits", type=int)
+    account.set_defaults(func=_create_account)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json, process=args.command)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""`sorapi dev`: the whole embedded stack in one foreground process group.
+
+Temporal dev server (UI included), SeaweedFS S3, migrations, a seeded dev account, then the
+orchestrator worker, one CPU render worker and the API as child processes. Ctrl-C or SIGTERM
+stops every child; if any child dies, the stack stops with it rather than limp on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import structlog
+
+from sorapi import servers, storage
+from sorapi.catalog import get_catalog
+from sorapi.db.accounts import create_account, issue_api_key, key_exists
+from sorapi.db.engine import make_async_engine, make_sessionmaker
+from sorapi.db.migrate import upgrade
+from sorapi.settings import ENV_PREFIX, Settings, get_settings
+
+log = structlog.get_logger()
+
+DEV_ACCOUNT_ID = "acct_dev"
+
+
+async def ensure_dev_account(settings: Settings, key_file: Path) -> str:
+    """The dev account's Bearer key: SORAPI_DEV_API_KEY, else the one saved by a previous run, else new."""
+    key = settings.dev_api_key or (key_file.read_text().strip() if key_file.exists() else "")
+    engine = make_async_engine(settings.resolved_database_url)
+    try:
+        async with make_sessionmaker(engine).begin() as session:
+            from sorapi.db.models import Account
+
+            if await session.get(Account, DEV_ACCOUNT_ID) is None:
+                credits = get_catalog().plans["free"].starter_credits
+                await create_account(session, name="Local developer", plan="free", credits=credits,
+                                     account_id=DEV_ACCOUNT_ID, actor="sorapi dev")
+            if not key or not await key_exists(session, key):
+                key = await issue_api_key(session, DEV_ACCOUNT_ID, key=key or None, scopes="generate,read,admin")
+    finally:
+        await engine.dispose()
+    if not settings.dev_api_key:
+        key_file.write_text(key)
+        key_file.chmod(0o600)
+    return key
+
+
+def _wait_ready(url: str, children: list[servers.ManagedProcess], timeout_s: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for child in children:
+            if not child.alive():
+                raise RuntimeError(f"{child.name} exited during start-up:\n{child.log_tail()}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"the API was not ready at {url} within {timeout_s}s")
+
+
+def _banner(settings: Settings, key: str) -> str:
+    base = settings.resolved_public_base_url
+    return f"""
+SorAPI dev stack is up.
+  API          {base}          (docs: {base}/docs)
+  Temporal UI  http://127.0.0.1:{settings.temporal_ui_port}
+  S3           http://{settings.s3_endpoint}  bucket {settings.s3_bucket}
+  Data         {Path(settings.data_dir).resolve()}
+  API key      {key}
+
+Render a video (the seed's quickstart):
+  export SORA2_API_KEY={key}
+  curl -X POST "{base}/api/generate" \\
+    -H "Authorization: Bearer $SORA2_API_KEY" \\
+    -H "Content-Type: application/json" \\
+    -d '{{"prompt": "A neon-lit city skyline at dusk with flying cars and dynamic lighting", "aspect_ratio": "vertical"}}'
+Then poll (use the task_id it returned):
+  curl -H "Authorization: Bearer $SORA2_API_KEY" "{base}/api/status?task_id=TASK_ID"
+
+Ctrl-C stops everything.
+""".rstrip()
+
+
+def run_dev(settings: Settings | None = None) -> int:
+    settings = settings or get_settings()
+    data = Path(settings.data_dir).resolve()
+    logs = data / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    procs: list[servers.ManagedProcess] = []
+    try:
+        _, temporal_port = servers.host_port(settings.temporal_address)
+        procs.append(servers.start_temporal(data / "temporal", temporal_port, settings.temporal_ui_port,
+                                            log_path=logs / "temporal.log"))
+        _, s3_port = servers.host_port(settings.s3_endpoint)
+        procs.append(servers.start_seaweedfs(data / "s3", s3_port, settings.s3_access_key,
+                                             settings.s3_secret_key, log_path=logs / "seaweedfs.log"))
+        _ensure_bucket(settings)
+        upgrade(settings.resolved_database_url)
+        key = asyncio.run(ensure_dev_account(settings, data / "dev-api-key"))
+        env = {**os.environ, **_settings_env(settings)}
+        sorapi = [sys.executable, "-m", "sorapi"]
+        children = [
+            servers.spawn("orchestrator", [*sorapi, "worker", "orchestrator"], log_path=None, env=env),
+            servers.spawn("render", [*sorapi, "worker", "render"], log_path=None, env=env),
+            servers.spawn("api", [*sorapi, "api"], log_path=None, env=env),
+        ]
+        procs += children
+        _wait_ready(f"{settings.resolved_public_base_url}/readyz", children)
+        print(_banner(settings, key), file=sys.stderr, flush=True)
+        while not stopping:
+            dead = [p for p in procs if not p.alive()]
+            if dead:
+                log.error("a dev stack process exited; stopping the stack", process=dead[0].name,
+                          returncode=dead[0].popen.returncode)
+                return 1
+            time.sleep(0.5)
+        return 0
+    except (RuntimeError, TimeoutError) as exc:
+        log.error("dev stack failed to start", error=str(exc))
+        return 1
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        log.info("dev stack stopped")
+
+
+def _ensure_bucket(settings: Settings, timeout_s: float = 30.0) -> None:
+    """SeaweedFS answers on its port slightly before S3 requests succeed; retry briefly."""
+    client = storage.make_client(settings)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            storage.ensure_bucket(client, settings.s3_bucket)
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def _settings_env(settings: Settings) -> dict[str, str]:
+    """The resolved settings as environment, so every child sees exactly the same configuration."""
+    env = {}
+    for name in settings.__struct_fields__:
+        value = getattr(settings, name)
+        env[ENV_PREFIX + name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+    env[ENV_PREFIX + "DATA_DIR"] = str(Path(settings.data_dir).resolve())
+    env[ENV_PREFIX + "DATABASE_URL"] = settings.resolved_database_url
+    return env

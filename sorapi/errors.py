@@ -1,0 +1,69 @@
+"""Stable error codes and the exception hierarchy the API maps to HTTP once.
+
+Clients match on `code`, never on message text; codes are part of the public contract.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Codes shared by the API envelope, task rows and Temporal ApplicationError types.
+VALIDATION_ERROR = "validation_error"
+INVALID_JSON = "invalid_json"
+UNAUTHORIZED = "unauthorized"
+NOT_FOUND = "not_found"
+INSUFFICIENT_CREDITS = "insufficient_credits"
+IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+RATE_LIMITED = "rate_limited"
+SERVICE_UNAVAILABLE = "service_unavailable"
+INTERNAL_ERROR = "internal_error"
+RENDER_FAILED = "render_failed"
+UPLOAD_FAILED = "upload_failed"
+TIMEOUT = "timeout"
+CANCELLED = "cancelled"
+
+
+class ApiError(Exception):
+    """An error with an HTTP status, a stable code and optional field-level details."""
+
+    status_code = 400
+    code = VALIDATION_ERROR
+
+    def __init__(self, message: str, *, details: list[dict[str, Any]] | None = None,
+                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+        self.headers = headers or {}
+        if code is not None:
+            self.code = code
+
+
+class ValidationFailed(ApiError):
+    status_code = 422
+    code = VALIDATION_ERROR
+
+
+class Unauthorized(ApiError):
+    status_code = 401
+    code = UNAUTHORIZED
+
+
+class NotFound(ApiError):
+    status_code = 404
+    code = NOT_FOUND
+
+
+class InsufficientCredits(ApiError):
+    status_code = 402
+    code = INSUFFICIENT_CREDITS
+
+
+class IdempotencyKeyReused(ApiError):
+    status_code = 422
+    code = IDEMPOTENCY_KEY_REUSED
+
+
+class ServiceUnavailable(ApiError):
+    status_code = 503
+    code = SERVICE_UNAVAILABLE

@@ -1,0 +1,37 @@
+"""Task and key identifiers."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+
+TASK_PREFIX = "sora2"
+
+
+def new_task_id() -> str:
+    """A random task id in the seed's shape (`sora2` + 32 hex digits)."""
+    return TASK_PREFIX + uuid.uuid4().hex
+
+
+def idempotent_task_id(account_id: str, idempotency_key: str) -> str:
+    """The task id an idempotency key always maps to, so a retried create heals a half-done one.
+
+    Deterministic ids make the Temporal workflow id known before the DB row commits: a crash
+    between the two steps is repaired by the client's retry, never duplicated.
+    """
+    digest = hashlib.sha256(f"{account_id}\x00{idempotency_key}".encode()).hexdigest()
+    return TASK_PREFIX + digest[:32]
+
+
+def new_account_id() -> str:
+    return "acct_" + uuid.uuid4().hex[:20]
+
+
+def new_api_key() -> str:
+    """A Bearer secret; only its hash is stored."""
+    return "sk_sora2_" + secrets.token_urlsafe(32)
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()

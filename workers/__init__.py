@@ -1,0 +1,1 @@
+"""Worker processes: the orchestrator (workflows + DB activities) and render workers (one per GPU)."""

@@ -1,0 +1,1 @@
+"""Temporal workflows: pure orchestration, no I/O."""

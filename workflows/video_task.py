@@ -1,0 +1,121 @@
+"""One durable workflow per task: reserve → running → render → upload → capture → succeeded.
+
+Pure orchestration: every side effect is an activity, referred to by name, carrying small
+structs. Any failure marks the task failed with a stable code and releases the hold;
+cancellation marks it cancelled and releases the hold too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
+
+with workflow.unsafe.imports_passed_through():
+    from sorapi import names as act
+    from sorapi import errors, status
+    from sorapi.messages import (
+        HoldInput,
+        MarkFailed,
+        MarkRunning,
+        MarkSucceeded,
+        RenderMeta,
+        RenderResult,
+        RenderSpec,
+        StoredObject,
+        UploadInput,
+        VideoTaskInput,
+    )
+
+DB_TIMEOUT = timedelta(seconds=30)
+DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
+                       non_retryable_error_types=[errors.INSUFFICIENT_CREDITS])
+RENDER_TIMEOUT = timedelta(hours=2)
+RENDER_HEARTBEAT = timedelta(seconds=30)
+RENDER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=3,
+                           non_retryable_error_types=[errors.RENDER_FAILED])
+UPLOAD_PICKUP = timedelta(minutes=1)
+"""How long an upload may wait for its host: past it the host is presumed gone and we render again."""
+UPLOAD_TIMEOUT = timedelta(minutes=15)
+UPLOAD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5)
+MAX_RENDERS = 3
+
+
+@workflow.defn(name=act.VIDEO_TASK_WORKFLOW)
+class VideoTaskWorkflow:
+    @workflow.run
+    async def run(self, task: VideoTaskInput) -> str:
+        hold = HoldInput(task_id=task.task_id, account_id=task.account_id, amount=task.price)
+        try:
+            await self._db(act.RESERVE_CREDITS, hold)
+            await self._db(act.MARK_RUNNING, MarkRunning(task_id=task.task_id))
+            outputs, meta = await self._render_and_upload(task)
+            await self._db(act.CAPTURE_CREDITS, hold)
+            await self._db(act.MARK_SUCCEEDED, MarkSucceeded(task_id=task.task_id, outputs=outputs, render=meta))
+            return status.SUCCEEDED
+        except asyncio.CancelledError:
+            await self._settle(hold, status.CANCELLED, errors.CANCELLED, "the task was cancelled")
+            raise
+        except ActivityError as exc:
+            code, message = _failure(exc)
+            await self._settle(hold, status.FAILED, code, message)
+            raise ApplicationError(message, type=code, non_retryable=True) from exc
+
+    async def _render_and_upload(self, task: VideoTaskInput) -> tuple[list[StoredObject], RenderMeta]:
+        """Render, then upload from the same host; if that host vanished, render again elsewhere."""
+        for _ in range(MAX_RENDERS):
+            rendered: RenderResult = await workflow.execute_activity(
+                act.RENDER_VIDEO, task.render, task_queue=task.render_queue, result_type=RenderResult,
+                start_to_close_timeout=RENDER_TIMEOUT, heartbeat_timeout=RENDER_HEARTBEAT,
+                retry_policy=RENDER_RETRY,
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+            try:
+                outputs: list[StoredObject] = await workflow.execute_activity(
+                    act.UPLOAD_OUTPUTS, UploadInput(task_id=task.task_id, files=rendered.files),
+                    task_queue=rendered.host_queue, result_type=list[StoredObject],
+                    schedule_to_start_timeout=UPLOAD_PICKUP, start_to_close_timeout=UPLOAD_TIMEOUT,
+                    retry_policy=UPLOAD_RETRY,
+                )
+                return outputs, rendered.meta
+            except ActivityError as exc:
+                if not _host_lost(exc):
+                    raise
+                workflow.logger.warning("render host %s is gone; rendering again", rendered.host_queue)
+        raise ApplicationError("render hosts kept disappearing before upload", type=errors.RENDER_FAILED)
+
+    async def _db(self, name: str, arg: Any) -> Any:
+        return await workflow.execute_activity(name, arg, start_to_close_timeout=DB_TIMEOUT,
+                                               retry_policy=DB_RETRY)
+
+    async def _settle(self, hold: HoldInput, final: str, code: str, message: str) -> None:
+        """Record the end state, then return the hold (capture never happened on this path)."""
+        await self._db(act.MARK_FAILED, MarkFailed(task_id=hold.task_id, status=final,
+                                                  error_code=code, error_message=message))
+        await self._db(act.RELEASE_CREDITS, hold)
+
+
+def _host_lost(exc: ActivityError) -> bool:
+    cause = exc.cause
+    return isinstance(cause, TimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START
+
+
+def _failure(exc: ActivityError) -> tuple[str, str]:
+    """A stable error code and a readable message from an activity failure chain."""
+    cause = exc.cause
+    while isinstance(cause, ActivityError):
+        cause = cause.cause
+    if isinstance(cause, ApplicationError) and cause.type in KNOWN_CODES:
+        return str(cause.type), cause.message
+    if isinstance(cause, TimeoutError):
+        return errors.TIMEOUT, f"{exc.activity_type} timed out"
+    fallback = errors.RENDER_FAILED if exc.activity_type == act.RENDER_VIDEO else errors.INTERNAL_ERROR
+    return fallback, str(cause or exc)
+
+
+KNOWN_CODES = frozenset({errors.INSUFFICIENT_CREDITS, errors.RENDER_FAILED, errors.UPLOAD_FAILED,
+                         errors.TIMEOUT, errors.VALIDATION_ERROR})
