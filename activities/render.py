@@ -36,15 +36,19 @@ DEV_STEPS = 4
 """...with this many denoising steps, so a CPU finishes in seconds; RenderMeta records it all."""
 
 
-def _round16(value: float) -> int:
-    return max(32, int(value / 16 + 0.5) * 16)
+SIZE_MULTIPLE = 32
+"""Every supported family accepts multiples of 32 (Wan 16, LTX and Wan 2.2 32); 854 becomes 864."""
+
+
+def _snap(value: float) -> int:
+    return max(SIZE_MULTIPLE, int(value / SIZE_MULTIPLE + 0.5) * SIZE_MULTIPLE)
 
 
 def effective_render(spec: RenderSpec, dev_model: bool) -> tuple[int, int, int, int]:
-    """Width, height, fps and steps this host will really use for the spec."""
+    """Width, height, fps and steps this host will really use for the spec (recorded in RenderMeta)."""
     if not dev_model:
-        return spec.width, spec.height, spec.fps, spec.steps
-    return _round16(spec.width / DEV_SCALE), _round16(spec.height / DEV_SCALE), DEV_FPS, DEV_STEPS
+        return _snap(spec.width), _snap(spec.height), spec.fps, spec.steps
+    return _snap(spec.width / DEV_SCALE), _snap(spec.height / DEV_SCALE), DEV_FPS, DEV_STEPS
 
 
 class RenderActivities:

@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = get_settings()
-    configure_logging(settings.log_level, settings.log_json, process=args.command)
+    process = f"{args.command} {args.kind}" if args.command == "worker" else args.command
+    configure_logging(settings.log_level, settings.log_json, process=process)
     return args.func(args)
 
 

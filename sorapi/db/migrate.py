@@ -17,6 +17,6 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "heads") -> None:
     """Bring the schema to `revision`; safe to run on every start (a no-op when current)."""
     command.upgrade(alembic_config(database_url), revision)

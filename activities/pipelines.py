@@ -1,0 +1,399 @@
+"""Diffusers pipeline construction and execution for the render workers.
+
+This is the only module that imports torch/diffusers; the API and the workflows never import it,
+so they stay light. Two families are supported: Wan (2.1/2.2 ``WanPipeline``) and LTX-Video
+(``LTXPipeline``). Without weights, a tiny random-weight pipeline of the same family is built in
+code so the whole stack runs offline on a CPU in seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import (
+    AutoencoderKLLTXVideo,
+    AutoencoderKLWan,
+    DiffusionPipeline,
+    FlowMatchEulerDiscreteScheduler,
+    LTXPipeline,
+    LTXVideoTransformer3DModel,
+    WanPipeline,
+    WanTransformer3DModel,
+)
+from transformers import ByT5Tokenizer, T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
+
+SUPPORTED_FAMILIES = ("wan", "ltx")
+
+StepCallback = Callable[[int, int], bool]
+
+
+class RenderInterrupted(Exception):
+    """Raised when ``on_step`` asked to stop (job cancelled or worker shutting down)."""
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """Shape rules of a family: sizes are multiples of ``size_multiple``, frames are ``k*frame_step+1``."""
+
+    size_multiple: int
+    frame_step: int
+
+
+# Wan: VAE 8x spatial * patch 2, 4x temporal. LTX: VAE 32x spatial, 8x temporal.
+_RULES: dict[str, _Rule] = {"wan": _Rule(16, 4), "ltx": _Rule(32, 8)}
+_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+_MAX_SEED = 2**64 - 1
+
+# A pipeline keeps per-call state on itself (_interrupt, _guidance_scale, ...), so calls on one
+# pipeline object are serialised even if the worker runs activities in several threads.
+_LOCKS: weakref.WeakKeyDictionary[DiffusionPipeline, threading.Lock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def _rule(family: str) -> _Rule:
+    """The family's shape rule, or a readable error for an unknown family."""
+    try:
+        return _RULES[family]
+    except KeyError:
+        raise ValueError(
+            f"unknown model family {family!r}; supported: {', '.join(SUPPORTED_FAMILIES)}"
+        ) from None
+
+
+def frames_for(family: str, duration_s: float, fps: int) -> int:
+    """Frame count closest to ``duration_s * fps`` that the family's VAE accepts (k*step+1).
+
+    Ties round up, so a request never gets the shorter of two equally close videos.
+    """
+    step = _rule(family).frame_step
+    if not duration_s > 0 or fps <= 0:
+        raise ValueError(f"duration_s and fps must be positive, got {duration_s!r} and {fps!r}")
+    k = math.floor(duration_s * fps / step + 0.5)
+    return step * max(k, 1) + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Construction
+# ---------------------------------------------------------------------------------------------
+
+
+def _tiny_text_encoder(family: str, seed: int, vocab_size: int) -> torch.nn.Module:
+    """A 2-layer (U)MT5 encoder with d_model 32, the width the tiny transformers expect."""
+    config_cls, model_cls = (UMT5Config, UMT5EncoderModel) if family == "wan" else (T5Config, T5EncoderModel)
+    config = config_cls(
+        vocab_size=vocab_size,
+        d_model=32,
+        d_kv=8,
+        d_ff=37,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        dropout_rate=0.0,
+    )
+    torch.manual_seed(seed)
+    return model_cls(config)
+
+
+def _tiny_wan(seed: int) -> WanPipeline:
+    """Wan 2.1 architecture at toy width: 8x spatial / 4x temporal VAE, patch (1, 2, 2)."""
+    torch.manual_seed(seed)
+    transformer = WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=12,
+        in_channels=16,
+        out_channels=16,
+        text_dim=32,
+        freq_dim=256,
+        ffn_dim=32,
+        num_layers=2,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32,
+    )
+    torch.manual_seed(seed)
+    vae = AutoencoderKLWan(
+        base_dim=3,
+        z_dim=16,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+    )
+    tokenizer = ByT5Tokenizer()
+    return WanPipeline(
+        tokenizer=tokenizer,
+        text_encoder=_tiny_text_encoder("wan", seed, len(tokenizer)),
+        transformer=transformer,
+        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+    )
+
+
+def _tiny_ltx(seed: int) -> LTXPipeline:
+    """LTX-Video architecture at toy width, keeping the real 32x spatial / 8x temporal VAE ratios."""
+    torch.manual_seed(seed)
+    transformer = LTXVideoTransformer3DModel(
+        in_channels=8,
+        out_channels=8,
+        patch_size=1,
+        patch_size_t=1,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        cross_attention_dim=16,
+        num_layers=1,
+        caption_channels=32,
+    )
+    torch.manual_seed(seed)
+    vae = AutoencoderKLLTXVideo(
+        latent_channels=8,
+        block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        layers_per_block=(1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1, 1),
+        spatio_temporal_scaling=(True, True, True, False),
+        decoder_spatio_temporal_scaling=(True, True, True, False),
+        patch_size=4,
+        patch_size_t=1,
+        encoder_causal=True,
+        decoder_causal=False,
+    )
+    tokenizer = ByT5Tokenizer()
+    return LTXPipeline(
+        tokenizer=tokenizer,
+        text_encoder=_tiny_text_encoder("ltx", seed, len(tokenizer)),
+        transformer=transformer,
+        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+    )
+
+
+def _eval_mode(pipe: DiffusionPipeline) -> None:
+    """Put every module in eval mode: modules built in code start in training mode, and the
+    text encoder's dropout would then make the same seed render different videos."""
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            component.eval()
+
+
+def build_tiny_pipeline(family: str, seed: int = 0) -> DiffusionPipeline:
+    """Random-weight pipeline of ``family`` (CPU, float32), deterministic given ``seed``.
+
+    ByT5's byte-level tokenizer needs no vocabulary file, so any language tokenizes offline.
+    """
+    _rule(family)
+    pipe = _tiny_wan(seed) if family == "wan" else _tiny_ltx(seed)
+    _eval_mode(pipe)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to("cpu")
+
+
+def _torch_dtype(dtype: str) -> torch.dtype:
+    """Map a settings string to a torch dtype, rejecting typos early."""
+    try:
+        return _DTYPES[dtype]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; supported: {', '.join(_DTYPES)}") from None
+
+
+def _from_pretrained(family: str, weights_dir: str, dtype: torch.dtype) -> DiffusionPipeline:
+    """Load a diffusers-format directory strictly offline.
+
+    Wan's VAE stays float32 whatever the pipeline dtype: it is small and degrades in half precision.
+    """
+    if family == "wan":
+        vae = AutoencoderKLWan.from_pretrained(
+            weights_dir, subfolder="vae", dtype=torch.float32, local_files_only=True
+        )
+        return WanPipeline.from_pretrained(weights_dir, vae=vae, dtype=dtype, local_files_only=True)
+    return LTXPipeline.from_pretrained(weights_dir, dtype=dtype, local_files_only=True)
+
+
+def load_pipeline(
+    family: str,
+    weights_dir: str | None,
+    *,
+    device: str = "cpu",
+    dtype: str = "float32",
+    cpu_offload: bool = False,
+    vae_tiling: bool = False,
+) -> DiffusionPipeline:
+    """The pipeline a worker renders with: real weights from ``weights_dir``, else the tiny model.
+
+    The tiny model is always float32 (half precision is slow or unsupported on CPU).
+    ``cpu_offload`` needs an accelerator, so it is ignored when ``device`` is "cpu".
+    """
+    _rule(family)
+    torch_dtype = _torch_dtype(dtype)
+    if weights_dir is None:
+        pipe = build_tiny_pipeline(family)
+    else:
+        pipe = _from_pretrained(family, weights_dir, torch_dtype)
+        _eval_mode(pipe)
+        pipe.set_progress_bar_config(disable=True)
+    if cpu_offload and device != "cpu":
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe = pipe.to(device)
+    if vae_tiling:
+        pipe.vae.enable_tiling()
+    return pipe
+
+
+# ---------------------------------------------------------------------------------------------
+# Execution
+# ---------------------------------------------------------------------------------------------
+
+
+def family_of(pipe: DiffusionPipeline) -> str:
+    """Family of a pipeline object (by class), so run_pipeline needs no extra argument."""
+    if isinstance(pipe, WanPipeline):
+        return "wan"
+    if isinstance(pipe, LTXPipeline):
+        return "ltx"
+    raise ValueError(f"unsupported pipeline class {type(pipe).__name__}")
+
+
+def _constraints(pipe: DiffusionPipeline) -> tuple[str, int, int]:
+    """(family, size multiple, frame step) of this pipeline.
+
+    The family rule is a floor; a checkpoint with a coarser VAE (e.g. Wan 2.2 TI2V-5B, 16x
+    spatial) raises it, so the pipeline never silently resizes the request.
+    """
+    family = family_of(pipe)
+    rule = _RULES[family]
+    if family == "wan":
+        transformer = pipe.transformer if pipe.transformer is not None else pipe.transformer_2
+        spatial = pipe.vae_scale_factor_spatial * transformer.config.patch_size[1]
+        temporal = pipe.vae_scale_factor_temporal
+    else:
+        spatial = pipe.vae_spatial_compression_ratio * pipe.transformer_spatial_patch_size
+        temporal = pipe.vae_temporal_compression_ratio
+    return family, math.lcm(rule.size_multiple, spatial), math.lcm(rule.frame_step, temporal)
+
+
+def _validate(
+    pipe: DiffusionPipeline,
+    *,
+    prompt: str,
+    width: int,
+    height: int,
+    num_frames: int,
+    guidance_scale: float,
+    num_inference_steps: int,
+    seed: int,
+) -> None:
+    """Reject requests the pipeline would silently round, crop or crash on."""
+    family, multiple, step = _constraints(pipe)
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("prompt must be a non-empty string")
+    for name, value in (("width", width), ("height", height)):
+        if value <= 0 or value % multiple:
+            raise ValueError(f"{name} must be a positive multiple of {multiple} for {family}, got {value}")
+    if num_frames < step + 1 or (num_frames - 1) % step:
+        raise ValueError(
+            f"num_frames must be of the form {step}k+1 (k >= 1) for {family}, got {num_frames}"
+        )
+    if num_inference_steps < 1:
+        raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+    if not math.isfinite(guidance_scale) or guidance_scale < 0:
+        raise ValueError(f"guidance_scale must be a finite number >= 0, got {guidance_scale}")
+    if not 0 <= seed <= _MAX_SEED:
+        raise ValueError(f"seed must be in [0, 2**64 - 1], got {seed}")
+
+
+class _StopRequested(Exception):
+    """Internal: raised inside the step callback to leave the denoising loop at once."""
+
+
+def _step_callback(on_step: StepCallback | None, requested_steps: int) -> Callable[..., dict[str, Any]] | None:
+    """Adapt ``on_step(i, total)`` to diffusers' ``callback_on_step_end``.
+
+    On a stop request we raise instead of only setting ``_interrupt``: diffusers would otherwise
+    skip the remaining steps but still run the (expensive) VAE decode of a discarded video.
+    """
+    if on_step is None:
+        return None
+
+    def callback(pipe: DiffusionPipeline, i: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        total = getattr(pipe, "_num_timesteps", None) or requested_steps
+        if on_step(i + 1, total):
+            pipe._interrupt = True
+            raise _StopRequested(f"stopped after step {i + 1}/{total}")
+        return kwargs
+
+    return callback
+
+
+def _pipeline_lock(pipe: DiffusionPipeline) -> threading.Lock:
+    """The lock serialising calls on ``pipe`` (created on first use)."""
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(pipe, threading.Lock())
+
+
+def _to_uint8(video: Any) -> np.ndarray:
+    """(1, F, H, W, 3) floats in [0, 1] -> contiguous (F, H, W, 3) uint8, rounded like diffusers."""
+    frames = np.asarray(video[0], dtype=np.float32)
+    return np.ascontiguousarray(np.clip(np.round(frames * 255.0), 0, 255).astype(np.uint8))
+
+
+def run_pipeline(
+    pipe: DiffusionPipeline,
+    *,
+    prompt: str,
+    negative_prompt: str | None,
+    width: int,
+    height: int,
+    num_frames: int,
+    guidance_scale: float,
+    num_inference_steps: int,
+    seed: int,
+    on_step: StepCallback | None = None,
+) -> np.ndarray:
+    """Render one video and return uint8 frames of shape (F, H, W, 3).
+
+    The noise comes from a CPU generator so a seed reproduces the same video on any device.
+    ``on_step(step, total)`` runs after every denoising step (1-based); returning True stops
+    the render and raises RenderInterrupted.
+    """
+    _validate(
+        pipe,
+        prompt=prompt,
+        width=width,
+        height=height,
+        num_frames=num_frames,
+        guidance_scale=guidance_scale,
+        num_inference_steps=num_inference_steps,
+        seed=seed,
+    )
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    with _pipeline_lock(pipe):
+        try:
+            result = pipe(
+                prompt=prompt,
+                negative_prompt=negative_prompt,
+                width=width,
+                height=height,
+                num_frames=num_frames,
+                guidance_scale=guidance_scale,
+                num_inference_steps=num_inference_steps,
+                generator=generator,
+                output_type="np",
+                callback_on_step_end=_step_callback(on_step, num_inference_steps),
+            )
+        except _StopRequested as stop:
+            pipe.maybe_free_model_hooks()
+            raise RenderInterrupted(str(stop)) from None
+    if getattr(pipe, "_interrupt", False):
+        raise RenderInterrupted("render interrupted")
+    return _to_uint8(result.frames)

@@ -1,0 +1,60 @@
+"""Shared fixtures: real PostgreSQL, a real `sorapi dev` stack (Temporal + SeaweedFS + workers + API)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from sorapi.db.engine import make_async_engine, make_sessionmaker
+from sorapi.db.migrate import upgrade
+from tests.stack import Api, Stack, create_pg_database, drop_pg_database, start_stack
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database, migrated, dropped after the session."""
+    url = create_pg_database()
+    upgrade(url)
+    yield url
+    drop_pg_database(url)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[Stack]:
+    """The production-shaped stack on PostgreSQL, shared by the API tests of one session."""
+    running = start_stack(tmp_path_factory.mktemp("stack-pg"), pg_url)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+async def api(stack: Stack) -> AsyncIterator[Api]:
+    client = Api(stack.base_url, stack.api_key)
+    yield client
+    await client.close()
+
+
+@pytest.fixture(scope="session")
+async def sessions(pg_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = make_async_engine(pg_url)
+    yield make_sessionmaker(engine)
+    await engine.dispose()
+
+
+@pytest.fixture
+def tmp(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+@pytest.fixture
+async def account(stack: Stack, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[Api]:
+    """A fresh Free account with ample credits and its own key, so tests never share budgets or limits."""
+    from tests.stack import make_account
+
+    _, key = await make_account(sessions, credits=100_000)
+    client = Api(stack.base_url, key)
+    yield client
+    await client.close()

@@ -1,0 +1,87 @@
+"""The whole real path: HTTP → Temporal workflow → render worker → S3 → status → playable MP4."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import httpx
+import pytest
+
+from tests.stack import Api, Stack, start_stack
+
+# The seed's quickstart payload, byte for byte.
+QUICKSTART = {
+    "prompt": "A neon-lit city skyline at dusk with flying cars and dynamic lighting",
+    "aspect_ratio": "vertical",
+}
+
+
+async def _quickstart_renders(api: Api, tmp: Path) -> dict:
+    created = await api.generate(QUICKSTART)
+    assert created.status_code == 200, created.text
+    body = created.json()
+    assert body["status"] == "queued"
+    assert body["task_id"].startswith("sora2")
+    assert body["credits_reserved"] == 16  # 8 s × 2 credits/s at the hd tier
+
+    done = await api.wait(body["task_id"])
+    assert done["status"] == "succeeded", done
+    assert done["_seen"][-1] == "succeeded"
+    assert set(done["_seen"]) <= {"queued", "running", "succeeded"}
+    assert done["progress"] == 100
+    assert done["request"]["prompt"] == QUICKSTART["prompt"]
+    assert done["request"]["aspect_ratio"] == "vertical"
+    assert done["request"]["resolution"] == "720x1280"
+    assert done["request"]["duration"] == 8
+    assert done["error_message"] is None
+    assert done["started_at"] and done["finished_at"]
+    assert len(done["response"]) == 1 and done["outputs"][0]["format"] == "mp4"
+
+    render = done["render"]
+    assert render["requested_width"] == 720 and render["requested_height"] == 1280
+    assert render["width"] < render["height"], "vertical stays vertical when scaled for the dev model"
+
+    video = tmp / "video.mp4"
+    async with httpx.AsyncClient() as plain:  # the presigned URL needs no API key
+        download = await plain.get(done["response"][0])
+    assert download.status_code == 200
+    video.write_bytes(download.content)
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        frames = list(container.decode(video=0))
+    assert len(frames) == render["num_frames"] == 65  # 8 s at the dev model's 8 fps, rounded to 4k+1
+    assert (frames[0].width, frames[0].height) == (render["width"], render["height"])
+    return done
+
+
+async def test_quickstart_on_postgres(api: Api, stack: Stack, tmp: Path) -> None:
+    done = await _quickstart_renders(api, tmp)
+    logs = [json.loads(line) for line in stack.logs().splitlines() if line.startswith("{")]
+    processes = {rec.get("process") for rec in logs if rec.get("task_id") == done["task_id"]}
+    assert {"api", "worker orchestrator", "worker render"} <= processes, processes
+
+
+@pytest.fixture(scope="module")
+def sqlite_stack(tmp_path_factory: pytest.TempPathFactory):
+    running = start_stack(tmp_path_factory.mktemp("stack-sqlite"))
+    yield running
+    running.stop()
+
+
+async def test_quickstart_on_sqlite(sqlite_stack: Stack, tmp: Path) -> None:
+    api = Api(sqlite_stack.base_url, sqlite_stack.api_key)
+    try:
+        await _quickstart_renders(api, tmp)
+        assert (sqlite_stack.data_dir / "sorapi.db").exists()
+    finally:
+        await api.close()
+
+
+async def test_health_and_readiness(api: Api) -> None:
+    assert (await api.http.get("/healthz")).json() == {"status": "ok"}
+    ready = await api.http.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ok", "database": "ok", "temporal": "ok", "s3": "ok"}
