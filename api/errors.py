@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -28,10 +30,22 @@ def api_error(_: Request, exc: ApiError) -> Response[ErrorEnvelope]:
     return _envelope(exc.status_code, exc.code, exc.message, details, exc.headers)
 
 
+_NAMED_FIELD = re.compile(r"field `([^`]+)`")
+
+
+def _field_of(entry: dict[str, object]) -> str:
+    """The offending field: msgspec names missing/unknown fields only in its message text."""
+    key = str(entry.get("key") or "")
+    if key in ("", "data"):
+        named = _NAMED_FIELD.search(str(entry.get("message", "")))
+        return named.group(1) if named else "body"
+    return key
+
+
 def validation_error(_: Request, exc: ValidationException) -> Response[ErrorEnvelope]:
     """Litestar's decoding failures become 422 with field-level details (400 for unparseable JSON)."""
     extra = exc.extra if isinstance(exc.extra, list) else []
-    details = [ErrorDetail(field=str(e.get("key") or "body"), message=str(e.get("message", "")))
+    details = [ErrorDetail(field=_field_of(e), message=str(e.get("message", "")))
                for e in extra if isinstance(e, dict)]
     if not details or any(d.message.startswith("JSON is malformed") for d in details):
         return _envelope(400, errors.INVALID_JSON, "the request body is not valid JSON", details)

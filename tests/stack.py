@@ -121,7 +121,11 @@ class Api:
         deadline = time.monotonic() + timeout_s
         seen = []
         while time.monotonic() < deadline:
-            body = (await self.status(task_id, key)).json()
+            answer = await self.status(task_id, key)
+            if answer.status_code == 429:  # status polling is rate limited (60/min): wait as told
+                await asyncio.sleep(float(answer.headers.get("retry-after", "1")))
+                continue
+            body = answer.json()
             if not seen or seen[-1] != body["status"]:
                 seen.append(body["status"])
             if body["status"] in until:

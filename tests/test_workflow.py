@@ -1,0 +1,185 @@
+"""The VideoTask workflow against a real Temporal (time-skipping) server and the real PostgreSQL
+ledger/task activities; only the GPU-side activities are faked, under their real names."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from temporalio import activity
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.ledger import LedgerActivities
+from activities.slots import SlotActivities
+from activities.task_state import TaskStateActivities
+from sorapi import names, servers
+from sorapi.converter import DATA_CONVERTER
+from sorapi.db import ledger
+from sorapi.db.models import Account, LedgerEntry, Task
+from sorapi.ids import new_task_id
+from sorapi.messages import RenderMeta, RenderResult, RenderSpec, StoredObject, UploadInput, VideoTaskInput
+from tests.stack import make_account
+from workers.orchestrator import WORKFLOWS, sandbox_runner
+
+PRICE = 16
+
+
+@pytest.fixture(scope="module")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    async with await WorkflowEnvironment.start_time_skipping(
+        data_converter=DATA_CONVERTER, test_server_existing_path=servers.venv_binary("temporal-test-server")
+    ) as environment:
+        yield environment
+
+
+def _spec(task_id: str) -> RenderSpec:
+    return RenderSpec(task_id=task_id, model="sora-2-latest", family="wan", weights="w", prompt="p",
+                      negative_prompt=None, width=1280, height=720, duration_s=8, fps=16,
+                      guidance_scale=7.5, steps=4, seed=1)
+
+
+def _meta() -> RenderMeta:
+    return RenderMeta(model="sora-2-latest", family="wan", width=128, height=64, num_frames=65, fps=8, steps=4,
+                      seed=1, guidance_scale=7.5, requested_width=1280, requested_height=720, dev_model=True,
+                      host="test")
+
+
+async def _queued_task(sessions: Any, *, credits: int = 1000, hold: bool = True) -> tuple[str, str]:
+    account_id, _ = await make_account(sessions, credits=credits)
+    task_id = new_task_id()
+    async with sessions.begin() as session:
+        session.add(Task(id=task_id, account_id=account_id, fingerprint="f", request={}, price=PRICE, outputs=[]))
+        await session.flush()
+        if hold:
+            await ledger.reserve(session, await ledger.lock_account(session, account_id), task_id, PRICE)
+    return account_id, task_id
+
+
+async def _run(env: WorkflowEnvironment, sessions: Any, account_id: str, task_id: str,
+               render_activities: list[Any], upload_pickup_s: float = 60.0) -> Any:
+    queue, render_queue = f"orch-{uuid.uuid4().hex}", f"render-{uuid.uuid4().hex}"
+    ledger_acts, state = LedgerActivities(sessions), TaskStateActivities(sessions)
+    db_activities = [ledger_acts.reserve_credits, ledger_acts.capture_credits, ledger_acts.release_credits,
+                     state.mark_running, state.mark_succeeded, state.mark_failed,
+                     SlotActivities(sessions).acquire_slot]
+    async with Worker(env.client, task_queue=queue, workflows=WORKFLOWS, activities=db_activities,
+                      workflow_runner=sandbox_runner()), \
+            Worker(env.client, task_queue=render_queue, activities=render_activities[:1]), \
+            Worker(env.client, task_queue="live-host", activities=render_activities[1:]):
+        return await env.client.execute_workflow(
+            names.VIDEO_TASK_WORKFLOW,
+            VideoTaskInput(task_id=task_id, account_id=account_id, price=PRICE, render=_spec(task_id),
+                           render_queue=render_queue, upload_pickup_s=upload_pickup_s),
+            id=task_id, task_queue=queue)
+
+
+async def _state(sessions: Any, account_id: str, task_id: str) -> tuple[Task, Account, list[str]]:
+    async with sessions() as session:
+        task = await session.get(Task, task_id)
+        account = await session.get(Account, account_id)
+        kinds = (await session.scalars(select(LedgerEntry.kind).where(LedgerEntry.task_id == task_id)
+                                       .order_by(LedgerEntry.id))).all()
+    return task, account, list(kinds)
+
+
+@activity.defn(name=names.UPLOAD_OUTPUTS)
+async def fake_upload(arg: UploadInput) -> list[StoredObject]:
+    return [StoredObject(format="mp4", key=f"tasks/{arg.task_id}/video.mp4", content_type="video/mp4", size_bytes=1)]
+
+
+async def test_render_failure_fails_the_task_and_releases_the_hold(env: WorkflowEnvironment, sessions: Any) -> None:
+    @activity.defn(name=names.RENDER_VIDEO)
+    async def broken_render(spec: RenderSpec) -> RenderResult:
+        raise ApplicationError("CUDA out of memory", type="render_failed", non_retryable=True)
+
+    account_id, task_id = await _queued_task(sessions)
+    with pytest.raises(WorkflowFailureError):
+        await _run(env, sessions, account_id, task_id, [broken_render, fake_upload])
+    task, account, kinds = await _state(sessions, account_id, task_id)
+    assert (task.status, task.error_code, task.error_message) == ("failed", "render_failed", "CUDA out of memory")
+    assert kinds == ["reserve", "release"]
+    assert (account.balance, account.reserved) == (1000, 0)
+
+
+async def test_unexpected_render_error_maps_to_render_failed(env: WorkflowEnvironment, sessions: Any) -> None:
+    attempts = 0
+
+    @activity.defn(name=names.RENDER_VIDEO)
+    async def crashing_render(spec: RenderSpec) -> RenderResult:
+        nonlocal attempts
+        attempts += 1
+        raise RuntimeError("driver exploded")
+
+    account_id, task_id = await _queued_task(sessions)
+    with pytest.raises(WorkflowFailureError):
+        await _run(env, sessions, account_id, task_id, [crashing_render, fake_upload])
+    task, account, kinds = await _state(sessions, account_id, task_id)
+    assert attempts == 3, "transient render errors are retried, then the task fails"
+    assert (task.status, task.error_code) == ("failed", "render_failed")
+    assert "driver exploded" in task.error_message
+    assert kinds == ["reserve", "release"] and account.reserved == 0
+
+
+async def test_success_captures_exactly_once(env: WorkflowEnvironment, sessions: Any) -> None:
+    @activity.defn(name=names.RENDER_VIDEO)
+    async def render(spec: RenderSpec) -> RenderResult:
+        return RenderResult(host_queue="live-host", files=[], meta=_meta())
+
+    account_id, task_id = await _queued_task(sessions)
+    assert await _run(env, sessions, account_id, task_id, [render, fake_upload]) == "succeeded"
+    task, account, kinds = await _state(sessions, account_id, task_id)
+    assert task.status == "succeeded" and task.progress == 100
+    assert task.outputs == [{"format": "mp4", "key": f"tasks/{task_id}/video.mp4", "content_type": "video/mp4",
+                             "size_bytes": 1}]
+    assert kinds == ["reserve", "capture"]
+    assert (account.balance, account.reserved) == (1000 - PRICE, 0)
+
+
+@pytest.fixture(scope="module")
+async def local_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A real dev server: the time-skipping server does not fire schedule-to-start timeouts."""
+    async with await WorkflowEnvironment.start_local(
+        data_converter=DATA_CONVERTER, dev_server_existing_path=servers.venv_binary("temporal")
+    ) as environment:
+        yield environment
+
+
+async def test_lost_render_host_means_render_again(local_env: WorkflowEnvironment, sessions: Any) -> None:
+    """The first host vanishes before uploading (nobody polls its queue): the task renders again."""
+    renders = 0
+
+    @activity.defn(name=names.RENDER_VIDEO)
+    async def render(spec: RenderSpec) -> RenderResult:
+        nonlocal renders
+        renders += 1
+        queue = "dead-host" if renders == 1 else "live-host"
+        return RenderResult(host_queue=queue, files=[], meta=_meta())
+
+    account_id, task_id = await _queued_task(sessions)
+    assert await _run(local_env, sessions, account_id, task_id, [render, fake_upload],
+                      upload_pickup_s=2) == "succeeded"
+    task, _, kinds = await _state(sessions, account_id, task_id)
+    assert renders == 2
+    assert task.status == "succeeded" and kinds == ["reserve", "capture"]
+
+
+async def test_race_past_the_api_fails_with_insufficient_credits_holding_nothing(
+    env: WorkflowEnvironment, sessions: Any
+) -> None:
+    @activity.defn(name=names.RENDER_VIDEO)
+    async def render(spec: RenderSpec) -> RenderResult:
+        raise AssertionError("must not render without a hold")
+
+    account_id, task_id = await _queued_task(sessions, credits=PRICE - 1, hold=False)
+    with pytest.raises(WorkflowFailureError):
+        await _run(env, sessions, account_id, task_id, [render, fake_upload])
+    task, account, kinds = await _state(sessions, account_id, task_id)
+    assert (task.status, task.error_code) == ("failed", "insufficient_credits")
+    assert kinds == []
+    assert (account.balance, account.reserved) == (PRICE - 1, 0)
