@@ -8,14 +8,22 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 
+from api import openapi, ratelimit
+from api.admin_routes import AdminController
 from api.auth import provide_principal
+from api.credits_routes import CreditsController
+from api.cancel import CancelController
 from api.errors import EXCEPTION_HANDLERS
+from api.lifecycle import LifecycleController
+from api.listing import TasksController
+from api.openai_videos import OpenAIVideosController
+from api.ratelimit import RateLimitMiddleware
+from api.request_id import RequestIdMiddleware, stamp_response
 from api.routes import HealthController, VideoController
 from api.state import Resources
-from sorapi import storage
+from api.webhooks import TaskWebhooksController, WebhookSecretController
+from sorapi import netguard, storage
 from sorapi.catalog import get_catalog
 from sorapi.db.engine import make_async_engine, make_sessionmaker
 from sorapi.settings import Settings, get_settings
@@ -24,6 +32,7 @@ from sorapi.temporal import connect
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
+    netguard.warn_if_open(settings.webhook_allow_http, "api")
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -41,11 +50,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
         return state.resources
 
     return Litestar(
-        route_handlers=[VideoController, HealthController],
-        lifespan=[lifespan],
+        route_handlers=[VideoController, HealthController, CreditsController, AdminController, CancelController, TasksController,
+                        OpenAIVideosController, LifecycleController, WebhookSecretController, TaskWebhooksController,
+                        openapi.openapi_json, openapi.docs_shortcut],
+        lifespan=[lifespan, ratelimit.lifespan(settings)],
+        middleware=[RequestIdMiddleware(), RateLimitMiddleware()],
+        before_send=[stamp_response],
+        on_startup=[openapi.finalize],
         dependencies={"resources": Provide(provide_resources, sync_to_thread=False),
                       "principal": Provide(provide_principal)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        openapi_config=OpenAPIConfig(title="SorAPI", version="0.1.0", path="/docs",
-                                     render_plugins=[ScalarRenderPlugin(path="/")]),
+        openapi_config=openapi.config(),
+        logging_config=None,  # structlog (sorapi.logs) owns logging; keep Litestar from reconfiguring it
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import av
@@ -37,7 +38,8 @@ async def _quickstart_renders(api: Api, tmp: Path) -> dict:
     assert done["request"]["duration"] == 8
     assert done["error_message"] is None
     assert done["started_at"] and done["finished_at"]
-    assert len(done["response"]) == 1 and done["outputs"][0]["format"] == "mp4"
+    assert [o["format"] for o in done["outputs"]] == ["mp4", "webm", "jpg", "json"]
+    assert done["response"] == [o["url"] for o in done["outputs"]], "response lists the URLs, the MP4 first"
 
     render = done["render"]
     assert render["requested_width"] == 720 and render["requested_height"] == 1280
@@ -64,20 +66,37 @@ async def test_quickstart_on_postgres(api: Api, stack: Stack, tmp: Path) -> None
     assert {"api", "worker orchestrator", "worker render"} <= processes, processes
 
 
-@pytest.fixture(scope="module")
-def sqlite_stack(tmp_path_factory: pytest.TempPathFactory):
-    running = start_stack(tmp_path_factory.mktemp("stack-sqlite"))
-    yield running
-    running.stop()
+def _port_closed(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, int(port))) != 0
 
 
-async def test_quickstart_on_sqlite(sqlite_stack: Stack, tmp: Path) -> None:
-    api = Api(sqlite_stack.base_url, sqlite_stack.api_key)
+async def test_sqlite_stack_renders_stops_cleanly_and_restarts_on_its_data(tmp: Path) -> None:
+    """`sorapi dev` on its SQLite default: render, SIGTERM stops every child, a second run reuses the data."""
+    first = start_stack(tmp)
     try:
-        await _quickstart_renders(api, tmp)
-        assert (sqlite_stack.data_dir / "sorapi.db").exists()
-    finally:
+        api = Api(first.base_url, first.api_key)
+        done = await _quickstart_renders(api, tmp)
         await api.close()
+        assert (first.data_dir / "sorapi.db").exists()
+    finally:
+        first.stop()
+    assert first.proc.returncode == 0
+    for address in (first.base_url.removeprefix("http://"), first.temporal_address, first.s3_endpoint):
+        assert _port_closed(address), f"{address} still open after SIGTERM"
+
+    second = start_stack(tmp, SORAPI_DEV_API_KEY=first.api_key)
+    try:
+        api = Api(second.base_url, first.api_key)
+        again = (await api.status(done["task_id"])).json()
+        assert again["status"] == "succeeded" and again["request"] == done["request"]
+        async with httpx.AsyncClient() as plain:
+            assert (await plain.get(again["response"][0])).status_code == 200
+        await api.close()
+    finally:
+        second.stop()
 
 
 async def test_health_and_readiness(api: Api) -> None:
