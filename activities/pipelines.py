@@ -29,7 +29,10 @@ from diffusers import (
 )
 from transformers import ByT5Tokenizer, T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
 
-SUPPORTED_FAMILIES = ("wan", "ltx")
+from sorapi.families import FAMILIES, canonical_dtype, family_rule
+from sorapi.families import frames_for as frames_for  # re-exported: callers size renders with it
+
+SUPPORTED_FAMILIES = tuple(FAMILIES)
 
 StepCallback = Callable[[int, int], bool]
 
@@ -38,49 +41,18 @@ class RenderInterrupted(Exception):
     """Raised when ``on_step`` asked to stop (job cancelled or worker shutting down)."""
 
 
-@dataclass(frozen=True)
-class _Rule:
-    """Shape rules of a family: sizes are multiples of ``size_multiple``, frames are ``k*frame_step+1``."""
-
-    size_multiple: int
-    frame_step: int
-
-
-# Wan: VAE 8x spatial * patch 2, 4x temporal. LTX: VAE 32x spatial, 8x temporal.
-_RULES: dict[str, _Rule] = {"wan": _Rule(16, 4), "ltx": _Rule(32, 8)}
 _DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "float16": torch.float16,
     "bfloat16": torch.bfloat16,
 }
+OFFLOAD_MODES = ("", "model", "sequential")
 _MAX_SEED = 2**64 - 1
 
 # A pipeline keeps per-call state on itself (_interrupt, _guidance_scale, ...), so calls on one
 # pipeline object are serialised even if the worker runs activities in several threads.
 _LOCKS: weakref.WeakKeyDictionary[DiffusionPipeline, threading.Lock] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
-
-
-def _rule(family: str) -> _Rule:
-    """The family's shape rule, or a readable error for an unknown family."""
-    try:
-        return _RULES[family]
-    except KeyError:
-        raise ValueError(
-            f"unknown model family {family!r}; supported: {', '.join(SUPPORTED_FAMILIES)}"
-        ) from None
-
-
-def frames_for(family: str, duration_s: float, fps: int) -> int:
-    """Frame count closest to ``duration_s * fps`` that the family's VAE accepts (k*step+1).
-
-    Ties round up, so a request never gets the shorter of two equally close videos.
-    """
-    step = _rule(family).frame_step
-    if not duration_s > 0 or fps <= 0:
-        raise ValueError(f"duration_s and fps must be positive, got {duration_s!r} and {fps!r}")
-    k = math.floor(duration_s * fps / step + 0.5)
-    return step * max(k, 1) + 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,7 +163,7 @@ def build_tiny_pipeline(family: str, seed: int = 0) -> DiffusionPipeline:
 
     ByT5's byte-level tokenizer needs no vocabulary file, so any language tokenizes offline.
     """
-    _rule(family)
+    family_rule(family)
     pipe = _tiny_wan(seed) if family == "wan" else _tiny_ltx(seed)
     _eval_mode(pipe)
     pipe.set_progress_bar_config(disable=True)
@@ -199,11 +171,8 @@ def build_tiny_pipeline(family: str, seed: int = 0) -> DiffusionPipeline:
 
 
 def _torch_dtype(dtype: str) -> torch.dtype:
-    """Map a settings string to a torch dtype, rejecting typos early."""
-    try:
-        return _DTYPES[dtype]
-    except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; supported: {', '.join(_DTYPES)}") from None
+    """Map a settings/catalog string (bf16, float16, ...) to a torch dtype, rejecting typos early."""
+    return _DTYPES[canonical_dtype(dtype)]
 
 
 def _from_pretrained(family: str, weights_dir: str, dtype: torch.dtype) -> DiffusionPipeline:
@@ -219,35 +188,82 @@ def _from_pretrained(family: str, weights_dir: str, dtype: torch.dtype) -> Diffu
     return LTXPipeline.from_pretrained(weights_dir, dtype=dtype, local_files_only=True)
 
 
+def _check_attention_backend(name: str) -> str:
+    """Only backends that run from installed packages: a `*_hub` backend would download kernels."""
+    from diffusers.models.attention_dispatch import AttentionBackendName
+
+    backend = name.strip().lower()
+    local = sorted(b.value for b in AttentionBackendName if not b.value.endswith("_hub"))
+    if backend not in local:
+        raise ValueError(f"attention backend {name!r} is not available offline; use one of {', '.join(local)}")
+    return backend
+
+
 def load_pipeline(
     family: str,
     weights_dir: str | None,
     *,
     device: str = "cpu",
     dtype: str = "float32",
-    cpu_offload: bool = False,
+    offload: str = "",
     vae_tiling: bool = False,
+    vae_slicing: bool = False,
+    attention_backend: str = "",
+    compile: bool = False,
 ) -> DiffusionPipeline:
     """The pipeline a worker renders with: real weights from ``weights_dir``, else the tiny model.
 
-    The tiny model is always float32 (half precision is slow or unsupported on CPU).
-    ``cpu_offload`` needs an accelerator, so it is ignored when ``device`` is "cpu".
+    The tiny model is always float32 (half precision is slow or unsupported on CPU). ``offload``
+    ("model" or "sequential") needs an accelerator, so it is ignored when ``device`` is "cpu".
+    ``compile`` wraps the transformer's repeated blocks in torch.compile (regional compilation:
+    the first call of each shape compiles, the rest run the compiled code).
     """
-    _rule(family)
+    family_rule(family)
     torch_dtype = _torch_dtype(dtype)
+    if offload not in OFFLOAD_MODES:
+        raise ValueError(f"offload must be one of {OFFLOAD_MODES}, got {offload!r}")
+    backend = _check_attention_backend(attention_backend) if attention_backend else ""
     if weights_dir is None:
         pipe = build_tiny_pipeline(family)
     else:
         pipe = _from_pretrained(family, weights_dir, torch_dtype)
         _eval_mode(pipe)
         pipe.set_progress_bar_config(disable=True)
-    if cpu_offload and device != "cpu":
+    if backend:
+        pipe.transformer.set_attention_backend(backend)
+    if offload == "model" and device != "cpu":
         pipe.enable_model_cpu_offload(device=device)
+    elif offload == "sequential" and device != "cpu":
+        pipe.enable_sequential_cpu_offload(device=device)
     else:
         pipe = pipe.to(device)
     if vae_tiling:
         pipe.vae.enable_tiling()
+    if vae_slicing:
+        pipe.vae.enable_slicing()
+    if compile:
+        pipe.transformer.compile_repeated_blocks(fullgraph=True)
     return pipe
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for an accelerator out-of-memory error (CUDA, MPS, XPU all raise torch.OutOfMemoryError)."""
+    return isinstance(exc, torch.OutOfMemoryError)
+
+
+def release_memory() -> None:
+    """Return cached accelerator memory after a failed render, so the next task starts clean."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def device_available(device: str) -> bool:
+    """Whether this host can render on ``device`` ("cpu", "cuda", "cuda:1", "mps"...)."""
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError):
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,7 +287,7 @@ def _constraints(pipe: DiffusionPipeline) -> tuple[str, int, int]:
     spatial) raises it, so the pipeline never silently resizes the request.
     """
     family = family_of(pipe)
-    rule = _RULES[family]
+    rule = FAMILIES[family]
     if family == "wan":
         transformer = pipe.transformer if pipe.transformer is not None else pipe.transformer_2
         spatial = pipe.vae_scale_factor_spatial * transformer.config.patch_size[1]
@@ -359,12 +375,14 @@ def run_pipeline(
     num_inference_steps: int,
     seed: int,
     on_step: StepCallback | None = None,
+    fps: int | None = None,
 ) -> np.ndarray:
     """Render one video and return uint8 frames of shape (F, H, W, 3).
 
     The noise comes from a CPU generator so a seed reproduces the same video on any device.
     ``on_step(step, total)`` runs after every denoising step (1-based); returning True stops
-    the render and raises RenderInterrupted.
+    the render and raises RenderInterrupted. ``fps`` conditions LTX-Video's motion (its
+    ``frame_rate``, default 25); Wan has no such input.
     """
     _validate(
         pipe,
@@ -377,9 +395,11 @@ def run_pipeline(
         seed=seed,
     )
     generator = torch.Generator(device="cpu").manual_seed(seed)
+    extra = {"frame_rate": fps} if fps and isinstance(pipe, LTXPipeline) else {}
     with _pipeline_lock(pipe):
         try:
             result = pipe(
+                **extra,
                 prompt=prompt,
                 negative_prompt=negative_prompt,
                 width=width,

@@ -3,52 +3,81 @@
 The render worker holds pipelines warm across tasks, heartbeats progress every step (the API
 reads it through `describe()`), and stops within one step when the workflow cancels. It has S3
 credentials but no database: it returns small structs, never frames.
+
+Cancellation is cooperative (`no_thread_cancel_exception`): the SDK's default would raise
+CancelledError at an arbitrary bytecode of the render thread, possibly inside diffusers or our
+own cleanup. Instead every step callback asks `activity.is_cancelled()` and the pipeline leaves
+its loop at the step boundary, so the warm pipeline stays consistent for the next task.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import structlog
 from minio import Minio
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from activities.encode import EncodedFile, encode_mp4
+from activities.encode import EncodedFile, encode_mp4, encode_webm, write_thumbnail
 from activities.heartbeat import Heartbeater
-from activities.pipelines import RenderInterrupted, frames_for, load_pipeline, run_pipeline
-from sorapi import names
-from sorapi import errors, storage
+from activities.pipelines import (
+    RenderInterrupted,
+    frames_for,
+    is_out_of_memory,
+    load_pipeline,
+    release_memory,
+    run_pipeline,
+)
+from sorapi import errors, names, storage
+from sorapi.families import canonical_dtype
 from sorapi.messages import LocalFile, RenderMeta, RenderProgress, RenderResult, RenderSpec, StoredObject, UploadInput
 from sorapi.settings import Settings
 
 log = structlog.get_logger()
 
-DEV_SCALE = 10
-"""Tiny dev models render at 1/DEV_SCALE of the requested size..."""
-DEV_FPS = 8
-"""...at this frame rate..."""
-DEV_STEPS = 4
-"""...with this many denoising steps, so a CPU finishes in seconds; RenderMeta records it all."""
-
-
 SIZE_MULTIPLE = 32
 """Every supported family accepts multiples of 32 (Wan 16, LTX and Wan 2.2 32); 854 becomes 864."""
+WORKER_SHUTDOWN = "worker_shutdown"
+"""Retryable failure type: the render stopped because its worker is shutting down, not the task."""
 
 
 def _snap(value: float) -> int:
     return max(SIZE_MULTIPLE, int(value / SIZE_MULTIPLE + 0.5) * SIZE_MULTIPLE)
 
 
-def effective_render(spec: RenderSpec, dev_model: bool) -> tuple[int, int, int, int]:
-    """Width, height, fps and steps this host will really use for the spec (recorded in RenderMeta)."""
-    if not dev_model:
-        return _snap(spec.width), _snap(spec.height), spec.fps, spec.steps
-    return _snap(spec.width / DEV_SCALE), _snap(spec.height / DEV_SCALE), DEV_FPS, DEV_STEPS
+class EffectiveRender(msgspec.Struct, frozen=True, kw_only=True):
+    """What this host really renders for a spec; the tiny dev model renders smaller, faster."""
+
+    width: int
+    height: int
+    fps: int
+    num_frames: int
+    steps: int
+
+
+def effective_render(spec: RenderSpec, settings: Settings, dev_model: bool) -> EffectiveRender:
+    """Size, fps, frames and steps for the spec on this host (all recorded in RenderMeta)."""
+    if dev_model:
+        fps = settings.dev_fps
+        return EffectiveRender(width=_snap(spec.width / settings.dev_scale), height=_snap(spec.height / settings.dev_scale),
+                               fps=fps, num_frames=frames_for(spec.family, spec.duration_s, fps), steps=settings.dev_steps)
+    return EffectiveRender(width=_snap(spec.width), height=_snap(spec.height), fps=spec.fps,
+                           num_frames=spec.num_frames or frames_for(spec.family, spec.duration_s, spec.fps),
+                           steps=spec.steps)
+
+
+def _heartbeat_interval(timeout: timedelta | None) -> float:
+    """Beat well inside the heartbeat timeout (a quarter of it), and at least every 5 s."""
+    return min(5.0, timeout.total_seconds() / 4) if timeout else 5.0
 
 
 class RenderActivities:
@@ -56,7 +85,7 @@ class RenderActivities:
         self._settings = settings
         self._s3 = s3
         self.host_queue = host_queue
-        self._pipelines: dict[tuple[str, str | None], object] = {}
+        self._pipelines: dict[tuple[str, str | None, str], Any] = {}
         self._load_lock = threading.Lock()
 
     def _weights_dir(self, spec: RenderSpec) -> str | None:
@@ -68,26 +97,39 @@ class RenderActivities:
                                    non_retryable=True)
         return str(path)
 
-    def _pipeline(self, spec: RenderSpec, weights_dir: str | None) -> object:
-        """The warm pipeline for a model; only the first task of a model pays the load."""
-        key = (spec.family, weights_dir)
+    def _dtype(self, spec: RenderSpec) -> str:
+        return canonical_dtype(self._settings.render_dtype or spec.dtype)
+
+    def pipeline(self, family: str, weights_dir: str | None, dtype: str) -> Any:
+        """The warm pipeline for these weights; only the first task of a model pays the load."""
+        key = (family, weights_dir, dtype)
         with self._load_lock:
             if key not in self._pipelines:
-                self._pipelines[key] = load_pipeline(spec.family, weights_dir, device=self._settings.render_device)
+                s = self._settings
+                self._pipelines[key] = load_pipeline(
+                    family, weights_dir, device=s.render_device, dtype=dtype, offload=s.render_offload,
+                    vae_tiling=s.render_vae_tiling, vae_slicing=s.render_vae_slicing,
+                    attention_backend=s.render_attention_backend, compile=s.render_compile,
+                )
+                log.info("pipeline loaded", family=family, weights=weights_dir or "tiny dev model", dtype=dtype,
+                         device=s.render_device)
             return self._pipelines[key]
 
-    @activity.defn(name=names.RENDER_VIDEO)
+    @activity.defn(name=names.RENDER_VIDEO, no_thread_cancel_exception=True)
     def render_video(self, spec: RenderSpec) -> RenderResult:
         structlog.contextvars.bind_contextvars(task_id=spec.task_id)
         info = activity.info()
         workdir = self._settings.resolved_render_dir / spec.task_id / f"attempt-{info.attempt}"
         workdir.mkdir(parents=True, exist_ok=True)
         try:
-            with Heartbeater(RenderProgress(phase="loading")) as beat:
+            with Heartbeater(RenderProgress(phase="loading"), _heartbeat_interval(info.heartbeat_timeout)) as beat:
                 return self._render(spec, workdir, beat)
-        except RenderInterrupted:
+        except RenderInterrupted as stop:
             shutil.rmtree(workdir, ignore_errors=True)
-            log.info("render cancelled", task_id=spec.task_id)
+            if activity.is_worker_shutdown() and not activity.is_cancelled():
+                log.warning("render stopped: worker shutting down", task_id=spec.task_id, at=str(stop))
+                raise ApplicationError("the render worker shut down; retrying elsewhere", type=WORKER_SHUTDOWN)
+            log.info("render cancelled", task_id=spec.task_id, at=str(stop), attempt=info.attempt)
             raise CancelledError("render cancelled")
         except ApplicationError:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -95,39 +137,48 @@ class RenderActivities:
         except Exception as exc:  # a pipeline error or OOM is the task's failure, not a retry
             shutil.rmtree(workdir, ignore_errors=True)
             log.exception("render failed", task_id=spec.task_id)
-            raise ApplicationError(f"render failed: {type(exc).__name__}: {exc}", type=errors.RENDER_FAILED,
-                                   non_retryable=True) from exc
+            raise ApplicationError(_failure_message(exc, spec), type=errors.RENDER_FAILED, non_retryable=True) from exc
         finally:
             structlog.contextvars.unbind_contextvars("task_id")
 
     def _render(self, spec: RenderSpec, workdir: Path, beat: Heartbeater) -> RenderResult:
-        weights_dir = self._weights_dir(spec)
         started = time.perf_counter()
-        pipe = self._pipeline(spec, weights_dir)
+        weights_dir = self._weights_dir(spec)
+        dtype = self._dtype(spec)
+        pipe = self.pipeline(spec.family, weights_dir, dtype)
         loaded = time.perf_counter()
-        width, height, fps, steps = effective_render(spec, dev_model=weights_dir is None)
-        num_frames = frames_for(spec.family, spec.duration_s, fps)
-        log.info("render started", task_id=spec.task_id, width=width, height=height, frames=num_frames, steps=steps)
+        _stop_if_cancelled("after loading")
+        plan = effective_render(spec, self._settings, dev_model=weights_dir is None)
+        log.info("render started", task_id=spec.task_id, width=plan.width, height=plan.height,
+                 frames=plan.num_frames, steps=plan.steps, pid=os.getpid())
 
         def on_step(step: int, total: int) -> bool:
             beat.update(RenderProgress(phase="denoising", step=step, total=total))
-            return activity.is_cancelled()
+            if self._settings.dev_step_delay_s:
+                time.sleep(self._settings.dev_step_delay_s)
+            return activity.is_cancelled() or activity.is_worker_shutdown()
 
-        frames = run_pipeline(pipe, prompt=spec.prompt, negative_prompt=spec.negative_prompt, width=width,
-                              height=height, num_frames=num_frames, guidance_scale=spec.guidance_scale,
-                              num_inference_steps=steps, seed=spec.seed, on_step=on_step)
+        frames = run_pipeline(pipe, prompt=spec.prompt, negative_prompt=spec.negative_prompt, width=plan.width,
+                              height=plan.height, num_frames=plan.num_frames, guidance_scale=spec.guidance_scale,
+                              num_inference_steps=plan.steps, seed=spec.seed, on_step=on_step, fps=plan.fps)
         denoised = time.perf_counter()
-        beat.update(RenderProgress(phase="encoding", step=steps, total=steps))
-        files = [encode_mp4(frames, fps, workdir / "video.mp4")]
+        _stop_if_cancelled("after decoding")
+        beat.update(RenderProgress(phase="encoding", step=plan.steps, total=plan.steps))
+        files = [encode_mp4(frames, plan.fps, workdir / "video.mp4"),
+                 encode_webm(frames, plan.fps, workdir / "video.webm"),
+                 write_thumbnail(frames, workdir / "thumbnail.jpg")]
         encoded = time.perf_counter()
         meta = RenderMeta(
-            model=spec.model, family=spec.family, width=width, height=height, num_frames=num_frames, fps=fps,
-            steps=steps, seed=spec.seed, guidance_scale=spec.guidance_scale, requested_width=spec.width,
-            requested_height=spec.height, dev_model=weights_dir is None, host=socket.gethostname(),
-            load_s=round(loaded - started, 3), denoise_s=round(denoised - loaded, 3),
-            encode_s=round(encoded - denoised, 3),
+            model=spec.model, family=spec.family, width=plan.width, height=plan.height, num_frames=plan.num_frames,
+            fps=plan.fps, steps=plan.steps, seed=spec.seed, guidance_scale=spec.guidance_scale,
+            requested_width=spec.width, requested_height=spec.height, dev_model=weights_dir is None,
+            host=socket.gethostname(), load_s=round(loaded - started, 3), denoise_s=round(denoised - loaded, 3),
+            encode_s=round(encoded - denoised, 3), duration_s=spec.duration_s,
+            dtype="float32" if weights_dir is None else dtype, device=self._settings.render_device,
         )
-        log.info("render finished", task_id=spec.task_id, denoise_s=meta.denoise_s, encode_s=meta.encode_s)
+        files.append(_write_metadata(meta, workdir / "metadata.json"))
+        log.info("render finished", task_id=spec.task_id, load_s=meta.load_s, denoise_s=meta.denoise_s,
+                 encode_s=meta.encode_s)
         return RenderResult(host_queue=self.host_queue, files=[_local(f) for f in files], meta=meta)
 
     @activity.defn(name=names.UPLOAD_OUTPUTS)
@@ -143,6 +194,31 @@ class RenderActivities:
         shutil.rmtree(self._settings.resolved_render_dir / arg.task_id, ignore_errors=True)
         log.info("outputs uploaded", task_id=arg.task_id, keys=[s.key for s in stored])
         return stored
+
+
+def _stop_if_cancelled(where: str) -> None:
+    """Between phases (load, decode) there is no step callback: look for a cancel here too."""
+    if activity.is_cancelled() or activity.is_worker_shutdown():
+        raise RenderInterrupted(f"stopped {where}")
+
+
+def _failure_message(exc: Exception, spec: RenderSpec) -> str:
+    """A message a client can act on; the traceback stays in the worker's log."""
+    if is_out_of_memory(exc):
+        release_memory()
+        return (f"the render ran out of accelerator memory at {spec.width}x{spec.height} for {spec.duration_s} s; "
+                "try a lower resolution or a shorter duration")
+    return f"render failed: {type(exc).__name__}: {exc}"
+
+
+def _write_metadata(meta: RenderMeta, path: Path) -> EncodedFile:
+    """The render's facts (model, seed, steps, fps, frames, timings) next to the video, as JSON."""
+    partial = path.with_name(f".{path.name}.part")
+    partial.write_bytes(msgspec.json.format(msgspec.json.encode(meta), indent=2))
+    os.replace(partial, path)
+    return EncodedFile(path=str(path), format="json", content_type="application/json",
+                       size_bytes=path.stat().st_size, width=meta.width, height=meta.height,
+                       frames=meta.num_frames, fps=meta.fps)
 
 
 def _local(file: EncodedFile) -> LocalFile:

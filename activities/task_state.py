@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import msgspec
 import structlog
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from sorapi import names
 from sorapi import status
 from sorapi.db import tasks as task_rows
+from sorapi.db.models import Task
 from sorapi.messages import MarkFailed, MarkRunning, MarkSucceeded
 
 log = structlog.get_logger()
@@ -29,6 +31,7 @@ class TaskStateActivities:
     @activity.defn(name=names.MARK_SUCCEEDED)
     async def mark_succeeded(self, arg: MarkSucceeded) -> bool:
         async with self._sessions.begin() as session:
+            await _record_milestones(session, arg)
             moved = await task_rows.transition(
                 session, arg.task_id, status.SUCCEEDED, progress=100,
                 outputs=msgspec.to_builtins(arg.outputs), render=msgspec.to_builtins(arg.render),
@@ -43,3 +46,17 @@ class TaskStateActivities:
                                                error_message=arg.error_message)
         log.warning("task ended", task_id=arg.task_id, status=arg.status, error_code=arg.error_code)
         return moved is not None
+
+
+async def _record_milestones(session: AsyncSession, arg: MarkSucceeded) -> None:
+    """History entries for the render and upload milestones (once, even if this activity retries)."""
+    task = (await session.execute(select(Task).where(Task.id == arg.task_id).with_for_update())).scalar_one_or_none()
+    if task is None or task.status != status.RUNNING:
+        return
+    meta = arg.render
+    task_rows.add_event(session, arg.task_id, "rendered", {
+        "width": meta.width, "height": meta.height, "frames": meta.num_frames, "fps": meta.fps,
+        "steps": meta.steps, "load_s": meta.load_s, "denoise_s": meta.denoise_s, "encode_s": meta.encode_s,
+    })
+    task_rows.add_event(session, arg.task_id, "uploaded", {
+        "outputs": [{"format": o.format, "size_bytes": o.size_bytes} for o in arg.outputs]})

@@ -8,6 +8,7 @@ import structlog
 from litestar import Request
 
 from api.state import Resources
+from api.credits_audit import record_key_use
 from sorapi.db.accounts import authenticate
 from sorapi.errors import Unauthorized
 
@@ -31,5 +32,6 @@ async def provide_principal(request: Request, resources: Resources) -> Principal
         raise Unauthorized("invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
     account, api_key = found
     structlog.contextvars.bind_contextvars(account_id=account.id)
+    await record_key_use(resources, account, api_key, request)
     return Principal(account_id=account.id, plan=account.plan, key_id=api_key.id,
                      scopes=frozenset(api_key.scopes.split(",")))

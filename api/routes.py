@@ -6,29 +6,38 @@ import asyncio
 from datetime import timedelta
 
 from litestar import Controller, Request, Response, get, post
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from sqlalchemy import text
 
-from api import tasks
+from api import tasks, webhooks
 from api.auth import Principal
+from api.openapi import error_responses
+from api.ratelimit import RATE_GENERATE, RATE_STATUS
 from api.state import Resources
 from sorapi import errors
-from sorapi.schemas import ErrorEnvelope, GenerateRequest, GenerateResponse, StatusResponse
+from sorapi.schemas import GenerateRequest, GenerateResponse, StatusResponse
 
-ERRORS = {
-    401: ResponseSpec(ErrorEnvelope, description="Missing or invalid API key"),
-    422: ResponseSpec(ErrorEnvelope, description="Validation failed; `error.details` names each field"),
-}
+EXPANDABLE = frozenset({"events", "webhooks"})
+"""Values `expand` accepts; each one adds a block to the status response (add yours here)."""
+EXPAND_DOC = ("Comma-separated extras: `events` (the task's history, paginated with events_cursor/events_limit), "
+              "`webhooks` (every webhook delivery attempt)")
+
+
+def parse_expand(expand: str | None) -> set[str]:
+    wanted = {part.strip() for part in (expand or "").split(",") if part.strip()}
+    unknown = wanted - EXPANDABLE
+    if unknown:
+        raise errors.ValidationFailed("unknown expand value", details=[
+            {"field": "expand", "message": f"{', '.join(sorted(unknown))} is not one of {', '.join(sorted(EXPANDABLE))}"}])
+    return wanted
 
 
 class VideoController(Controller):
     path = "/api"
     tags = ["videos"]
 
-    @post("/generate", status_code=200, responses={
-        **ERRORS, 402: ResponseSpec(ErrorEnvelope, description="Not enough credits (`insufficient_credits`)"),
-    })
+    @post("/generate", status_code=200, opt=RATE_GENERATE,
+          responses=error_responses(400, 401, 402, 422, 429, 503))
     async def generate(self, data: GenerateRequest, principal: Principal, resources: Resources,
                        request: Request) -> Response[GenerateResponse]:
         """Submit a prompt and get a task id at once; the render runs asynchronously.
@@ -42,20 +51,32 @@ class VideoController(Controller):
         headers = {"Idempotent-Replayed": "true"} if created.replayed else {}
         return Response(body, headers=headers)
 
-    @get("/status", responses={**ERRORS, 404: ResponseSpec(ErrorEnvelope, description="No such task")})
+    @get("/status", opt=RATE_STATUS, responses=error_responses(400, 401, 404, 422, 429))
     async def task_status(
         self, principal: Principal, resources: Resources,
         task_id: str | None = Parameter(query="task_id", default=None, description="Task id from /api/generate"),
         id_: str | None = Parameter(query="id", default=None, description="Alias of task_id"),
+        expand: str | None = Parameter(query="expand", default=None, description=EXPAND_DOC),
+        events_cursor: str | None = Parameter(query="events_cursor", default=None,
+                                              description="`events.next_cursor` of the previous page"),
+        events_limit: int = Parameter(query="events_limit", default=50, ge=1, le=200,
+                                      description="Events per page (1-200)"),
     ) -> StatusResponse:
-        """Poll a task: `queued`, `running` (with `progress`), `succeeded` (with playable URLs),
-        `failed` or `cancelled` (with `error_code`), or `expired` after the retention window."""
+        """Poll a task: `queued`, `running` (with `progress` and `live` queue position / denoising step),
+        `succeeded` (with playable URLs), `failed` or `cancelled` (with `error_code`), or `expired`
+        after the retention window. `expand=events` adds the task's history, paginated by cursor."""
         wanted = task_id or id_
         if not wanted:
             raise errors.ValidationFailed("task_id is required", details=[
                 {"field": "task_id", "message": "pass ?task_id=... (or ?id=...)"}])
+        extras = parse_expand(expand)
         task = await tasks.get_task(resources, principal, wanted)
-        return await tasks.status_view(resources, task)
+        view = await tasks.status_view(resources, task)
+        if "events" in extras:
+            view.events = await tasks.events_page(resources, task, events_cursor, events_limit)
+        if "webhooks" in extras:
+            view.webhooks = await webhooks.attempts(resources, task)
+        return view
 
 
 class HealthController(Controller):

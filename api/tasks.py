@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import msgspec
 import structlog
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from api import credits, pagination
 from api.auth import Principal
 from api.state import Resources
-from sorapi import errors, names, status, storage
-from sorapi.db import ledger
+from sorapi import errors, names, netguard, status, storage, webhook_policy
+from sorapi.db import history, ledger
 from sorapi.db import tasks as task_rows
 from sorapi.db.models import Task
 from sorapi.ids import idempotent_task_id, new_task_id
 from sorapi.messages import RenderProgress, VideoTaskInput
 from sorapi.planning import fingerprint, plan, render_spec
-from sorapi.schemas import GenerateRequest, OutputLink, StatusResponse, TaskRequest
+from sorapi.schemas import (
+    EventsPage,
+    GenerateRequest,
+    HistoryEvent,
+    LiveProgress,
+    OutputLink,
+    StatusResponse,
+    TaskRequest,
+)
 
 log = structlog.get_logger()
 
@@ -43,17 +53,21 @@ def _idempotency_key(req: GenerateRequest, header_key: str | None) -> str | None
 
 
 async def create_task(res: Resources, principal: Principal, req: GenerateRequest,
-                      header_key: str | None = None) -> Created:
+                      header_key: str | None = None, *, origin: dict[str, str] | None = None) -> Created:
     """Record the task and its credit hold in one transaction, then start its workflow.
 
     The account row lock serialises concurrent creates for one account, so one idempotency key
-    yields one task, one hold and (by the deterministic workflow id) one workflow.
+    yields one task, one hold and (by the deterministic workflow id) one workflow. `origin`
+    (e.g. `{"remixed_from": id}`) is recorded with the request and is part of its fingerprint.
     """
     key = _idempotency_key(req, header_key)
     planned = plan(req, res.catalog, allow_http_callbacks=res.settings.webhook_allow_http)
     if isinstance(planned, list):
         raise errors.ValidationFailed("the request is invalid", details=[msgspec.to_builtins(d) for d in planned])
+    await _check_callback_destination(res, req.callback_url)
     digest = fingerprint(msgspec.structs.replace(req, idempotency_key=key))
+    if origin:
+        digest = hashlib.sha256(digest.encode() + msgspec.json.encode(origin, order="sorted")).hexdigest()
     task_id = idempotent_task_id(principal.account_id, key) if key else new_task_id()
     async with res.sessions.begin() as session:
         account = await ledger.lock_account(session, principal.account_id)
@@ -65,30 +79,55 @@ async def create_task(res: Resources, principal: Principal, req: GenerateRequest
             task, replayed = existing, True
         else:
             task = Task(id=task_id, account_id=account.id, idempotency_key=key, fingerprint=digest,
-                        request=msgspec.to_builtins(planned.request), callback_headers=req.callback_headers,
+                        request={**msgspec.to_builtins(planned.request), **(origin or {})},
+                        callback_headers=req.callback_headers,
                         status=status.QUEUED, price=planned.price, outputs=[])
             session.add(task)
             await session.flush()
             await ledger.reserve(session, account, task_id, planned.price, actor=principal.key_id)
             task_rows.add_event(session, task_id, status.QUEUED, {"credits_reserved": planned.price})
+            task_rows.add_event(session, task_id, "credits_reserved", {"credits": planned.price})
             replayed = False
     if not replayed or task.status == status.QUEUED:
-        await _ensure_workflow(res, task)
+        await _ensure_workflow(res, task, principal.plan)
     log.info("task created" if not replayed else "task replayed", task_id=task.id, price=task.price)
     return Created(task=task, replayed=replayed)
 
 
-async def _ensure_workflow(res: Resources, task: Task) -> None:
+async def _check_callback_destination(res: Resources, url: str | None) -> None:
+    """422 when the callback host resolves to a non-public address (checked again at every send).
+
+    A name that does not resolve right now is accepted: DNS may not be set up yet, and every
+    delivery attempt resolves and checks it again before connecting.
+    """
+    if url is None:
+        return
+    try:
+        await netguard.check_url(url, allow_http=res.settings.webhook_allow_http)
+    except netguard.Blocked as exc:
+        raise errors.ValidationFailed("the request is invalid", details=[
+            {"field": "callback_url", "message": str(exc)}]) from None
+    except netguard.Unresolvable as exc:
+        log.info("callback host does not resolve yet; it is checked again at send time", error=str(exc))
+
+
+async def _ensure_workflow(res: Resources, task: Task, plan_name: str) -> None:
     """Start the task's workflow, or find it already started (a retried create heals a crash)."""
     request = msgspec.convert(task.request, TaskRequest)
     arg = VideoTaskInput(task_id=task.id, account_id=task.account_id, price=task.price,
                          render=render_spec(task.id, request, res.catalog),
-                         render_queue=res.settings.render_queue)
+                         render_queue=res.settings.render_queue,
+                         upload_pickup_s=res.settings.upload_pickup_s,
+                         render_heartbeat_s=res.settings.render_heartbeat_timeout_s,
+                         retention_hours=res.catalog.plans[plan_name].retention_hours,
+                         has_callback=request.callback_url is not None,
+                         webhook_queue=webhook_policy.lane(res.settings.webhook_queue_prefix, plan_name))
     try:
         await res.temporal.start_workflow(
             names.VIDEO_TASK_WORKFLOW, arg, id=task.id, task_queue=res.settings.orchestration_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            priority=Priority(priority_key=res.catalog.plans[plan_name].priority),  # renders inherit it
         )
     except WorkflowAlreadyStartedError:
         pass  # it ran to completion already: nothing to heal
@@ -106,22 +145,46 @@ async def get_task(res: Resources, principal: Principal, task_id: str) -> Task:
     return task
 
 
-async def live_progress(res: Resources, task_id: str) -> int | None:
-    """Percent done of a running task, read from the render activity's last heartbeat."""
+async def _workflow_phase(res: Resources, task_id: str) -> tuple[str, RenderProgress | None, int | None]:
+    """(phase, last render heartbeat, percent) of a task's running workflow; percent None if unknown."""
     try:
         desc = await res.temporal.get_workflow_handle(task_id).describe()
     except RPCError:
-        return None
+        return status.QUEUED, None, None
     if desc.status != WorkflowExecutionStatus.RUNNING:
-        return None
+        return status.QUEUED, None, None
     converter = res.temporal.data_converter.payload_converter
     for pending in desc.raw_description.pending_activities:
         if pending.activity_type.name == names.UPLOAD_OUTPUTS:
-            return 96
-        if pending.activity_type.name == names.RENDER_VIDEO and pending.heartbeat_details.payloads:
+            return "uploading", None, 96
+        if pending.activity_type.name == names.RENDER_VIDEO:
+            if not pending.heartbeat_details.payloads:
+                return "waiting", None, None
             beat = converter.from_payloads(pending.heartbeat_details.payloads, [RenderProgress])[0]
-            return progress_percent(beat)
-    return None
+            return beat.phase, beat, progress_percent(beat)
+    stage = await desc.memo_value("stage", None)  # nothing pending: between two of the workflow's steps
+    if stage == "render":
+        return "encoding", None, 95
+    if stage == "upload":
+        return "finishing", None, 99
+    return status.QUEUED, None, None
+
+
+async def live_progress(res: Resources, task_id: str) -> int | None:
+    """Percent done of a running task, read from the render activity's last heartbeat."""
+    return (await _workflow_phase(res, task_id))[2]
+
+
+async def live_state(res: Resources, task: Task) -> tuple[int | None, LiveProgress]:
+    """Percent done and phase of an unfinished task and, while it waits for a render worker,
+    how many running tasks are ahead of it (those that got their plan slot earlier)."""
+    phase, beat, percent = await _workflow_phase(res, task.id)
+    position = None
+    if phase == "waiting":
+        async with res.sessions() as session:
+            position = await history.render_queue_ahead(session, task)
+    return percent, LiveProgress(phase=phase, render_queue_position=position, step=beat.step if beat else 0,
+                                 total_steps=beat.total if beat else 0)
 
 
 def progress_percent(beat: RenderProgress) -> int:
@@ -132,9 +195,10 @@ def progress_percent(beat: RenderProgress) -> int:
 
 
 async def status_view(res: Resources, task: Task) -> StatusResponse:
-    progress = task.progress
-    if task.status == status.RUNNING:
-        progress = await live_progress(res, task.id) or progress
+    progress, live = task.progress, None
+    if task.status in (status.QUEUED, status.RUNNING):
+        percent, live = await live_state(res, task)
+        progress = percent or progress
     links = [
         OutputLink(format=o["format"], content_type=o["content_type"], size_bytes=o["size_bytes"],
                    url=storage.presign(res.signer, res.settings.s3_bucket, o["key"], res.settings.presign_ttl_s))
@@ -147,5 +211,15 @@ async def status_view(res: Resources, task: Task) -> StatusResponse:
         credits_charged=task.price if task.status in (status.SUCCEEDED, status.EXPIRED) else 0,
         render=task.render, metadata={"idempotency_key": task.idempotency_key},
         created_at=task.created_at, started_at=task.started_at, finished_at=task.finished_at,
-        expires_at=task.expires_at,
+        expires_at=task.expires_at, live=live, queue_position=await credits.queue_position(res, task),
     )
+
+
+async def events_page(res: Resources, task: Task, cursor: str | None, limit: int) -> EventsPage:
+    """One page of the task's history, oldest first."""
+    async with res.sessions() as session:
+        rows, more = await history.events_page(session, task.id, after_id=pagination.decode_event_cursor(cursor),
+                                               limit=limit)
+    return EventsPage(
+        data=[HistoryEvent(id=e.id, kind=e.kind, created_at=e.created_at, data=e.data or {}) for e in rows],
+        next_cursor=pagination.event_cursor(rows[-1].id) if more and rows else None, has_more=more)

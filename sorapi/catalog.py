@@ -10,33 +10,80 @@ from pathlib import Path
 
 import msgspec
 
-from sorapi.resolutions import Tier
+from sorapi.families import DTYPES, FAMILIES, frames_for
+from sorapi.resolutions import SIZE_NAMES, Tier
+from sorapi.settings import Settings, get_settings
 
 DEFAULT_CATALOG_PATH = Path(__file__).with_name("catalog.toml")
 
 
-class Pricing(msgspec.Struct, frozen=True):
+class Pricing(msgspec.Struct, frozen=True, kw_only=True):
     credits_per_second: dict[str, int]
+    currency: str = "USD"
 
 
 class Plan(msgspec.Struct, frozen=True, kw_only=True):
+    """One plan's limits and prices; `catalog.toml` explains each field next to its value."""
+
     max_concurrent_jobs: int
     retention_hours: int
     commercial_use: bool
     starter_credits: int = 0
     included_credits: int = 0
+    """Granted at the start of every monthly period (0: no monthly refresh)."""
     price_usd_month: float = 0.0
     overage_usd_per_credit: float = 0.0
+    overage_limit_credits: int = 0
+    """Credits a period may run past the balance, invoiced at `overage_usd_per_credit`; 0 = none."""
+    rollover: bool = False
+    rollover_cap_credits: int = 0
+    max_api_keys: int = 1
+    priority: int = 3
+    dedicated_webhook_lane: bool = False
+    audit_log: bool = False
+
+    @property
+    def allows_overage(self) -> bool:
+        return self.overage_limit_credits > 0
 
 
 class ModelSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """One public model: which diffusers family renders it, from which weights, within which limits."""
+
     family: str
+    """A pipeline family of `sorapi.families` ("wan" or "ltx")."""
     weights: str
+    """Diffusers-format directory, relative to SORAPI_MODEL_DIR (loaded with local_files_only)."""
     fps: int
+    """Native frame rate: a request's duration becomes `fps × duration` frames, rounded per family."""
     max_duration_s: int
     default_steps: int
+    dtype: str = "bfloat16"
+    """bfloat16, float16 or float32; a render worker's SORAPI_RENDER_DTYPE overrides it."""
+    max_frames: int = 0
+    """Most frames one render may have (0: only `max_duration_s` limits it)."""
+    resolutions: list[str] = []
+    """Presets ("WxH") this model renders; empty: every preset."""
     credit_multiplier: float = 1.0
     aliases: list[str] = []
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.fps <= 0 or self.default_steps <= 0 or self.max_duration_s <= 0 or self.max_frames < 0:
+            raise ValueError("fps, default_steps and max_duration_s must be positive, max_frames >= 0")
+        unknown = [size for size in self.resolutions if size not in SIZE_NAMES]
+        if unknown:
+            raise ValueError(f"resolutions must be presets ({', '.join(SIZE_NAMES)}), got {unknown}")
+
+    def frames_for(self, duration_s: int) -> int:
+        """Frames a render of `duration_s` seconds has: native fps, rounded as the family requires."""
+        return frames_for(self.family, duration_s, self.fps)
+
+    def renders(self, size: str) -> bool:
+        return not self.resolutions or size in self.resolutions
 
 
 class Catalog(msgspec.Struct, frozen=True):
@@ -59,12 +106,29 @@ class Catalog(msgspec.Struct, frozen=True):
         return math.ceil(duration_s * self.pricing.credits_per_second[tier] * spec.credit_multiplier)
 
 
-def load_catalog(path: str | os.PathLike[str] | None = None) -> Catalog:
-    """Decode a catalog file; errors name the offending key."""
+SETTING_OVERRIDES: dict[str, tuple[str, str]] = {
+    "starter_credits": ("free", "starter_credits"),
+    "pro_price": ("pro", "price_usd_month"),
+    "pro_included_credits": ("pro", "included_credits"),
+    "overage_rate": ("pro", "overage_usd_per_credit"),
+    "scale_price": ("scale", "price_usd_month"),
+    "scale_included_credits": ("scale", "included_credits"),
+}
+"""The seed's placeholders: setting name → (plan, field) it overrides when set."""
+
+
+def load_catalog(path: str | os.PathLike[str] | None = None, settings: Settings | None = None) -> Catalog:
+    """Decode a catalog file, then apply the placeholder settings that are set; errors name the key."""
     path = Path(path or os.environ.get("SORAPI_CATALOG_PATH") or DEFAULT_CATALOG_PATH)
-    return msgspec.convert(tomllib.loads(path.read_text()), Catalog)
+    raw = tomllib.loads(path.read_text())
+    for setting, (plan, field) in SETTING_OVERRIDES.items():
+        value = getattr(settings, setting) if settings is not None else None
+        if value is not None and plan in raw.get("plans", {}):
+            raw["plans"][plan][field] = value
+    return msgspec.convert(raw, Catalog)
 
 
 @functools.cache
 def get_catalog() -> Catalog:
-    return load_catalog()
+    """The process-wide catalog: `catalog.toml` with the `SORAPI_*` placeholder overrides applied."""
+    return load_catalog(settings=get_settings())

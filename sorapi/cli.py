@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import sys
 
+from sorapi.cli_admin import register_admin
+from sorapi.cli_client import add_client_commands
 from sorapi.logs import configure_logging
 from sorapi.settings import get_settings
 
@@ -49,26 +51,6 @@ def _dev(_: argparse.Namespace) -> int:
     return run_dev()
 
 
-def _create_account(args: argparse.Namespace) -> int:
-    from sorapi.catalog import get_catalog
-    from sorapi.db.accounts import create_account, issue_api_key
-    from sorapi.db.engine import make_async_engine, make_sessionmaker
-
-    async def run() -> tuple[str, str]:
-        engine = make_async_engine(get_settings().resolved_database_url)
-        try:
-            async with make_sessionmaker(engine).begin() as session:
-                credits = args.credits if args.credits is not None else get_catalog().plans[args.plan].starter_credits
-                account = await create_account(session, name=args.name, plan=args.plan, credits=credits)
-                return account.id, await issue_api_key(session, account.id)
-        finally:
-            await engine.dispose()
-
-    account_id, key = asyncio.run(run())
-    print(f"account_id={account_id}\napi_key={key}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sorapi", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,12 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--device", help="render device, e.g. cuda:0 or cpu")
     worker.set_defaults(func=_worker)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=_migrate)
-    admin = sub.add_parser("admin", help="administration").add_subparsers(dest="admin_command", required=True)
-    account = admin.add_parser("create-account", help="create an account and print its first API key")
-    account.add_argument("--name", required=True)
-    account.add_argument("--plan", default="free", choices=["free", "pro", "scale"])
-    account.add_argument("--credits", type=int)
-    account.set_defaults(func=_create_account)
+    register_admin(sub)
+    add_client_commands(sub)
     return parser
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import sys
 import time
 from pathlib import Path
 
 import httpx
+import msgspec
 import structlog
 
 from sorapi import servers, storage
@@ -51,6 +53,18 @@ async def ensure_dev_account(settings: Settings, key_file: Path) -> str:
     return key
 
 
+def ensure_admin_token(settings: Settings, token_file: Path) -> Settings:
+    """SORAPI_ADMIN_TOKEN, else the one saved by a previous run, else a new one saved for the next."""
+    if settings.admin_token:
+        return settings
+    token = token_file.read_text().strip() if token_file.exists() else ""
+    if not token:
+        token = "adm_" + secrets.token_urlsafe(32)
+        token_file.write_text(token)
+        token_file.chmod(0o600)
+    return msgspec.structs.replace(settings, admin_token=token)
+
+
 def _wait_ready(url: str, children: list[servers.ManagedProcess], timeout_s: float = 180.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -75,6 +89,7 @@ SorAPI dev stack is up.
   S3           http://{settings.s3_endpoint}  bucket {settings.s3_bucket}
   Data         {Path(settings.data_dir).resolve()}
   API key      {key}
+  Admin token  {settings.admin_token}   (Bearer token of the /admin/... API)
 
 Render a video (the seed's quickstart):
   export SORA2_API_KEY={key}
@@ -113,6 +128,7 @@ def run_dev(settings: Settings | None = None) -> int:
         _ensure_bucket(settings)
         upgrade(settings.resolved_database_url)
         key = asyncio.run(ensure_dev_account(settings, data / "dev-api-key"))
+        settings = ensure_admin_token(settings, data / "admin-token")
         env = {**os.environ, **_settings_env(settings)}
         sorapi = [sys.executable, "-m", "sorapi"]
         children = [
@@ -159,6 +175,8 @@ def _settings_env(settings: Settings) -> dict[str, str]:
     env = {}
     for name in settings.__struct_fields__:
         value = getattr(settings, name)
+        if value is None:
+            continue  # unset optional setting: children fall back to the same default
         env[ENV_PREFIX + name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
     env[ENV_PREFIX + "DATA_DIR"] = str(Path(settings.data_dir).resolve())
     env[ENV_PREFIX + "DATABASE_URL"] = settings.resolved_database_url

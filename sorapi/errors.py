@@ -21,6 +21,17 @@ RENDER_FAILED = "render_failed"
 UPLOAD_FAILED = "upload_failed"
 TIMEOUT = "timeout"
 CANCELLED = "cancelled"
+TASK_NOT_CANCELLABLE = "task_not_cancellable"
+MAINTENANCE = "maintenance"
+VARIANT_NOT_FOUND = "variant_not_found"
+TASK_NOT_READY = "task_not_ready"
+TASK_EXPIRED = "task_expired"
+UNSUPPORTED_PARAMETER = "unsupported_parameter"
+PLAN_FEATURE = "plan_feature_unavailable"
+ADMIN_DISABLED = "admin_disabled"
+INSUFFICIENT_SCOPE = "insufficient_scope"
+NO_CALLBACK_URL = "no_callback_url"
+CALLBACK_URL_BLOCKED = "callback_url_blocked"
 
 
 class ApiError(Exception):
@@ -67,3 +78,33 @@ class IdempotencyKeyReused(ApiError):
 class ServiceUnavailable(ApiError):
     status_code = 503
     code = SERVICE_UNAVAILABLE
+
+
+class RateLimited(ApiError):
+    status_code = 429
+    code = RATE_LIMITED
+
+
+class Conflict(ApiError):
+    """The task exists but is not in a state that allows this (e.g. content of a running task)."""
+
+    status_code = 409
+    code = TASK_NOT_READY
+
+
+class Gone(ApiError):
+    status_code = 410
+    code = TASK_EXPIRED
+
+
+class Forbidden(ApiError):
+    """The key is valid but lacks the scope this endpoint needs (e.g. `admin`)."""
+
+    status_code = 403
+    code = INSUFFICIENT_SCOPE
+
+
+class TaskNotCancellable(Conflict):
+    """Only a queued or running task can be cancelled; a finished one keeps its outcome."""
+
+    code = TASK_NOT_CANCELLABLE

@@ -35,3 +35,13 @@ def new_api_key() -> str:
 
 def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def retention_workflow_id(task_id: str) -> str:
+    """The workflow that keeps a succeeded task's assets until its retention window ends."""
+    return f"{task_id}-retention"
+
+
+def webhook_workflow_id(task_id: str, event: str) -> str:
+    """The automatic delivery of one task event (redeliveries get their own ids)."""
+    return f"{task_id}-webhook-{event}"

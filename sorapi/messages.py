@@ -5,6 +5,8 @@ New fields must carry defaults so histories recorded with older shapes still rep
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import msgspec
 
 
@@ -24,6 +26,9 @@ class RenderSpec(msgspec.Struct, kw_only=True, frozen=True):
     guidance_scale: float
     steps: int
     seed: int
+    dtype: str = "bfloat16"
+    num_frames: int = 0
+    """Frames at the model's fps, rounded per family (0 in histories older than this field: recompute)."""
 
 
 class VideoTaskInput(msgspec.Struct, kw_only=True, frozen=True):
@@ -32,6 +37,16 @@ class VideoTaskInput(msgspec.Struct, kw_only=True, frozen=True):
     price: int
     render: RenderSpec
     render_queue: str = "sorapi-render"
+    upload_pickup_s: float = 60.0
+    """How long an upload may wait for its render host before the host is presumed gone."""
+    render_heartbeat_s: int = 30
+    """Heartbeat timeout of the render activity: how fast a dead render worker is noticed."""
+    retention_hours: int = 24
+    """The plan's retention window: this long after success the assets are deleted and the task expires."""
+    has_callback: bool = False
+    """The task has a callback_url: its terminal events are delivered as webhooks."""
+    webhook_queue: str = "sorapi-webhooks-free"
+    """The plan's webhook delivery lane (a task queue)."""
 
 
 class HoldInput(msgspec.Struct, kw_only=True, frozen=True):
@@ -73,6 +88,9 @@ class RenderMeta(msgspec.Struct, kw_only=True, frozen=True):
     load_s: float = 0.0
     denoise_s: float = 0.0
     encode_s: float = 0.0
+    duration_s: int = 0
+    dtype: str = ""
+    device: str = ""
 
 
 class RenderResult(msgspec.Struct, kw_only=True, frozen=True):
@@ -102,6 +120,8 @@ class MarkSucceeded(msgspec.Struct, kw_only=True, frozen=True):
     task_id: str
     outputs: list[StoredObject]
     render: RenderMeta
+    expires_at: datetime | None = None
+    """When the retention window ends (shown by /api/status from the moment the task succeeds)."""
 
 
 class MarkFailed(msgspec.Struct, kw_only=True, frozen=True):
@@ -109,3 +129,98 @@ class MarkFailed(msgspec.Struct, kw_only=True, frozen=True):
     status: str
     error_code: str
     error_message: str
+
+
+class SlotRequest(msgspec.Struct, kw_only=True, frozen=True):
+    """Ask for one of the account's plan concurrency slots (the task moves to running when granted)."""
+
+    task_id: str
+    account_id: str
+
+
+class RefreshBatch(msgspec.Struct, kw_only=True, frozen=True):
+    """Start billing `period` for up to `limit` accounts with ids after `after_account_id`."""
+
+    period: str
+    after_account_id: str = ""
+    limit: int = 200
+
+
+class RefreshBatchResult(msgspec.Struct, kw_only=True, frozen=True):
+    last_account_id: str
+    accounts: int
+    refreshed: int
+    granted: int
+    expired: int
+    done: bool
+
+
+class WebhookDeliveryInput(msgspec.Struct, kw_only=True, frozen=True):
+    """Deliver one terminal event of a task, with retries, on the plan's lane."""
+
+    task_id: str
+    event: str
+    """The status the event announces: succeeded, failed, cancelled or expired."""
+    event_id: str
+    """Sent as `webhook-id` and payload `id`: the same on every attempt and redelivery of the event."""
+    lane: str
+    trigger: str = "automatic"
+    """"automatic" (the task's workflow) or "redeliver" (POST /api/tasks/{id}/webhooks/redeliver)."""
+
+
+class DeliverWebhook(msgspec.Struct, kw_only=True, frozen=True):
+    """One HTTP attempt of a delivery; `delivery_id` + `attempt` identify it (retries reuse the record)."""
+
+    task_id: str
+    event: str
+    event_id: str
+    delivery_id: str
+    attempt: int
+    max_attempts: int
+    trigger: str = "automatic"
+
+
+class DeliveryOutcome(msgspec.Struct, kw_only=True, frozen=True):
+    outcome: str
+    """delivered (2xx), retry (try again later), gone (410: stop) or failed (last attempt failed)."""
+    status_code: int | None = None
+    retry_after_s: float | None = None
+    error: str | None = None
+
+
+class DeliveryReport(msgspec.Struct, kw_only=True, frozen=True):
+    """What a delivery workflow ended with."""
+
+    event_id: str
+    outcome: str
+    attempts: int
+
+
+class RetentionInput(msgspec.Struct, kw_only=True, frozen=True):
+    """Keep a succeeded task's assets until `expires_at` (or a delete signal), then expire it."""
+
+    task_id: str
+    expires_at: datetime
+    has_callback: bool = False
+    webhook_queue: str = "sorapi-webhooks-free"
+
+
+class ExpireTask(msgspec.Struct, kw_only=True, frozen=True):
+    task_id: str
+    reason: str
+    """retention (the window ended), deleted (DELETE /api/tasks/{id}) or cancelled (workflow cancelled)."""
+
+
+class CreditRefreshInput(msgspec.Struct, kw_only=True, frozen=True):
+    """The scheduled run passes nothing: the period is the month the run starts in (UTC)."""
+
+    period: str = ""
+    batch_size: int = 200
+
+
+class CreditRefreshResult(msgspec.Struct, kw_only=True, frozen=True):
+    period: str
+    accounts: int = 0
+    refreshed: int = 0
+    granted: int = 0
+    expired: int = 0

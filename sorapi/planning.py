@@ -5,20 +5,19 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from urllib.parse import urlsplit
 
 import msgspec
 
-from sorapi.catalog import Catalog
+from sorapi import netguard
+from sorapi.catalog import Catalog, ModelSpec
 from sorapi.messages import RenderSpec
 from sorapi.resolutions import ORIENTATION_NAMES, SIZE_NAMES, ResolutionError, Tier, resolve
 from sorapi.schemas import MAX_SEED, ErrorDetail, GenerateRequest, TaskRequest
+from sorapi.webhook_signing import is_reserved_header
 
 MAX_CALLBACK_HEADERS = 20
 MAX_CALLBACK_HEADER_VALUE = 1024
 HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
-RESERVED_HEADER_PREFIXES = ("webhook-", "x-signature", "content-", "host", "user-agent",
-                            "authorization", "transfer-encoding", "connection")
 
 
 class Planned(msgspec.Struct, frozen=True):
@@ -36,10 +35,9 @@ def fingerprint(req: GenerateRequest) -> str:
 def _callback_errors(req: GenerateRequest, allow_http: bool) -> list[ErrorDetail]:
     errors = []
     if req.callback_url is not None:
-        parts = urlsplit(req.callback_url)
-        schemes = ("https", "http") if allow_http else ("https",)
-        if parts.scheme not in schemes or not parts.hostname:
-            errors.append(ErrorDetail(field="callback_url", message="callback_url must be an absolute HTTPS URL"))
+        problem = netguard.shape_problem(req.callback_url, allow_http=allow_http)
+        if problem:
+            errors.append(ErrorDetail(field="callback_url", message=problem))
     headers = req.callback_headers or {}
     if len(headers) > MAX_CALLBACK_HEADERS:
         errors.append(ErrorDetail(field="callback_headers",
@@ -47,13 +45,26 @@ def _callback_errors(req: GenerateRequest, allow_http: bool) -> list[ErrorDetail
     for name, value in headers.items():
         if not HEADER_NAME.match(name):
             errors.append(ErrorDetail(field=f"callback_headers.{name}", message="not a valid HTTP header name"))
-        elif name.lower().startswith(RESERVED_HEADER_PREFIXES):
+        elif is_reserved_header(name):
             errors.append(ErrorDetail(field=f"callback_headers.{name}",
                                       message="this header is set by SorAPI and cannot be overridden"))
         if len(value) > MAX_CALLBACK_HEADER_VALUE or any(c in value for c in "\r\n\x00"):
             errors.append(ErrorDetail(field=f"callback_headers.{name}",
                                       message=f"header values must be single-line and <= {MAX_CALLBACK_HEADER_VALUE} chars"))
     return errors
+
+
+def _duration_errors(name: str, model: ModelSpec, duration: int) -> list[ErrorDetail]:
+    """The clip must fit the model: in seconds, and in frames at its native fps (rounded per family)."""
+    if duration > model.max_duration_s:
+        return [ErrorDetail(field="duration", message=f"{name} renders at most {model.max_duration_s} seconds")]
+    frames = model.frames_for(duration)
+    if model.max_frames and frames > model.max_frames:
+        longest = max((s for s in range(1, duration) if model.frames_for(s) <= model.max_frames), default=0)
+        return [ErrorDetail(field="duration", message=(
+            f"{name} renders at most {model.max_frames} frames; {duration} s at {model.fps} fps needs {frames} "
+            f"(the longest clip is {longest} s)"))]
+    return []
 
 
 def plan(req: GenerateRequest, catalog: Catalog, *, allow_http_callbacks: bool = False) -> Planned | list[ErrorDetail]:
@@ -65,13 +76,17 @@ def plan(req: GenerateRequest, catalog: Catalog, *, allow_http_callbacks: bool =
     if model is None:
         errors.append(ErrorDetail(field="model_version",
                                   message=f"model_version must be one of {', '.join(catalog.model_names())}"))
-    elif req.duration > catalog.models[model].max_duration_s:
-        errors.append(ErrorDetail(field="duration",
-                                  message=f"{model} renders at most {catalog.models[model].max_duration_s} seconds"))
+    else:
+        errors += _duration_errors(model, catalog.models[model], req.duration)
     try:
         width, height, tier = resolve(req.resolution, req.aspect_ratio)
     except ResolutionError as exc:
         errors.append(ErrorDetail(field=exc.field, message=str(exc)))
+    else:
+        if model is not None and not catalog.models[model].renders(f"{width}x{height}"):
+            errors.append(ErrorDetail(field="resolution", message=(
+                f"{model} does not render {width}x{height}; it renders "
+                f"{', '.join(catalog.models[model].resolutions)}")))
     errors += _callback_errors(req, allow_http_callbacks)
     if errors:
         return errors
@@ -94,7 +109,8 @@ def render_spec(task_id: str, request: TaskRequest, catalog: Catalog) -> RenderS
         task_id=task_id, model=request.model_version, family=model.family, weights=model.weights,
         prompt=request.prompt, negative_prompt=request.negative_prompt, width=width, height=height,
         duration_s=request.duration, fps=model.fps, guidance_scale=request.guidance,
-        steps=model.default_steps, seed=request.seed,
+        steps=model.default_steps, seed=request.seed, dtype=model.dtype,
+        num_frames=model.frames_for(request.duration),
     )
 
 

@@ -89,62 +89,211 @@ class GenerateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class TaskRequest(msgspec.Struct, kw_only=True):
     """The request as the task records and echoes it: defaults applied, size resolved, seed fixed."""
 
-    prompt: str
-    model_version: str
-    duration: int
-    resolution: str
-    aspect_ratio: str
-    guidance: float
-    seed: int
-    negative_prompt: str | None = None
-    callback_url: str | None = None
+    prompt: Annotated[str, Meta(description="The prompt as submitted")]
+    model_version: Annotated[str, Meta(description="The model release that renders it (aliases resolved)",
+                                       examples=["sora-2-latest"])]
+    duration: Annotated[int, Meta(description="Clip length in seconds", examples=[8])]
+    resolution: Annotated[str, Meta(description="The resolved preset, WIDTHxHEIGHT", examples=["720x1280"])]
+    aspect_ratio: Annotated[str, Meta(description="horizontal, vertical or square", examples=["vertical"])]
+    guidance: Annotated[float, Meta(description="Classifier-free guidance scale used", examples=[7.5])]
+    seed: Annotated[int, Meta(description="The seed used (random when none was sent): reuse it to reproduce",
+                              examples=[42])]
+    negative_prompt: Annotated[str | None, Meta(description="Elements suppressed in the output")] = None
+    callback_url: Annotated[str | None, Meta(description="Webhook destination, if any")] = None
 
 
 class GenerateResponse(msgspec.Struct, kw_only=True):
-    task_id: str
-    status: str
-    credits_reserved: int
-    created_at: datetime
+    task_id: Annotated[str, Meta(description="The job id: poll /api/status?task_id=... or wait for the webhook",
+                                 examples=["sora2aeeccc8d1274d569475872baf49a4d6mwk4"])]
+    status: Annotated[str, Meta(description="Always `queued` for a new task (a replay shows the current status)",
+                                examples=["queued"])]
+    credits_reserved: Annotated[int, Meta(description="Credits held for this render (charged on success)",
+                                          examples=[16])]
+    created_at: Annotated[datetime, Meta(description="When the task was created (UTC)")]
 
 
 class OutputLink(msgspec.Struct, kw_only=True):
-    format: str
-    url: str
-    content_type: str
-    size_bytes: int
+    format: Annotated[str, Meta(description="mp4, webm, jpg (thumbnail) or json (metadata)", examples=["mp4"])]
+    url: Annotated[str, Meta(description="Presigned download URL (short-lived; no API key needed)")]
+    content_type: Annotated[str, Meta(examples=["video/mp4"], description="MIME type of the file")]
+    size_bytes: Annotated[int, Meta(description="File size in bytes")]
+
+
+class HistoryEvent(msgspec.Struct, kw_only=True):
+    """One entry of a task's append-only history."""
+
+    id: Annotated[int, Meta(description="Monotonic event id (history order)", examples=[42])]
+    kind: Annotated[str, Meta(
+        description="queued, credits_reserved, running, rendered, uploaded, credits_captured, succeeded, "
+        "failed, cancelled, credits_released, webhook_*, expired",
+        examples=["credits_reserved"])]
+    created_at: Annotated[datetime, Meta(description="When it happened (UTC)")]
+    data: Annotated[dict[str, Any], Meta(description="Kind-specific details (credits, error code, outputs...)",
+                                         examples=[{"credits": 16}])] = {}
+
+
+class EventsPage(msgspec.Struct, kw_only=True):
+    """A page of history, oldest first; pass `next_cursor` back as `events_cursor` for the next one."""
+
+    data: Annotated[list[HistoryEvent], Meta(description="Events, oldest first")]
+    next_cursor: Annotated[str | None, Meta(description="Cursor for the next page; null on the last page")] = None
+    has_more: Annotated[bool, Meta(description="More events follow")] = False
+
+
+class LiveProgress(msgspec.Struct, kw_only=True):
+    """Where an unfinished task is right now: its place in the queue, then its denoising step."""
+
+    phase: Annotated[str, Meta(description="queued, waiting (for a render worker), loading, denoising, "
+                                           "encoding or uploading", examples=["denoising"])]
+    render_queue_position: Annotated[int | None, Meta(
+        description="While `waiting`: running tasks ahead of this one for a render worker (0: next)",
+        examples=[2])] = None
+    step: Annotated[int, Meta(description="Denoising steps done", examples=[12])] = 0
+    total_steps: Annotated[int, Meta(description="Denoising steps in total", examples=[30])] = 0
+
+
+class WebhookAttempt(msgspec.Struct, kw_only=True):
+    """One HTTP attempt to deliver a task's webhook (every attempt is recorded)."""
+
+    event_id: Annotated[str, Meta(description="The event's `webhook-id` (same on every retry and redelivery)")]
+    event_type: Annotated[str, Meta(description="task.succeeded, task.failed, task.cancelled or task.expired",
+                                    examples=["task.succeeded"])]
+    delivery_id: Annotated[str, Meta(description="Groups the attempts of one delivery run")]
+    trigger: Annotated[str, Meta(description="automatic, or redeliver (POST .../webhooks/redeliver)")]
+    attempt: Annotated[int, Meta(ge=1, le=6, description="1 to 6 within a delivery run")]
+    attempted_at: datetime
+    outcome: Annotated[str, Meta(description="delivered (2xx), retry (will try again), gone (410: stopped) or "
+                                             "failed (the last attempt failed)")]
+    status_code: Annotated[int | None, Meta(description="The receiver's HTTP status (null: no answer)")] = None
+    latency_ms: Annotated[int | None, Meta(description="Time to the receiver's answer")] = None
+    error: Annotated[str | None, Meta(description="Why the attempt failed (timeout, refused, blocked address...)")] = None
 
 
 class StatusResponse(msgspec.Struct, kw_only=True):
     """Body of `GET /api/status`: the seed's shape plus progress, outputs and timestamps."""
 
-    task_id: str
-    status: str
-    request: TaskRequest
-    response: list[str]
-    error_message: str | None
-    error_code: str | None = None
-    progress: int = 0
-    outputs: list[OutputLink] = []
-    credits_reserved: int = 0
-    credits_charged: int = 0
-    render: dict[str, Any] | None = None
-    metadata: dict[str, Any] = {}
-    created_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    expires_at: datetime | None = None
+    task_id: Annotated[str, Meta(description="The job id returned by /api/generate",
+                                 examples=["sora2aeeccc8d1274d569475872baf49a4d6mwk4"])]
+    status: Annotated[str, Meta(description="queued, running, succeeded, failed, cancelled or expired",
+                                examples=["succeeded"])]
+    request: Annotated[TaskRequest, Meta(description="The request as recorded: defaults applied, seed fixed")]
+    response: Annotated[list[str], Meta(description="Playable URLs of the outputs once succeeded (presigned, "
+                                                    "short-lived)")]
+    error_message: Annotated[str | None, Meta(description="Why the task failed, for humans")]
+    error_code: Annotated[str | None, Meta(description="Stable failure code (render_failed, timeout, "
+                                                       "cancelled, insufficient_credits...)")] = None
+    progress: Annotated[int, Meta(ge=0, le=100, description="Percent done", examples=[42])] = 0
+    outputs: Annotated[list[OutputLink], Meta(description="Each output with its format, URL and size")] = []
+    credits_reserved: Annotated[int, Meta(description="Credits held for this task")] = 0
+    credits_charged: Annotated[int, Meta(description="Credits charged (on success)")] = 0
+    render: Annotated[dict[str, Any] | None, Meta(description="What was actually rendered (size, frames, "
+                                                              "steps, timings)")] = None
+    metadata: Annotated[dict[str, Any], Meta(description="Client metadata such as the idempotency_key")] = {}
+    created_at: Annotated[datetime | None, Meta(description="When the task was created (UTC)")] = None
+    started_at: Annotated[datetime | None, Meta(description="When it started running (UTC)")] = None
+    finished_at: Annotated[datetime | None, Meta(description="When it reached a final status (UTC)")] = None
+    expires_at: Annotated[datetime | None, Meta(description="When the assets are deleted (retention window)")] = None
+    live: Annotated[LiveProgress | None, Meta(description="Queue position and denoising step of an "
+                                                          "unfinished task")] = None
+    events: Annotated[EventsPage | None, Meta(description="History events, with `expand=events`")] = None
+    queue_position: Annotated[Annotated[int, Meta(ge=1)] | None, Meta(
+        description="While `queued`: place in the account's plan concurrency queue (1 starts next, "
+        "when one of the plan's concurrent slots frees); null otherwise", examples=[1])] = None
+    webhooks: Annotated[list[WebhookAttempt] | None, Meta(
+        description="Webhook delivery attempts, oldest first, with `expand=webhooks`")] = None
 
 
 class ErrorDetail(msgspec.Struct, kw_only=True, omit_defaults=True):
-    field: str
-    message: str
+    field: Annotated[str, Meta(description="The offending field or parameter", examples=["prompt"])]
+    message: Annotated[str, Meta(description="What is wrong with it", examples=["Expected `str` of length <= 5000"])]
 
 
 class ErrorBody(msgspec.Struct, kw_only=True):
-    code: str
-    message: str
-    details: list[ErrorDetail] = []
+    code: Annotated[str, Meta(description="Stable machine-readable code: match on this, never on the message",
+                              examples=["validation_error"])]
+    message: Annotated[str, Meta(description="Human-readable explanation", examples=["the request is invalid"])]
+    details: Annotated[list[ErrorDetail], Meta(description="Field-level problems (validation errors)")] = []
 
 
 class ErrorEnvelope(msgspec.Struct, kw_only=True):
-    error: ErrorBody
+    """Every error response: `{"error": {"code", "message", "details"}}`."""
+
+    error: Annotated[ErrorBody, Meta(description="What went wrong")]
+
+
+class TaskSummary(msgspec.Struct, kw_only=True):
+    """One row of `GET /api/tasks` (poll `/api/status` for URLs and live progress)."""
+
+    task_id: Annotated[str, Meta(description="The task id")]
+    status: Annotated[str, Meta(description="queued, running, succeeded, failed, cancelled or expired")]
+    prompt: Annotated[str, Meta(description="The prompt as submitted")]
+    model_version: Annotated[str, Meta(description="The model that renders it", examples=["sora-2-latest"])]
+    duration: Annotated[int, Meta(description="Clip length in seconds")]
+    resolution: Annotated[str, Meta(description="Render resolution", examples=["1280x720"])]
+    progress: Annotated[int, Meta(description="Percent done as last recorded (live progress: /api/status)")]
+    credits_reserved: Annotated[int, Meta(description="Credits held for (or charged by) the task")]
+    error_code: Annotated[str | None, Meta(description="Stable failure code, if it failed")] = None
+    created_at: Annotated[datetime, Meta(description="When the task was created (UTC)")]
+    finished_at: Annotated[datetime | None, Meta(description="When it reached a final status")] = None
+    expires_at: Annotated[datetime | None, Meta(description="When its assets are (or were) deleted")] = None
+
+
+class TaskList(msgspec.Struct, kw_only=True):
+    """A page of the account's tasks, newest first."""
+
+    data: Annotated[list[TaskSummary], Meta(description="Tasks, newest first")]
+    next_cursor: Annotated[str | None, Meta(description="Pass as `cursor` for the next page; null on the last")] = None
+    has_more: Annotated[bool, Meta(description="More tasks follow")] = False
+
+
+class WebhookOutput(msgspec.Struct, kw_only=True):
+    format: str
+    url: str
+
+
+class WebhookMetadata(msgspec.Struct, kw_only=True):
+    idempotency_key: str | None = None
+
+
+class WebhookPayload(msgspec.Struct, kw_only=True):
+    """Body of every webhook: the seed's payload plus the event's id and type.
+
+    Signed as sent: `X-Signature` (hex HMAC-SHA256 of these exact bytes) and Standard Webhooks
+    `webhook-id` / `webhook-timestamp` / `webhook-signature`.
+    """
+
+    id: Annotated[str, Meta(description="Event id, equal to the `webhook-id` header; dedupe on it")]
+    type: Annotated[str, Meta(description="task.succeeded, task.failed, task.cancelled or task.expired")]
+    created_at: Annotated[datetime, Meta(description="When the task reached this status")]
+    task_id: str
+    status: Annotated[str, Meta(description="The status this event announces (GET /api/status shows it too)")]
+    response: Annotated[list[WebhookOutput], Meta(description="Outputs with playable URLs (succeeded only)")]
+    request: TaskRequest
+    metadata: WebhookMetadata
+    error_code: str | None = None
+    error_message: str | None = None
+    expires_at: Annotated[datetime | None, Meta(description="When the assets are (or were) deleted")] = None
+
+
+class WebhookSecret(msgspec.Struct, kw_only=True):
+    """The account's webhook signing secret: pass it unchanged to any of the verifiers."""
+
+    secret: Annotated[str, Meta(description="whsec_... : verifies X-Signature (HMAC-SHA256 hex, keyed by this "
+                                            "string) and webhook-signature (Standard Webhooks)")]
+    previous_secret_valid_until: Annotated[datetime | None, Meta(
+        description="After a rotation, deliveries are also signed with the previous secret until then")] = None
+
+
+class WebhookDeliveries(msgspec.Struct, kw_only=True):
+    task_id: str
+    callback_url: str | None
+    deliveries: list[WebhookAttempt]
+
+
+class Redelivery(msgspec.Struct, kw_only=True):
+    """A redelivery was queued: the last event, with its original `webhook-id`."""
+
+    task_id: str
+    event_id: str
+    event_type: str
+    delivery_id: str

@@ -43,19 +43,83 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Host[:port] that clients use for presigned URLs, when it differs from `s3_endpoint`."""
     presign_ttl_s: int = 3600
 
+    upload_pickup_s: float = 60.0
+    """How long an upload waits for its render host before the task renders again elsewhere."""
+
     render_device: str = "cpu"
     render_dir: str = ""
     """Scratch space for frames and encoded files on the render host (empty: <data_dir>/renders)."""
     model_dir: str = ""
     """Directory holding real diffusers weights; empty selects the tiny random-weight dev models."""
+    render_dtype: str = ""
+    """Override every model's catalog dtype on this worker: bf16, fp16 or fp32 (empty: the catalog's)."""
+    render_offload: str = ""
+    """CPU offload on an accelerator: "model" (whole models in turn) or "sequential" (layer by layer,
+    least memory, slowest); empty keeps the whole pipeline on the device."""
+    render_vae_tiling: bool = False
+    """Decode the video in overlapping tiles: less VAE memory at large sizes."""
+    render_vae_slicing: bool = False
+    """Decode the batch one sample at a time."""
+    render_attention_backend: str = ""
+    """diffusers attention backend for the transformer, e.g. "flash", "_flash_3", "sage", "native"
+    (empty: PyTorch SDPA). Backends fetched from the Hub ("*_hub") are refused."""
+    render_compile: bool = False
+    """torch.compile the transformer's repeated blocks; the first render of each shape pays the compile."""
+    render_heartbeat_timeout_s: int = 30
+    """A render worker silent for this long is presumed dead and its task retried elsewhere."""
+    dev_scale: int = 10
+    """Dev profile only (SORAPI_MODEL_DIR empty): tiny models render at 1/dev_scale of the requested size..."""
+    dev_fps: int = 8
+    """...at this frame rate..."""
+    dev_steps: int = 4
+    """...with this many denoising steps, so a CPU finishes in seconds (RenderMeta records it all)."""
+    dev_step_delay_s: float = 0.0
+    """Testing only: pause after every denoising step, so progress, cancellation and a killed worker
+    can be watched on tiny models whatever the machine's speed. Keep 0 in production."""
 
-    starter_credits: int = 500
-    """Credits granted to a new Free account (the seed's STARTER_CREDITS)."""
+    starter_credits: int | None = None
+    """STARTER_CREDITS: credits granted once to a new Free account (None: catalog.toml's 500)."""
+    pro_price: float | None = None
+    """PRO_PRICE: Pro's monthly price in USD (None: catalog.toml's 49)."""
+    pro_included_credits: int | None = None
+    """PRO_INCLUDED_CREDITS: credits Pro gets each month, unused ones expire (None: catalog.toml's 5000)."""
+    overage_rate: float | None = None
+    """OVERAGE_RATE: USD per credit Pro uses beyond its balance, invoiced monthly (None: catalog.toml's 0.012)."""
+    scale_price: float | None = None
+    """SCALE_PRICE: Scale's monthly price in USD (None: catalog.toml's 499)."""
+    scale_included_credits: int | None = None
+    """SCALE_INCLUDED_CREDITS: credits Scale gets each month, pooled with rollover (None: catalog.toml's 60000)."""
+    admin_token: str = ""
+    """Bearer token of the `/admin/...` HTTP API; empty disables it (`sorapi dev` generates one)."""
 
     webhook_allow_http: bool = False
     """Development only: accept http:// and loopback callback URLs (logged loudly when on)."""
+    webhook_queue_prefix: str = "sorapi-webhooks"
+    """Webhook delivery lanes are task queues `<prefix>-<plan>`: slow receivers never delay renders."""
+    webhook_timeout_s: float = 15.0
+    """One delivery attempt's whole budget (connect, TLS, send, answer)."""
+    webhook_rotation_overlap_hours: int = 24
+    """After a secret rotation, deliveries are signed with both secrets for this long."""
+    secret_key: str = ""
+    """Server key that encrypts per-account secrets at rest (empty: a key file in data_dir, dev only)."""
 
     dev_api_key: str = ""
+
+    redis_url: str = ""
+    """Shared rate-limit state for several API replicas (e.g. redis://127.0.0.1:6379/0); empty keeps it in-process."""
+    rate_generate_per_min: float = 30
+    """Generate requests per minute per API key (token-bucket refill rate)."""
+    rate_generate_burst: int = 60
+    """Generate requests an idle key may send at once (token-bucket capacity)."""
+    rate_status_per_min: float = 60
+    """Status and listing reads per minute per API key."""
+    rate_status_burst: int = 60
+    maintenance: bool = False
+    """Maintenance switch: new generations get 503 + Retry-After while reads keep working."""
+    maintenance_retry_after_s: int = 120
+    content_url_ttl_s: int = 300
+    """Lifetime of the presigned URLs that `/content` redirects to."""
+
     log_level: str = "info"
     log_json: bool = True
 

@@ -224,3 +224,24 @@ def test_load_pipeline_reads_a_local_diffusers_directory(pipes: dict[str, Any], 
     reloaded = run_pipeline(loaded, **request()).astype(np.int16)
     # Weights round-trip exactly; the freshly loaded transformer may differ in the last float bit.
     assert np.abs(original - reloaded).max() <= 2
+
+
+# --- worker options ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options", [
+    {"attention_backend": "flash_hub"},  # would download kernels from the Hub
+    {"attention_backend": "warp_drive"},
+    {"offload": "everything"},
+    {"dtype": "int8"},
+])
+def test_options_that_cannot_work_offline_are_rejected(options: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        load_pipeline("wan", None, **options)
+
+
+def test_fps_conditions_ltx_motion_and_is_ignored_by_wan(pipes: dict[str, Any]) -> None:
+    ltx = [run_pipeline(pipes["ltx"], **request(), fps=fps) for fps in (8, 24)]
+    wan = [run_pipeline(pipes["wan"], **request(), fps=fps) for fps in (8, 24)]
+    assert not np.array_equal(*ltx), "LTX-Video takes the frame rate as conditioning"
+    assert np.array_equal(*wan)

@@ -4,19 +4,29 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.credit_refresh import CreditRefreshActivities
+from activities.expiry import ExpiryActivities
 from activities.ledger import LedgerActivities
+from activities.slots import SlotActivities
 from activities.task_state import TaskStateActivities
+from sorapi import storage
 from sorapi.db.engine import make_async_engine, make_sessionmaker
 from sorapi.settings import Settings
 from sorapi.temporal import connect
+from sorapi.schedules import ensure_credit_refresh_schedule
 from workers.run import run_until_signalled
+from workers.webhooks import create_webhook_workers
+from workflows.credit_refresh import CreditRefreshWorkflow
 from workflows.video_task import VideoTaskWorkflow
+from workflows.retention import TaskRetentionWorkflow
+from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
-WORKFLOWS = [VideoTaskWorkflow]
+WORKFLOWS = [VideoTaskWorkflow, CreditRefreshWorkflow, WebhookDeliveryWorkflow, TaskRetentionWorkflow]
 
 
 def sandbox_runner() -> SandboxedWorkflowRunner:
@@ -27,12 +37,16 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
 def create_worker(client: Client, settings: Settings) -> Worker:
     sessions = make_sessionmaker(make_async_engine(settings.resolved_database_url))
     ledger, state = LedgerActivities(sessions), TaskStateActivities(sessions)
+    refresh = CreditRefreshActivities(sessions)
     return Worker(
         client,
         task_queue=settings.orchestration_queue,
         workflows=WORKFLOWS,
         activities=[ledger.reserve_credits, ledger.capture_credits, ledger.release_credits,
-                    state.mark_running, state.mark_succeeded, state.mark_failed],
+                    state.mark_running, state.mark_succeeded, state.mark_failed,
+                    SlotActivities(sessions, client=client).acquire_slot,
+                    refresh.refresh_credits, refresh.release_expired_holds,
+                    ExpiryActivities(sessions, storage.make_client(settings), settings.s3_bucket).expire_task],
         workflow_runner=sandbox_runner(),
         graceful_shutdown_timeout=timedelta(seconds=20),
     )
@@ -40,4 +54,8 @@ def create_worker(client: Client, settings: Settings) -> Worker:
 
 async def main(settings: Settings) -> None:
     client = await connect(settings)
-    await run_until_signalled(create_worker(client, settings))
+    try:
+        await ensure_credit_refresh_schedule(client, settings.orchestration_queue)
+    except Exception as exc:  # the workers are still useful; the schedule is retried on the next start
+        structlog.get_logger().error("could not create the credit refresh schedule", error=repr(exc))
+    await run_until_signalled(create_worker(client, settings), *create_webhook_workers(client, settings))

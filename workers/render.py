@@ -11,6 +11,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -20,19 +21,32 @@ from sorapi.settings import Settings
 from sorapi.temporal import connect
 from workers.run import run_until_signalled
 
+HEARTBEAT_THROTTLE = timedelta(seconds=0.25)
+"""Heartbeats are sent per denoising step; this only caps steps faster than 4/s (tiny dev models)."""
+log = structlog.get_logger()
+
 
 def host_queue_name(settings: Settings) -> str:
     return f"{settings.render_queue}-host-{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
 
 
-def create_workers(client: Client, settings: Settings) -> tuple[Worker, Worker]:
+def make_render_activities(settings: Settings) -> RenderActivities:
+    """The activities of one render host: its warm pipelines, its S3 client and its own upload queue."""
     s3 = storage.make_client(settings)
     storage.ensure_bucket(s3, settings.s3_bucket)
-    renders = RenderActivities(settings, s3, host_queue_name(settings))
+    return RenderActivities(settings, s3, host_queue_name(settings))
+
+
+def create_workers(client: Client, settings: Settings,
+                   renders: RenderActivities | None = None) -> tuple[Worker, Worker]:
+    renders = renders or make_render_activities(settings)
     render = Worker(
         client, task_queue=settings.render_queue, activities=[renders.render_video],
         activity_executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="render"),
         max_concurrent_activities=1, graceful_shutdown_timeout=timedelta(seconds=5),
+        # The SDK sends at most one heartbeat per 0.8 × heartbeat timeout (24 s by default), and a
+        # cancel only arrives in a heartbeat's response: keep both progress and cancellation prompt.
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE, default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
     )
     uploads = Worker(
         client, task_queue=renders.host_queue, activities=[renders.upload_outputs],
@@ -43,5 +57,10 @@ def create_workers(client: Client, settings: Settings) -> tuple[Worker, Worker]:
 
 
 async def main(settings: Settings) -> None:
+    from activities.pipelines import device_available
+
+    if not device_available(settings.render_device):
+        log.error("render device is not available on this host", device=settings.render_device)
+        raise SystemExit(2)
     client = await connect(settings)
     await run_until_signalled(*create_workers(client, settings))

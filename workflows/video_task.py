@@ -8,12 +8,12 @@ cancellation marks it cancelled and releases the hold too.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from sorapi import names as act
@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from sorapi.messages import (
         HoldInput,
         MarkFailed,
-        MarkRunning,
+        SlotRequest,
         MarkSucceeded,
         RenderMeta,
         RenderResult,
@@ -30,37 +30,54 @@ with workflow.unsafe.imports_passed_through():
         UploadInput,
         VideoTaskInput,
     )
+    from sorapi.messages import RetentionInput
+    from workflows.retention import retain
+    from workflows.webhook_delivery import announce
 
 DB_TIMEOUT = timedelta(seconds=30)
+SLOT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=1.0,
+                         maximum_interval=timedelta(seconds=1), maximum_attempts=0)
+"""Waiting for a concurrency slot is a retry every second, for as long as it takes."""
 DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
                        non_retryable_error_types=[errors.INSUFFICIENT_CREDITS])
 RENDER_TIMEOUT = timedelta(hours=2)
-RENDER_HEARTBEAT = timedelta(seconds=30)
 RENDER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=3,
                            non_retryable_error_types=[errors.RENDER_FAILED])
-UPLOAD_PICKUP = timedelta(minutes=1)
-"""How long an upload may wait for its host: past it the host is presumed gone and we render again."""
 UPLOAD_TIMEOUT = timedelta(minutes=15)
 UPLOAD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5)
 MAX_RENDERS = 3
+STAGE_MEMO = "stage"
+"""Memo: "render" / "upload", set with the activity it schedules. Between two activities nothing is
+pending, and the API reads this to keep a task's progress from falling back to 0."""
 
 
 @workflow.defn(name=act.VIDEO_TASK_WORKFLOW)
 class VideoTaskWorkflow:
+    @workflow.init
+    def __init__(self, task: VideoTaskInput) -> None:
+        self._task = task
+        self._expires_at: datetime | None = None
+
     @workflow.run
     async def run(self, task: VideoTaskInput) -> str:
         hold = HoldInput(task_id=task.task_id, account_id=task.account_id, amount=task.price)
         try:
             await self._db(act.RESERVE_CREDITS, hold)
-            await self._db(act.MARK_RUNNING, MarkRunning(task_id=task.task_id))
+            await workflow.execute_activity(  # waits in `queued` until the plan has a free slot
+                act.ACQUIRE_SLOT, SlotRequest(task_id=task.task_id, account_id=task.account_id),
+                start_to_close_timeout=DB_TIMEOUT, retry_policy=SLOT_RETRY)
             outputs, meta = await self._render_and_upload(task)
             await self._db(act.CAPTURE_CREDITS, hold)
-            await self._db(act.MARK_SUCCEEDED, MarkSucceeded(task_id=task.task_id, outputs=outputs, render=meta))
-            return status.SUCCEEDED
+            await self._db(act.MARK_SUCCEEDED, MarkSucceeded(task_id=task.task_id, outputs=outputs, render=meta,
+                                                             expires_at=self._retain_until()))
+            return await self._after_success()
         except asyncio.CancelledError:
             await self._settle(hold, status.CANCELLED, errors.CANCELLED, "the task was cancelled")
             raise
         except ActivityError as exc:
+            if is_cancelled_exception(exc):  # a cancel reaches us as the cancelled activity's error
+                await self._settle(hold, status.CANCELLED, errors.CANCELLED, "the task was cancelled")
+                raise
             code, message = _failure(exc)
             await self._settle(hold, status.FAILED, code, message)
             raise ApplicationError(message, type=code, non_retryable=True) from exc
@@ -68,17 +85,19 @@ class VideoTaskWorkflow:
     async def _render_and_upload(self, task: VideoTaskInput) -> tuple[list[StoredObject], RenderMeta]:
         """Render, then upload from the same host; if that host vanished, render again elsewhere."""
         for _ in range(MAX_RENDERS):
+            workflow.upsert_memo({STAGE_MEMO: "render"})
             rendered: RenderResult = await workflow.execute_activity(
                 act.RENDER_VIDEO, task.render, task_queue=task.render_queue, result_type=RenderResult,
-                start_to_close_timeout=RENDER_TIMEOUT, heartbeat_timeout=RENDER_HEARTBEAT,
+                start_to_close_timeout=RENDER_TIMEOUT, heartbeat_timeout=timedelta(seconds=task.render_heartbeat_s),
                 retry_policy=RENDER_RETRY,
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
+            workflow.upsert_memo({STAGE_MEMO: "upload"})
             try:
                 outputs: list[StoredObject] = await workflow.execute_activity(
                     act.UPLOAD_OUTPUTS, UploadInput(task_id=task.task_id, files=rendered.files),
                     task_queue=rendered.host_queue, result_type=list[StoredObject],
-                    schedule_to_start_timeout=UPLOAD_PICKUP, start_to_close_timeout=UPLOAD_TIMEOUT,
+                    schedule_to_start_timeout=timedelta(seconds=task.upload_pickup_s), start_to_close_timeout=UPLOAD_TIMEOUT,
                     retry_policy=UPLOAD_RETRY,
                 )
                 return outputs, rendered.meta
@@ -93,10 +112,29 @@ class VideoTaskWorkflow:
                                                retry_policy=DB_RETRY)
 
     async def _settle(self, hold: HoldInput, final: str, code: str, message: str) -> None:
-        """Record the end state, then return the hold (capture never happened on this path)."""
+        """Return the hold (capture never happened on this path), then record the end state: a
+        client that sees `failed`/`cancelled` also sees its credits back."""
+        await self._db(act.RELEASE_CREDITS, hold)
         await self._db(act.MARK_FAILED, MarkFailed(task_id=hold.task_id, status=final,
                                                   error_code=code, error_message=message))
-        await self._db(act.RELEASE_CREDITS, hold)
+        await announce(self._task.task_id, final, self._task.has_callback, self._task.webhook_queue)
+
+    def _retain_until(self) -> datetime:
+        self._expires_at = workflow.now() + timedelta(hours=self._task.retention_hours)
+        return self._expires_at
+
+    async def _after_success(self) -> str:
+        """Hand the assets to their retention workflow (a durable timer that deletes them and
+        expires the task), then announce success. Both children outlive this workflow, which
+        ends here: the video is done."""
+        task = self._task
+        try:
+            await retain(RetentionInput(task_id=task.task_id, expires_at=self._expires_at or workflow.now(),
+                                        has_callback=task.has_callback, webhook_queue=task.webhook_queue))
+            await announce(task.task_id, status.SUCCEEDED, task.has_callback, task.webhook_queue)
+        except asyncio.CancelledError:
+            workflow.logger.warning("cancel requested after the task succeeded; it stays succeeded")
+        return status.SUCCEEDED
 
 
 def _host_lost(exc: ActivityError) -> bool:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sorapi.db import ledger
-from sorapi.db.models import Account, ApiKey
+from sorapi.db.models import Account, ApiKey, utcnow
 from sorapi.ids import hash_api_key, new_account_id, new_api_key
 
 
@@ -26,10 +26,36 @@ async def create_account(session: AsyncSession, *, name: str, plan: str, credits
 async def issue_api_key(session: AsyncSession, account_id: str, *, key: str | None = None,
                         scopes: str = "generate,read") -> str:
     """Store a new key for the account and return its plaintext (the only time it is visible)."""
+    return (await issue_key(session, account_id, key=key, scopes=scopes))[1]
+
+
+async def issue_key(session: AsyncSession, account_id: str, *, key: str | None = None,
+                    scopes: str = "generate,read", name: str = "") -> tuple[ApiKey, str]:
+    """Store a new key; returns its record and its plaintext (shown once, stored only hashed)."""
     key = key or new_api_key()
-    session.add(ApiKey(id="key_" + uuid.uuid4().hex[:20], account_id=account_id, prefix=key[:12],
-                       key_hash=hash_api_key(key), scopes=scopes))
-    return key
+    record = ApiKey(id="key_" + uuid.uuid4().hex[:20], account_id=account_id, prefix=key[:12],
+                    key_hash=hash_api_key(key), scopes=scopes, name=name)
+    session.add(record)
+    return record, key
+
+
+async def list_keys(session: AsyncSession, account_id: str) -> list[ApiKey]:
+    rows = await session.scalars(select(ApiKey).where(ApiKey.account_id == account_id)
+                                 .order_by(ApiKey.created_at, ApiKey.id))
+    return list(rows.all())
+
+
+async def active_key_count(session: AsyncSession, account_id: str) -> int:
+    return len([k for k in await list_keys(session, account_id) if k.revoked_at is None])
+
+
+async def revoke_key(session: AsyncSession, account_id: str, key_id: str) -> ApiKey | None:
+    """Revoke one of the account's keys (again: a no-op); None if the account has no such key."""
+    record = (await session.scalars(select(ApiKey).where(ApiKey.id == key_id, ApiKey.account_id == account_id)
+                                    .with_for_update())).one_or_none()
+    if record is not None and record.revoked_at is None:
+        record.revoked_at = utcnow()
+    return record
 
 
 async def authenticate(session: AsyncSession, key: str) -> tuple[Account, ApiKey] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -41,6 +41,11 @@ class Account(Base):
     reserved: Mapped[int] = mapped_column(BigInteger, default=0)
     """Credits held by open reservations."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    webhook_secret: Mapped[str | None] = mapped_column(Text, default=None)
+    """The webhook signing secret, encrypted (`sorapi.secretbox`); made on first use."""
+    webhook_previous_secret: Mapped[str | None] = mapped_column(Text, default=None)
+    """The secret before the last rotation, encrypted; it also signs until `webhook_previous_until`."""
+    webhook_previous_until: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class ApiKey(Base):
@@ -53,11 +58,17 @@ class ApiKey(Base):
     scopes: Mapped[str] = mapped_column(String(200), default="generate,read")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    name: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    """A label for the seat that holds the key (a person, a service)."""
 
 
 class LedgerEntry(Base):
     __tablename__ = "ledger_entries"
-    __table_args__ = (UniqueConstraint("task_id", "kind", name="uq_ledger_task_kind"),)
+    __table_args__ = (
+        UniqueConstraint("task_id", "kind", name="uq_ledger_task_kind"),
+        Index("uq_ledger_account_kind_period", "account_id", "kind", "period", unique=True),
+        Index("ix_ledger_account_id_id", "account_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
@@ -67,6 +78,8 @@ class LedgerEntry(Base):
     reason: Mapped[str] = mapped_column(String(200), default="")
     actor: Mapped[str] = mapped_column(String(100), default="system")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    period: Mapped[str | None] = mapped_column(String(10), default=None)
+    """Billing period ("2026-12") of a refresh or expiry: unique per account, so each runs once."""
 
 
 class Task(Base):
@@ -105,3 +118,57 @@ class TaskEvent(Base):
     kind: Mapped[str] = mapped_column(String(40))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEvent(Base):
+    """Append-only record of key use and administrative actions (`GET /api/audit-log`)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_account_id_id", "account_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(60))
+    target: Mapped[str] = mapped_column(String(100), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SlotWaiter(Base):
+    """A queued task whose workflow is asking for a concurrency slot right now.
+
+    `seen_at` is refreshed on every attempt; waiters not seen lately (their workflow is gone)
+    drop out of the FIFO order, so a dead task can never block the queue.
+    """
+
+    __tablename__ = "slot_waiters"
+
+    task_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(40), index=True)
+    queued_at: Mapped[datetime] = mapped_column()
+    seen_at: Mapped[datetime] = mapped_column()
+
+
+class WebhookDelivery(Base):
+    """One HTTP attempt to deliver a task event; unique per (delivery run, attempt) so retries never double-count."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("delivery_id", "attempt", name="uq_webhook_delivery_attempt"),
+        Index("ix_webhook_deliveries_task", "task_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"))
+    event_id: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(40))
+    delivery_id: Mapped[str] = mapped_column(String(200))
+    trigger: Mapped[str] = mapped_column(String(20), default="automatic")
+    attempt: Mapped[int] = mapped_column(Integer)
+    attempted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    outcome: Mapped[str] = mapped_column(String(20))
+    status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    latency_ms: Mapped[int | None] = mapped_column(Integer, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    retry_after_s: Mapped[float | None] = mapped_column(Float, default=None)

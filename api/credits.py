@@ -1,0 +1,84 @@
+"""Credits service for the customer API: balances, ledger and audit pages, estimates, queue positions."""
+
+from __future__ import annotations
+
+import msgspec
+
+from api import pagination
+from api.auth import Principal
+from api.state import Resources
+from sorapi import credits, errors, status
+from sorapi.credit_schemas import AuditPage, CreditsResponse, EstimateResponse, LedgerPage
+from sorapi.db import audit, ledger, slots
+from sorapi.db.models import Account, Task
+from sorapi.planning import plan
+from sorapi.schemas import GenerateRequest
+
+READ_SCOPES = frozenset({"read", "admin"})
+AUDIT_SCOPES = frozenset({"audit", "admin"})
+
+
+def require_scope(principal: Principal, allowed: frozenset[str], what: str) -> None:
+    if not principal.scopes & allowed:
+        raise errors.Forbidden(f"this API key may not {what}; it needs one of the scopes: {', '.join(sorted(allowed))}")
+
+
+async def _account(session: object, account_id: str) -> Account:
+    account = await session.get(Account, account_id)  # type: ignore[attr-defined]
+    if account is None:
+        raise errors.NotFound(f"no account {account_id!r}")
+    return account
+
+
+async def account_credits(res: Resources, account_id: str) -> CreditsResponse:
+    async with res.sessions() as session:
+        return await credits.summary(session, await _account(session, account_id), res.catalog)
+
+
+def _before(cursor: str | None, tag: str) -> int | None:
+    if cursor is None:
+        return None
+    parts = pagination.decode(cursor, "cursor")
+    if len(parts) != 2 or parts[0] != tag or not isinstance(parts[1], int):
+        raise errors.ValidationFailed("invalid cursor", details=[{"field": "cursor", "message": "not a cursor of this list"}])
+    return parts[1]
+
+
+async def ledger_page(res: Resources, account_id: str, cursor: str | None, limit: int,
+                      kind: str | None) -> LedgerPage:
+    if kind is not None and kind not in ledger.KINDS:
+        raise errors.ValidationFailed("unknown ledger entry kind", details=[
+            {"field": "kind", "message": f"must be one of {', '.join(ledger.KINDS)}"}])
+    async with res.sessions() as session:
+        rows, more = await credits.ledger_page(session, account_id, before_id=_before(cursor, "l"), limit=limit,
+                                               kind=kind)
+    return LedgerPage(data=rows, has_more=more,
+                      next_cursor=pagination.encode("l", rows[-1].id) if more and rows else None)
+
+
+async def audit_page(res: Resources, account_id: str | None, cursor: str | None, limit: int) -> AuditPage:
+    async with res.sessions() as session:
+        rows, more = await audit.page(session, account_id, before_id=_before(cursor, "a"), limit=limit)
+    return AuditPage(data=[credits.audit_view(e) for e in rows], has_more=more,
+                     next_cursor=pagination.encode("a", rows[-1].id) if more and rows else None)
+
+
+async def estimate(res: Resources, principal: Principal, req: GenerateRequest) -> EstimateResponse:
+    planned = plan(req, res.catalog, allow_http_callbacks=res.settings.webhook_allow_http)
+    if isinstance(planned, list):
+        raise errors.ValidationFailed("the request is invalid", details=[msgspec.to_builtins(d) for d in planned])
+    async with res.sessions() as session:
+        return await credits.estimate(session, await _account(session, principal.account_id), planned, res.catalog)
+
+
+def audit_enabled(res: Resources, principal: Principal) -> None:
+    if not res.catalog.plans[principal.plan].audit_log:
+        raise errors.Forbidden("the audit log is part of plans with `audit_log` (Scale)", code=errors.PLAN_FEATURE)
+
+
+async def queue_position(res: Resources, task: Task) -> int | None:
+    """Place of a queued task in its account's concurrency queue (1 = next); None once it left the queue."""
+    if task.status != status.QUEUED:
+        return None
+    async with res.sessions() as session:
+        return await slots.queue_position(session, task)

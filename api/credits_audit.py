@@ -1,0 +1,20 @@
+"""Key-use entries of the audit log, for plans that keep one (`audit_log` in catalog.toml)."""
+
+from __future__ import annotations
+
+from litestar import Request
+
+from api.state import Resources
+from sorapi.db import audit
+from sorapi.db.models import Account, ApiKey
+
+
+async def record_key_use(resources: Resources, account: Account, api_key: ApiKey, request: Request) -> None:
+    """One audit event per authenticated request: which key (seat) called what."""
+    plan = resources.catalog.plans.get(account.plan)
+    if plan is None or not plan.audit_log:
+        return
+    async with resources.sessions.begin() as session:
+        audit.record(session, actor=api_key.id, action="key.use", account_id=account.id, target=api_key.id,
+                     details={"method": request.method, "path": request.url.path, "key_name": api_key.name,
+                              "client": request.client.host if request.client else None})

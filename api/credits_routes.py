@@ -1,0 +1,73 @@
+"""Customer credit endpoints: balance and period, price estimates, the ledger, the audit log."""
+
+from __future__ import annotations
+
+from litestar import Controller, get, post
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
+
+from api import credits
+from api.auth import Principal
+from api.openapi import error_responses
+from api.ratelimit import RATE_STATUS
+from api.state import Resources
+from sorapi.credit_schemas import AuditPage, CreditsResponse, EstimateResponse, LedgerPage
+from sorapi.schemas import ErrorEnvelope, GenerateRequest
+
+FORBIDDEN = {403: ResponseSpec(ErrorEnvelope, description="The key lacks the scope (`insufficient_scope`) or "
+                                                         "the plan lacks the feature (`plan_feature_unavailable`)")}
+LIMIT = Parameter(query="limit", default=50, ge=1, le=200, description="Entries per page (1-200)")
+CURSOR = Parameter(query="cursor", default=None, description="`next_cursor` of the previous page")
+
+
+class CreditsController(Controller):
+    path = "/api"
+    tags = ["credits"]
+
+    @get("/credits", opt=RATE_STATUS, responses={**error_responses(401, 429), **FORBIDDEN})
+    async def balance(self, principal: Principal, resources: Resources) -> CreditsResponse:
+        """The account's plan and credits: balance, reserved by unfinished tasks, available, the billing
+        period and its refresh, concurrency in use, and overage this period (Pro)."""
+        credits.require_scope(principal, credits.READ_SCOPES, "read credits")
+        return await credits.account_credits(resources, principal.account_id)
+
+    @get("/credits/estimate", opt=RATE_STATUS, responses={**error_responses(401, 422, 429), **FORBIDDEN})
+    async def estimate(
+        self, principal: Principal, resources: Resources,
+        model_version: str = Parameter(query="model_version", default="sora-2-latest"),
+        duration: int = Parameter(query="duration", default=8, ge=1, le=20, description="Seconds"),
+        resolution: str | None = Parameter(query="resolution", default=None, description="e.g. 1280x720"),
+        aspect_ratio: str | None = Parameter(query="aspect_ratio", default=None, description="e.g. vertical"),
+        prompt: str = Parameter(query="prompt", default="estimate", description="Ignored for pricing"),
+    ) -> EstimateResponse:
+        """Quote a render before submitting it: the credits `POST /api/generate` would reserve for the
+        same fields (longer and higher resolution cost more), and whether the account can afford it now."""
+        credits.require_scope(principal, credits.READ_SCOPES, "read credits")
+        req = GenerateRequest(prompt=prompt, model_version=model_version, duration=duration,
+                              resolution=resolution, aspect_ratio=aspect_ratio)
+        return await credits.estimate(resources, principal, req)
+
+    @post("/credits/estimate", status_code=200, opt=RATE_STATUS,
+          responses={**error_responses(400, 401, 422, 429), **FORBIDDEN})
+    async def estimate_body(self, data: GenerateRequest, principal: Principal,
+                            resources: Resources) -> EstimateResponse:
+        """Quote exactly the body you would send to `POST /api/generate` (nothing is created)."""
+        credits.require_scope(principal, credits.READ_SCOPES, "read credits")
+        return await credits.estimate(resources, principal, data)
+
+    @get("/credits/ledger", opt=RATE_STATUS, responses={**error_responses(401, 422, 429), **FORBIDDEN})
+    async def ledger(self, principal: Principal, resources: Resources, limit: int = LIMIT,
+                     cursor: str | None = CURSOR,
+                     kind: str | None = Parameter(query="kind", default=None, description="Only this kind")) -> LedgerPage:
+        """Every credit movement of the account, newest first: grant, refresh, reserve, capture, release,
+        overage, expiry and adjust, each with its task, reason, actor and time."""
+        credits.require_scope(principal, credits.READ_SCOPES, "read credits")
+        return await credits.ledger_page(resources, principal.account_id, cursor, limit, kind)
+
+    @get("/audit-log", opt=RATE_STATUS, responses={**error_responses(401, 422, 429), **FORBIDDEN})
+    async def audit_log(self, principal: Principal, resources: Resources, limit: int = LIMIT,
+                        cursor: str | None = CURSOR) -> AuditPage:
+        """Key use and administrative actions on the account, newest first (Scale plans; `audit` scope)."""
+        credits.audit_enabled(resources, principal)
+        credits.require_scope(principal, credits.AUDIT_SCOPES, "read the audit log")
+        return await credits.audit_page(resources, principal.account_id, cursor, limit)

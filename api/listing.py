@@ -1,0 +1,113 @@
+"""`GET /api/tasks` (the account's tasks, newest first) and `GET /api/tasks/{id}/content` (a redirect
+to a fresh short-lived presigned URL of one output)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from litestar import Controller, get
+from litestar.params import Parameter
+from litestar.response import Redirect
+
+from api import pagination, tasks
+from api.auth import Principal
+from api.openapi import error_responses
+from api.ratelimit import RATE_STATUS
+from api.state import Resources
+from sorapi import errors, status, storage
+from sorapi.db import history
+from sorapi.db.models import Task
+from sorapi.schemas import TaskList, TaskSummary
+
+VARIANT_FORMATS: dict[str, tuple[str, ...]] = {
+    "video": ("mp4",),
+    "webm": ("webm",),
+    "thumbnail": ("jpg", "jpeg", "webp", "png"),
+    "spritesheet": ("spritesheet",),
+}
+"""Public variant names → the `format` of the task outputs that can serve them."""
+
+
+def summary(task: Task) -> TaskSummary:
+    request: dict[str, Any] = task.request
+    return TaskSummary(
+        task_id=task.id, status=task.status, prompt=request["prompt"], model_version=request["model_version"],
+        duration=request["duration"], resolution=request["resolution"],
+        progress=100 if task.status in (status.SUCCEEDED, status.EXPIRED) else task.progress,
+        credits_reserved=task.price, error_code=task.error_code, created_at=task.created_at,
+        finished_at=task.finished_at, expires_at=task.expires_at,
+    )
+
+
+def parse_statuses(raw: str | None) -> list[str]:
+    wanted = [part.strip() for part in (raw or "").split(",") if part.strip()]
+    unknown = [s for s in wanted if s not in status.ALL]
+    if unknown:
+        raise errors.ValidationFailed("unknown status filter", details=[
+            {"field": "status", "message": f"{', '.join(unknown)} is not one of {', '.join(status.ALL)}"}])
+    return wanted
+
+
+async def list_tasks(res: Resources, principal: Principal, *, statuses: list[str], created_from: datetime | None,
+                     created_to: datetime | None, cursor: str | None, limit: int) -> TaskList:
+    after = pagination.decode_task_cursor(cursor)
+    async with res.sessions() as session:
+        rows, more = await history.tasks_page(session, principal.account_id, statuses=statuses,
+                                              created_from=created_from, created_to=created_to, after=after,
+                                              limit=limit)
+    last = rows[-1] if rows else None
+    return TaskList(data=[summary(t) for t in rows], has_more=more,
+                    next_cursor=pagination.task_cursor(last.created_at, last.id) if more and last else None)
+
+
+def content_url(res: Resources, task: Task, variant: str) -> str:
+    """A presigned URL of the task's output for `variant`, valid for `content_url_ttl_s`."""
+    if variant not in VARIANT_FORMATS:
+        raise errors.ValidationFailed("unknown variant", details=[
+            {"field": "variant", "message": f"must be one of {', '.join(VARIANT_FORMATS)}"}])
+    if task.status == status.EXPIRED:
+        raise errors.Gone("the retention window ended and this task's assets were deleted")
+    if task.status != status.SUCCEEDED:
+        raise errors.Conflict(f"the task is {task.status}; its content exists once it succeeds")
+    for output in task.outputs:
+        if output["format"] in VARIANT_FORMATS[variant]:
+            return storage.presign(res.signer, res.settings.s3_bucket, output["key"], res.settings.content_url_ttl_s)
+    available = sorted({v for v, formats in VARIANT_FORMATS.items()
+                        for o in task.outputs if o["format"] in formats})
+    raise errors.NotFound(f"this task has no {variant} output (available: {', '.join(available) or 'none'})",
+                          code=errors.VARIANT_NOT_FOUND)
+
+
+class TasksController(Controller):
+    path = "/api/tasks"
+    tags = ["videos"]
+
+    @get("/", opt=RATE_STATUS, responses=error_responses(400, 401, 422, 429))
+    async def list_tasks(
+        self, principal: Principal, resources: Resources,
+        status_: str | None = Parameter(query="status", default=None,
+                                        description="Comma-separated statuses to keep, e.g. `running,queued`"),
+        created_after: datetime | None = Parameter(query="created_after", default=None,
+                                                   description="Only tasks created at or after this time (ISO 8601)"),
+        created_before: datetime | None = Parameter(query="created_before", default=None,
+                                                    description="Only tasks created before this time (ISO 8601)"),
+        cursor: str | None = Parameter(query="cursor", default=None, description="`next_cursor` of the previous page"),
+        limit: int = Parameter(query="limit", default=20, ge=1, le=100, description="Tasks per page (1-100)"),
+    ) -> TaskList:
+        """The account's tasks, newest first, filtered by status and creation time; cursor-paginated."""
+        return await list_tasks(resources, principal, statuses=parse_statuses(status_), created_from=created_after,
+                                created_to=created_before, cursor=cursor, limit=limit)
+
+    @get("/{task_id:str}/content", opt=RATE_STATUS, status_code=307,
+         responses=error_responses(400, 401, 404, 409, 410, 422, 429))
+    async def content(
+        self, principal: Principal, resources: Resources, task_id: str,
+        variant: Literal["video", "webm", "thumbnail"] = Parameter(
+            query="variant", default="video", description="`video` (MP4), `webm` or `thumbnail` (JPEG)"),
+    ) -> Redirect:
+        """Redirect (307) to a fresh presigned URL of one output, valid for a few minutes.
+
+        404 `variant_not_found` when the task has no such output; 409 `task_not_ready` until it succeeds."""
+        task = await tasks.get_task(resources, principal, task_id)
+        return Redirect(path=content_url(resources, task, variant), status_code=307)

@@ -1,0 +1,222 @@
+"""OpenAI-compatible `/v1/videos`: `openai.OpenAI(base_url=".../v1", api_key=KEY).videos.*` works unchanged.
+
+Every call maps onto the same task service as `/api/generate` and `/api/status`: a video made
+here is a task there and vice versa. Statuses map queued → queued, running → in_progress,
+succeeded/expired → completed, failed/cancelled → failed (with `error.code`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
+from litestar.params import Parameter
+from litestar.response import Redirect
+
+from api import lifecycle, listing, tasks
+from api.auth import Principal
+from api import openapi
+from api.openapi import error_responses
+from api.ratelimit import RATE_GENERATE, RATE_STATUS
+from api.state import Resources
+from sorapi import errors, status
+from sorapi.db import history
+from sorapi.db.models import Task
+from api.openai_shapes import CreateVideo, RemixVideo, Video, VideoDeleted, VideoError, VideoList
+from sorapi.schemas import GenerateRequest
+
+POLL_AFTER_MS = "1000"
+"""Sent as `openai-poll-after-ms`: the SDK's `create_and_poll` waits this long between retrieves
+(one poll a second is exactly the status budget of 60/min, so polling never exhausts it)."""
+
+_STATUS = {status.QUEUED: "queued", status.RUNNING: "in_progress", status.SUCCEEDED: "completed",
+           status.EXPIRED: "completed", status.FAILED: "failed", status.CANCELLED: "failed"}
+_FIELD_NAMES = {"model_version": "model", "duration": "seconds", "resolution": "size", "aspect_ratio": "size"}
+"""SorAPI field names in validation details → the OpenAI parameter the caller actually sent."""
+
+
+def _unix(moment: datetime | None) -> int | None:
+    return int(moment.timestamp()) if moment else None
+
+
+def video_view(task: Task, progress: int | None = None) -> Video:
+    request: dict[str, Any] = task.request
+    error = VideoError(code=task.error_code, message=task.error_message or task.error_code) \
+        if task.status in (status.FAILED, status.CANCELLED) and task.error_code else None
+    done = task.status in (status.SUCCEEDED, status.EXPIRED)
+    return Video(
+        id=task.id, created_at=_unix(task.created_at) or 0, completed_at=_unix(task.finished_at),
+        expires_at=_unix(task.expires_at), error=error, model=request["model_version"],
+        progress=100 if done else (progress if progress is not None else task.progress),
+        prompt=request["prompt"], remixed_from_video_id=request.get("remixed_from"),
+        seconds=str(request["duration"]), size=request["resolution"],
+        status=_STATUS[task.status],  # type: ignore[arg-type]
+    )
+
+
+async def _live_view(res: Resources, task: Task) -> Video:
+    percent = None
+    if task.status in (status.QUEUED, status.RUNNING):
+        percent, _ = await tasks.live_state(res, task)
+    return video_view(task, percent)
+
+
+def _poll_headers() -> dict[str, str]:
+    return {"openai-poll-after-ms": POLL_AFTER_MS}
+
+
+async def _create(res: Resources, principal: Principal, req: GenerateRequest, idempotency_key: str | None,
+                  origin: dict[str, str] | None = None) -> Task:
+    """The shared task service, with validation details renamed to the OpenAI parameters."""
+    try:
+        return (await tasks.create_task(res, principal, req, idempotency_key, origin=origin)).task
+    except errors.ValidationFailed as exc:
+        exc.details = [{**d, "field": _FIELD_NAMES.get(d.get("field", ""), d.get("field", ""))} for d in exc.details]
+        raise
+
+
+async def _read_create_body(request: Request[Any, Any, Any]) -> CreateVideo:
+    """JSON or multipart/form-data (the SDK always sends multipart); image conditioning is refused clearly."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data") or content_type.startswith("application/x-www-form-urlencoded"):
+        form = await request.form()
+        raw: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
+        if any(k == "input_reference" or k.startswith("input_reference[") for k in form.keys()):
+            raw["input_reference"] = "<file>"
+    else:
+        body = await request.body()
+        try:
+            raw = msgspec.json.decode(body) if body else {}
+        except msgspec.DecodeError as exc:
+            raise errors.ApiError("the request body is not valid JSON", code=errors.INVALID_JSON) from exc
+        if not isinstance(raw, dict):
+            raise errors.ValidationFailed("the body must be a JSON object", details=[
+                {"field": "body", "message": "expected an object"}])
+    try:
+        parsed = msgspec.convert(raw, CreateVideo, strict=False)
+    except msgspec.ValidationError as exc:
+        raise errors.ValidationFailed("the request is invalid", details=[
+            {"field": _error_path(str(exc)), "message": str(exc)}]) from exc
+    if parsed.input_reference is not None:
+        raise errors.ValidationFailed(
+            "input_reference (image-to-video conditioning) is not supported yet; send a text prompt only",
+            code=errors.UNSUPPORTED_PARAMETER,
+            details=[{"field": "input_reference", "message": "image conditioning is not available on this server"}])
+    return parsed
+
+
+def _error_path(message: str) -> str:
+    """msgspec names the offending field as `$.name` or in backticks."""
+    if "`$." in message:
+        return message.split("`$.", 1)[1].split("`", 1)[0].split("[", 1)[0]
+    if "field `" in message:
+        return message.split("field `", 1)[1].split("`", 1)[0]
+    return "body"
+
+
+def _generate_request(**fields: Any) -> GenerateRequest:
+    """A native request, with the same constraint checks as a decoded `/api/generate` body."""
+    try:
+        return msgspec.convert({k: v for k, v in fields.items() if v is not None}, GenerateRequest)
+    except msgspec.ValidationError as exc:
+        field = _error_path(str(exc))
+        raise errors.ValidationFailed("the request is invalid", details=[
+            {"field": _FIELD_NAMES.get(field, field), "message": str(exc)}]) from exc
+
+
+def _seconds(raw: str | int) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise errors.ValidationFailed("the request is invalid", details=[
+            {"field": "seconds", "message": "must be a whole number of seconds, e.g. \"8\""}]) from None
+
+
+@dataclass
+class _CreateVideoOperation(Operation):
+    """Documents the body the handler parses itself: JSON or multipart/form-data, same fields."""
+
+    def __post_init__(self) -> None:
+        schema = openapi.document_struct(CreateVideo)
+        self.request_body = RequestBody(required=True, description="Same fields as JSON or multipart/form-data",
+                                        content={"application/json": OpenAPIMediaType(schema=schema),
+                                                 "multipart/form-data": OpenAPIMediaType(schema=schema)})
+
+
+class OpenAIVideosController(Controller):
+    path = "/v1/videos"
+    tags = ["openai-compatible"]
+
+    @post("/", status_code=200, opt=RATE_GENERATE, operation_class=_CreateVideoOperation,
+          responses=error_responses(400, 401, 402, 422, 429, 503))
+    async def create(self, request: Request[Any, Any, Any], principal: Principal,
+                     resources: Resources) -> Response[Video]:
+        """Create a video job (OpenAI `videos.create`): `prompt`, `model`, `seconds`, `size`."""
+        body = await _read_create_body(request)
+        req = _generate_request(prompt=body.prompt, model_version=body.model, duration=_seconds(body.seconds),
+                                resolution=body.size)
+        task = await _create(resources, principal, req, request.headers.get("idempotency-key"))
+        return Response(video_view(task), headers=_poll_headers())
+
+    @get("/", opt=RATE_STATUS, responses=error_responses(400, 401, 404, 422, 429))
+    async def list_videos(
+        self, principal: Principal, resources: Resources,
+        after: str | None = Parameter(query="after", default=None,
+                                      description="Id of the last video of the previous page"),
+        limit: int = Parameter(query="limit", default=20, ge=1, le=100, description="Videos per page (1-100)"),
+        order: str = Parameter(query="order", default="desc", pattern="^(asc|desc)$",
+                               description="`desc` (newest first, default) or `asc`"),
+    ) -> VideoList:
+        """List the account's videos (OpenAI `videos.list`), cursor-paginated by `after`."""
+        position = None
+        if after is not None:
+            anchor = await tasks.get_task(resources, principal, after)
+            position = (anchor.created_at, anchor.id)
+        async with resources.sessions() as session:
+            rows, more = await history.tasks_page(session, principal.account_id, after=position,
+                                                  newest_first=order == "desc", limit=limit)
+        data = [video_view(t) for t in rows]
+        return VideoList(data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None,
+                         has_more=more)
+
+    @get("/{video_id:str}", opt=RATE_STATUS, responses=error_responses(400, 401, 404, 429))
+    async def retrieve(self, principal: Principal, resources: Resources, video_id: str) -> Response[Video]:
+        """A video job's status and progress (OpenAI `videos.retrieve`; `create_and_poll` polls this)."""
+        task = await tasks.get_task(resources, principal, video_id)
+        return Response(await _live_view(resources, task), headers=_poll_headers())
+
+    @delete("/{video_id:str}", status_code=200, responses=error_responses(400, 401, 404, 409, 429))
+    async def delete_video(self, principal: Principal, resources: Resources, video_id: str) -> VideoDeleted:
+        """Delete a video and its stored assets (OpenAI `videos.delete`)."""
+        task = await lifecycle.delete_task(resources, principal, video_id)
+        return VideoDeleted(id=video_id, deleted=task.status in status.TERMINAL - {status.SUCCEEDED})
+
+    @get("/{video_id:str}/content", opt=RATE_STATUS, status_code=307,
+         responses=error_responses(400, 401, 404, 409, 410, 422, 429))
+    async def download_content(
+        self, principal: Principal, resources: Resources, video_id: str,
+        variant: Literal["video", "thumbnail", "spritesheet", "webm"] = Parameter(
+            query="variant", default="video", description="`video` (MP4), `thumbnail` (JPEG), `spritesheet` or `webm`"),
+    ) -> Redirect:
+        """Redirect (307) to a short-lived presigned URL of the asset (OpenAI `videos.download_content`)."""
+        task = await tasks.get_task(resources, principal, video_id)
+        return Redirect(path=listing.content_url(resources, task, variant), status_code=307)
+
+    @post("/{video_id:str}/remix", status_code=200, opt=RATE_GENERATE,
+          responses=error_responses(400, 401, 402, 404, 422, 429, 503))
+    async def remix(self, data: RemixVideo, principal: Principal, resources: Resources, video_id: str,
+                    request: Request[Any, Any, Any]) -> Response[Video]:
+        """Render again with a new prompt and the source's seed, size, duration and model (OpenAI `videos.remix`)."""
+        source = await tasks.get_task(resources, principal, video_id)
+        recorded: dict[str, Any] = source.request
+        req = _generate_request(prompt=data.prompt, model_version=recorded["model_version"],
+                                duration=recorded["duration"], resolution=recorded["resolution"],
+                                guidance=recorded["guidance"], seed=recorded["seed"],
+                                negative_prompt=recorded.get("negative_prompt"))
+        task = await _create(resources, principal, req, request.headers.get("idempotency-key"),
+                             origin={"remixed_from": source.id})
+        return Response(video_view(task), headers=_poll_headers())

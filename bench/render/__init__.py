@@ -1,0 +1,1 @@
+"""Render worker benchmark: `python -m bench.render --help`."""

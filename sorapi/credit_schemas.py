@@ -1,0 +1,160 @@
+"""Wire shapes of credits, plans and administration (customer `/api/credits*`, `/api/audit-log`,
+operator `/admin/...`); the CLI prints the same shapes as JSON."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+SCOPES = ("generate", "read", "audit", "admin")
+"""Key scopes: `generate` creates tasks, `read` reads tasks and credits, `audit` reads the audit
+log; `admin` (an account administrator's key) implies the other three."""
+Scope = Literal["generate", "read", "audit", "admin"]
+PlanName = Annotated[str, Meta(description="A plan of catalog.toml: free, pro or scale", examples=["pro"])]
+
+
+class OverageFigures(msgspec.Struct, kw_only=True):
+    """Usage past the balance on a plan that allows it, invoiced at the end of the period."""
+
+    allowed: bool
+    rate_usd_per_credit: float
+    limit_credits: Annotated[int, Meta(description="Most overage credits one period may use")]
+    credits_this_period: Annotated[int, Meta(description="Overage credits recorded so far this period")]
+    amount_usd_this_period: Annotated[float, Meta(description="What they will be invoiced at (USD)")]
+
+
+class CreditsResponse(msgspec.Struct, kw_only=True):
+    """Body of `GET /api/credits`: where the account's credits stand right now."""
+
+    account_id: str
+    plan: str
+    balance: Annotated[int, Meta(description="Credits owned (never negative)", examples=[4984])]
+    reserved: Annotated[int, Meta(description="Credits held by queued and running tasks", examples=[16])]
+    available: Annotated[int, Meta(description="balance - reserved: what new tasks can hold without overage; "
+                                               "negative only while a plan with overage holds past it")]
+    period: Annotated[str | None, Meta(description="Billing period (calendar month, UTC)", examples=["2026-12"])]
+    period_start: datetime | None
+    period_end: Annotated[datetime | None, Meta(description="When the next refresh runs; null on plans "
+                                                            "without a monthly refresh")]
+    included_credits: Annotated[int, Meta(description="Credits the plan grants each period")]
+    refreshed_this_period: Annotated[int, Meta(description="Credits this period's refresh granted (0 until it ran)")]
+    rollover: Annotated[bool, Meta(description="Unused credits carry over to the next period")]
+    price_usd_month: float
+    currency: str = "USD"
+    max_concurrent_jobs: int
+    running: int
+    queued: int
+    overage: OverageFigures
+
+
+class LedgerEntryView(msgspec.Struct, kw_only=True):
+    id: int
+    kind: Annotated[str, Meta(description="grant, refresh, reserve, capture, release, overage, expiry or adjust")]
+    amount: Annotated[int, Meta(description="Credits (positive; an adjust may be negative)")]
+    task_id: str | None = None
+    reason: str = ""
+    actor: Annotated[str, Meta(description="Who wrote it: an API key id, `schedule`, `admin:...`, `system`")] = ""
+    period: str | None = None
+    created_at: datetime
+
+
+class LedgerPage(msgspec.Struct, kw_only=True):
+    """The account's ledger, newest first; pass `next_cursor` back as `cursor` for older entries."""
+
+    data: list[LedgerEntryView]
+    next_cursor: str | None = None
+    has_more: bool = False
+
+
+class EstimateResponse(msgspec.Struct, kw_only=True):
+    """Body of `GET /api/credits/estimate`: what `POST /api/generate` would reserve for the same fields."""
+
+    credits: Annotated[int, Meta(description="The price that would be reserved", examples=[16])]
+    model_version: str
+    duration: int
+    resolution: str
+    tier: Annotated[str, Meta(description="Resolution tier priced: sd, hd or fhd")]
+    credits_per_second: int
+    credit_multiplier: float
+    available: int
+    affordable: Annotated[bool, Meta(description="Whether the account could reserve it right now")]
+
+
+class AuditEventView(msgspec.Struct, kw_only=True):
+    id: int
+    account_id: str | None
+    actor: str
+    action: Annotated[str, Meta(description="key.use, key.issue, key.revoke, account.create, credits.grant, "
+                                            "credits.adjust, plan.change", examples=["key.use"])]
+    target: str = ""
+    details: dict[str, Any] = {}
+    created_at: datetime
+
+
+class AuditPage(msgspec.Struct, kw_only=True):
+    data: list[AuditEventView]
+    next_cursor: str | None = None
+    has_more: bool = False
+
+
+class CreateAccountRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, Meta(min_length=1, max_length=200)]
+    plan: PlanName = "free"
+    credits: Annotated[Annotated[int, Meta(ge=0)] | None, Meta(description="Initial credits; default: the plan's starter "
+                                                          "credits (and its included credits for this period)")] = None
+    scopes: list[Scope] = msgspec.field(default_factory=lambda: ["generate", "read"])
+    key_name: Annotated[str, Meta(max_length=100)] = ""
+
+
+class IssueKeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    scopes: list[Scope] = msgspec.field(default_factory=lambda: ["generate", "read"])
+    name: Annotated[str, Meta(max_length=100, description="Who holds the seat", examples=["ci-bot"])] = ""
+
+
+class IssuedKey(msgspec.Struct, kw_only=True):
+    key_id: str
+    api_key: Annotated[str, Meta(description="The Bearer secret: shown this once, stored only as a hash")]
+    prefix: str
+    scopes: list[str]
+    name: str = ""
+
+
+class CreatedAccount(msgspec.Struct, kw_only=True):
+    account_id: str
+    plan: str
+    balance: int
+    key: IssuedKey
+
+
+class ApiKeyView(msgspec.Struct, kw_only=True):
+    key_id: str
+    prefix: Annotated[str, Meta(description="First characters of the key, to recognise it")]
+    scopes: list[str]
+    name: str = ""
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class ApiKeyList(msgspec.Struct, kw_only=True):
+    data: list[ApiKeyView]
+
+
+class CreditChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    amount: Annotated[int, Meta(description="Credits: positive for a grant; signed for an adjustment")]
+    reason: Annotated[str, Meta(min_length=1, max_length=200)]
+
+
+class PlanChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    plan: PlanName
+
+
+class AccountView(msgspec.Struct, kw_only=True):
+    """An account as an operator sees it: identity plus its credits."""
+
+    account_id: str
+    name: str
+    created_at: datetime
+    credits: CreditsResponse

@@ -1,0 +1,29 @@
+"""The audit log: who did what to an account (admin actions, key issue/revoke, key use). Append-only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sorapi.db.models import AuditEvent
+
+
+def record(session: AsyncSession, *, actor: str, action: str, account_id: str | None = None,
+           target: str = "", details: dict[str, Any] | None = None) -> AuditEvent:
+    event = AuditEvent(account_id=account_id, actor=actor, action=action, target=target, details=details or {})
+    session.add(event)
+    return event
+
+
+async def page(session: AsyncSession, account_id: str | None, *, before_id: int | None,
+               limit: int) -> tuple[list[AuditEvent], bool]:
+    """Newest first, strictly before `before_id`; None account means every account (operators)."""
+    stmt = select(AuditEvent)
+    if account_id is not None:
+        stmt = stmt.where(AuditEvent.account_id == account_id)
+    if before_id is not None:
+        stmt = stmt.where(AuditEvent.id < before_id)
+    rows = list((await session.scalars(stmt.order_by(AuditEvent.id.desc()).limit(limit + 1))).all())
+    return rows[:limit], len(rows) > limit

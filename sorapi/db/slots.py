@@ -1,0 +1,89 @@
+"""Plan concurrency: at most N running tasks per account, the rest wait in FIFO order.
+
+A slot *is* a task row in status `running`: every terminal transition frees it, so nothing
+separate can leak. Deciding who may start takes the account row lock, so two workflows of one
+account never both see the last free slot. Waiting workflows refresh a `slot_waiters` row on
+every attempt; only waiters seen lately count for the FIFO order, so a queued task whose
+workflow is gone cannot hold up the ones behind it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sorapi import status
+from sorapi.db import ledger
+from sorapi.db import tasks as task_rows
+from sorapi.db.models import SlotWaiter, Task, utcnow
+
+WAITER_TTL = timedelta(seconds=15)
+"""A waiter not seen for this long is presumed gone (its workflow retries every second)."""
+
+
+@dataclass(frozen=True)
+class SlotDecision:
+    acquired: bool
+    """The task is running (now or already)."""
+    ended: bool = False
+    """The task is already terminal: there is nothing to start."""
+    ahead: int = 0
+    """Live waiters before this one (0: it is next)."""
+    running: list[str] = field(default_factory=list)
+    """Ids of the account's running tasks when the account was full."""
+
+
+async def running_task_ids(session: AsyncSession, account_id: str) -> list[str]:
+    rows = await session.execute(select(Task.id).where(Task.account_id == account_id,
+                                                       Task.status == status.RUNNING))
+    return list(rows.scalars())
+
+
+async def try_acquire(session: AsyncSession, task_id: str, limit: int | None = None,
+                      now: datetime | None = None) -> SlotDecision:
+    """Move a queued task to running if the account has a free slot and the task is next in line."""
+    now = now or utcnow()
+    account_id = (await session.execute(select(Task.account_id).where(Task.id == task_id))).scalar_one()
+    account = await ledger.lock_account(session, account_id)
+    task = (await session.execute(select(Task).where(Task.id == task_id).with_for_update()
+                                  .execution_options(populate_existing=True))).scalar_one()
+    if task.status == status.RUNNING:
+        return SlotDecision(acquired=True)
+    if task.status != status.QUEUED:
+        await session.execute(delete(SlotWaiter).where(SlotWaiter.task_id == task_id))
+        return SlotDecision(acquired=False, ended=True)
+    limit = limit if limit is not None else ledger.plan_of(account).max_concurrent_jobs
+
+    waiter = await session.get(SlotWaiter, task_id)
+    if waiter is None:
+        session.add(SlotWaiter(task_id=task_id, account_id=account_id, queued_at=task.created_at, seen_at=now))
+    else:
+        waiter.seen_at = now
+    await session.flush()
+
+    running = await running_task_ids(session, account_id)
+    free = limit - len(running)
+    waiting = (await session.execute(
+        select(SlotWaiter.task_id).join(Task, Task.id == SlotWaiter.task_id)
+        .where(SlotWaiter.account_id == account_id, Task.status == status.QUEUED,
+               SlotWaiter.seen_at >= now - WAITER_TTL)
+        .order_by(SlotWaiter.queued_at, SlotWaiter.task_id))).scalars().all()
+    ahead = waiting.index(task_id)
+    if ahead >= free:
+        return SlotDecision(acquired=False, ahead=ahead, running=running)
+    await task_rows.transition(session, task_id, status.RUNNING)
+    await session.execute(delete(SlotWaiter).where(
+        SlotWaiter.account_id == account_id,
+        or_(SlotWaiter.task_id == task_id, SlotWaiter.seen_at < now - WAITER_TTL)))
+    return SlotDecision(acquired=True)
+
+
+async def queue_position(session: AsyncSession, task: Task) -> int:
+    """1 for the account's oldest queued task, 2 for the next...; the order slots are handed out in."""
+    earlier = await session.scalar(select(func.count()).select_from(Task).where(
+        Task.account_id == task.account_id, Task.status == status.QUEUED,
+        or_(Task.created_at < task.created_at, and_(Task.created_at == task.created_at, Task.id < task.id))))
+    return int(earlier or 0) + 1

@@ -1,0 +1,89 @@
+"""One HTTP POST to a checked `Target`, connecting to its pinned address.
+
+httpcore (httpx's transport layer) lets us supply the network backend: ours ignores the host
+name the pool asks for and dials the address `netguard` approved, while TLS still sends SNI and
+verifies the certificate for the name. Redirects are never followed (httpcore does not follow
+them) and no proxy environment variables are read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+import typing
+from dataclasses import dataclass
+
+import httpcore
+
+from sorapi.netguard import Target
+
+MAX_RESPONSE_BYTES = 4096
+"""Only the start of a receiver's answer is kept (for the delivery log); the rest is discarded."""
+
+
+class PinnedBackend(httpcore.AsyncNetworkBackend):
+    """Connects every TCP request for `host` to `ip`; refuses any other host."""
+
+    def __init__(self, host: str, ip: str) -> None:
+        self._host, self._ip = host, ip
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None,
+                          socket_options: typing.Iterable[typing.Any] | None = None) -> httpcore.AsyncNetworkStream:
+        if host.strip("[]") != self._host:
+            raise httpcore.ConnectError(f"refusing to connect to {host!r}: only {self._host!r} was checked")
+        return await self._inner.connect_tcp(self._ip, port, timeout=timeout, local_address=local_address,
+                                             socket_options=socket_options)
+
+    async def connect_unix_socket(self, *args: typing.Any, **kwargs: typing.Any) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("unix sockets are not allowed")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class PostResult:
+    status_code: int | None
+    headers: dict[str, str]
+    latency_ms: int
+    error: str | None = None
+    body_start: bytes = b""
+
+
+async def post(target: Target, body: bytes, headers: dict[str, str], *, timeout_s: float = 15.0,
+               ssl_context: ssl.SSLContext | None = None) -> PostResult:
+    """POST `body` once; transport problems come back as `error`, never as exceptions."""
+    sent = {**headers, "Host": target.host_header, "Content-Length": str(len(body))}
+    pool = httpcore.AsyncConnectionPool(ssl_context=ssl_context or httpcore.default_ssl_context(),
+                                        network_backend=PinnedBackend(target.host, target.ip),
+                                        max_connections=1, retries=0)
+    per_phase = {"connect": timeout_s, "read": timeout_s, "write": timeout_s, "pool": timeout_s}
+    started = time.monotonic()
+    try:
+        async with pool, asyncio.timeout(timeout_s):
+            async with pool.stream("POST", target.url, headers=list(sent.items()), content=body,
+                                   extensions={"timeout": per_phase}) as response:
+                start = b""
+                async for chunk in response.aiter_stream():
+                    start += chunk
+                    if len(start) >= MAX_RESPONSE_BYTES:
+                        break
+                return PostResult(
+                    status_code=response.status,
+                    headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers},
+                    latency_ms=_ms_since(started), body_start=start[:MAX_RESPONSE_BYTES])
+    except (TimeoutError, httpcore.TimeoutException):
+        return PostResult(None, {}, _ms_since(started), error=f"timed out after {timeout_s:g} s")
+    except httpcore.ConnectError as exc:
+        return PostResult(None, {}, _ms_since(started), error=f"connection failed: {exc or type(exc).__name__}")
+    except (httpcore.ProtocolError, httpcore.NetworkError) as exc:
+        return PostResult(None, {}, _ms_since(started), error=f"HTTP error: {exc or type(exc).__name__}")
+    except ssl.SSLError as exc:
+        return PostResult(None, {}, _ms_since(started), error=f"TLS error: {exc}")
+
+
+def _ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

@@ -1,0 +1,65 @@
+"""Temporal Schedules SorAPI relies on, created (or brought up to date) when the orchestrator starts.
+
+The monthly credit refresh runs at 00:00 UTC on the 1st of every month and is visible (and can
+be triggered or paused) under Schedules in the Temporal UI. If Temporal or the workers were
+down at that moment, the schedule catches up within `CATCHUP`; the ledger makes every run
+idempotent per account and period, so a catch-up or manual trigger never grants twice.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import structlog
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleCalendarSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleRange,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+
+from sorapi import names
+from sorapi.messages import CreditRefreshInput
+
+log = structlog.get_logger()
+
+CATCHUP = timedelta(days=27)
+MONTHLY = ScheduleCalendarSpec(second=[ScheduleRange(0)], minute=[ScheduleRange(0)], hour=[ScheduleRange(0)],
+                               day_of_month=[ScheduleRange(1)], comment="1st of every month, 00:00 UTC")
+
+
+def credit_refresh_schedule(task_queue: str) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            names.CREDIT_REFRESH_WORKFLOW, CreditRefreshInput(), id="credit-refresh", task_queue=task_queue,
+            execution_timeout=timedelta(days=1),
+            static_summary="Monthly credit refresh and rollover"),
+        spec=ScheduleSpec(calendars=[MONTHLY], time_zone_name="UTC"),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.BUFFER_ONE, catchup_window=CATCHUP),
+        state=ScheduleState(note="SorAPI: grants each plan's included credits once per month; expires or "
+                                 "rolls over what is left (see catalog.toml)"),
+    )
+
+
+async def ensure_credit_refresh_schedule(client: Client, task_queue: str) -> None:
+    """Create the schedule, or update it to this code's definition; safe for every orchestrator start."""
+    schedule = credit_refresh_schedule(task_queue)
+    try:
+        await client.create_schedule(names.CREDIT_REFRESH_SCHEDULE, schedule)
+        log.info("created schedule", schedule_id=names.CREDIT_REFRESH_SCHEDULE)
+    except ScheduleAlreadyRunningError:
+        def _update(current: ScheduleUpdateInput) -> ScheduleUpdate:
+            # keep an operator's pause: only the action, spec and policy come from code
+            state = current.description.schedule.state
+            return ScheduleUpdate(schedule=Schedule(action=schedule.action, spec=schedule.spec,
+                                                    policy=schedule.policy, state=state))
+
+        await client.get_schedule_handle(names.CREDIT_REFRESH_SCHEDULE).update(_update)

@@ -1,0 +1,108 @@
+"""Token-bucket limits per API key: generate 30/min bursting to 60, status 60/min; shared via Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from api.ratelimit_store import MemoryBucketStore, RedisBucketStore
+from sorapi import servers
+from tests.api_helpers import QUICK, app_client, bearer
+from tests.stack import Api, Stack, make_account
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> Any:
+    made = MemoryBucketStore() if request.param == "memory" else RedisBucketStore(REDIS_URL)
+    yield made
+    await made.close()
+
+
+async def test_bucket_bursts_then_refills_smoothly(store: Any) -> None:
+    key = f"test:{uuid.uuid4().hex}"
+    takes = [await store.take(key, rate_per_s=10.0, capacity=3) for _ in range(4)]
+    assert [t.allowed for t in takes] == [True, True, True, False]
+    assert 0 < takes[-1].retry_after_s <= 0.1 + 1e-6
+    assert takes[-1].reset_s == pytest.approx(0.3, abs=0.05)
+    await asyncio.sleep(0.12)  # one token's worth of refill, not a whole window
+    assert (await store.take(key, rate_per_s=10.0, capacity=3)).allowed
+    assert not (await store.take(key, rate_per_s=10.0, capacity=3)).allowed
+    await asyncio.sleep(0.5)  # never more than the capacity
+    assert [(await store.take(key, rate_per_s=10.0, capacity=3)).allowed for _ in range(4)] == [True] * 3 + [False]
+
+
+async def _burst(send: Any, count: int) -> tuple[list[httpx.Response], float]:
+    started = time.monotonic()
+    answers = await asyncio.gather(*(send() for _ in range(count)))
+    return answers, time.monotonic() - started
+
+
+async def test_status_allows_60_then_429_with_retry_after(account: Api) -> None:
+    answers, elapsed = await _burst(lambda: account.http.get("/api/tasks", headers=account.auth()), 75)
+    ok = [a for a in answers if a.status_code == 200]
+    limited = [a for a in answers if a.status_code == 429]
+    assert len(ok) + len(limited) == 75
+    assert 60 <= len(ok) <= 60 + math.ceil(elapsed * 1.0) + 1, (len(ok), elapsed)
+    assert ok[0].headers["ratelimit-policy"] == '"status";q=60;w=60'
+    refused = limited[0]
+    assert refused.json()["error"]["code"] == "rate_limited"
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["ratelimit-policy"] == '"status";q=60;w=60'
+    assert refused.headers["ratelimit"].startswith('"status";r=0;t=')
+    # another key has its own budget, and generate is a separate bucket
+    assert (await account.generate(QUICK)).status_code == 200
+
+
+async def test_generate_bursts_to_60_at_30_per_minute(account: Api, sessions: Any) -> None:
+    body = {**QUICK, "idempotency_key": "rate-burst-1"}  # one real task; the rest are replays
+    answers, elapsed = await _burst(lambda: account.generate(body), 66)
+    ok = [a for a in answers if a.status_code == 200]
+    limited = [a for a in answers if a.status_code == 429]
+    assert 60 <= len(ok) <= 60 + math.ceil(elapsed * 0.5) + 1, (len(ok), elapsed)
+    assert len(ok) + len(limited) == 66
+    assert ok[0].headers["ratelimit-policy"] == '"generate";q=60;w=120'
+    retry = int(limited[0].headers["retry-after"])
+    assert 1 <= retry <= 2  # one token every 2 s
+    # status reads still work, and another key is not affected
+    assert (await account.status(ok[0].json()["task_id"])).status_code == 200
+    _, other = await make_account(sessions, credits=100)
+    assert (await account.http.get("/api/tasks", headers=bearer(other))).status_code == 200
+    await account.wait(ok[0].json()["task_id"])
+
+
+async def _alternate(clients: list[Any], key: str, count: int) -> list[int]:
+    codes = []
+    for n in range(count):
+        codes.append((await clients[n % len(clients)].get("/api/tasks", headers=bearer(key))).status_code)
+    return codes
+
+
+async def test_two_replicas_share_one_budget_through_redis(stack: Stack, sessions: Any) -> None:
+    _, key = await make_account(sessions, credits=100)
+    limits = {"rate_status_per_min": 6.0, "rate_status_burst": 4}
+    async with app_client(stack, redis_url=REDIS_URL, **limits) as (one, _), \
+            app_client(stack, redis_url=REDIS_URL, **limits) as (two, _):
+        codes = await _alternate([one, two], key, 10)
+    assert codes.count(200) in (4, 5), codes  # one budget (a refill may land in between)
+    assert codes[:4] == [200] * 4
+
+    _, key = await make_account(sessions, credits=100)
+    async with app_client(stack, **limits) as (one, _), app_client(stack, **limits) as (two, _):
+        codes = await _alternate([one, two], key, 10)
+    assert codes.count(200) >= 8, codes  # in-process stores: each replica has its own budget
+
+
+async def test_an_unreachable_redis_fails_open(stack: Stack, sessions: Any) -> None:
+    _, key = await make_account(sessions, credits=100)
+    dead = f"redis://127.0.0.1:{servers.free_port()}/0"
+    async with app_client(stack, redis_url=dead) as (client, _):
+        response = await client.get("/api/tasks", headers=bearer(key))
+    assert response.status_code == 200

@@ -1,0 +1,150 @@
+"""The render activity on the tiny pipelines, run in Temporal's ActivityEnvironment (no server).
+
+Outputs and metadata, the warm pipeline, cancellation at a step boundary, worker shutdown, and
+readable render failures (missing or broken weights, an accelerator out-of-memory).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import torch
+from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.testing import ActivityEnvironment
+
+from activities.pipelines import build_tiny_pipeline
+from activities.render import WORKER_SHUTDOWN, RenderActivities
+from sorapi import errors
+from sorapi.messages import RenderMeta, RenderProgress, RenderSpec
+from sorapi.settings import Settings
+
+
+def make_spec(task_id: str = "sora2test", **overrides: Any) -> RenderSpec:
+    base: dict[str, Any] = dict(
+        task_id=task_id, model="sora-2-latest", family="wan", weights="tiny-wan", prompt="a lighthouse in a storm",
+        negative_prompt="blurry", width=854, height=480, duration_s=1, fps=16, guidance_scale=5.0, steps=3, seed=11,
+        dtype="bfloat16", num_frames=17,
+    )
+    return RenderSpec(**(base | overrides))
+
+
+def make_activities(tmp: Path, **settings: Any) -> RenderActivities:
+    base = Settings(data_dir=str(tmp), dev_steps=3, dev_scale=10, dev_fps=8)
+    return RenderActivities(msgspec.structs.replace(base, **settings), s3=None, host_queue="host-test")  # type: ignore[arg-type]
+
+
+def task_dir(acts: RenderActivities, task_id: str) -> Path:
+    return acts._settings.resolved_render_dir / task_id
+
+
+def test_render_writes_mp4_webm_thumbnail_and_metadata_and_stays_warm(tmp: Path) -> None:
+    acts = make_activities(tmp)
+    result = ActivityEnvironment().run(acts.render_video, make_spec())
+
+    assert [f.format for f in result.files] == ["mp4", "webm", "jpg", "json"]
+    assert [f.content_type for f in result.files] == ["video/mp4", "video/webm", "image/jpeg", "application/json"]
+    for file in result.files:
+        assert Path(file.path).stat().st_size == file.size_bytes > 0
+        assert Path(file.path).parent == task_dir(acts, "sora2test") / "attempt-1"
+    meta = result.meta
+    # Dev model: 1/10 of 854x480 snapped to 32, 1 s at the dev 8 fps rounded to Wan's 4k+1 frames.
+    assert (meta.width, meta.height, meta.fps, meta.num_frames, meta.steps) == (96, 64, 8, 9, 3)
+    assert (meta.requested_width, meta.requested_height, meta.duration_s, meta.seed) == (854, 480, 1, 11)
+    assert meta.dev_model and meta.device == "cpu" and meta.dtype == "float32"
+    written = json.loads(Path(result.files[3].path).read_text())
+    assert msgspec.convert(written, RenderMeta) == meta
+    assert {"model", "seed", "steps", "fps", "num_frames", "load_s", "denoise_s", "encode_s"} <= written.keys()
+
+    second = ActivityEnvironment().run(acts.render_video, make_spec("sora2second", seed=12)).meta
+    assert meta.load_s > 0.005, "the first task of a model builds the pipeline"
+    assert second.load_s <= 0.001 < meta.load_s, "the second task of the same weights pays no load"
+
+
+def test_cancel_stops_at_the_step_it_arrives_and_cleans_partial_files(tmp: Path) -> None:
+    acts = make_activities(tmp, dev_steps=8)
+    env = ActivityEnvironment()
+    steps: list[int] = []
+
+    def on_heartbeat(*details: Any) -> None:
+        beat = details[0]
+        if isinstance(beat, RenderProgress) and beat.phase == "denoising":
+            steps.append(beat.step)
+            if beat.step == 2:
+                env.cancel()  # the cancel lands while step 2 reports its progress
+
+    env.on_heartbeat = on_heartbeat
+    with pytest.raises(CancelledError):
+        env.run(acts.render_video, make_spec("sora2cancel"))
+    assert max(steps) == 2, f"the loop stopped at the step the cancel arrived in, saw steps {steps}"
+    assert not (task_dir(acts, "sora2cancel") / "attempt-1").exists()
+
+
+def test_worker_shutdown_is_a_retryable_failure_not_a_cancel(tmp: Path) -> None:
+    acts = make_activities(tmp, dev_steps=8)
+    env = ActivityEnvironment()
+    env.on_heartbeat = lambda *d: env.worker_shutdown() if getattr(d[0], "step", 0) == 1 else None
+    with pytest.raises(ApplicationError) as raised:
+        env.run(acts.render_video, make_spec("sora2shutdown"))
+    assert raised.value.type == WORKER_SHUTDOWN and not raised.value.non_retryable
+
+
+def test_out_of_memory_fails_the_task_with_a_readable_message(tmp: Path) -> None:
+    acts = make_activities(tmp)
+    pipe = acts.pipeline("wan", None, "bfloat16")
+
+    def out_of_memory(*_: Any) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    hook = pipe.transformer.register_forward_pre_hook(out_of_memory)
+    try:
+        with pytest.raises(ApplicationError) as raised:
+            ActivityEnvironment().run(acts.render_video, make_spec("sora2oom"))
+    finally:
+        hook.remove()
+    assert raised.value.type == errors.RENDER_FAILED and raised.value.non_retryable
+    assert "ran out of accelerator memory at 854x480" in raised.value.message
+    assert not (task_dir(acts, "sora2oom") / "attempt-1").exists()
+    # The warm pipeline is intact: the next task renders.
+    assert ActivityEnvironment().run(acts.render_video, make_spec("sora2after")).meta.num_frames == 9
+
+
+def test_missing_and_broken_weights_fail_with_render_failed(tmp: Path) -> None:
+    models = tmp / "models"
+    (models / "broken").mkdir(parents=True)
+    (models / "broken" / "model_index.json").write_text('{"_class_name": "WanPipeline"}')
+    acts = make_activities(tmp, model_dir=str(models))
+
+    with pytest.raises(ApplicationError) as missing:
+        ActivityEnvironment().run(acts.render_video, make_spec("sora2missing", weights="absent"))
+    assert missing.value.type == errors.RENDER_FAILED and missing.value.non_retryable
+    assert f"weights for sora-2-latest not found at {models / 'absent'}" == missing.value.message
+
+    with pytest.raises(ApplicationError) as broken:
+        ActivityEnvironment().run(acts.render_video, make_spec("sora2broken", weights="broken"))
+    assert broken.value.type == errors.RENDER_FAILED and broken.value.message.startswith("render failed: ")
+
+
+def test_real_weights_render_at_the_models_fps_and_frames(tmp: Path) -> None:
+    """With SORAPI_MODEL_DIR set, the model's own size, fps, frame count and steps are used."""
+    build_tiny_pipeline("ltx").save_pretrained(tmp / "models" / "tiny-ltx")
+    acts = make_activities(tmp, model_dir=str(tmp / "models"), render_dtype="fp32")
+    spec = make_spec("sora2ltx", model="ltx-video-0.9", family="ltx", weights="tiny-ltx", width=480, height=480,
+                     fps=8, num_frames=9, steps=2)
+    meta = ActivityEnvironment().run(acts.render_video, spec).meta
+    assert (meta.width, meta.height, meta.fps, meta.num_frames, meta.steps) == (480, 480, 8, 9, 2)
+    assert not meta.dev_model and meta.dtype == "float32"
+
+
+def test_worker_settings_reach_the_pipeline(tmp: Path) -> None:
+    acts = make_activities(tmp, render_vae_tiling=True, render_vae_slicing=True, render_attention_backend="native",
+                           render_compile=True)
+    pipe = acts.pipeline("wan", None, "bfloat16")
+    assert pipe.vae.use_tiling and pipe.vae.use_slicing
+    processors = [m.processor for m in pipe.transformer.modules() if hasattr(m, "processor")]
+    assert processors and all(p._attention_backend.value == "native" for p in processors)
+    compiled = [m for m in pipe.transformer.modules() if getattr(m, "_compiled_call_impl", None) is not None]
+    assert [type(m).__name__ for m in compiled] == ["WanTransformerBlock", "WanTransformerBlock"]

@@ -1,0 +1,74 @@
+"""Deliver one task event: up to 6 attempts within 24 hours, durable timers between them.
+
+Started by the task's workflow as an abandoned child (so a cancelled or failed task can finish
+while its webhook keeps retrying), or by the API for a redelivery. Each attempt is one
+`deliver_webhook` activity on the plan's lane; this workflow decides when to try again
+(`sorapi.webhook_policy`), with jitter from the workflow's deterministic random.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
+
+with workflow.unsafe.imports_passed_through():
+    from sorapi import names
+    from sorapi.ids import webhook_workflow_id
+    from sorapi import webhook_policy as policy
+    from sorapi.messages import DeliverWebhook, DeliveryOutcome, DeliveryReport, WebhookDeliveryInput
+
+ATTEMPT_TIMEOUT = timedelta(seconds=60)
+"""One attempt: DNS, the 15 s HTTP budget and two small DB writes."""
+ATTEMPT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=3)
+"""Retries of the activity itself (worker crash, DB hiccup); a recorded attempt is never re-sent."""
+
+
+@workflow.defn(name=names.WEBHOOK_DELIVERY_WORKFLOW)
+class WebhookDeliveryWorkflow:
+    @workflow.run
+    async def run(self, arg: WebhookDeliveryInput) -> DeliveryReport:
+        first = workflow.now()
+        delivery_id = workflow.info().workflow_id
+        outcome = "failed"
+        for attempt in range(1, policy.MAX_ATTEMPTS + 1):
+            result = await self._attempt(arg, delivery_id, attempt)
+            outcome = result.outcome
+            if outcome != "retry" or attempt == policy.MAX_ATTEMPTS:
+                break
+            delay = policy.next_delay(attempt, workflow.now() - first, workflow.random().random(),
+                                      result.retry_after_s)
+            await workflow.sleep(delay, summary=f"webhook retry {attempt + 1}")
+        return DeliveryReport(event_id=arg.event_id, outcome=outcome, attempts=attempt)
+
+    async def _attempt(self, arg: WebhookDeliveryInput, delivery_id: str, attempt: int) -> DeliveryOutcome:
+        step = DeliverWebhook(task_id=arg.task_id, event=arg.event, event_id=arg.event_id, delivery_id=delivery_id,
+                              attempt=attempt, max_attempts=policy.MAX_ATTEMPTS, trigger=arg.trigger)
+        try:
+            return await workflow.execute_activity(
+                names.DELIVER_WEBHOOK, step, task_queue=arg.lane, result_type=DeliveryOutcome,
+                start_to_close_timeout=ATTEMPT_TIMEOUT, retry_policy=ATTEMPT_RETRY,
+            )
+        except ActivityError as exc:
+            workflow.logger.warning("webhook attempt %s could not run: %s", attempt, exc.cause or exc)
+            final = attempt == policy.MAX_ATTEMPTS
+            return DeliveryOutcome(outcome="failed" if final else "retry", error=str(exc.cause or exc))
+
+
+async def announce(task_id: str, event: str, has_callback: bool, lane: str) -> None:
+    """From a task's workflow: start the event's delivery as an abandoned child, so it retries for
+    up to 24 h on its own while the parent ends. Call it only after the task row shows the event's
+    state: a receiver that polls on receipt then always sees what the webhook announced."""
+    if not has_callback:
+        return
+    try:
+        await workflow.start_child_workflow(
+            names.WEBHOOK_DELIVERY_WORKFLOW,
+            WebhookDeliveryInput(task_id=task_id, event=event, event_id=policy.event_id(task_id, event), lane=lane),
+            id=webhook_workflow_id(task_id, event), task_queue=workflow.info().task_queue,
+            parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # a replayed or reset parent: that event is already being delivered
