@@ -46,6 +46,8 @@ log = structlog.get_logger()
 
 SIZE_MULTIPLE = 32
 """Every supported family accepts multiples of 32 (Wan 16, LTX and Wan 2.2 32); 854 becomes 864."""
+SCRATCH_TTL_S = 6 * 3600
+"""Scratch files older than this were never uploaded: the longest render is far shorter."""
 WORKER_SHUTDOWN = "worker_shutdown"
 """Retryable failure type: the render stopped because its worker is shutting down, not the task."""
 
@@ -168,6 +170,7 @@ class RenderActivities:
                  encode_webm(frames, plan.fps, workdir / "video.webm"),
                  write_thumbnail(frames, workdir / "thumbnail.jpg")]
         encoded = time.perf_counter()
+        _stop_if_cancelled("after encoding")
         meta = RenderMeta(
             model=spec.model, family=spec.family, width=plan.width, height=plan.height, num_frames=plan.num_frames,
             fps=plan.fps, steps=plan.steps, seed=spec.seed, guidance_scale=spec.guidance_scale,
@@ -194,6 +197,18 @@ class RenderActivities:
         shutil.rmtree(self._settings.resolved_render_dir / arg.task_id, ignore_errors=True)
         log.info("outputs uploaded", task_id=arg.task_id, keys=[s.key for s in stored])
         return stored
+
+
+def sweep_scratch(render_dir: Path, older_than_s: float = SCRATCH_TTL_S) -> int:
+    """Delete task scratch dirs nobody uploaded (a task cancelled between render and upload, a
+    host that died mid-render); run at worker start. Returns how many were removed."""
+    if not render_dir.is_dir():
+        return 0
+    cutoff = time.time() - older_than_s
+    stale = [d for d in render_dir.iterdir() if d.is_dir() and d.stat().st_mtime < cutoff]
+    for directory in stale:
+        shutil.rmtree(directory, ignore_errors=True)
+    return len(stale)
 
 
 def _stop_if_cancelled(where: str) -> None:

@@ -35,6 +35,7 @@ class TaskStateActivities:
             moved = await task_rows.transition(
                 session, arg.task_id, status.SUCCEEDED, progress=100,
                 outputs=msgspec.to_builtins(arg.outputs), render=msgspec.to_builtins(arg.render),
+                expires_at=arg.expires_at,
             )
         log.info("task succeeded", task_id=arg.task_id, outputs=[o.key for o in arg.outputs])
         return moved is not None

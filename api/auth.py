@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import structlog
 from litestar import Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.state import Resources
 from api.credits_audit import record_key_use
@@ -21,17 +22,29 @@ class Principal:
     scopes: frozenset[str]
 
 
-async def provide_principal(request: Request, resources: Resources) -> Principal:
+def bearer_key(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized("missing Bearer API key", headers={"WWW-Authenticate": "Bearer"})
-    async with resources.sessions() as session:
-        found = await authenticate(session, key.strip())
+    return key.strip()
+
+
+async def authenticate_in(session: AsyncSession, request: Request, resources: Resources) -> Principal:
+    """Resolve the key in `session` and add its audit entry there (the caller commits)."""
+    found = await authenticate(session, bearer_key(request))
     if found is None:
         raise Unauthorized("invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
     account, api_key = found
     structlog.contextvars.bind_contextvars(account_id=account.id)
-    await record_key_use(resources, account, api_key, request)
+    record_key_use(session, resources, account, api_key, request)
     return Principal(account_id=account.id, plan=account.plan, key_id=api_key.id,
                      scopes=frozenset(api_key.scopes.split(",")))
+
+
+async def provide_principal(request: Request, resources: Resources) -> Principal:
+    """Key lookup and audit entry in one short transaction of their own, committed before the handler."""
+    async with resources.sessions() as session:
+        principal = await authenticate_in(session, request, resources)
+        await session.commit()
+    return principal

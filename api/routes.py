@@ -8,11 +8,13 @@ from datetime import timedelta
 from litestar import Controller, Request, Response, get, post
 from litestar.params import Parameter
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import tasks, webhooks
 from api.auth import Principal
 from api.openapi import error_responses
 from api.ratelimit import RATE_GENERATE, RATE_STATUS
+from api.request_db import SHARED_SESSION
 from api.state import Resources
 from sorapi import errors
 from sorapi.schemas import GenerateRequest, GenerateResponse, StatusResponse
@@ -36,24 +38,26 @@ class VideoController(Controller):
     path = "/api"
     tags = ["videos"]
 
-    @post("/generate", status_code=200, opt=RATE_GENERATE,
+    @post("/generate", status_code=200, opt=RATE_GENERATE, dependencies=SHARED_SESSION,
           responses=error_responses(400, 401, 402, 422, 429, 503))
     async def generate(self, data: GenerateRequest, principal: Principal, resources: Resources,
-                       request: Request) -> Response[GenerateResponse]:
+                       request: Request, db: AsyncSession) -> Response[GenerateResponse]:
         """Submit a prompt and get a task id at once; the render runs asynchronously.
 
         Sending the same `idempotency_key` (or `Idempotency-Key` header) again returns the same
         task; the same key with a different body is rejected with `idempotency_key_reused`.
         """
-        created = await tasks.create_task(resources, principal, data, request.headers.get("idempotency-key"))
+        created = await tasks.create_task(resources, principal, data, request.headers.get("idempotency-key"),
+                                          session=db)
         body = GenerateResponse(task_id=created.task.id, status=created.task.status,
                                 credits_reserved=created.task.price, created_at=created.task.created_at)
         headers = {"Idempotent-Replayed": "true"} if created.replayed else {}
         return Response(body, headers=headers)
 
-    @get("/status", opt=RATE_STATUS, responses=error_responses(400, 401, 404, 422, 429))
+    @get("/status", opt=RATE_STATUS, dependencies=SHARED_SESSION,
+         responses=error_responses(400, 401, 404, 422, 429))
     async def task_status(
-        self, principal: Principal, resources: Resources,
+        self, principal: Principal, resources: Resources, db: AsyncSession,
         task_id: str | None = Parameter(query="task_id", default=None, description="Task id from /api/generate"),
         id_: str | None = Parameter(query="id", default=None, description="Alias of task_id"),
         expand: str | None = Parameter(query="expand", default=None, description=EXPAND_DOC),
@@ -70,8 +74,8 @@ class VideoController(Controller):
             raise errors.ValidationFailed("task_id is required", details=[
                 {"field": "task_id", "message": "pass ?task_id=... (or ?id=...)"}])
         extras = parse_expand(expand)
-        task = await tasks.get_task(resources, principal, wanted)
-        view = await tasks.status_view(resources, task)
+        task = await tasks.get_task(resources, principal, wanted, session=db)
+        view = await tasks.status_view(resources, task, session=db)
         if "events" in extras:
             view.events = await tasks.events_page(resources, task, events_cursor, events_limit)
         if "webhooks" in extras:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import msgspec
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -16,12 +17,12 @@ from api import credits, pagination
 from api.auth import Principal
 from api.state import Resources
 from sorapi import errors, names, netguard, status, storage, webhook_policy
-from sorapi.db import history, ledger
+from sorapi.db import history, ledger, slots
 from sorapi.db import tasks as task_rows
 from sorapi.db.models import Task
 from sorapi.ids import idempotent_task_id, new_task_id
 from sorapi.messages import RenderProgress, VideoTaskInput
-from sorapi.planning import fingerprint, plan, render_spec
+from sorapi.planning import Planned, fingerprint, plan, render_spec
 from sorapi.schemas import (
     EventsPage,
     GenerateRequest,
@@ -53,12 +54,15 @@ def _idempotency_key(req: GenerateRequest, header_key: str | None) -> str | None
 
 
 async def create_task(res: Resources, principal: Principal, req: GenerateRequest,
-                      header_key: str | None = None, *, origin: dict[str, str] | None = None) -> Created:
+                      header_key: str | None = None, *, origin: dict[str, str] | None = None,
+                      session: AsyncSession | None = None) -> Created:
     """Record the task and its credit hold in one transaction, then start its workflow.
 
     The account row lock serialises concurrent creates for one account, so one idempotency key
     yields one task, one hold and (by the deterministic workflow id) one workflow. `origin`
     (e.g. `{"remixed_from": id}`) is recorded with the request and is part of its fingerprint.
+    With `session` (the request's own, see api/request_db.py) the records join its transaction,
+    which is committed here, before the workflow starts; otherwise they get a transaction of their own.
     """
     key = _idempotency_key(req, header_key)
     planned = plan(req, res.catalog, allow_http_callbacks=res.settings.webhook_allow_http)
@@ -69,29 +73,39 @@ async def create_task(res: Resources, principal: Principal, req: GenerateRequest
     if origin:
         digest = hashlib.sha256(digest.encode() + msgspec.json.encode(origin, order="sorted")).hexdigest()
     task_id = idempotent_task_id(principal.account_id, key) if key else new_task_id()
-    async with res.sessions.begin() as session:
-        account = await ledger.lock_account(session, principal.account_id)
-        existing = await task_rows.find_by_idempotency_key(session, principal.account_id, key) if key else None
-        if existing is not None:
-            if existing.fingerprint != digest:
-                raise errors.IdempotencyKeyReused(
-                    "this idempotency_key was already used with a different request body")
-            task, replayed = existing, True
-        else:
-            task = Task(id=task_id, account_id=account.id, idempotency_key=key, fingerprint=digest,
-                        request={**msgspec.to_builtins(planned.request), **(origin or {})},
-                        callback_headers=req.callback_headers,
-                        status=status.QUEUED, price=planned.price, outputs=[])
-            session.add(task)
-            await session.flush()
-            await ledger.reserve(session, account, task_id, planned.price, actor=principal.key_id)
-            task_rows.add_event(session, task_id, status.QUEUED, {"credits_reserved": planned.price})
-            task_rows.add_event(session, task_id, "credits_reserved", {"credits": planned.price})
-            replayed = False
+    if session is None:
+        async with res.sessions.begin() as own:
+            task, replayed = await _record_task(own, principal, req, planned, task_id, key, digest, origin)
+    else:
+        task, replayed = await _record_task(session, principal, req, planned, task_id, key, digest, origin)
+        await session.commit()  # the lock is held only until here, never across the workflow start
     if not replayed or task.status == status.QUEUED:
         await _ensure_workflow(res, task, principal.plan)
     log.info("task created" if not replayed else "task replayed", task_id=task.id, price=task.price)
     return Created(task=task, replayed=replayed)
+
+
+async def _record_task(session: AsyncSession, principal: Principal, req: GenerateRequest, planned: Planned,
+                       task_id: str, key: str | None, digest: str,
+                       origin: dict[str, str] | None) -> tuple[Task, bool]:
+    """Under the account row lock: the existing task of this idempotency key, or a new task and its hold."""
+    account = await ledger.lock_account(session, principal.account_id)
+    existing = await task_rows.find_by_idempotency_key(session, principal.account_id, key) if key else None
+    if existing is not None:
+        if existing.fingerprint != digest:
+            raise errors.IdempotencyKeyReused(
+                "this idempotency_key was already used with a different request body")
+        return existing, True
+    task = Task(id=task_id, account_id=account.id, idempotency_key=key, fingerprint=digest,
+                request={**msgspec.to_builtins(planned.request), **(origin or {})},
+                callback_headers=req.callback_headers,
+                status=status.QUEUED, price=planned.price, outputs=[])
+    session.add(task)
+    await session.flush()
+    await ledger.reserve(session, account, task_id, planned.price, actor=principal.key_id)
+    task_rows.add_event(session, task_id, status.QUEUED, {"credits_reserved": planned.price})
+    task_rows.add_event(session, task_id, "credits_reserved", {"credits": planned.price})
+    return task, False
 
 
 async def _check_callback_destination(res: Resources, url: str | None) -> None:
@@ -137,9 +151,13 @@ async def _ensure_workflow(res: Resources, task: Task, plan_name: str) -> None:
                                         headers={"Retry-After": "5"}) from exc
 
 
-async def get_task(res: Resources, principal: Principal, task_id: str) -> Task:
-    async with res.sessions() as session:
+async def get_task(res: Resources, principal: Principal, task_id: str, session: AsyncSession | None = None) -> Task:
+    """The caller's task (404 for an unknown one or another tenant's); read in `session` when given."""
+    if session is not None:
         task = await task_rows.get_for_account(session, principal.account_id, task_id)
+    else:
+        async with res.sessions() as own:
+            task = await task_rows.get_for_account(own, principal.account_id, task_id)
     if task is None:
         raise errors.NotFound(f"no task {task_id!r}")
     return task
@@ -194,11 +212,20 @@ def progress_percent(beat: RenderProgress) -> int:
     return {"loading": 5, "encoding": 92}.get(beat.phase, 5)
 
 
-async def status_view(res: Resources, task: Task) -> StatusResponse:
-    progress, live = task.progress, None
-    if task.status in (status.QUEUED, status.RUNNING):
+async def status_view(res: Resources, task: Task, session: AsyncSession | None = None) -> StatusResponse:
+    """The task as the client sees it. Only a running task's workflow is asked for live progress:
+    a queued one is still before its render (it waits for credits or a plan slot), so describing
+    it could only answer `queued`; its place in line is a count in `session` (or a session of its own)."""
+    progress, live, position = task.progress, None, None
+    if task.status == status.RUNNING:
         percent, live = await live_state(res, task)
         progress = percent or progress
+    elif task.status == status.QUEUED:
+        live = LiveProgress(phase=status.QUEUED)  # no render has begun: no step, no render queue place
+        if session is not None:
+            position = await slots.queue_position(session, task)
+        else:
+            position = await credits.queue_position(res, task)
     links = [
         OutputLink(format=o["format"], content_type=o["content_type"], size_bytes=o["size_bytes"],
                    url=storage.presign(res.signer, res.settings.s3_bucket, o["key"], res.settings.presign_ttl_s))
@@ -211,7 +238,7 @@ async def status_view(res: Resources, task: Task) -> StatusResponse:
         credits_charged=task.price if task.status in (status.SUCCEEDED, status.EXPIRED) else 0,
         render=task.render, metadata={"idempotency_key": task.idempotency_key},
         created_at=task.created_at, started_at=task.started_at, finished_at=task.finished_at,
-        expires_at=task.expires_at, live=live, queue_position=await credits.queue_position(res, task),
+        expires_at=task.expires_at, live=live, queue_position=position,
     )
 
 

@@ -31,7 +31,6 @@ PLAN_FEATURE = "plan_feature_unavailable"
 ADMIN_DISABLED = "admin_disabled"
 INSUFFICIENT_SCOPE = "insufficient_scope"
 NO_CALLBACK_URL = "no_callback_url"
-CALLBACK_URL_BLOCKED = "callback_url_blocked"
 
 
 class ApiError(Exception):

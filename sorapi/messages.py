@@ -41,8 +41,9 @@ class VideoTaskInput(msgspec.Struct, kw_only=True, frozen=True):
     """How long an upload may wait for its render host before the host is presumed gone."""
     render_heartbeat_s: int = 30
     """Heartbeat timeout of the render activity: how fast a dead render worker is noticed."""
-    retention_hours: int = 24
-    """The plan's retention window: this long after success the assets are deleted and the task expires."""
+    retention_hours: int = 0
+    """The plan's retention window: this long after success the assets are deleted and the task expires
+    (0: no retention workflow, as in histories recorded before this field; the API always sets it)."""
     has_callback: bool = False
     """The task has a callback_url: its terminal events are delivered as webhooks."""
     webhook_queue: str = "sorapi-webhooks-free"

@@ -144,7 +144,7 @@ class LiveProgress(msgspec.Struct, kw_only=True):
     """Where an unfinished task is right now: its place in the queue, then its denoising step."""
 
     phase: Annotated[str, Meta(description="queued, waiting (for a render worker), loading, denoising, "
-                                           "encoding or uploading", examples=["denoising"])]
+                                           "encoding, uploading or finishing", examples=["denoising"])]
     render_queue_position: Annotated[int | None, Meta(
         description="While `waiting`: running tasks ahead of this one for a render worker (0: next)",
         examples=[2])] = None

@@ -7,6 +7,8 @@ readable render failures (missing or broken weights, an accelerator out-of-memor
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import ActivityEnvironment
 
 from activities.pipelines import build_tiny_pipeline
-from activities.render import WORKER_SHUTDOWN, RenderActivities
+from activities.render import SCRATCH_TTL_S, WORKER_SHUTDOWN, RenderActivities, sweep_scratch
 from sorapi import errors
 from sorapi.messages import RenderMeta, RenderProgress, RenderSpec
 from sorapi.settings import Settings
@@ -148,3 +150,17 @@ def test_worker_settings_reach_the_pipeline(tmp: Path) -> None:
     assert processors and all(p._attention_backend.value == "native" for p in processors)
     compiled = [m for m in pipe.transformer.modules() if getattr(m, "_compiled_call_impl", None) is not None]
     assert [type(m).__name__ for m in compiled] == ["WanTransformerBlock", "WanTransformerBlock"]
+
+
+def test_stale_scratch_is_swept_at_worker_start(tmp: Path) -> None:
+    renders = tmp / "renders"
+    old, fresh = renders / "sora2old" / "attempt-1", renders / "sora2fresh" / "attempt-1"
+    for directory in (old, fresh):
+        directory.mkdir(parents=True)
+        (directory / "video.mp4").write_bytes(b"x")
+    stale = time.time() - SCRATCH_TTL_S - 60
+    os.utime(renders / "sora2old", (stale, stale))
+
+    assert sweep_scratch(renders) == 1
+    assert not old.exists() and fresh.exists()
+    assert sweep_scratch(tmp / "missing") == 0

@@ -8,7 +8,6 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowFailureError

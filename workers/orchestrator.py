@@ -11,6 +11,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.credit_refresh import CreditRefreshActivities
 from activities.expiry import ExpiryActivities
+from activities.followups import FollowUpActivities
 from activities.ledger import LedgerActivities
 from activities.slots import SlotActivities
 from activities.task_state import TaskStateActivities
@@ -46,10 +47,16 @@ def create_worker(client: Client, settings: Settings) -> Worker:
                     state.mark_running, state.mark_succeeded, state.mark_failed,
                     SlotActivities(sessions, client=client).acquire_slot,
                     refresh.refresh_credits, refresh.release_expired_holds,
-                    ExpiryActivities(sessions, storage.make_client(settings), settings.s3_bucket).expire_task],
+                    ExpiryActivities(sessions, storage.make_client(settings), settings.s3_bucket).expire_task,
+                    *_follow_ups(client, settings)],
         workflow_runner=sandbox_runner(),
         graceful_shutdown_timeout=timedelta(seconds=20),
     )
+
+
+def _follow_ups(client: Client, settings: Settings) -> list[object]:
+    starts = FollowUpActivities(client, settings.orchestration_queue)
+    return [starts.start_webhook_delivery, starts.start_retention]
 
 
 async def main(settings: Settings) -> None:

@@ -15,7 +15,7 @@ import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.render import RenderActivities
+from activities.render import RenderActivities, sweep_scratch
 from sorapi import storage
 from sorapi.settings import Settings
 from sorapi.temporal import connect
@@ -62,5 +62,8 @@ async def main(settings: Settings) -> None:
     if not device_available(settings.render_device):
         log.error("render device is not available on this host", device=settings.render_device)
         raise SystemExit(2)
+    swept = sweep_scratch(settings.resolved_render_dir)
+    if swept:
+        log.info("stale render scratch removed", directories=swept)
     client = await connect(settings)
     await run_until_signalled(*create_workers(client, settings))

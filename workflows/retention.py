@@ -1,7 +1,7 @@
 """A succeeded task's retention window: a durable timer, then its assets go and it expires.
 
-Started by the task's workflow (an abandoned child, id `<task_id>-retention`) when the task
-succeeds. `DELETE /api/tasks/{id}` signals it to end the window early; a cancel (an operator in
+Started for the task's workflow by `start_retention` (its own workflow, id `<task_id>-retention`)
+when the task succeeds. `DELETE /api/tasks/{id}` signals it to end the window early; a cancel (an operator in
 the Temporal UI) ends it early too, so assets are never left without an owner. Either way the
 same steps run: the task is marked expired, its objects are deleted, the event is recorded and
 the `expired` webhook is sent.
@@ -14,13 +14,11 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from sorapi import names, status
-    from sorapi.ids import retention_workflow_id
     from sorapi.messages import ExpireTask, RetentionInput
-    from workflows.webhook_delivery import announce
+    from workflows.webhook_delivery import START_RETRY, START_TIMEOUT, announce
 
 EXPIRE_TIMEOUT = timedelta(minutes=5)
 EXPIRE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=5))
@@ -58,11 +56,6 @@ class TaskRetentionWorkflow:
 
 
 async def retain(arg: RetentionInput) -> None:
-    """From a task's workflow: start its retention window as an abandoned child."""
-    try:
-        await workflow.start_child_workflow(
-            names.TASK_RETENTION_WORKFLOW, arg, id=retention_workflow_id(arg.task_id),
-            task_queue=workflow.info().task_queue, parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-        )
-    except WorkflowAlreadyStartedError:
-        pass  # a replayed or reset parent: the window is already running
+    """From a task's workflow: start its retention window (its own long-lived workflow)."""
+    await workflow.execute_activity(names.START_RETENTION, arg, start_to_close_timeout=START_TIMEOUT,
+                                    retry_policy=START_RETRY)

@@ -2,7 +2,8 @@
 
 Pure orchestration: every side effect is an activity, referred to by name, carrying small
 structs. Any failure marks the task failed with a stable code and releases the hold;
-cancellation marks it cancelled and releases the hold too.
+cancellation marks it cancelled and releases the hold too. Each end is announced by a webhook
+delivery workflow, and success starts the retention workflow that later expires the task.
 """
 
 from __future__ import annotations
@@ -99,6 +100,9 @@ class VideoTaskWorkflow:
                     task_queue=rendered.host_queue, result_type=list[StoredObject],
                     schedule_to_start_timeout=timedelta(seconds=task.upload_pickup_s), start_to_close_timeout=UPLOAD_TIMEOUT,
                     retry_policy=UPLOAD_RETRY,
+                    # A cancel during the upload lets it finish: the task then succeeds ("too late to
+                    # cancel") instead of ending cancelled with files left behind in S3.
+                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 )
                 return outputs, rendered.meta
             except ActivityError as exc:
@@ -119,21 +123,25 @@ class VideoTaskWorkflow:
                                                   error_code=code, error_message=message))
         await announce(self._task.task_id, final, self._task.has_callback, self._task.webhook_queue)
 
-    def _retain_until(self) -> datetime:
-        self._expires_at = workflow.now() + timedelta(hours=self._task.retention_hours)
+    def _retain_until(self) -> datetime | None:
+        if self._task.retention_hours > 0:
+            self._expires_at = workflow.now() + timedelta(hours=self._task.retention_hours)
         return self._expires_at
 
     async def _after_success(self) -> str:
-        """Hand the assets to their retention workflow (a durable timer that deletes them and
-        expires the task), then announce success. Both children outlive this workflow, which
-        ends here: the video is done."""
+        """Start the assets' retention window (a durable timer that deletes them and expires the
+        task) and announce success; both run as their own workflows, and this one ends: the video
+        is done. A cancel arriving now cannot undo success, so the hand-over is simply retried."""
         task = self._task
-        try:
-            await retain(RetentionInput(task_id=task.task_id, expires_at=self._expires_at or workflow.now(),
-                                        has_callback=task.has_callback, webhook_queue=task.webhook_queue))
-            await announce(task.task_id, status.SUCCEEDED, task.has_callback, task.webhook_queue)
-        except asyncio.CancelledError:
-            workflow.logger.warning("cancel requested after the task succeeded; it stays succeeded")
+        for _ in range(2):
+            try:
+                if self._expires_at is not None:
+                    await retain(RetentionInput(task_id=task.task_id, expires_at=self._expires_at,
+                                                has_callback=task.has_callback, webhook_queue=task.webhook_queue))
+                await announce(task.task_id, status.SUCCEEDED, task.has_callback, task.webhook_queue)
+                break
+            except asyncio.CancelledError:
+                workflow.logger.warning("cancel requested after the task succeeded; it stays succeeded")
         return status.SUCCEEDED
 
 

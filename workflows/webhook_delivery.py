@@ -1,9 +1,9 @@
 """Deliver one task event: up to 6 attempts within 24 hours, durable timers between them.
 
-Started by the task's workflow as an abandoned child (so a cancelled or failed task can finish
-while its webhook keeps retrying), or by the API for a redelivery. Each attempt is one
-`deliver_webhook` activity on the plan's lane; this workflow decides when to try again
-(`sorapi.webhook_policy`), with jitter from the workflow's deterministic random.
+Started for the task's workflows by `start_webhook_delivery` (its own workflow, so a cancelled or
+failed task can finish while its webhook keeps retrying), or by the API for a redelivery. Each
+attempt is one `deliver_webhook` activity on the plan's lane; this workflow decides when to try
+again (`sorapi.webhook_policy`), with jitter from the workflow's deterministic random.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from sorapi import names
-    from sorapi.ids import webhook_workflow_id
     from sorapi import webhook_policy as policy
     from sorapi.messages import DeliverWebhook, DeliveryOutcome, DeliveryReport, WebhookDeliveryInput
 
@@ -24,6 +23,9 @@ ATTEMPT_TIMEOUT = timedelta(seconds=60)
 """One attempt: DNS, the 15 s HTTP budget and two small DB writes."""
 ATTEMPT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=3)
 """Retries of the activity itself (worker crash, DB hiccup); a recorded attempt is never re-sent."""
+START_TIMEOUT = timedelta(seconds=30)
+START_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+"""Starting a follow-up workflow must eventually happen: retried without limit."""
 
 
 @workflow.defn(name=names.WEBHOOK_DELIVERY_WORKFLOW)
@@ -58,17 +60,13 @@ class WebhookDeliveryWorkflow:
 
 
 async def announce(task_id: str, event: str, has_callback: bool, lane: str) -> None:
-    """From a task's workflow: start the event's delivery as an abandoned child, so it retries for
-    up to 24 h on its own while the parent ends. Call it only after the task row shows the event's
-    state: a receiver that polls on receipt then always sees what the webhook announced."""
+    """From a task's workflows: start the event's delivery (its own workflow, retrying for up to
+    24 h while the caller moves on). Call it only after the task row shows the event's state: a
+    receiver that polls on receipt then always sees what the webhook announced."""
     if not has_callback:
         return
-    try:
-        await workflow.start_child_workflow(
-            names.WEBHOOK_DELIVERY_WORKFLOW,
-            WebhookDeliveryInput(task_id=task_id, event=event, event_id=policy.event_id(task_id, event), lane=lane),
-            id=webhook_workflow_id(task_id, event), task_queue=workflow.info().task_queue,
-            parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-        )
-    except WorkflowAlreadyStartedError:
-        pass  # a replayed or reset parent: that event is already being delivered
+    await workflow.execute_activity(
+        names.START_WEBHOOK_DELIVERY,
+        WebhookDeliveryInput(task_id=task_id, event=event, event_id=policy.event_id(task_id, event), lane=lane),
+        start_to_close_timeout=START_TIMEOUT, retry_policy=START_RETRY,
+    )

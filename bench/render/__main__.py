@@ -43,7 +43,7 @@ from activities.encode import encode_mp4, encode_webm, write_thumbnail
 from activities.pipelines import run_pipeline
 from activities.render import RenderActivities, effective_render
 from bench.render.workflow import BENCH_WORKFLOW, BenchRenderTask, BenchTaskInput
-from sorapi import names, servers, storage
+from sorapi import names, servers
 from sorapi.catalog import get_catalog
 from sorapi.converter import DATA_CONVERTER
 from sorapi.families import canonical_dtype

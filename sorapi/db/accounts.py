@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sorapi.db import ledger
@@ -58,13 +58,15 @@ async def revoke_key(session: AsyncSession, account_id: str, key_id: str) -> Api
     return record
 
 
+_LIVE_KEY = (select(Account, ApiKey).join(ApiKey, ApiKey.account_id == Account.id)
+             .where(ApiKey.key_hash == bindparam("digest"), ApiKey.revoked_at.is_(None)))
+"""Built once: every authenticated request runs it, so it skips statement construction and cache-key work."""
+
+
 async def authenticate(session: AsyncSession, key: str) -> tuple[Account, ApiKey] | None:
     """The account and key record behind a Bearer secret, or None (unknown or revoked)."""
     digest = hash_api_key(key)
-    row = (await session.execute(
-        select(Account, ApiKey).join(ApiKey, ApiKey.account_id == Account.id)
-        .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
-    )).first()
+    row = (await session.execute(_LIVE_KEY, {"digest": digest})).first()
     if row is None or not hmac.compare_digest(row[1].key_hash, digest):
         return None
     return row[0], row[1]

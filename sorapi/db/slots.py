@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, bindparam, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sorapi import status
@@ -81,9 +81,15 @@ async def try_acquire(session: AsyncSession, task_id: str, limit: int | None = N
     return SlotDecision(acquired=True)
 
 
+_QUEUED_BEFORE = select(func.count()).select_from(Task).where(
+    Task.account_id == bindparam("account_id"), Task.status == status.QUEUED,
+    or_(Task.created_at < bindparam("created_at"),
+        and_(Task.created_at == bindparam("created_at"), Task.id < bindparam("task_id"))))
+"""Built once (every status poll of a queued task runs it)."""
+
+
 async def queue_position(session: AsyncSession, task: Task) -> int:
     """1 for the account's oldest queued task, 2 for the next...; the order slots are handed out in."""
-    earlier = await session.scalar(select(func.count()).select_from(Task).where(
-        Task.account_id == task.account_id, Task.status == status.QUEUED,
-        or_(Task.created_at < task.created_at, and_(Task.created_at == task.created_at, Task.id < task.id))))
+    earlier = await session.scalar(_QUEUED_BEFORE, {"account_id": task.account_id, "created_at": task.created_at,
+                                                    "task_id": task.id})
     return int(earlier or 0) + 1

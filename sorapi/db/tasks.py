@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sorapi import status as st
@@ -16,10 +16,14 @@ async def find_by_idempotency_key(session: AsyncSession, account_id: str, key: s
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+_TASK_OF_ACCOUNT = select(Task).where(Task.id == bindparam("task_id"), Task.account_id == bindparam("account_id"))
+"""Built once (every status poll runs it)."""
+
+
 async def get_for_account(session: AsyncSession, account_id: str, task_id: str) -> Task | None:
     """A task only if it belongs to the account: another tenant's task is indistinguishable from none."""
-    stmt = select(Task).where(Task.id == task_id, Task.account_id == account_id)
-    return (await session.execute(stmt)).scalar_one_or_none()
+    params = {"task_id": task_id, "account_id": account_id}
+    return (await session.execute(_TASK_OF_ACCOUNT, params)).scalar_one_or_none()
 
 
 def add_event(session: AsyncSession, task_id: str, kind: str, data: dict[str, Any] | None = None) -> None:

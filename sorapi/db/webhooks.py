@@ -21,7 +21,9 @@ class SigningSecrets:
 
 
 async def _locked_account(session: AsyncSession, account_id: str) -> Account:
-    stmt = select(Account).where(Account.id == account_id).with_for_update()
+    """The account row, locked and re-read (a row already in the session would otherwise keep stale values)."""
+    stmt = (select(Account).where(Account.id == account_id).with_for_update()
+            .execution_options(populate_existing=True))
     return (await session.execute(stmt)).scalar_one()
 
 
