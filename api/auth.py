@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.state import Resources
 from api.credits_audit import record_key_use
-from sorapi.db.accounts import authenticate
+from sorapi.db.accounts import key_owner
 from sorapi.errors import Unauthorized
 
 
@@ -32,14 +32,13 @@ def bearer_key(request: Request) -> str:
 
 async def authenticate_in(session: AsyncSession, request: Request, resources: Resources) -> Principal:
     """Resolve the key in `session` and add its audit entry there (the caller commits)."""
-    found = await authenticate(session, bearer_key(request))
-    if found is None:
+    owner = await key_owner(session, bearer_key(request))
+    if owner is None:
         raise Unauthorized("invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
-    account, api_key = found
-    structlog.contextvars.bind_contextvars(account_id=account.id)
-    record_key_use(session, resources, account, api_key, request)
-    return Principal(account_id=account.id, plan=account.plan, key_id=api_key.id,
-                     scopes=frozenset(api_key.scopes.split(",")))
+    structlog.contextvars.bind_contextvars(account_id=owner.account_id)
+    await record_key_use(session, resources, owner, request)
+    return Principal(account_id=owner.account_id, plan=owner.plan, key_id=owner.key_id,
+                     scopes=frozenset(owner.scopes.split(",")))
 
 
 async def provide_principal(request: Request, resources: Resources) -> Principal:

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar import Request
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.state import Resources
 from sorapi.db import audit
-from sorapi.db.models import Account, ApiKey, AuditEvent
+from sorapi.db.accounts import KeyOwner
 
-PENDING_KEY_USE = "key_use"
-"""`session.info` slot holding the request's key-use entry (see api/request_db.py)."""
+UNCOMMITTED_KEY_USE = "uncommitted_key_use"
+"""`session.info` slot: the request's key-use entry until a commit has written it (api/request_db.py)."""
 
 
-def record_key_use(session: AsyncSession, resources: Resources, account: Account, api_key: ApiKey,
-                   request: Request) -> AuditEvent | None:
-    """One audit event per authenticated request: which key (seat) called what. Added to `session`;
-    the caller's commit writes it."""
-    plan = resources.catalog.plans.get(account.plan)
+async def record_key_use(session: AsyncSession, resources: Resources, owner: KeyOwner, request: Request) -> None:
+    """One audit event per authenticated request: which key (seat) called what. Inserted in
+    `session`'s transaction; the caller commits."""
+    plan = resources.catalog.plans.get(owner.plan)
     if plan is None or not plan.audit_log:
-        return None
-    entry = audit.record(session, actor=api_key.id, action="key.use", account_id=account.id, target=api_key.id,
-                         details={"method": request.method, "path": request.url.path, "key_name": api_key.name,
-                                  "client": request.client.host if request.client else None})
-    session.info[PENDING_KEY_USE] = entry
-    return entry
+        return
+    entry: dict[str, Any] = {
+        "actor": owner.key_id, "action": "key.use", "account_id": owner.account_id, "target": owner.key_id,
+        "details": {"method": request.method, "path": request.url.path, "key_name": owner.key_name,
+                    "client": request.client.host if request.client else None}}
+    await audit.append(session, **entry)
+    session.info[UNCOMMITTED_KEY_USE] = entry
+    event.listen(session.sync_session, "after_commit", _written)
+
+
+def _written(session: Any) -> None:
+    session.info.pop(UNCOMMITTED_KEY_USE, None)

@@ -15,14 +15,12 @@ from collections.abc import AsyncIterator
 import structlog
 from litestar import Request
 from litestar.di import Provide
-from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import Principal, authenticate_in
-from api.credits_audit import PENDING_KEY_USE
+from api.credits_audit import UNCOMMITTED_KEY_USE
 from api.state import Resources
 from sorapi.db import audit
-from sorapi.db.models import AuditEvent
 
 log = structlog.get_logger()
 
@@ -42,12 +40,11 @@ async def provide_request_session(resources: Resources) -> AsyncIterator[AsyncSe
 
 async def _keep_audit_entry(session: AsyncSession) -> None:
     """Roll back a failed handler's work, then write its request's audit entry if that went with it."""
-    entry: AuditEvent | None = session.info.get(PENDING_KEY_USE)
     try:
         await session.rollback()
-        if entry is not None and not inspect(entry).has_identity:  # never committed
-            audit.record(session, actor=entry.actor, action=entry.action, account_id=entry.account_id,
-                         target=entry.target, details=entry.details)
+        entry = session.info.get(UNCOMMITTED_KEY_USE)
+        if entry is not None:
+            await audit.append(session, **entry)
             await session.commit()
     except Exception as exc:  # noqa: BLE001 - the handler's own error is the one the client gets
         log.error("could not record key use after a failed request", error=repr(exc))

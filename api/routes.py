@@ -75,7 +75,9 @@ class VideoController(Controller):
                 {"field": "task_id", "message": "pass ?task_id=... (or ?id=...)"}])
         extras = parse_expand(expand)
         task = await tasks.get_task(resources, principal, wanted, session=db)
-        view = await tasks.status_view(resources, task, session=db)
+        position = await tasks.queue_position_in(db, task)
+        await db.commit()  # reads done: write the audit entry, give the connection back before any RPC or session
+        view = await tasks.status_view(resources, task, queue_position=position)
         if "events" in extras:
             view.events = await tasks.events_page(resources, task, events_cursor, events_limit)
         if "webhooks" in extras:

@@ -68,6 +68,8 @@ async def create_task(res: Resources, principal: Principal, req: GenerateRequest
     planned = plan(req, res.catalog, allow_http_callbacks=res.settings.webhook_allow_http)
     if isinstance(planned, list):
         raise errors.ValidationFailed("the request is invalid", details=[msgspec.to_builtins(d) for d in planned])
+    if session is not None and req.callback_url is not None:
+        await session.commit()  # no open transaction (on SQLite: the write lock) across a DNS lookup
     await _check_callback_destination(res, req.callback_url)
     digest = fingerprint(msgspec.structs.replace(req, idempotency_key=key))
     if origin:
@@ -212,20 +214,23 @@ def progress_percent(beat: RenderProgress) -> int:
     return {"loading": 5, "encoding": 92}.get(beat.phase, 5)
 
 
-async def status_view(res: Resources, task: Task, session: AsyncSession | None = None) -> StatusResponse:
+async def queue_position_in(session: AsyncSession, task: Task) -> int | None:
+    """A queued task's place in its account's line, counted in the caller's session; None otherwise."""
+    return await slots.queue_position(session, task) if task.status == status.QUEUED else None
+
+
+async def status_view(res: Resources, task: Task,
+                      queue_position: int | None | msgspec.UnsetType = msgspec.UNSET) -> StatusResponse:
     """The task as the client sees it. Only a running task's workflow is asked for live progress:
     a queued one is still before its render (it waits for credits or a plan slot), so describing
-    it could only answer `queued`; its place in line is a count in `session` (or a session of its own)."""
-    progress, live, position = task.progress, None, None
+    it could only answer `queued`. `queue_position` is the caller's `queue_position_in` count, if it made one."""
+    progress, live = task.progress, None
+    position = await credits.queue_position(res, task) if queue_position is msgspec.UNSET else queue_position
     if task.status == status.RUNNING:
         percent, live = await live_state(res, task)
         progress = percent or progress
     elif task.status == status.QUEUED:
         live = LiveProgress(phase=status.QUEUED)  # no render has begun: no step, no render queue place
-        if session is not None:
-            position = await slots.queue_position(session, task)
-        else:
-            position = await credits.queue_position(res, task)
     links = [
         OutputLink(format=o["format"], content_type=o["content_type"], size_bytes=o["size_bytes"],
                    url=storage.presign(res.signer, res.settings.s3_bucket, o["key"], res.settings.presign_ttl_s))

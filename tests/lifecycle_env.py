@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -105,6 +105,19 @@ class Lifecycle:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.1)
+
+    async def finished(self, workflow_id: str, timeout_s: float = 60) -> Any:
+        """Wait for a workflow that needs no timers, WITHOUT letting the server skip time.
+
+        Unlocking time skipping races: the moment a result returns, the idle server may jump
+        to the next timer (e.g. a retention window) before the lock is taken back."""
+        handle = await self.handle(workflow_id)
+        deadline = time.monotonic() + timeout_s
+        while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{workflow_id} still running after {timeout_s}s")
+            await asyncio.sleep(0.05)
+        return await handle.result()
 
     async def result(self, workflow_id: str) -> Any:
         """Wait for a workflow's result, letting the test server skip time (timers) meanwhile.

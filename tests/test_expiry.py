@@ -28,8 +28,8 @@ async def lc(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> AsyncIter
 
 async def _succeeded(lc: Lifecycle, plan: str, path: str) -> str:
     task_id, _ = await lc.create(plan=plan, path=path)
-    assert await lc.result(task_id) == "succeeded"
-    assert DeliveryReport(**await lc.result(f"{task_id}-webhook-succeeded")).outcome == "delivered"
+    assert await lc.finished(task_id) == "succeeded"  # no time skipping yet: the window must not pass
+    assert DeliveryReport(**await lc.finished(f"{task_id}-webhook-succeeded")).outcome == "delivered"
     return task_id
 
 
@@ -86,8 +86,8 @@ async def test_delete_removes_assets_early_with_the_same_guarantees(lc: Lifecycl
 
     assert task.status == "expired" and task.expires_at is not None
     assert lc.objects(task_id) == []
-    assert await lc.result(f"{task_id}-retention") == "deleted"
-    assert DeliveryReport(**await lc.result(f"{task_id}-webhook-expired")).outcome == "delivered"
+    assert await lc.finished(f"{task_id}-retention") == "deleted"
+    assert DeliveryReport(**await lc.finished(f"{task_id}-webhook-expired")).outcome == "delivered"
     events = {e.kind: e.data for e in await lc.events(task_id)}
     assert events["assets_deleted"] == {"objects": 2, "reason": "deleted"}
     assert (await delete_task(lc.res, owner, task_id)).status == "expired", "deleting again is a no-op"

@@ -7,6 +7,8 @@ competes for the CPU. Ceilings, measured in the same run on the same machine:
   generate ↔ a raw Temporal `start_workflow` loop (same workflow type, input and queue);
   status   ↔ a bare Litestar JSON endpoint on the same server (uvicorn, one process).
 Rate limits are raised out of the way but the limiter still runs. Load stays on loopback.
+Each row also reports the load generator's own CPU: a phase whose client sits near 100% of a
+core measured the client, not the server (the bare endpoint usually does on 2 cores).
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ async def _accounts(database_url: str, count: int) -> list[str]:
 async def measure(stack_env: dict[str, str], database_url: str, temporal_address: str, api_url: str,
                   bare_url: str, queue: str, concurrency: int, seconds: float, accounts: int) -> dict[str, object]:
     from temporalio.client import Client
+    from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
     keys = await _accounts(database_url, accounts)
     temporal = await Client.connect(temporal_address, data_converter=DATA_CONVERTER)
@@ -85,7 +88,10 @@ async def measure(stack_env: dict[str, str], database_url: str, temporal_address
         task_id = "sora2" + uuid.uuid4().hex
         arg = VideoTaskInput(task_id=task_id, account_id="acct_bench", price=planned.price,
                              render=render_spec(task_id, planned.request, get_catalog()), render_queue=queue)
-        await temporal.start_workflow(names.VIDEO_TASK_WORKFLOW, arg, id=task_id, task_queue=queue)
+        await temporal.start_workflow(names.VIDEO_TASK_WORKFLOW, arg, id=task_id, task_queue=queue,
+                                      id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,  # as the API starts it
+                                      id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                                      priority=Priority(priority_key=get_catalog().plans["scale"].priority))
         return True
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -131,10 +137,11 @@ def msgspec_request() -> GenerateRequest:
 
 def _table(report: dict[str, object]) -> str:
     results = report["results"]  # type: ignore[index]
-    lines = [f"{'operation':<20} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}"]
+    lines = [f"{'operation':<20} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7} {'client cpu':>11}"]
     for name in ("raw_start_workflow", "generate", "bare_endpoint", "status"):
         r = results[name]  # type: ignore[index]
-        lines.append(f"{name:<20} {r['rps']:>9.1f} {r['p50_ms']:>9.1f} {r['p99_ms']:>9.1f} {r['errors']:>7}")
+        lines.append(f"{name:<20} {r['rps']:>9.1f} {r['p50_ms']:>9.1f} {r['p99_ms']:>9.1f} {r['errors']:>7} "
+                     f"{r['client_cpu_pct']:>10.0f}%")
     for name, ratio in report["ratios"].items():  # type: ignore[attr-defined]
         target = report["targets"][name]  # type: ignore[index]
         lines.append(f"{name:<32} {ratio:>6.2f}x  (target >= {target}x: {'met' if ratio >= target else 'NOT met'})")
@@ -152,6 +159,7 @@ def main() -> int:
 
     from sorapi.db.migrate import upgrade
 
+    load_before = os.getloadavg()
     database_url = create_pg_database()
     upgrade(database_url)
     workdir = Path(tempfile.mkdtemp(prefix="sorapi-bench-"))
@@ -177,6 +185,8 @@ def main() -> int:
         stack.stop()
         drop_pg_database(database_url)
     report.update({"when": datetime.now(timezone.utc).isoformat(), "concurrency": args.concurrency,
+                   "load_average_before": [round(x, 2) for x in load_before],
+                   "load_average_after": [round(x, 2) for x in os.getloadavg()],
                    "seconds": args.seconds, "accounts": args.accounts, "cpus": os.cpu_count(),
                    "database": "postgresql", "temporal": "dev server (sqlite)"})
     RESULTS.mkdir(exist_ok=True)

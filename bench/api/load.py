@@ -17,6 +17,8 @@ class Result:
     seconds: float
     p50_ms: float
     p99_ms: float
+    client_cpu_pct: float = 0.0
+    """CPU the load generator itself used (% of one core): near 100 means the client, not the server, set the pace."""
 
     @property
     def rps(self) -> float:
@@ -24,7 +26,8 @@ class Result:
 
     def as_dict(self) -> dict[str, float | int | str]:
         return {"name": self.name, "requests": self.requests, "errors": self.errors, "seconds": round(self.seconds, 3),
-                "rps": round(self.rps, 1), "p50_ms": round(self.p50_ms, 2), "p99_ms": round(self.p99_ms, 2)}
+                "rps": round(self.rps, 1), "p50_ms": round(self.p50_ms, 2), "p99_ms": round(self.p99_ms, 2),
+                "client_cpu_pct": round(self.client_cpu_pct, 1)}
 
 
 async def run(name: str, call: Callable[[int], Awaitable[bool]], *, concurrency: int, seconds: float) -> Result:
@@ -43,10 +46,12 @@ async def run(name: str, call: Callable[[int], Awaitable[bool]], *, concurrency:
             latencies.append(time.perf_counter() - started)
             errors += not ok
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
+    client_cpu_pct = 100 * (time.process_time() - cpu_started) / elapsed
     ordered = sorted(latencies)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else 0.0
     return Result(name=name, requests=len(latencies), errors=errors, seconds=elapsed,
-                  p50_ms=statistics.median(ordered) * 1000 if ordered else 0.0, p99_ms=p99 * 1000)
+                  p50_ms=statistics.median(ordered) * 1000 if ordered else 0.0, p99_ms=p99 * 1000,
+                  client_cpu_pct=client_cpu_pct)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import uuid
+from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -70,6 +71,31 @@ async def authenticate(session: AsyncSession, key: str) -> tuple[Account, ApiKey
     if row is None or not hmac.compare_digest(row[1].key_hash, digest):
         return None
     return row[0], row[1]
+
+
+@dataclass(frozen=True)
+class KeyOwner:
+    """What a request needs to know about the key it presented and that key's account."""
+
+    account_id: str
+    plan: str
+    key_id: str
+    key_name: str
+    scopes: str
+
+
+_KEY_OWNER = (select(Account.id, Account.plan, ApiKey.id, ApiKey.name, ApiKey.scopes, ApiKey.key_hash)
+              .join_from(ApiKey, Account, ApiKey.account_id == Account.id)
+              .where(ApiKey.key_hash == bindparam("digest"), ApiKey.revoked_at.is_(None)))
+
+
+async def key_owner(session: AsyncSession, key: str) -> KeyOwner | None:
+    """`authenticate` as plain columns (no ORM objects): what every authenticated request runs."""
+    digest = hash_api_key(key)
+    row = (await session.execute(_KEY_OWNER, {"digest": digest})).first()
+    if row is None or not hmac.compare_digest(row[5], digest):
+        return None
+    return KeyOwner(account_id=row[0], plan=row[1], key_id=row[2], key_name=row[3], scopes=row[4])
 
 
 async def key_exists(session: AsyncSession, key: str) -> bool:

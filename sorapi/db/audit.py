@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sorapi.db.models import AuditEvent
+from sorapi.db.models import AuditEvent, utcnow
 
 
 def record(session: AsyncSession, *, actor: str, action: str, account_id: str | None = None,
@@ -15,6 +15,16 @@ def record(session: AsyncSession, *, actor: str, action: str, account_id: str | 
     event = AuditEvent(account_id=account_id, actor=actor, action=action, target=target, details=details or {})
     session.add(event)
     return event
+
+
+_INSERT = insert(AuditEvent.__table__)
+
+
+async def append(session: AsyncSession, *, actor: str, action: str, account_id: str | None = None,
+                 target: str = "", details: dict[str, Any] | None = None) -> None:
+    """`record` as one INSERT sent now, without the unit of work: for the per-request key-use entry."""
+    await session.execute(_INSERT, {"account_id": account_id, "actor": actor, "action": action, "target": target,
+                                    "details": details or {}, "created_at": utcnow()})
 
 
 async def page(session: AsyncSession, account_id: str | None, *, before_id: int | None,
