@@ -12,7 +12,7 @@ from sorapi import names
 from sorapi import status
 from sorapi.db import tasks as task_rows
 from sorapi.db.models import Task
-from sorapi.messages import MarkFailed, MarkRunning, MarkSucceeded
+from sorapi.messages import MarkFailed, MarkSucceeded
 
 log = structlog.get_logger()
 
@@ -20,13 +20,6 @@ log = structlog.get_logger()
 class TaskStateActivities:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
-
-    @activity.defn(name=names.MARK_RUNNING)
-    async def mark_running(self, arg: MarkRunning) -> bool:
-        async with self._sessions.begin() as session:
-            moved = await task_rows.transition(session, arg.task_id, status.RUNNING)
-        log.info("task running", task_id=arg.task_id)
-        return moved is not None
 
     @activity.defn(name=names.MARK_SUCCEEDED)
     async def mark_succeeded(self, arg: MarkSucceeded) -> bool:

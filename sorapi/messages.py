@@ -113,10 +113,6 @@ class UploadInput(msgspec.Struct, kw_only=True, frozen=True):
     files: list[LocalFile]
 
 
-class MarkRunning(msgspec.Struct, kw_only=True, frozen=True):
-    task_id: str
-
-
 class MarkSucceeded(msgspec.Struct, kw_only=True, frozen=True):
     task_id: str
     outputs: list[StoredObject]

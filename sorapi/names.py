@@ -7,7 +7,6 @@ Workflows refer to activities by these names so their sandbox never imports acti
 RESERVE_CREDITS = "reserve_credits"
 CAPTURE_CREDITS = "capture_credits"
 RELEASE_CREDITS = "release_credits"
-MARK_RUNNING = "mark_running"
 MARK_SUCCEEDED = "mark_succeeded"
 MARK_FAILED = "mark_failed"
 RENDER_VIDEO = "render_video"

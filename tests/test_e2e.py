@@ -8,7 +8,6 @@ from pathlib import Path
 
 import av
 import httpx
-import pytest
 
 from tests.stack import Api, Stack, start_stack
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import warnings
-from typing import Any
 
 import openai
 import pytest

@@ -4,7 +4,6 @@ ledger/task activities; only the GPU-side activities are faked, under their real
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,8 +17,7 @@ from temporalio.worker import Worker
 from activities.ledger import LedgerActivities
 from activities.slots import SlotActivities
 from activities.task_state import TaskStateActivities
-from sorapi import names, servers
-from sorapi.converter import DATA_CONVERTER
+from sorapi import names
 from sorapi.db import ledger
 from sorapi.db.models import Account, LedgerEntry, Task
 from sorapi.ids import new_task_id
@@ -28,14 +26,6 @@ from tests.stack import make_account
 from workers.orchestrator import WORKFLOWS, sandbox_runner
 
 PRICE = 16
-
-
-@pytest.fixture(scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    async with await WorkflowEnvironment.start_time_skipping(
-        data_converter=DATA_CONVERTER, test_server_existing_path=servers.venv_binary("temporal-test-server")
-    ) as environment:
-        yield environment
 
 
 def _spec(task_id: str) -> RenderSpec:
@@ -66,7 +56,7 @@ async def _run(env: WorkflowEnvironment, sessions: Any, account_id: str, task_id
     queue, render_queue = f"orch-{uuid.uuid4().hex}", f"render-{uuid.uuid4().hex}"
     ledger_acts, state = LedgerActivities(sessions), TaskStateActivities(sessions)
     db_activities = [ledger_acts.reserve_credits, ledger_acts.capture_credits, ledger_acts.release_credits,
-                     state.mark_running, state.mark_succeeded, state.mark_failed,
+                     state.mark_succeeded, state.mark_failed,
                      SlotActivities(sessions).acquire_slot]
     async with Worker(env.client, task_queue=queue, workflows=WORKFLOWS, activities=db_activities,
                       workflow_runner=sandbox_runner()), \
@@ -93,21 +83,21 @@ async def fake_upload(arg: UploadInput) -> list[StoredObject]:
     return [StoredObject(format="mp4", key=f"tasks/{arg.task_id}/video.mp4", content_type="video/mp4", size_bytes=1)]
 
 
-async def test_render_failure_fails_the_task_and_releases_the_hold(env: WorkflowEnvironment, sessions: Any) -> None:
+async def test_render_failure_fails_the_task_and_releases_the_hold(time_env: WorkflowEnvironment, sessions: Any) -> None:
     @activity.defn(name=names.RENDER_VIDEO)
     async def broken_render(spec: RenderSpec) -> RenderResult:
         raise ApplicationError("CUDA out of memory", type="render_failed", non_retryable=True)
 
     account_id, task_id = await _queued_task(sessions)
     with pytest.raises(WorkflowFailureError):
-        await _run(env, sessions, account_id, task_id, [broken_render, fake_upload])
+        await _run(time_env, sessions, account_id, task_id, [broken_render, fake_upload])
     task, account, kinds = await _state(sessions, account_id, task_id)
     assert (task.status, task.error_code, task.error_message) == ("failed", "render_failed", "CUDA out of memory")
     assert kinds == ["reserve", "release"]
     assert (account.balance, account.reserved) == (1000, 0)
 
 
-async def test_unexpected_render_error_maps_to_render_failed(env: WorkflowEnvironment, sessions: Any) -> None:
+async def test_unexpected_render_error_maps_to_render_failed(time_env: WorkflowEnvironment, sessions: Any) -> None:
     attempts = 0
 
     @activity.defn(name=names.RENDER_VIDEO)
@@ -118,7 +108,7 @@ async def test_unexpected_render_error_maps_to_render_failed(env: WorkflowEnviro
 
     account_id, task_id = await _queued_task(sessions)
     with pytest.raises(WorkflowFailureError):
-        await _run(env, sessions, account_id, task_id, [crashing_render, fake_upload])
+        await _run(time_env, sessions, account_id, task_id, [crashing_render, fake_upload])
     task, account, kinds = await _state(sessions, account_id, task_id)
     assert attempts == 3, "transient render errors are retried, then the task fails"
     assert (task.status, task.error_code) == ("failed", "render_failed")
@@ -126,28 +116,19 @@ async def test_unexpected_render_error_maps_to_render_failed(env: WorkflowEnviro
     assert kinds == ["reserve", "release"] and account.reserved == 0
 
 
-async def test_success_captures_exactly_once(env: WorkflowEnvironment, sessions: Any) -> None:
+async def test_success_captures_exactly_once(time_env: WorkflowEnvironment, sessions: Any) -> None:
     @activity.defn(name=names.RENDER_VIDEO)
     async def render(spec: RenderSpec) -> RenderResult:
         return RenderResult(host_queue="live-host", files=[], meta=_meta())
 
     account_id, task_id = await _queued_task(sessions)
-    assert await _run(env, sessions, account_id, task_id, [render, fake_upload]) == "succeeded"
+    assert await _run(time_env, sessions, account_id, task_id, [render, fake_upload]) == "succeeded"
     task, account, kinds = await _state(sessions, account_id, task_id)
     assert task.status == "succeeded" and task.progress == 100
     assert task.outputs == [{"format": "mp4", "key": f"tasks/{task_id}/video.mp4", "content_type": "video/mp4",
                              "size_bytes": 1}]
     assert kinds == ["reserve", "capture"]
     assert (account.balance, account.reserved) == (1000 - PRICE, 0)
-
-
-@pytest.fixture(scope="module")
-async def local_env() -> AsyncIterator[WorkflowEnvironment]:
-    """A real dev server: the time-skipping server does not fire schedule-to-start timeouts."""
-    async with await WorkflowEnvironment.start_local(
-        data_converter=DATA_CONVERTER, dev_server_existing_path=servers.venv_binary("temporal")
-    ) as environment:
-        yield environment
 
 
 async def test_lost_render_host_means_render_again(local_env: WorkflowEnvironment, sessions: Any) -> None:
@@ -170,7 +151,7 @@ async def test_lost_render_host_means_render_again(local_env: WorkflowEnvironmen
 
 
 async def test_race_past_the_api_fails_with_insufficient_credits_holding_nothing(
-    env: WorkflowEnvironment, sessions: Any
+    time_env: WorkflowEnvironment, sessions: Any
 ) -> None:
     @activity.defn(name=names.RENDER_VIDEO)
     async def render(spec: RenderSpec) -> RenderResult:
@@ -178,7 +159,7 @@ async def test_race_past_the_api_fails_with_insufficient_credits_holding_nothing
 
     account_id, task_id = await _queued_task(sessions, credits=PRICE - 1, hold=False)
     with pytest.raises(WorkflowFailureError):
-        await _run(env, sessions, account_id, task_id, [render, fake_upload])
+        await _run(time_env, sessions, account_id, task_id, [render, fake_upload])
     task, account, kinds = await _state(sessions, account_id, task_id)
     assert (task.status, task.error_code) == ("failed", "insufficient_credits")
     assert kinds == []

@@ -44,7 +44,7 @@ def create_worker(client: Client, settings: Settings) -> Worker:
         task_queue=settings.orchestration_queue,
         workflows=WORKFLOWS,
         activities=[ledger.reserve_credits, ledger.capture_credits, ledger.release_credits,
-                    state.mark_running, state.mark_succeeded, state.mark_failed,
+                    state.mark_succeeded, state.mark_failed,
                     SlotActivities(sessions, client=client).acquire_slot,
                     refresh.refresh_credits, refresh.release_expired_holds,
                     ExpiryActivities(sessions, storage.make_client(settings), settings.s3_bucket).expire_task,

@@ -26,7 +26,6 @@ with workflow.unsafe.imports_passed_through():
         MarkSucceeded,
         RenderMeta,
         RenderResult,
-        RenderSpec,
         StoredObject,
         UploadInput,
         VideoTaskInput,
