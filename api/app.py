@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return Litestar(
         route_handlers=[VideoController, HealthController, CreditsController, AdminController, CancelController, TasksController,
                         OpenAIVideosController, LifecycleController, WebhookSecretController, TaskWebhooksController,
-                        openapi.openapi_json, openapi.docs_shortcut],
+                        openapi.openapi_json, openapi.docs_shortcut, openapi.docs_assets()],
         lifespan=[lifespan, ratelimit.lifespan(settings)],
         middleware=[RequestIdMiddleware(), RateLimitMiddleware()],
         before_send=[stamp_response],

@@ -15,7 +15,7 @@ from litestar import Litestar, Request, get
 from litestar._openapi.plugin import OpenAPIPlugin
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import (
     Components,
     Example,
@@ -27,6 +27,8 @@ from litestar.openapi.spec import (
     SecurityScheme,
 )
 from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
+import swagger_ui_bundle
 
 from sorapi import errors
 from sorapi.schemas import ErrorEnvelope
@@ -62,9 +64,26 @@ def error_responses(*codes: int) -> dict[int, ResponseSpec]:
     }
 
 
+DOCS_ASSETS = "/docs-assets"
+"""Swagger UI's files, served from the `swagger-ui-bundle` wheel: /docs works with no internet."""
+
+
+def docs_assets() -> Any:
+    return create_static_files_router(path=DOCS_ASSETS, directories=[swagger_ui_bundle.swagger_ui_path],
+                                      include_in_schema=False)
+
+
+def _docs_ui() -> SwaggerRenderPlugin:
+    return SwaggerRenderPlugin(
+        path="/", js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js", css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+        standalone_preset_js_url=f"{DOCS_ASSETS}/swagger-ui-standalone-preset.js",
+        favicon=f"<link rel='icon' type='image/png' href='{DOCS_ASSETS}/favicon-32x32.png'>",
+    )
+
+
 def config() -> OpenAPIConfig:
     return OpenAPIConfig(
-        title="SorAPI", version="0.1.0", path="/docs", render_plugins=[ScalarRenderPlugin(path="/")],
+        title="SorAPI", version="0.1.0", path="/docs", render_plugins=[_docs_ui()],
         description="Asynchronous text-to-video generation: submit with `POST /api/generate`, poll "
                     "`GET /api/status` or receive a signed webhook. OpenAI-compatible `/v1/videos` too.",
         security=[{"BearerAuth": []}],
@@ -79,11 +98,17 @@ def openapi_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return request.app.plugins.get(OpenAPIPlugin).provide_openapi_schema()
 
 
+SEED_DOC_PAGES = {"generate": ("/api/generate", "post"), "status": ("/api/status", "get")}
+
+
 @get("/docs/api/{endpoint:str}", include_in_schema=False, sync_to_thread=False)
-def docs_shortcut(endpoint: str) -> Redirect:
-    """The seed's /docs/api/generate and /docs/api/status pages: the matching section of /docs."""
-    anchors = {"generate": "#tag/videos/POST/api/generate", "status": "#tag/videos/GET/api/status"}
-    return Redirect(path="/docs" + anchors.get(endpoint, ""), status_code=302)
+def docs_shortcut(request: Request[Any, Any, Any], endpoint: str) -> Redirect:
+    """The seed's /docs/api/generate and /docs/api/status pages: Swagger UI's deep link to the operation."""
+    if endpoint not in SEED_DOC_PAGES:
+        return Redirect(path="/docs", status_code=302)
+    path, method = SEED_DOC_PAGES[endpoint]
+    operation = request.app.plugins.get(OpenAPIPlugin).provide_openapi_schema()["paths"][path][method]
+    return Redirect(path=f"/docs#/{operation['tags'][0]}/{operation['operationId']}", status_code=302)
 
 
 def _header(description: str, example: str) -> OpenAPIHeader:
