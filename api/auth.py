@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.state import Resources
 from api.credits_audit import record_key_use
 from sorapi.db.accounts import key_owner
-from sorapi.errors import Unauthorized
+from sorapi.errors import Forbidden, Unauthorized
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,17 @@ class Principal:
     plan: str
     key_id: str
     scopes: frozenset[str]
+
+
+GENERATE_SCOPES = frozenset({"generate", "admin"})
+READ_SCOPES = frozenset({"read", "admin"})
+AUDIT_SCOPES = frozenset({"audit", "admin"})
+
+
+def require_scope(principal: Principal, allowed: frozenset[str], what: str) -> None:
+    """A valid key without the scope an operation needs is a 403 (`insufficient_scope`), not a 401."""
+    if not principal.scopes & allowed:
+        raise Forbidden(f"this API key may not {what}; it needs one of the scopes: {', '.join(sorted(allowed))}")
 
 
 def bearer_key(request: Request) -> str:

@@ -14,13 +14,6 @@ from sorapi.db.models import Account, Task
 from sorapi.planning import plan
 from sorapi.schemas import GenerateRequest
 
-READ_SCOPES = frozenset({"read", "admin"})
-AUDIT_SCOPES = frozenset({"audit", "admin"})
-
-
-def require_scope(principal: Principal, allowed: frozenset[str], what: str) -> None:
-    if not principal.scopes & allowed:
-        raise errors.Forbidden(f"this API key may not {what}; it needs one of the scopes: {', '.join(sorted(allowed))}")
 
 
 async def _account(session: object, account_id: str) -> Account:

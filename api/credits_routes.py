@@ -7,7 +7,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from api import credits
-from api.auth import Principal
+from api.auth import AUDIT_SCOPES, READ_SCOPES, Principal, require_scope
 from api.openapi import error_responses
 from api.ratelimit import RATE_STATUS
 from api.state import Resources
@@ -28,7 +28,7 @@ class CreditsController(Controller):
     async def balance(self, principal: Principal, resources: Resources) -> CreditsResponse:
         """The account's plan and credits: balance, reserved by unfinished tasks, available, the billing
         period and its refresh, concurrency in use, and overage this period (Pro)."""
-        credits.require_scope(principal, credits.READ_SCOPES, "read credits")
+        require_scope(principal, READ_SCOPES, "read credits")
         return await credits.account_credits(resources, principal.account_id)
 
     @get("/credits/estimate", opt=RATE_STATUS, responses={**error_responses(401, 422, 429), **FORBIDDEN})
@@ -42,7 +42,7 @@ class CreditsController(Controller):
     ) -> EstimateResponse:
         """Quote a render before submitting it: the credits `POST /api/generate` would reserve for the
         same fields (longer and higher resolution cost more), and whether the account can afford it now."""
-        credits.require_scope(principal, credits.READ_SCOPES, "read credits")
+        require_scope(principal, READ_SCOPES, "read credits")
         req = GenerateRequest(prompt=prompt, model_version=model_version, duration=duration,
                               resolution=resolution, aspect_ratio=aspect_ratio)
         return await credits.estimate(resources, principal, req)
@@ -52,7 +52,7 @@ class CreditsController(Controller):
     async def estimate_body(self, data: GenerateRequest, principal: Principal,
                             resources: Resources) -> EstimateResponse:
         """Quote exactly the body you would send to `POST /api/generate` (nothing is created)."""
-        credits.require_scope(principal, credits.READ_SCOPES, "read credits")
+        require_scope(principal, READ_SCOPES, "read credits")
         return await credits.estimate(resources, principal, data)
 
     @get("/credits/ledger", opt=RATE_STATUS, responses={**error_responses(401, 422, 429), **FORBIDDEN})
@@ -61,7 +61,7 @@ class CreditsController(Controller):
                      kind: str | None = Parameter(query="kind", default=None, description="Only this kind")) -> LedgerPage:
         """Every credit movement of the account, newest first: grant, refresh, reserve, capture, release,
         overage, expiry and adjust, each with its task, reason, actor and time."""
-        credits.require_scope(principal, credits.READ_SCOPES, "read credits")
+        require_scope(principal, READ_SCOPES, "read credits")
         return await credits.ledger_page(resources, principal.account_id, cursor, limit, kind)
 
     @get("/audit-log", opt=RATE_STATUS, responses={**error_responses(401, 422, 429), **FORBIDDEN})
@@ -69,5 +69,5 @@ class CreditsController(Controller):
                         cursor: str | None = CURSOR) -> AuditPage:
         """Key use and administrative actions on the account, newest first (Scale plans; `audit` scope)."""
         credits.audit_enabled(resources, principal)
-        credits.require_scope(principal, credits.AUDIT_SCOPES, "read the audit log")
+        require_scope(principal, AUDIT_SCOPES, "read the audit log")
         return await credits.audit_page(resources, principal.account_id, cursor, limit)

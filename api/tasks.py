@@ -14,7 +14,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from api import credits, pagination
-from api.auth import Principal
+from api.auth import GENERATE_SCOPES, READ_SCOPES, Principal, require_scope
 from api.state import Resources
 from sorapi import errors, names, netguard, status, storage, webhook_policy
 from sorapi.db import history, ledger, slots
@@ -64,6 +64,7 @@ async def create_task(res: Resources, principal: Principal, req: GenerateRequest
     With `session` (the request's own, see api/request_db.py) the records join its transaction,
     which is committed here, before the workflow starts; otherwise they get a transaction of their own.
     """
+    require_scope(principal, GENERATE_SCOPES, "create tasks")
     key = _idempotency_key(req, header_key)
     planned = plan(req, res.catalog, allow_http_callbacks=res.settings.webhook_allow_http)
     if isinstance(planned, list):
@@ -155,6 +156,7 @@ async def _ensure_workflow(res: Resources, task: Task, plan_name: str) -> None:
 
 async def get_task(res: Resources, principal: Principal, task_id: str, session: AsyncSession | None = None) -> Task:
     """The caller's task (404 for an unknown one or another tenant's); read in `session` when given."""
+    require_scope(principal, READ_SCOPES, "read tasks")
     if session is not None:
         task = await task_rows.get_for_account(session, principal.account_id, task_id)
     else:

@@ -76,7 +76,8 @@ async def account(stack: Stack, sessions: async_sessionmaker[AsyncSession]) -> A
     """A fresh Free account with ample credits and its own key, so tests never share budgets or limits."""
     from tests.stack import make_account
 
-    _, key = await make_account(sessions, credits=100_000)
+    account_id, key = await make_account(sessions, credits=100_000)
     client = Api(stack.base_url, key)
+    client.account_id = account_id
     yield client
     await client.close()

@@ -104,6 +104,8 @@ class Api:
     def __init__(self, base_url: str, api_key: str) -> None:
         self.base_url = base_url
         self.api_key = api_key
+        self.account_id: str | None = None
+        """Set by fixtures that made the account, so tests can look at its rows only."""
         self.http = httpx.AsyncClient(base_url=base_url, timeout=30)
 
     def auth(self, key: str | None = None) -> dict[str, str]:

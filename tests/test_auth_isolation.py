@@ -59,3 +59,24 @@ async def test_revoked_key_is_refused(account: Api, sessions: Any) -> None:
     async with sessions.begin() as session:
         await session.execute(update(ApiKey).where(ApiKey.key_hash == hash_api_key(key)).values(revoked_at=utcnow()))
     assert (await account.generate(PAYLOAD, key=key)).status_code == 401
+
+
+async def test_scopes_limit_what_a_key_may_do(account: Api, sessions: Any) -> None:
+    """A read-only seat can poll but not spend credits; a generate-only key cannot read."""
+    from sorapi.db.accounts import issue_api_key
+
+    task_id = (await account.generate(PAYLOAD)).json()["task_id"]
+    async with sessions.begin() as session:
+        from sorapi.db.models import ApiKey
+        from sorapi.ids import hash_api_key
+        from sqlalchemy import select
+
+        owner = await session.scalar(select(ApiKey.account_id).where(ApiKey.key_hash == hash_api_key(account.api_key)))
+        reader = await issue_api_key(session, owner, scopes="read")
+        writer = await issue_api_key(session, owner, scopes="generate")
+    refused = await account.generate(PAYLOAD, key=reader)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "insufficient_scope"
+    assert (await account.status(task_id, key=reader)).status_code == 200
+    assert (await account.generate(PAYLOAD, key=writer)).status_code == 200
+    blind = await account.status(task_id, key=writer)
+    assert blind.status_code == 403 and blind.json()["error"]["code"] == "insufficient_scope"

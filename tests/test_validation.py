@@ -45,10 +45,12 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
-async def _task_count(sessions: Any) -> tuple[int, int]:
+async def _task_count(sessions: Any, account_id: str | None) -> tuple[int, int]:
+    """The account's tasks and ledger entries (other tests' renders finish in the background)."""
     async with sessions() as session:
-        tasks = await session.scalar(select(func.count()).select_from(Task))
-        entries = await session.scalar(select(func.count()).select_from(LedgerEntry))
+        tasks = await session.scalar(select(func.count()).select_from(Task).where(Task.account_id == account_id))
+        entries = await session.scalar(select(func.count()).select_from(LedgerEntry)
+                                       .where(LedgerEntry.account_id == account_id))
     return tasks, entries
 
 
@@ -59,13 +61,13 @@ async def test_invalid_request_is_422_with_field_and_creates_nothing(
     payload = {"prompt": OK_PROMPT, **fields}
     if case == "prompt missing":
         payload.pop("prompt")
-    before = await _task_count(sessions)
+    before = await _task_count(sessions, account.account_id)
     response = await account.generate(payload)
     assert response.status_code == 422, response.text
     error = response.json()["error"]
     assert error["code"] == "validation_error"
     assert field in [d["field"] for d in error["details"]], error
-    assert await _task_count(sessions) == before
+    assert await _task_count(sessions, account.account_id) == before
 
 
 async def test_several_problems_are_reported_together(account: Api) -> None:
