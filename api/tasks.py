@@ -83,7 +83,12 @@ async def create_task(res: Resources, principal: Principal, req: GenerateRequest
         task, replayed = await _record_task(session, principal, req, planned, task_id, key, digest, origin)
         await session.commit()  # the lock is held only until here, never across the workflow start
     if not replayed or task.status == status.QUEUED:
-        await _ensure_workflow(res, task, principal.plan)
+        try:
+            await _ensure_workflow(res, task, principal.plan)
+        except errors.ServiceUnavailable:
+            if key is None:  # nobody can retry this exact task: give the credits back now
+                await _abandon(res, task)
+            raise
     log.info("task created" if not replayed else "task replayed", task_id=task.id, price=task.price)
     return Created(task=task, replayed=replayed)
 
@@ -109,6 +114,16 @@ async def _record_task(session: AsyncSession, principal: Principal, req: Generat
     task_rows.add_event(session, task_id, status.QUEUED, {"credits_reserved": planned.price})
     task_rows.add_event(session, task_id, "credits_reserved", {"credits": planned.price})
     return task, False
+
+
+async def _abandon(res: Resources, task: Task) -> None:
+    """A keyless task whose workflow could not start: fail it and release its hold, so no credits
+    stay held by a task that will never run. (A keyed task stays queued: the client's retry with
+    the same key starts its workflow.)"""
+    async with res.sessions.begin() as session:
+        await ledger.release(session, task.account_id, task.id, reason="the workflow could not start")
+        await task_rows.transition(session, task.id, status.FAILED, error_code=errors.SERVICE_UNAVAILABLE,
+                                   error_message="the orchestrator was unavailable; nothing was charged")
 
 
 async def _check_callback_destination(res: Resources, url: str | None) -> None:

@@ -1,0 +1,66 @@
+"""When Temporal is down, create answers 503 and loses nothing: a keyless task gives its credits
+back at once, a keyed task waits for the client's retry to start its workflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from temporalio.client import Client
+
+from api.auth import Principal
+from api.state import Resources
+from api.tasks import create_task
+from sorapi import errors, servers, storage
+from sorapi.catalog import get_catalog
+from sorapi.converter import DATA_CONVERTER
+from sorapi.db.models import Account, LedgerEntry, Task
+from sorapi.schemas import GenerateRequest
+from sorapi.settings import Settings
+from tests.stack import make_account
+
+
+@pytest.fixture
+async def unreachable_temporal(sessions: Any, pg_url: str, tmp_path: Path) -> Resources:
+    """The API's connected client, after its Temporal server went away."""
+    port = servers.free_port()
+    temporal = servers.start_temporal(tmp_path / "temporal", port, servers.free_port(), log_path=None, headless=True)
+    settings = Settings(database_url=pg_url, temporal_address=f"127.0.0.1:{port}")
+    client = await Client.connect(settings.temporal_address, data_converter=DATA_CONVERTER)
+    temporal.stop()
+    return Resources(settings=settings, catalog=get_catalog(), engine=None, sessions=sessions,  # type: ignore[arg-type]
+                     temporal=client, s3=storage.make_client(settings), signer=storage.make_client(settings))
+
+
+async def _principal(sessions: Any) -> Principal:
+    account_id, _ = await make_account(sessions, credits=100)
+    return Principal(account_id=account_id, plan="free", key_id="key_test", scopes=frozenset({"generate", "read"}))
+
+
+async def _rows(sessions: Any, account_id: str) -> tuple[list[Task], list[str], Account]:
+    async with sessions() as session:
+        tasks = list((await session.scalars(select(Task).where(Task.account_id == account_id))).all())
+        kinds = list((await session.scalars(select(LedgerEntry.kind).where(LedgerEntry.account_id == account_id)
+                                            .order_by(LedgerEntry.id))).all())
+        return tasks, kinds, await session.get(Account, account_id)
+
+
+async def test_keyless_task_is_failed_and_its_hold_released(unreachable_temporal: Resources, sessions: Any) -> None:
+    principal = await _principal(sessions)
+    with pytest.raises(errors.ServiceUnavailable):
+        await create_task(unreachable_temporal, principal, GenerateRequest(prompt="a kite over dunes", duration=1))
+    (task,), kinds, account = await _rows(sessions, principal.account_id)
+    assert (task.status, task.error_code) == ("failed", "service_unavailable")
+    assert kinds == ["grant", "reserve", "release"]
+    assert (account.balance, account.reserved) == (100, 0)
+
+
+async def test_keyed_task_stays_queued_for_the_retry(unreachable_temporal: Resources, sessions: Any) -> None:
+    principal = await _principal(sessions)
+    request = GenerateRequest(prompt="a kite over dunes", duration=1, idempotency_key="retry-me")
+    with pytest.raises(errors.ServiceUnavailable):
+        await create_task(unreachable_temporal, principal, request)
+    (task,), kinds, account = await _rows(sessions, principal.account_id)
+    assert task.status == "queued" and kinds == ["grant", "reserve"] and account.reserved == task.price
