@@ -3,6 +3,7 @@ ledger/task activities; only the GPU-side activities are faked, under their real
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -21,7 +22,7 @@ from sorapi import names
 from sorapi.db import ledger
 from sorapi.db.models import Account, LedgerEntry, Task
 from sorapi.ids import new_task_id
-from sorapi.messages import RenderMeta, RenderResult, RenderSpec, StoredObject, UploadInput, VideoTaskInput
+from sorapi.messages import HoldInput, RenderMeta, RenderResult, RenderSpec, StoredObject, UploadInput, VideoTaskInput
 from tests.stack import make_account
 from workers.orchestrator import WORKFLOWS, sandbox_runner
 
@@ -52,10 +53,10 @@ async def _queued_task(sessions: Any, *, credits: int = 1000, hold: bool = True)
 
 
 async def _run(env: WorkflowEnvironment, sessions: Any, account_id: str, task_id: str,
-               render_activities: list[Any], upload_pickup_s: float = 60.0) -> Any:
+               render_activities: list[Any], upload_pickup_s: float = 60.0, capture: Any = None) -> Any:
     queue, render_queue = f"orch-{uuid.uuid4().hex}", f"render-{uuid.uuid4().hex}"
     ledger_acts, state = LedgerActivities(sessions), TaskStateActivities(sessions)
-    db_activities = [ledger_acts.reserve_credits, ledger_acts.capture_credits, ledger_acts.release_credits,
+    db_activities = [ledger_acts.reserve_credits, capture or ledger_acts.capture_credits, ledger_acts.release_credits,
                      state.mark_succeeded, state.mark_failed,
                      SlotActivities(sessions).acquire_slot]
     async with Worker(env.client, task_queue=queue, workflows=WORKFLOWS, activities=db_activities,
@@ -164,3 +165,26 @@ async def test_race_past_the_api_fails_with_insufficient_credits_holding_nothing
     assert (task.status, task.error_code) == ("failed", "insufficient_credits")
     assert kinds == []
     assert (account.balance, account.reserved) == (PRICE - 1, 0)
+
+
+async def test_cancel_after_the_video_exists_is_too_late(time_env: WorkflowEnvironment, sessions: Any) -> None:
+    """A cancel that lands while credits are captured cannot leave a task `cancelled` but charged:
+    once the video is uploaded the task completes as succeeded."""
+    real = LedgerActivities(sessions)
+
+    @activity.defn(name=names.RENDER_VIDEO)
+    async def render(spec: RenderSpec) -> RenderResult:
+        return RenderResult(host_queue="live-host", files=[], meta=_meta())
+
+    @activity.defn(name=names.CAPTURE_CREDITS)
+    async def capture_during_cancel(hold: HoldInput) -> int:
+        await time_env.client.get_workflow_handle(hold.task_id).cancel()
+        await asyncio.sleep(0.5)
+        return await real.capture_credits(hold)
+
+    account_id, task_id = await _queued_task(sessions)
+    outcome = await _run(time_env, sessions, account_id, task_id, [render, fake_upload], capture=capture_during_cancel)
+    task, account, kinds = await _state(sessions, account_id, task_id)
+    assert outcome == "succeeded" and task.status == "succeeded"
+    assert kinds == ["reserve", "capture"]
+    assert (account.balance, account.reserved) == (1000 - PRICE, 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from collections.abc import Coroutine
 from typing import Any
 
 from temporalio import workflow
@@ -67,10 +68,9 @@ class VideoTaskWorkflow:
                 act.ACQUIRE_SLOT, SlotRequest(task_id=task.task_id, account_id=task.account_id),
                 start_to_close_timeout=DB_TIMEOUT, retry_policy=SLOT_RETRY)
             outputs, meta = await self._render_and_upload(task)
-            await self._db(act.CAPTURE_CREDITS, hold)
-            await self._db(act.MARK_SUCCEEDED, MarkSucceeded(task_id=task.task_id, outputs=outputs, render=meta,
-                                                             expires_at=self._retain_until()))
-            return await self._after_success()
+            await _past_cancelling(self._succeed(hold, outputs, meta))
+            await _past_cancelling(self._hand_over())
+            return status.SUCCEEDED
         except asyncio.CancelledError:
             await self._settle(hold, status.CANCELLED, errors.CANCELLED, "the task was cancelled")
             raise
@@ -110,6 +110,11 @@ class VideoTaskWorkflow:
                 workflow.logger.warning("render host %s is gone; rendering again", rendered.host_queue)
         raise ApplicationError("render hosts kept disappearing before upload", type=errors.RENDER_FAILED)
 
+    async def _succeed(self, hold: HoldInput, outputs: list[StoredObject], meta: RenderMeta) -> None:
+        await self._db(act.CAPTURE_CREDITS, hold)
+        await self._db(act.MARK_SUCCEEDED, MarkSucceeded(task_id=hold.task_id, outputs=outputs, render=meta,
+                                                         expires_at=self._retain_until()))
+
     async def _db(self, name: str, arg: Any) -> Any:
         return await workflow.execute_activity(name, arg, start_to_close_timeout=DB_TIMEOUT,
                                                retry_policy=DB_RETRY)
@@ -127,21 +132,25 @@ class VideoTaskWorkflow:
             self._expires_at = workflow.now() + timedelta(hours=self._task.retention_hours)
         return self._expires_at
 
-    async def _after_success(self) -> str:
+    async def _hand_over(self) -> None:
         """Start the assets' retention window (a durable timer that deletes them and expires the
-        task) and announce success; both run as their own workflows, and this one ends: the video
-        is done. A cancel arriving now cannot undo success, so the hand-over is simply retried."""
+        task) and announce success; both run as their own workflows, and this one ends."""
         task = self._task
-        for _ in range(2):
-            try:
-                if self._expires_at is not None:
-                    await retain(RetentionInput(task_id=task.task_id, expires_at=self._expires_at,
-                                                has_callback=task.has_callback, webhook_queue=task.webhook_queue))
-                await announce(task.task_id, status.SUCCEEDED, task.has_callback, task.webhook_queue)
-                break
-            except asyncio.CancelledError:
-                workflow.logger.warning("cancel requested after the task succeeded; it stays succeeded")
-        return status.SUCCEEDED
+        if self._expires_at is not None:
+            await retain(RetentionInput(task_id=task.task_id, expires_at=self._expires_at,
+                                        has_callback=task.has_callback, webhook_queue=task.webhook_queue))
+        await announce(task.task_id, status.SUCCEEDED, task.has_callback, task.webhook_queue)
+
+
+async def _past_cancelling(step: Coroutine[Any, Any, None]) -> None:
+    """Run `step` to its end even if a cancel arrives meanwhile: once the video is uploaded, the task
+    is charged and succeeds (a cancel then is too late), never `cancelled` but charged."""
+    running = asyncio.ensure_future(step)
+    while True:
+        try:
+            return await asyncio.shield(running)
+        except asyncio.CancelledError:
+            workflow.logger.warning("cancel requested after the video was made; the task completes")
 
 
 def _host_lost(exc: ActivityError) -> bool:
