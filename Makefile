@@ -13,7 +13,7 @@ $(BIN)/python:
 # torch is pinned to the CPU wheel first so the resolver never reaches for a CUDA build.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[render,embedded,test]'
+	$(BIN)/pip install --quiet -e '.[render,embedded,test,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)
