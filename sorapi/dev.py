@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import msgspec
 import structlog
 
@@ -63,21 +62,6 @@ def ensure_admin_token(settings: Settings, token_file: Path) -> Settings:
         token_file.write_text(token)
         token_file.chmod(0o600)
     return msgspec.structs.replace(settings, admin_token=token)
-
-
-def _wait_ready(url: str, children: list[servers.ManagedProcess], timeout_s: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for child in children:
-            if not child.alive():
-                raise RuntimeError(f"{child.name} exited during start-up:\n{child.log_tail()}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"the API was not ready at {url} within {timeout_s}s")
 
 
 def _banner(settings: Settings, key: str) -> str:
@@ -137,7 +121,11 @@ def run_dev(settings: Settings | None = None) -> int:
             servers.spawn("api", [*sorapi, "api"], log_path=None, env=env),
         ]
         procs += children
-        _wait_ready(f"{settings.resolved_public_base_url}/readyz", children)
+        try:
+            servers.wait_for_http(f"{settings.resolved_public_base_url}/readyz", [c.popen for c in children], 180)
+        except RuntimeError:
+            dead = next(c for c in children if not c.alive())
+            raise RuntimeError(f"{dead.name} exited during start-up:\n{dead.log_tail()}") from None
         print(_banner(settings, key), file=sys.stderr, flush=True)
         while not stopping:
             dead = [p for p in procs if not p.alive()]

@@ -83,6 +83,24 @@ def wait_for_port(proc: ManagedProcess, port: int, timeout_s: float = 60.0, host
     raise TimeoutError(f"{proc.name} did not open port {port} within {timeout_s}s:\n{proc.log_tail()}")
 
 
+def wait_for_http(url: str, processes: list[subprocess.Popen[bytes]], timeout_s: float = 60.0) -> None:
+    """Poll `url` until it answers 200; fail fast if one of the processes behind it exits."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for proc in processes:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{url}: process {proc.args[0] if proc.args else '?'} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout_s}s")
+
+
 def start_temporal(data_dir: Path, port: int, ui_port: int, *, log_path: Path | None,
                    headless: bool = False) -> ManagedProcess:
     """`temporal server start-dev` with a persistent SQLite file, so workflows survive restarts."""

@@ -13,17 +13,14 @@ from sorapi import servers
 from sorapi.converter import DATA_CONVERTER
 
 from sorapi.db.engine import make_async_engine, make_sessionmaker
-from sorapi.db.migrate import upgrade
-from tests.stack import Api, Stack, create_pg_database, drop_pg_database, start_stack
+from tests.stack import Api, Stack, fresh_pg_database, start_stack
 
 
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database, migrated, dropped after the session."""
-    url = create_pg_database()
-    upgrade(url)
-    yield url
-    drop_pg_database(url)
+    with fresh_pg_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

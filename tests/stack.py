@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 import os
 import subprocess
 import sys
@@ -33,6 +35,19 @@ def drop_pg_database(url: str) -> None:
     name = make_url(url).database
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def fresh_pg_database() -> Iterator[str]:
+    """A new, migrated PostgreSQL database for the block; dropped afterwards."""
+    from sorapi.db.migrate import upgrade
+
+    url = create_pg_database()
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        drop_pg_database(url)
 
 
 @dataclass

@@ -21,8 +21,7 @@ from standardwebhooks.webhooks import Webhook
 
 from sorapi.db.accounts import create_account, issue_api_key
 from sorapi.db.engine import make_async_engine, make_sessionmaker
-from sorapi.db.migrate import upgrade
-from tests.stack import Api, Stack, create_pg_database, drop_pg_database, start_stack
+from tests.stack import Api, Stack, fresh_pg_database, start_stack
 from tests.webhook_receiver import Received, Receiver
 
 PROMPT = "夕暮れの東京、ネオンの街並み — a neon-lit city skyline at dusk"
@@ -47,10 +46,8 @@ def verify_sora2_webhook(payload: str, signature: str, secret: str) -> bool:
 
 @pytest.fixture(scope="module")
 def hook_db() -> Iterator[str]:
-    url = create_pg_database()
-    upgrade(url)
-    yield url
-    drop_pg_database(url)
+    with fresh_pg_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,20 +43,6 @@ UNLIMITED = {"SORAPI_RATE_GENERATE_PER_MIN": "1e9", "SORAPI_RATE_GENERATE_BURST"
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(url)
 
 
 async def _accounts(database_url: str, count: int) -> list[str]:
@@ -174,8 +159,8 @@ def main() -> int:
     ]
     try:
         api_url, bare_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{bare_port}"
-        _wait_http(api_url + "/readyz", procs[0])
-        _wait_http(bare_url + "/bare", procs[1])
+        servers.wait_for_http(api_url + "/readyz", [procs[0]])
+        servers.wait_for_http(bare_url + "/bare", [procs[1]])
         report = asyncio.run(measure(stack.env, database_url, stack.temporal_address, api_url, bare_url, queue,
                                      args.concurrency, args.seconds, args.accounts))
     finally:
