@@ -8,17 +8,16 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from temporalio.client import Client
 
 from api.auth import Principal
 from api.state import Resources
 from api.tasks import create_task
 from sorapi import errors, servers, storage
 from sorapi.catalog import get_catalog
-from sorapi.converter import DATA_CONVERTER
 from sorapi.db.models import Account, LedgerEntry, Task
 from sorapi.schemas import GenerateRequest
 from sorapi.settings import Settings
+from sorapi.temporal import connect
 from tests.stack import make_account
 
 
@@ -28,7 +27,7 @@ async def unreachable_temporal(sessions: Any, pg_url: str, tmp_path: Path) -> Re
     port = servers.free_port()
     temporal = servers.start_temporal(tmp_path / "temporal", port, servers.free_port(), log_path=None, headless=True)
     settings = Settings(database_url=pg_url, temporal_address=f"127.0.0.1:{port}")
-    client = await Client.connect(settings.temporal_address, data_converter=DATA_CONVERTER)
+    client = await connect(settings)
     temporal.stop()
     return Resources(settings=settings, catalog=get_catalog(), engine=None, sessions=sessions,  # type: ignore[arg-type]
                      temporal=client, s3=storage.make_client(settings), signer=storage.make_client(settings))
