@@ -27,8 +27,10 @@ async def unreachable_temporal(sessions: Any, pg_url: str, tmp_path: Path) -> Re
     port = servers.free_port()
     temporal = servers.start_temporal(tmp_path / "temporal", port, servers.free_port(), log_path=None, headless=True)
     settings = Settings(database_url=pg_url, temporal_address=f"127.0.0.1:{port}")
-    client = await connect(settings)
-    temporal.stop()
+    try:
+        client = await connect(settings)
+    finally:
+        temporal.stop()
     return Resources(settings=settings, catalog=get_catalog(), engine=None, sessions=sessions,  # type: ignore[arg-type]
                      temporal=client, s3=storage.make_client(settings), signer=storage.make_client(settings))
 
