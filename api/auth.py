@@ -9,8 +9,8 @@ from litestar import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.state import Resources
-from api.credits_audit import record_key_use
-from sorapi.db.accounts import key_owner
+from api.credits_audit import key_use, remember_until_commit
+from sorapi.db.accounts import KeyOwner, KeyUse, key_owner
 from sorapi.errors import Forbidden, Unauthorized
 
 
@@ -43,18 +43,24 @@ def bearer_key(request: Request) -> str:
 
 async def authenticate_in(session: AsyncSession, request: Request, resources: Resources) -> Principal:
     """Resolve the key in `session` and add its audit entry there (the caller commits)."""
-    owner = await key_owner(session, bearer_key(request))
+    use = key_use(resources, request)
+    return admit(session, await key_owner(session, bearer_key(request), use), use)
+
+
+def admit(session: AsyncSession, owner: KeyOwner | None, use: KeyUse) -> Principal:
+    """The caller behind a looked-up key, or 401; its account is bound to every log line from here on."""
     if owner is None:
         raise Unauthorized("invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
     structlog.contextvars.bind_contextvars(account_id=owner.account_id)
-    await record_key_use(session, resources, owner, request)
+    remember_until_commit(session, use, owner)
     return Principal(account_id=owner.account_id, plan=owner.plan, key_id=owner.key_id,
                      scopes=frozenset(owner.scopes.split(",")))
 
 
 async def provide_principal(request: Request, resources: Resources) -> Principal:
-    """Key lookup and audit entry in one short transaction of their own, committed before the handler."""
-    async with resources.sessions() as session:
+    """Key lookup and audit entry in a session of their own, committed before the handler
+    (autocommit on PostgreSQL: two statements, no BEGIN/COMMIT round trips)."""
+    async with resources.autocommit_sessions() as session:
         principal = await authenticate_in(session, request, resources)
         await session.commit()
     return principal

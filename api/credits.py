@@ -73,5 +73,5 @@ async def queue_position(res: Resources, task: Task) -> int | None:
     """Place of a queued task in its account's concurrency queue (1 = next); None once it left the queue."""
     if task.status != status.QUEUED:
         return None
-    async with res.sessions() as session:
+    async with res.autocommit_sessions() as session:
         return await slots.queue_position(session, task)

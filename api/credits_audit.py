@@ -9,24 +9,26 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.state import Resources
-from sorapi.db import audit
-from sorapi.db.accounts import KeyOwner
+from sorapi.db.accounts import KeyOwner, KeyUse
+from sorapi.db.models import utcnow
 
 UNCOMMITTED_KEY_USE = "uncommitted_key_use"
 """`session.info` slot: the request's key-use entry until a commit has written it (api/request_db.py)."""
 
 
-async def record_key_use(session: AsyncSession, resources: Resources, owner: KeyOwner, request: Request) -> None:
-    """One audit event per authenticated request: which key (seat) called what. Inserted in
-    `session`'s transaction; the caller commits."""
-    plan = resources.catalog.plans.get(owner.plan)
-    if plan is None or not plan.audit_log:
+def key_use(resources: Resources, request: Request) -> KeyUse:
+    """One audit event per authenticated request: which key (seat) called what, for `audit_log` plans.
+    `sorapi.db.accounts.key_owner` writes it along with the key lookup, in the caller's session."""
+    return KeyUse(plans=frozenset(name for name, plan in resources.catalog.plans.items() if plan.audit_log),
+                  method=request.method, path=request.url.path,
+                  client=request.client.host if request.client else None, at=utcnow())
+
+
+def remember_until_commit(session: AsyncSession, use: KeyUse, owner: KeyOwner) -> None:
+    """Keep the entry in `session.info` until a commit writes it, so a rolled-back request can re-add it."""
+    if owner.plan not in use.plans:
         return
-    entry: dict[str, Any] = {
-        "actor": owner.key_id, "action": "key.use", "account_id": owner.account_id, "target": owner.key_id,
-        "details": {"method": request.method, "path": request.url.path, "key_name": owner.key_name,
-                    "client": request.client.host if request.client else None}}
-    await audit.append(session, **entry)
+    entry: dict[str, Any] = use.entry(owner)
     session.info[UNCOMMITTED_KEY_USE] = entry
     event.listen(session.sync_session, "after_commit", _written)
 

@@ -1,16 +1,21 @@
 """One database session per request on the hot endpoints: auth, audit entry and the handler's
-queries share one pool checkout and one transaction.
+queries share one pool checkout.
 
-`GET /api/status` and `POST /api/generate` declare `dependencies=SHARED_SESSION`: the Bearer key
-is resolved in the request's session, the key-use audit entry (plans with `audit_log`) is added
-to it, and the handler keeps using it. The session commits when the handler returns. If the
+`POST /api/generate` declares `dependencies=SHARED_SESSION`: the Bearer key is resolved in the
+request's session, the key-use audit entry (plans with `audit_log`) is added to it, and the
+handler's writes join the same transaction. The session commits when the handler returns. If the
 handler fails, its work is rolled back and the audit entry is written on its own, so every
 authenticated request is still audited exactly once, whatever its outcome.
+
+`GET /api/status` declares `dependencies=READ_SESSION`: an autocommit session (PostgreSQL), in
+which the handler authenticates itself and reads the task in one statement
+(sorapi.db.status_poll). A read needs no transaction around it: no BEGIN or COMMIT round trips.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import structlog
 from litestar import Request
@@ -26,7 +31,19 @@ log = structlog.get_logger()
 
 
 async def provide_request_session(resources: Resources) -> AsyncIterator[AsyncSession]:
-    session = resources.sessions()
+    async with _request_session(resources.sessions()) as session:
+        yield session
+
+
+async def provide_read_session(resources: Resources) -> AsyncIterator[AsyncSession]:
+    async with _request_session(resources.autocommit_sessions()) as session:
+        yield session
+
+
+@asynccontextmanager
+async def _request_session(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+    """Commit after the handler; on its failure roll back but keep the audit entry (a context manager,
+    so the handler's exception, thrown into the provider at its `yield`, reaches this `except`)."""
     try:
         yield session
     except Exception:
@@ -59,4 +76,6 @@ async def provide_principal_in_request(request: Request, resources: Resources, d
 
 
 SHARED_SESSION = {"db": Provide(provide_request_session), "principal": Provide(provide_principal_in_request)}
-"""Handler `dependencies` for endpoints whose queries should share the authentication's session."""
+"""Handler `dependencies` for endpoints whose writes should share the authentication's transaction."""
+READ_SESSION = {"db": Provide(provide_read_session)}
+"""Handler `dependencies` for reads that authenticate in the handler, in one autocommit session."""

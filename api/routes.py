@@ -14,7 +14,7 @@ from api import tasks, webhooks
 from api.auth import Principal
 from api.openapi import error_responses
 from api.ratelimit import RATE_GENERATE, RATE_STATUS
-from api.request_db import SHARED_SESSION
+from api.request_db import READ_SESSION, SHARED_SESSION
 from api.state import Resources
 from sorapi import errors
 from sorapi.schemas import GenerateRequest, GenerateResponse, StatusResponse
@@ -54,10 +54,10 @@ class VideoController(Controller):
         headers = {"Idempotent-Replayed": "true"} if created.replayed else {}
         return Response(body, headers=headers)
 
-    @get("/status", opt=RATE_STATUS, dependencies=SHARED_SESSION,
+    @get("/status", opt=RATE_STATUS, dependencies=READ_SESSION,
          responses=error_responses(400, 401, 404, 422, 429))
     async def task_status(
-        self, principal: Principal, resources: Resources, db: AsyncSession,
+        self, request: Request, resources: Resources, db: AsyncSession,
         task_id: str | None = Parameter(query="task_id", default=None, description="Task id from /api/generate"),
         id_: str | None = Parameter(query="id", default=None, description="Alias of task_id"),
         expand: str | None = Parameter(query="expand", default=None, description=EXPAND_DOC),
@@ -74,9 +74,7 @@ class VideoController(Controller):
             raise errors.ValidationFailed("task_id is required", details=[
                 {"field": "task_id", "message": "pass ?task_id=... (or ?id=...)"}])
         extras = parse_expand(expand)
-        task = await tasks.get_task(resources, principal, wanted, session=db)
-        position = await tasks.queue_position_in(db, task)
-        await db.commit()  # reads done: write the audit entry, give the connection back before any RPC or session
+        task, position = await tasks.poll_task(resources, request, db, wanted)  # commits: no connection held below
         view = await tasks.status_view(resources, task, queue_position=position)
         if "events" in extras:
             view.events = await tasks.events_page(resources, task, events_cursor, events_limit)

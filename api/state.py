@@ -18,6 +18,8 @@ class Resources:
     catalog: Catalog
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    autocommit_sessions: async_sessionmaker[AsyncSession]
+    """Each statement its own transaction (sorapi.db.engine.make_autocommit_sessionmaker): authentication and reads."""
     temporal: Client
     s3: Minio
     """Talks to the store (readiness checks)."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import msgspec
 import structlog
+from litestar import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -14,10 +15,11 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from api import credits, pagination
-from api.auth import GENERATE_SCOPES, READ_SCOPES, Principal, require_scope
+from api.auth import GENERATE_SCOPES, READ_SCOPES, Principal, admit, bearer_key, require_scope
+from api.credits_audit import key_use
 from api.state import Resources
 from sorapi import errors, names, netguard, status, storage, webhook_policy
-from sorapi.db import history, ledger, slots
+from sorapi.db import history, ledger, status_poll
 from sorapi.db import tasks as task_rows
 from sorapi.db.models import Task
 from sorapi.ids import idempotent_task_id, new_task_id
@@ -108,9 +110,8 @@ async def _record_task(session: AsyncSession, principal: Principal, req: Generat
                 request={**msgspec.to_builtins(planned.request), **(origin or {})},
                 callback_headers=req.callback_headers,
                 status=status.QUEUED, price=planned.price, outputs=[])
-    session.add(task)
-    await session.flush()
-    await ledger.reserve(session, account, task_id, planned.price, actor=principal.key_id)
+    session.add(task)  # flushed with the hold and events at commit (one unit of work, FK order)
+    await ledger.reserve(session, account, task_id, planned.price, actor=principal.key_id, new_task=True)
     task_rows.add_event(session, task_id, status.QUEUED, {"credits_reserved": planned.price})
     task_rows.add_event(session, task_id, "credits_reserved", {"credits": planned.price})
     return task, False
@@ -169,17 +170,28 @@ async def _ensure_workflow(res: Resources, task: Task, plan_name: str) -> None:
                                         headers={"Retry-After": "5"}) from exc
 
 
-async def get_task(res: Resources, principal: Principal, task_id: str, session: AsyncSession | None = None) -> Task:
-    """The caller's task (404 for an unknown one or another tenant's); read in `session` when given."""
+async def get_task(res: Resources, principal: Principal, task_id: str) -> Task:
+    """The caller's task (404 for an unknown one or another tenant's)."""
     require_scope(principal, READ_SCOPES, "read tasks")
-    if session is not None:
+    async with res.autocommit_sessions() as session:
         task = await task_rows.get_for_account(session, principal.account_id, task_id)
-    else:
-        async with res.sessions() as own:
-            task = await task_rows.get_for_account(own, principal.account_id, task_id)
     if task is None:
         raise errors.NotFound(f"no task {task_id!r}")
     return task
+
+
+async def poll_task(res: Resources, request: Request, session: AsyncSession, task_id: str) -> tuple[Task, int | None]:
+    """Authenticate the caller and read its task with, while queued, the task's place in the account's
+    line: the status poll, in one statement on PostgreSQL (sorapi.db.status_poll). 401, 403, then 404.
+    Commits before answering: the audit entry is written and the connection is free for the next RPC."""
+    use = key_use(res, request)
+    owner, found = await status_poll.owner_and_task(session, bearer_key(request), use, task_id)
+    principal = admit(session, owner, use)
+    await session.commit()
+    require_scope(principal, READ_SCOPES, "read tasks")
+    if found is None:
+        raise errors.NotFound(f"no task {task_id!r}")
+    return found
 
 
 async def _workflow_phase(res: Resources, task_id: str) -> tuple[str, RenderProgress | None, int | None]:
@@ -218,7 +230,7 @@ async def live_state(res: Resources, task: Task) -> tuple[int | None, LiveProgre
     phase, beat, percent = await _workflow_phase(res, task.id)
     position = None
     if phase == "waiting":
-        async with res.sessions() as session:
+        async with res.autocommit_sessions() as session:
             position = await history.render_queue_ahead(session, task)
     return percent, LiveProgress(phase=phase, render_queue_position=position, step=beat.step if beat else 0,
                                  total_steps=beat.total if beat else 0)
@@ -231,16 +243,11 @@ def progress_percent(beat: RenderProgress) -> int:
     return {"loading": 5, "encoding": 92}.get(beat.phase, 5)
 
 
-async def queue_position_in(session: AsyncSession, task: Task) -> int | None:
-    """A queued task's place in its account's line, counted in the caller's session; None otherwise."""
-    return await slots.queue_position(session, task) if task.status == status.QUEUED else None
-
-
 async def status_view(res: Resources, task: Task,
                       queue_position: int | None | msgspec.UnsetType = msgspec.UNSET) -> StatusResponse:
     """The task as the client sees it. Only a running task's workflow is asked for live progress:
     a queued one is still before its render (it waits for credits or a plan slot), so describing
-    it could only answer `queued`. `queue_position` is the caller's `queue_position_in` count, if it made one."""
+    it could only answer `queued`. `queue_position` is the caller's `poll_task` count, if it made one."""
     progress, live = task.progress, None
     position = await credits.queue_position(res, task) if queue_position is msgspec.UNSET else queue_position
     if task.status == status.RUNNING:
@@ -266,7 +273,7 @@ async def status_view(res: Resources, task: Task,
 
 async def events_page(res: Resources, task: Task, cursor: str | None, limit: int) -> EventsPage:
     """One page of the task's history, oldest first."""
-    async with res.sessions() as session:
+    async with res.autocommit_sessions() as session:
         rows, more = await history.events_page(session, task.id, after_id=pagination.decode_event_cursor(cursor),
                                                limit=limit)
     return EventsPage(

@@ -21,6 +21,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
 
     database_url: str = ""
     """SQLAlchemy URL. Empty means `sqlite:///<data_dir>/sorapi.db`; PostgreSQL as `postgresql://...`."""
+    db_pool_size: int = 32
+    """PostgreSQL connections each API process keeps open (10 more may open briefly under bursts).
+    Size it to the requests one process has in flight: a request beyond it opens a new connection."""
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

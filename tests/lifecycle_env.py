@@ -36,7 +36,7 @@ from api.tasks import create_task
 from sorapi import names, servers, storage
 from sorapi.catalog import get_catalog
 from sorapi.converter import DATA_CONVERTER
-from sorapi.db.engine import make_async_engine, make_sessionmaker
+from sorapi.db.engine import make_async_engine, make_autocommit_sessionmaker, make_sessionmaker
 from sorapi.db.models import Task, TaskEvent, WebhookDelivery
 from sorapi.messages import LocalFile, RenderMeta, RenderResult, RenderSpec, StoredObject, UploadInput
 from sorapi.schemas import GenerateRequest
@@ -218,7 +218,8 @@ async def lifecycle_env(tmp: Path, pg_url: str) -> AsyncIterator[Lifecycle]:
             for worker in workers:
                 await stack.enter_async_context(worker)
             res = Resources(settings=settings, catalog=get_catalog(), engine=engine, sessions=sessions,
-                            temporal=env.client, s3=s3, signer=storage.make_client(settings, public=True))
+                            autocommit_sessions=make_autocommit_sessionmaker(engine), temporal=env.client, s3=s3,
+                            signer=storage.make_client(settings, public=True))
             lifecycle = Lifecycle(env=env, res=res, receiver=receiver, s3=s3, pg_url=pg_url)
             receiver.on_receive = task_status_at_receipt(lifecycle)
             yield lifecycle

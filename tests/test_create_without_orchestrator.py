@@ -32,6 +32,7 @@ async def unreachable_temporal(sessions: Any, pg_url: str, tmp_path: Path) -> Re
     finally:
         temporal.stop()
     return Resources(settings=settings, catalog=get_catalog(), engine=None, sessions=sessions,  # type: ignore[arg-type]
+                     autocommit_sessions=sessions,
                      temporal=client, s3=storage.make_client(settings), signer=storage.make_client(settings))
 
 

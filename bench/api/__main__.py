@@ -14,9 +14,10 @@ core measured the client, not the server (the bare endpoint usually does on 2 co
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,8 +26,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
+import uvloop
 
 from bench.api import load
+from bench.api.cpu import ClientCpuReserved, CpuMeter
 from sorapi import names, servers
 from sorapi.catalog import get_catalog
 from sorapi.converter import DATA_CONVERTER
@@ -37,6 +40,13 @@ from sorapi.schemas import GenerateRequest
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 PAYLOAD = {"prompt": "A neon-lit city skyline at dusk with flying cars and dynamic lighting", "duration": 1,
            "resolution": "480x480"}
+CPU_COLUMNS = ("client", "api", "bare", "postgres", "temporal", "machine")
+"""CPU per phase, in % of one core (machine: in % of all cores)."""
+HTTP_PHASES = ("bare_endpoint", "status")
+PAIRS = (("generate", "raw_start_workflow"), ("status", "bare_endpoint"))
+"""(measured phase, its ceiling)."""
+PHASES = ("raw_start_workflow", "generate", "bare_endpoint", "status")
+TARGETS = {"generate_vs_raw_start_workflow": 0.8, "status_vs_bare_endpoint": 0.5}
 UNLIMITED = {"SORAPI_RATE_GENERATE_PER_MIN": "1e9", "SORAPI_RATE_GENERATE_BURST": "1000000000",
              "SORAPI_RATE_STATUS_PER_MIN": "1e9", "SORAPI_RATE_STATUS_BURST": "1000000000"}
 
@@ -45,7 +55,7 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
     return subprocess.Popen(args, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
-async def _accounts(database_url: str, count: int) -> list[str]:
+async def _accounts(database_url: str, count: int, plan_name: str) -> list[str]:
     from sorapi.db.accounts import create_account, issue_api_key
     from sorapi.db.engine import make_async_engine, make_sessionmaker
 
@@ -53,18 +63,20 @@ async def _accounts(database_url: str, count: int) -> list[str]:
     keys = []
     async with make_sessionmaker(engine).begin() as session:
         for n in range(count):
-            account = await create_account(session, name=f"bench-{n}", plan="scale", credits=10**9)
+            account = await create_account(session, name=f"bench-{n}", plan=plan_name, credits=10**9)
             keys.append(await issue_api_key(session, account.id))
     await engine.dispose()
     return keys
 
 
 async def measure(stack_env: dict[str, str], database_url: str, temporal_address: str, api_url: str,
-                  bare_url: str, queue: str, concurrency: int, seconds: float, accounts: int) -> dict[str, object]:
+                  bare_url: str, queue: str, concurrency: int, seconds: float, accounts: int,
+                  phases: tuple[str, ...] = PHASES, plan_name: str = "scale",
+                  meter: CpuMeter | None = None, pin: bool = True, rounds: int = 3) -> dict[str, object]:
     from temporalio.client import Client
     from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
-    keys = await _accounts(database_url, accounts)
+    keys = await _accounts(database_url, accounts, plan_name)
     temporal = await Client.connect(temporal_address, data_converter=DATA_CONVERTER)
     planned = plan(msgspec_request(), get_catalog())
     assert not isinstance(planned, list)
@@ -76,7 +88,7 @@ async def measure(stack_env: dict[str, str], database_url: str, temporal_address
         await temporal.start_workflow(names.VIDEO_TASK_WORKFLOW, arg, id=task_id, task_queue=queue,
                                       id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,  # as the API starts it
                                       id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                                      priority=Priority(priority_key=get_catalog().plans["scale"].priority))
+                                      priority=Priority(priority_key=get_catalog().plans[plan_name].priority))
         return True
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -91,27 +103,63 @@ async def measure(stack_env: dict[str, str], database_url: str, temporal_address
                 created.append((key, answer.json()["task_id"]))
             return answer.status_code == 200
 
+        # Status and the bare endpoint get the same request (query string, Bearer header), so the
+        # client spends the same on both and the difference between them is the server's.
         async def status(n: int) -> bool:
             key, task_id = created[n % len(created)]
-            answer = await api.get("/api/status", params={"task_id": task_id},
-                                   headers={"Authorization": f"Bearer {key}"})
+            answer = await api.get(f"/api/status?task_id={task_id}", headers={"Authorization": f"Bearer {key}"})
             return answer.status_code == 200
 
         async def bare_get(n: int) -> bool:
-            return (await bare.get("/bare")).status_code == 200
+            key, task_id = created[n % len(created)] if created else (keys[0], "none")
+            answer = await bare.get(f"/bare?task_id={task_id}", headers={"Authorization": f"Bearer {key}"})
+            return answer.status_code == 200
 
-        results = {}
-        for name, call in (("raw_start_workflow", raw_start), ("generate", generate), ("bare_endpoint", bare_get),
-                           ("status", status)):
-            await load.run(name, call, concurrency=concurrency, seconds=min(2.0, seconds))  # warm up
-            results[name] = await load.run(name, call, concurrency=concurrency, seconds=seconds)
-    return {
-        "results": {name: r.as_dict() for name, r in results.items()},
-        "ratios": {"generate_vs_raw_start_workflow":
-                   round(results["generate"].rps / results["raw_start_workflow"].rps, 3),
-                   "status_vs_bare_endpoint": round(results["status"].rps / results["bare_endpoint"].rps, 3)},
-        "targets": {"generate_vs_raw_start_workflow": 0.8, "status_vs_bare_endpoint": 0.5},
-    }
+        calls = {"raw_start_workflow": raw_start, "generate": generate, "bare_endpoint": bare_get, "status": status}
+        if ("status" in phases or "bare_endpoint" in phases) and "generate" not in phases:
+            await load.run("seed", generate, concurrency=concurrency, seconds=2.0)  # tasks for status to read
+        rounds_run: list[dict[str, list[dict[str, object]]]] = []
+        for _ in range(rounds):
+            measured: dict[str, list[dict[str, object]]] = {}
+            for name in run_order(phases):
+                # The HTTP phases' client is a whole core's work: give it a core of its own (ClientCpuReserved).
+                # The Temporal phases' clients are light, and the Temporal server needs every core.
+                with ClientCpuReserved() if pin and name in HTTP_PHASES else contextlib.nullcontext():
+                    await load.run(name, calls[name], concurrency=concurrency, seconds=min(2.0, seconds))  # warm up
+                    if meter:
+                        meter.start()
+                    result = await load.run(name, calls[name], concurrency=concurrency, seconds=seconds)
+                    measured.setdefault(name, []).append(
+                        {**result.as_dict(), **(meter.stop(result.seconds) if meter else {})})
+            rounds_run.append(measured)
+    return summarize(rounds_run)
+
+
+def run_order(phases: tuple[str, ...]) -> list[str]:
+    """Each measured phase between two runs of its ceiling, whose mean the ratio uses: a machine that
+    drifts during a round (Temporal slows as every start grows its history) then favours neither side."""
+    order: list[str] = []
+    for measured, ceiling in PAIRS:
+        if measured in phases and ceiling in phases:
+            order += [ceiling, measured, ceiling]
+    return order + [name for name in phases if name not in order]
+
+
+def summarize(rounds_run: list[dict[str, list[dict[str, object]]]]) -> dict[str, object]:
+    """Per phase its median round (a ceiling's rps: the mean of its two runs); per ratio the median over rounds."""
+    def rps(one: dict[str, list[dict[str, object]]], name: str) -> float:
+        return statistics.mean(run["rps"] for run in one[name])  # type: ignore[misc]
+
+    pairs = [(name, ceiling) for name, ceiling in PAIRS if name in rounds_run[0] and ceiling in rounds_run[0]]
+    per_round = {f"{name}_vs_{ceiling}": [rps(one, name) / rps(one, ceiling) for one in rounds_run]
+                 for name, ceiling in pairs}
+    results = {}
+    for name in rounds_run[0]:
+        middle = sorted(rounds_run, key=lambda one: rps(one, name))[len(rounds_run) // 2]
+        results[name] = {**middle[name][0], "rps": round(rps(middle, name), 1)}
+    return {"results": results, "ratios": {key: round(statistics.median(v), 3) for key, v in per_round.items()},
+            "ratio_per_round": {key: [round(x, 3) for x in v] for key, v in per_round.items()},
+            "targets": {key: TARGETS[key] for key in per_round}, "each_round": rounds_run}
 
 
 def msgspec_request() -> GenerateRequest:
@@ -122,14 +170,16 @@ def msgspec_request() -> GenerateRequest:
 
 def _table(report: dict[str, object]) -> str:
     results = report["results"]  # type: ignore[index]
-    lines = [f"{'operation':<20} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7} {'client cpu':>11}"]
-    for name in ("raw_start_workflow", "generate", "bare_endpoint", "status"):
-        r = results[name]  # type: ignore[index]
-        lines.append(f"{name:<20} {r['rps']:>9.1f} {r['p50_ms']:>9.1f} {r['p99_ms']:>9.1f} {r['errors']:>7} "
-                     f"{r['client_cpu_pct']:>10.0f}%")
+    lines = [f"{'operation':<20} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}  "
+             + " ".join(f"{c + ' cpu':>13}" for c in CPU_COLUMNS)]
+    for name, r in results.items():  # type: ignore[index]
+        lines.append(f"{name:<20} {r['rps']:>9.1f} {r['p50_ms']:>9.1f} {r['p99_ms']:>9.1f} {r['errors']:>7}  "
+                     + " ".join(f"{r.get(c + '_cpu_pct', float('nan')):>12.0f}%" for c in CPU_COLUMNS))
     for name, ratio in report["ratios"].items():  # type: ignore[attr-defined]
         target = report["targets"][name]  # type: ignore[index]
-        lines.append(f"{name:<32} {ratio:>6.2f}x  (target >= {target}x: {'met' if ratio >= target else 'NOT met'})")
+        each = ", ".join(f"{x:.2f}" for x in report["ratio_per_round"][name])  # type: ignore[index]
+        lines.append(f"{name:<32} {ratio:>6.2f}x median of rounds [{each}]  "
+                     f"(target >= {target}x: {'met' if ratio >= target else 'NOT met'})")
     return "\n".join(lines)
 
 
@@ -138,6 +188,13 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--accounts", type=int, default=16, help="tenants the generate load is spread over")
+    parser.add_argument("--phases", default=",".join(PHASES),
+                        help=f"comma-separated subset of {','.join(PHASES)} (a ratio needs both of its phases)")
+    parser.add_argument("--rounds", type=int, default=3, help="times each phase runs; the report takes medians")
+    parser.add_argument("--no-pin", action="store_true", help="let the load generator share CPUs with the servers "
+                        "in the HTTP phases (by default it gets CPU 0 to itself)")
+    parser.add_argument("--plan", default="scale", help="plan of the bench accounts (scale writes a key-use audit entry "
+                        "per request, the costliest case)")
     args = parser.parse_args()
 
     from tests.stack import create_pg_database, drop_pg_database, start_stack
@@ -161,8 +218,10 @@ def main() -> int:
         api_url, bare_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{bare_port}"
         servers.wait_for_http(api_url + "/readyz", [procs[0]])
         servers.wait_for_http(bare_url + "/bare", [procs[1]])
-        report = asyncio.run(measure(stack.env, database_url, stack.temporal_address, api_url, bare_url, queue,
-                                     args.concurrency, args.seconds, args.accounts))
+        report = uvloop.run(measure(stack.env, database_url, stack.temporal_address, api_url, bare_url, queue,
+                                     args.concurrency, args.seconds, args.accounts,
+                                     tuple(p for p in args.phases.split(",") if p), args.plan,
+                                     CpuMeter({"api": procs[0].pid, "bare": procs[1].pid}), not args.no_pin, args.rounds))
     finally:
         for proc in procs:
             proc.terminate()
@@ -172,7 +231,8 @@ def main() -> int:
     report.update({"when": datetime.now(timezone.utc).isoformat(), "concurrency": args.concurrency,
                    "load_average_before": [round(x, 2) for x in load_before],
                    "load_average_after": [round(x, 2) for x in os.getloadavg()],
-                   "seconds": args.seconds, "accounts": args.accounts, "cpus": os.cpu_count(),
+                   "seconds": args.seconds, "rounds": args.rounds, "accounts": args.accounts, "plan": args.plan, "cpus": os.cpu_count(),
+                   "client_cpu_reserved_in": [] if args.no_pin else list(HTTP_PHASES),
                    "database": "postgresql", "temporal": "dev server (sqlite)"})
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"api-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"

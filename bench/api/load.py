@@ -31,7 +31,7 @@ class Result:
 
 
 async def run(name: str, call: Callable[[int], Awaitable[bool]], *, concurrency: int, seconds: float) -> Result:
-    """Each call gets a running sequence number and returns whether it succeeded."""
+    """Each call gets a running sequence number and returns whether it succeeded (raising counts as failing)."""
     latencies: list[float] = []
     errors = 0
     counter = 0
@@ -42,7 +42,10 @@ async def run(name: str, call: Callable[[int], Awaitable[bool]], *, concurrency:
         while time.perf_counter() < deadline:
             counter += 1
             started = time.perf_counter()
-            ok = await call(counter)
+            try:
+                ok = await call(counter)
+            except Exception:  # noqa: BLE001 - a dropped connection is a failed request, not the end of the run
+                ok = False
             latencies.append(time.perf_counter() - started)
             errors += not ok
 

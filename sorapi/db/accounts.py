@@ -5,12 +5,14 @@ from __future__ import annotations
 import hmac
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import ARRAY, DateTime, String, bindparam, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sorapi.db import ledger
-from sorapi.db.models import Account, ApiKey, utcnow
+from sorapi.db import audit, ledger
+from sorapi.db.models import Account, ApiKey, AuditEvent, utcnow
 from sorapi.ids import hash_api_key, new_account_id, new_api_key
 
 
@@ -84,18 +86,76 @@ class KeyOwner:
     scopes: str
 
 
-_KEY_OWNER = (select(Account.id, Account.plan, ApiKey.id, ApiKey.name, ApiKey.scopes, ApiKey.key_hash)
+KEY_USE = "key.use"
+"""Audit action of an authenticated request."""
+
+
+@dataclass(frozen=True)
+class KeyUse:
+    """The audit entry of one authenticated request, kept only when the key's plan is in `plans`."""
+
+    plans: frozenset[str]
+    method: str
+    path: str
+    client: str | None
+    at: datetime
+
+    def entry(self, owner: KeyOwner) -> dict[str, Any]:
+        """The entry as `audit.append` arguments."""
+        return {"actor": owner.key_id, "action": KEY_USE, "account_id": owner.account_id, "target": owner.key_id,
+                "details": {"method": self.method, "path": self.path, "key_name": owner.key_name,
+                            "client": self.client}}
+
+
+_KEY_OWNER = (select(Account.id.label("account_id"), Account.plan, ApiKey.id.label("key_id"),
+                     ApiKey.name.label("key_name"), ApiKey.scopes, ApiKey.key_hash)
               .join_from(ApiKey, Account, ApiKey.account_id == Account.id)
               .where(ApiKey.key_hash == bindparam("digest"), ApiKey.revoked_at.is_(None)))
+OWNER = _KEY_OWNER.cte("owner")
+"""PostgreSQL statements select from this CTE to read more in the key lookup's round trip; its six
+columns come first in their rows (`owner_of`). Add `USE_LOGGED` and pass `owner_params`."""
+USE_LOGGED = insert(AuditEvent).from_select(
+    ["account_id", "actor", "action", "target", "details", "created_at"],
+    select(OWNER.c.account_id, OWNER.c.key_id, literal(KEY_USE), OWNER.c.key_id,
+           func.json_build_object("method", bindparam("method", type_=String), "path", bindparam("path", type_=String),
+                                  "key_name", OWNER.c.key_name, "client", bindparam("client", type_=String)),
+           bindparam("at", type_=DateTime(timezone=True)))
+    .where(OWNER.c.plan == func.any(bindparam("audit_plans", type_=ARRAY(String))))).cte("key_use")
+"""The key-use audit entry, written by the lookup's own statement (a data-modifying CTE runs even unread)."""
+_KEY_OWNER_AND_USE = select(OWNER).add_cte(USE_LOGGED)
 
 
-async def key_owner(session: AsyncSession, key: str) -> KeyOwner | None:
-    """`authenticate` as plain columns (no ORM objects): what every authenticated request runs."""
-    digest = hash_api_key(key)
-    row = (await session.execute(_KEY_OWNER, {"digest": digest})).first()
-    if row is None or not hmac.compare_digest(row[5], digest):
+def combines_key_use(session: AsyncSession) -> bool:
+    """PostgreSQL writes the audit entry in the lookup's statement; SQLite has no data-modifying CTEs."""
+    return session.bind.dialect.name == "postgresql"
+
+
+def owner_params(key: str, use: KeyUse) -> dict[str, Any]:
+    return {"digest": hash_api_key(key), "audit_plans": sorted(use.plans), "method": use.method, "path": use.path,
+            "client": use.client, "at": use.at}
+
+
+def owner_of(row: Any, digest: str) -> KeyOwner | None:
+    """The owner in a row that starts with `OWNER`'s columns (all None when the key matched nothing)."""
+    if row is None or row[5] is None or not hmac.compare_digest(row[5], digest):
         return None
     return KeyOwner(account_id=row[0], plan=row[1], key_id=row[2], key_name=row[3], scopes=row[4])
+
+
+async def key_owner(session: AsyncSession, key: str, use: KeyUse | None = None) -> KeyOwner | None:
+    """`authenticate` as plain columns (no ORM objects): what every authenticated request runs.
+
+    With `use`, the request's audit entry is added in the same session when the key's plan keeps
+    an audit log; on PostgreSQL in the same round trip as the lookup.
+    """
+    if use is not None and combines_key_use(session):
+        params = owner_params(key, use)
+        return owner_of((await session.execute(_KEY_OWNER_AND_USE, params)).first(), params["digest"])
+    digest = hash_api_key(key)
+    owner = owner_of((await session.execute(_KEY_OWNER, {"digest": digest})).first(), digest)
+    if owner is not None and use is not None and owner.plan in use.plans:
+        await audit.append(session, **use.entry(owner))
+    return owner
 
 
 async def key_exists(session: AsyncSession, key: str) -> bool:

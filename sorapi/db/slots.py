@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select
+from sqlalchemy import and_, bindparam, case, delete, func, or_, select
+from sqlalchemy.orm import aliased
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sorapi import status
@@ -81,15 +82,26 @@ async def try_acquire(session: AsyncSession, task_id: str, limit: int | None = N
     return SlotDecision(acquired=True)
 
 
-_QUEUED_BEFORE = select(func.count()).select_from(Task).where(
-    Task.account_id == bindparam("account_id"), Task.status == status.QUEUED,
-    or_(Task.created_at < bindparam("created_at"),
-        and_(Task.created_at == bindparam("created_at"), Task.id < bindparam("task_id"))))
-"""Built once (every status poll of a queued task runs it)."""
+_earlier = aliased(Task)
+POSITION = case((Task.status == status.QUEUED, select(func.count() + 1).select_from(_earlier).where(
+    _earlier.account_id == Task.account_id, _earlier.status == status.QUEUED,
+    or_(_earlier.created_at < Task.created_at,
+        and_(_earlier.created_at == Task.created_at, _earlier.id < Task.id))).correlate(Task).scalar_subquery()))
+"""A task's place in its account's line of queued tasks (1 = next to get a slot); NULL unless queued."""
+_POSITION_OF = select(POSITION).where(Task.id == bindparam("task_id"))
+_TASK_WITH_POSITION = select(Task, POSITION).where(Task.id == bindparam("task_id"),
+                                                    Task.account_id == bindparam("account_id"))
+"""Built once: status polls run it on SQLite (PostgreSQL: sorapi.db.status_poll)."""
 
 
-async def queue_position(session: AsyncSession, task: Task) -> int:
-    """1 for the account's oldest queued task, 2 for the next...; the order slots are handed out in."""
-    earlier = await session.scalar(_QUEUED_BEFORE, {"account_id": task.account_id, "created_at": task.created_at,
-                                                    "task_id": task.id})
-    return int(earlier or 0) + 1
+async def queue_position(session: AsyncSession, task: Task) -> int | None:
+    """1 for the account's oldest queued task, 2 for the next...: the order slots are handed out in.
+    None once the task is no longer queued."""
+    return await session.scalar(_POSITION_OF, {"task_id": task.id})
+
+
+async def task_with_queue_position(session: AsyncSession, account_id: str,
+                                   task_id: str) -> tuple[Task, int | None] | None:
+    """The account's task (None for another tenant's) and, while it is queued, its `queue_position`."""
+    row = (await session.execute(_TASK_WITH_POSITION, {"task_id": task_id, "account_id": account_id})).first()
+    return (row[0], row[1]) if row is not None else None

@@ -1,0 +1,99 @@
+"""Where the CPU went during a phase: the machine as a whole and each process of interest (Linux /proc)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def process_ticks(pid: int) -> int:
+    """user + system jiffies of one process and its reaped children."""
+    try:
+        parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return sum(int(x) for x in parts[11:15])
+
+
+def command_ticks(prefix: str) -> int:
+    """All processes whose command name starts with `prefix` together (PostgreSQL: one backend per connection)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().startswith(prefix):
+                    total += process_ticks(int(entry.name))
+            except OSError:
+                continue
+    return total
+
+
+class CpuMeter:
+    """Snapshot at `start()`, percentages of one core (machine: of all cores) at `stop()`."""
+
+    def __init__(self, pids: dict[str, int], commands: tuple[str, ...] = ("postgres", "temporal")) -> None:
+        self.pids, self.commands = pids, commands
+
+    def _snapshot(self) -> dict[str, int]:
+        busy, total = machine_busy_ticks()
+        return {"machine_busy": busy, "machine_total": total,
+                **{prefix: command_ticks(prefix) for prefix in self.commands},
+                **{name: process_ticks(pid) for name, pid in self.pids.items()}}
+
+    def start(self) -> None:
+        self._before = self._snapshot()
+
+    def stop(self, seconds: float) -> dict[str, float]:
+        after = self._snapshot()
+        delta = {name: after[name] - self._before[name] for name in after}
+        usage = {f"{name}_cpu_pct": round(100 * delta[name] / TICKS / seconds, 1)
+                 for name in delta if not name.startswith("machine")}
+        usage["machine_cpu_pct"] = round(100 * delta["machine_busy"] / max(1, delta["machine_total"]), 1)
+        return usage
+
+
+class ClientCpuReserved:
+    """Reserve CPU 0 for the load generator and move every other thread on the machine off it.
+
+    On a small machine the load generator (one Python process) otherwise shares its core with the
+    server under test, and each slows the other in ways that depend on timing, not on the server's
+    cost: the result then measures the mix. Reserving a core for the client, as wrk or k6 runs are
+    set up, leaves the server the rest. Every thread's previous affinity is put back on exit.
+    """
+
+    def __init__(self) -> None:
+        cpus = sorted(os.sched_getaffinity(0))
+        self.usable = len(cpus) >= 2
+        self.client_cpus, self.server_cpus = {cpus[0]}, set(cpus[1:])
+        self._saved: dict[int, set[int]] = {}
+
+    def __enter__(self) -> ClientCpuReserved:
+        if not self.usable:
+            return self
+        own = {int(t) for t in os.listdir(f"/proc/{os.getpid()}/task")}
+        for task in Path("/proc").glob("[0-9]*/task/[0-9]*"):
+            tid = int(task.name)
+            try:
+                before = os.sched_getaffinity(tid)
+                os.sched_setaffinity(tid, self.client_cpus if tid in own else (before - self.client_cpus) or before)
+                self._saved[tid] = before
+            except OSError:
+                continue  # gone, or a kernel thread bound to its CPU
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for tid, before in self._saved.items():
+            try:
+                os.sched_setaffinity(tid, before)
+            except OSError:
+                continue
+        self._saved.clear()
