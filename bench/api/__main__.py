@@ -29,7 +29,7 @@ import httpx
 import uvloop
 
 from bench.api import load
-from bench.api.cpu import ClientCpuReserved, CpuMeter
+from bench.api.cpu import CpuMeter, CpuReserved, pids_of
 from sorapi import names, servers
 from sorapi.catalog import get_catalog
 from sorapi.converter import DATA_CONVERTER
@@ -122,9 +122,7 @@ async def measure(stack_env: dict[str, str], database_url: str, temporal_address
         for _ in range(rounds):
             measured: dict[str, list[dict[str, object]]] = {}
             for name in run_order(phases):
-                # The HTTP phases' client is a whole core's work: give it a core of its own (ClientCpuReserved).
-                # The Temporal phases' clients are light, and the Temporal server needs every core.
-                with ClientCpuReserved() if pin and name in HTTP_PHASES else contextlib.nullcontext():
+                with CpuReserved(pace_setter(name)) if pin else contextlib.nullcontext():
                     await load.run(name, calls[name], concurrency=concurrency, seconds=min(2.0, seconds))  # warm up
                     if meter:
                         meter.start()
@@ -133,6 +131,13 @@ async def measure(stack_env: dict[str, str], database_url: str, temporal_address
                         {**result.as_dict(), **(meter.stop(result.seconds) if meter else {})})
             rounds_run.append(measured)
     return summarize(rounds_run)
+
+
+def pace_setter(phase: str) -> set[int]:
+    """The processes that get a core to themselves in `phase` (CpuReserved): the load generator for the
+    HTTP phases (it needs a whole core there), the Temporal server for the start_workflow phases (the
+    API, PostgreSQL and the light client share the other core, as if Temporal ran on hosts of its own)."""
+    return {os.getpid()} if phase in HTTP_PHASES else pids_of("temporal")
 
 
 def run_order(phases: tuple[str, ...]) -> list[str]:
@@ -191,8 +196,8 @@ def main() -> int:
     parser.add_argument("--phases", default=",".join(PHASES),
                         help=f"comma-separated subset of {','.join(PHASES)} (a ratio needs both of its phases)")
     parser.add_argument("--rounds", type=int, default=3, help="times each phase runs; the report takes medians")
-    parser.add_argument("--no-pin", action="store_true", help="let the load generator share CPUs with the servers "
-                        "in the HTTP phases (by default it gets CPU 0 to itself)")
+    parser.add_argument("--no-pin", action="store_true", help="let every process use every CPU (by default the "
+                        "load generator, or in the start_workflow phases the Temporal server, gets CPU 0 to itself)")
     parser.add_argument("--plan", default="scale", help="plan of the bench accounts (scale writes a key-use audit entry "
                         "per request, the costliest case)")
     args = parser.parse_args()
@@ -232,7 +237,8 @@ def main() -> int:
                    "load_average_before": [round(x, 2) for x in load_before],
                    "load_average_after": [round(x, 2) for x in os.getloadavg()],
                    "seconds": args.seconds, "rounds": args.rounds, "accounts": args.accounts, "plan": args.plan, "cpus": os.cpu_count(),
-                   "client_cpu_reserved_in": [] if args.no_pin else list(HTTP_PHASES),
+                   "cpu0_reserved_for": {} if args.no_pin else {"load generator": list(HTTP_PHASES),
+                                                                 "temporal server": ["raw_start_workflow", "generate"]},
                    "database": "postgresql", "temporal": "dev server (sqlite)"})
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"api-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"

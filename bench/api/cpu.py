@@ -61,30 +61,44 @@ class CpuMeter:
         return usage
 
 
-class ClientCpuReserved:
-    """Reserve CPU 0 for the load generator and move every other thread on the machine off it.
+def pids_of(command: str) -> set[int]:
+    """Processes whose command name is `command` (e.g. the Temporal server)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == command:
+                    found.add(int(entry.name))
+            except OSError:
+                continue
+    return found
 
-    On a small machine the load generator (one Python process) otherwise shares its core with the
-    server under test, and each slows the other in ways that depend on timing, not on the server's
-    cost: the result then measures the mix. Reserving a core for the client, as wrk or k6 runs are
-    set up, leaves the server the rest. Every thread's previous affinity is put back on exit.
+
+class CpuReserved:
+    """Give `pids` CPU 0 to themselves and move every other thread on the machine to the other CPUs.
+
+    On a small machine, a tier that sets the pace (the HTTP load generator, or the Temporal server
+    in the start_workflow phases) otherwise shares cores with the rest of the stack, and each slows
+    the other in ways that depend on scheduling, not on cost: the result measures the mix. Giving
+    the tier a core of its own, as it would have on hosts of its own, leaves the rest the others.
+    A measured phase and its ceiling always get the same split. Previous affinities come back on exit.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, pids: set[int]) -> None:
         cpus = sorted(os.sched_getaffinity(0))
-        self.usable = len(cpus) >= 2
-        self.client_cpus, self.server_cpus = {cpus[0]}, set(cpus[1:])
+        self.usable = len(cpus) >= 2 and bool(pids)
+        self.pids, self.reserved, self.others = pids, {cpus[0]}, set(cpus[1:])
         self._saved: dict[int, set[int]] = {}
 
-    def __enter__(self) -> ClientCpuReserved:
+    def __enter__(self) -> CpuReserved:
         if not self.usable:
             return self
-        own = {int(t) for t in os.listdir(f"/proc/{os.getpid()}/task")}
+        alone = {int(t.name) for pid in self.pids for t in Path(f"/proc/{pid}/task").glob("[0-9]*")}
         for task in Path("/proc").glob("[0-9]*/task/[0-9]*"):
             tid = int(task.name)
             try:
                 before = os.sched_getaffinity(tid)
-                os.sched_setaffinity(tid, self.client_cpus if tid in own else (before - self.client_cpus) or before)
+                os.sched_setaffinity(tid, self.reserved if tid in alone else (before - self.reserved) or before)
                 self._saved[tid] = before
             except OSError:
                 continue  # gone, or a kernel thread bound to its CPU
