@@ -5,10 +5,13 @@ whose workflows go to a task queue no worker polls, so every generate costs exac
 API does (validate, price, row + hold in one transaction, start the workflow) and no render
 competes for the CPU. Ceilings, measured in the same run on the same machine:
   generate ↔ a raw Temporal `start_workflow` loop (same workflow type, input and queue);
-  status   ↔ a bare Litestar JSON endpoint on the same server (uvicorn, one process).
-Rate limits are raised out of the way but the limiter still runs. Load stays on loopback.
-Each row also reports the load generator's own CPU: a phase whose client sits near 100% of a
-core measured the client, not the server (the bare endpoint usually does on 2 cores).
+  status   ↔ a bare Litestar JSON endpoint on the same server (uvicorn, one process), sent the
+             same request (query string, Bearer header).
+Each round runs ceiling, subject, ceiling, and the ratio uses the mean of the two ceiling runs;
+the report takes the median over rounds. By default the tier that sets a phase's pace gets CPU 0
+to itself (`CpuReserved`): the load generator in the HTTP phases, the Temporal server in the
+start_workflow phases. Rate limits are raised out of the way but the limiter still runs. Each row
+reports where the CPU went (client, API, bare server, PostgreSQL, Temporal, machine).
 """
 
 from __future__ import annotations
@@ -91,7 +94,8 @@ async def measure(stack_env: dict[str, str], database_url: str, temporal_address
                                       priority=Priority(priority_key=get_catalog().plans[plan_name].priority))
         return True
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # Idle connections are dropped before uvicorn's 5 s keep-alive timeout, or a request can race the close.
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=api_url, timeout=30, limits=limits) as api, \
             httpx.AsyncClient(base_url=bare_url, timeout=30, limits=limits) as bare:
         created: list[tuple[str, str]] = []
