@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import psycopg
 import pytest
@@ -46,27 +48,28 @@ async def test_a_connection_killed_while_idle_is_replaced_before_use(own_db: str
         await engine.dispose()
 
 
-async def test_a_connection_in_steady_use_is_not_pinged(own_db: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    engine = make_async_engine(own_db, pool_size=1, ping_after_idle_s=60)
-    pings = []
+@asynccontextmanager
+async def _counting_pings(url: str, ping_after_idle_s: float, monkeypatch: Any) -> AsyncIterator[tuple[Any, list[int]]]:
+    """A one-connection engine and the list its pings are counted in."""
+    engine = make_async_engine(url, pool_size=1, ping_after_idle_s=ping_after_idle_s)
+    pings: list[int] = []
     original = engine.sync_engine.dialect.do_ping
     monkeypatch.setattr(engine.sync_engine.dialect, "do_ping", lambda conn: pings.append(1) or original(conn))
     try:
-        pids = {await _backend_pid(engine) for _ in range(20)}
-        assert pids == {next(iter(pids))} and pings == []  # one reused connection, never pinged
+        yield engine, pings
     finally:
         await engine.dispose()
 
 
-async def test_an_idle_connection_is_pinged_once_then_reused(own_db: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    engine = make_async_engine(own_db, pool_size=1, ping_after_idle_s=0.2)
-    pings = []
-    original = engine.sync_engine.dialect.do_ping
-    monkeypatch.setattr(engine.sync_engine.dialect, "do_ping", lambda conn: pings.append(1) or original(conn))
-    try:
+async def test_a_connection_in_steady_use_is_not_pinged(own_db: str, monkeypatch: Any) -> None:
+    async with _counting_pings(own_db, 60, monkeypatch) as (engine, pings):
+        pids = {await _backend_pid(engine) for _ in range(20)}
+        assert pids == {next(iter(pids))} and pings == []  # one reused connection, never pinged
+
+
+async def test_an_idle_connection_is_pinged_once_then_reused(own_db: str, monkeypatch: Any) -> None:
+    async with _counting_pings(own_db, 0.2, monkeypatch) as (engine, pings):
         first = await _backend_pid(engine)
         await asyncio.sleep(0.3)
         assert await _backend_pid(engine) == first and len(pings) == 1
         assert await _backend_pid(engine) == first and len(pings) == 1
-    finally:
-        await engine.dispose()
