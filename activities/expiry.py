@@ -43,3 +43,12 @@ class ExpiryActivities:
             task_rows.add_event(session, arg.task_id, "assets_deleted", {"objects": removed, "reason": arg.reason})
         log.info("task expired", task_id=arg.task_id, reason=arg.reason, objects_deleted=removed)
         return removed
+
+    @activity.defn(name=names.DISCARD_OUTPUTS)
+    async def discard_outputs(self, task_id: str) -> int:
+        """Delete what a task that did not succeed left in S3: the files of an upload that failed
+        part-way. Nothing is served for such a task, so nothing of it is kept. Idempotent."""
+        removed = await asyncio.to_thread(storage.delete_prefix, self._s3, self._bucket, storage.task_prefix(task_id))
+        if removed:
+            log.info("partial outputs discarded", task_id=task_id, objects_deleted=removed)
+        return removed

@@ -161,12 +161,17 @@ def fake_gpu(files_dir: Path, s3: Minio, bucket: str, host_queue: str) -> tuple[
             path.write_bytes(f"{name} of {spec.task_id}".encode() * 10)
             files.append(LocalFile(format=name.split(".")[1], path=str(path), content_type=content_type,
                                    size_bytes=path.stat().st_size))
+        if "partial" in spec.prompt:  # a file the upload will not find, after it has put the others
+            files.append(LocalFile(format="webm", path=str(files_dir / f"{spec.task_id}-video.webm"),
+                                   content_type="video/webm", size_bytes=1))
         return RenderResult(host_queue=host_queue, files=files, meta=_meta(spec))
 
     @activity.defn(name=names.UPLOAD_OUTPUTS)
     async def upload_outputs(arg: UploadInput) -> list[StoredObject]:
         stored = []
         for f in arg.files:
+            if not Path(f.path).exists():
+                raise ApplicationError(f"lost {f.path} mid-upload", type="upload_failed", non_retryable=True)
             key = storage.object_key(arg.task_id, Path(f.path).name.split("-", 1)[1])
             await asyncio.to_thread(storage.put_file, s3, bucket, key, Path(f.path), f.content_type)
             stored.append(StoredObject(format=f.format, key=key, content_type=f.content_type, size_bytes=f.size_bytes))

@@ -11,11 +11,13 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from temporalio.client import WorkflowFailureError
 
 from api.lifecycle import delete_task
 from api.tasks import status_view
 from sorapi import errors
 from sorapi.catalog import get_catalog
+from sorapi.db import ledger
 from sorapi.messages import DeliveryReport
 from tests.lifecycle_env import Lifecycle, lifecycle_env
 
@@ -91,6 +93,19 @@ async def test_delete_removes_assets_early_with_the_same_guarantees(lc: Lifecycl
     events = {e.kind: e.data for e in await lc.events(task_id)}
     assert events["assets_deleted"] == {"objects": 2, "reason": "deleted"}
     assert (await delete_task(lc.res, owner, task_id)).status == "expired", "deleting again is a no-op"
+
+
+async def test_a_task_that_fails_mid_upload_keeps_nothing_in_s3(lc: Lifecycle) -> None:
+    """The upload put the video, then failed: the task fails, its hold comes back, and the video
+    it will never serve is deleted rather than left in the bucket."""
+    task_id, _ = await lc.create(plan="free", prompt="a partial upload of a calm lake")
+    with pytest.raises(WorkflowFailureError):
+        await lc.finished(task_id)
+    task = await lc.task(task_id)
+    assert (task.status, task.outputs) == ("failed", [])
+    assert lc.objects(task_id) == [], "the partial upload is gone from S3"
+    async with lc.sessions() as session:
+        assert set(await ledger.task_entries(session, task_id)) == {ledger.RESERVE, ledger.RELEASE}
 
 
 async def test_delete_refuses_an_unfinished_task(lc: Lifecycle) -> None:

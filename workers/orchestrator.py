@@ -39,6 +39,7 @@ def create_worker(client: Client, settings: Settings) -> Worker:
     sessions = make_sessionmaker(make_async_engine(settings.resolved_database_url))
     ledger, state = LedgerActivities(sessions), TaskStateActivities(sessions)
     refresh = CreditRefreshActivities(sessions)
+    expiry = ExpiryActivities(sessions, storage.make_client(settings), settings.s3_bucket)
     return Worker(
         client,
         task_queue=settings.orchestration_queue,
@@ -47,7 +48,7 @@ def create_worker(client: Client, settings: Settings) -> Worker:
                     state.mark_succeeded, state.mark_failed,
                     SlotActivities(sessions, client=client).acquire_slot,
                     refresh.refresh_credits, refresh.release_expired_holds,
-                    ExpiryActivities(sessions, storage.make_client(settings), settings.s3_bucket).expire_task,
+                    expiry.expire_task, expiry.discard_outputs,
                     *_follow_ups(client, settings)],
         workflow_runner=sandbox_runner(),
         graceful_shutdown_timeout=timedelta(seconds=20),

@@ -47,6 +47,7 @@ RENDER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attemp
 UPLOAD_TIMEOUT = timedelta(minutes=15)
 UPLOAD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5)
 MAX_RENDERS = 3
+DISCARD_OUTPUTS_PATCH = "discard-outputs-of-unsuccessful-tasks"
 STAGE_MEMO = "stage"
 """Memo: "render" / "upload", set with the activity it schedules. Between two activities nothing is
 pending, and the API reads this to keep a task's progress from falling back to 0."""
@@ -121,11 +122,14 @@ class VideoTaskWorkflow:
 
     async def _settle(self, hold: HoldInput, final: str, code: str, message: str) -> None:
         """Return the hold (capture never happened on this path), then record the end state: a
-        client that sees `failed`/`cancelled` also sees its credits back."""
+        client that sees `failed`/`cancelled` also sees its credits back. Last, delete whatever an
+        upload that failed part-way left in S3: nothing of such a task is ever served."""
         await self._db(act.RELEASE_CREDITS, hold)
         await self._db(act.MARK_FAILED, MarkFailed(task_id=hold.task_id, status=final,
                                                   error_code=code, error_message=message))
         await announce(self._task.task_id, final, self._task.has_callback, self._task.webhook_queue)
+        if workflow.patched(DISCARD_OUTPUTS_PATCH):  # workflows that settled before this step replay without it
+            await self._db(act.DISCARD_OUTPUTS, hold.task_id)
 
     def _retain_until(self) -> datetime | None:
         if self._task.retention_hours > 0:
