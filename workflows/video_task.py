@@ -47,6 +47,9 @@ RENDER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attemp
 UPLOAD_TIMEOUT = timedelta(minutes=15)
 UPLOAD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5)
 MAX_RENDERS = 3
+DISCARD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=10),
+                            maximum_attempts=12)
+"""About an hour of tries: an unreachable store must not keep a finished task's workflow open for ever."""
 DISCARD_OUTPUTS_PATCH = "discard-outputs-of-unsuccessful-tasks"
 STAGE_MEMO = "stage"
 """Memo: "render" / "upload", set with the activity it schedules. Between two activities nothing is
@@ -129,7 +132,11 @@ class VideoTaskWorkflow:
                                                   error_code=code, error_message=message))
         await announce(self._task.task_id, final, self._task.has_callback, self._task.webhook_queue)
         if workflow.patched(DISCARD_OUTPUTS_PATCH):  # workflows that settled before this step replay without it
-            await self._db(act.DISCARD_OUTPUTS, hold.task_id)
+            try:
+                await workflow.execute_activity(act.DISCARD_OUTPUTS, hold.task_id, start_to_close_timeout=DB_TIMEOUT,
+                                                retry_policy=DISCARD_RETRY)
+            except ActivityError:  # the task's end is already recorded and announced; leftovers get logged
+                workflow.logger.warning("could not delete the partial outputs of %s", hold.task_id)
 
     def _retain_until(self) -> datetime | None:
         if self._task.retention_hours > 0:
