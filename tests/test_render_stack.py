@@ -91,9 +91,10 @@ async def test_same_seed_and_request_give_identical_frames(account: Api) -> None
     assert len(first) == len(again) == 9
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True)), "same seed, same frames"
     assert not all(np.array_equal(a, b) for a, b in zip(first, other_seed, strict=True))
-    # One worker renders them in turn, keeping the pipeline warm: only the first may pay the load.
-    later = sorted(runs, key=lambda done: done["finished_at"])[1:]
-    assert all(done["render"]["load_s"] <= 0.01 for done in later), [d["render"]["load_s"] for d in runs]
+    # One worker renders them in turn, keeping the pipeline warm: only the first render may pay the load.
+    # (Which task that was is not their finishing order: uploads run two at a time after the renders.)
+    loads = [done["render"]["load_s"] for done in runs]
+    assert sum(load > 0.01 for load in loads) <= 1, loads
 
 
 async def test_model_limits_are_checked_before_anything_is_reserved(stack: Stack, sessions: Any) -> None:
