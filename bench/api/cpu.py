@@ -24,17 +24,22 @@ def process_ticks(pid: int) -> int:
     return sum(int(x) for x in parts[11:15])
 
 
-def command_ticks(prefix: str) -> int:
-    """All processes whose command name starts with `prefix` together (PostgreSQL: one backend per connection)."""
-    total = 0
+def pids_of(prefix: str) -> set[int]:
+    """Processes whose command name starts with `prefix` (PostgreSQL: one backend per connection)."""
+    found = set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 if (entry / "comm").read_text().startswith(prefix):
-                    total += process_ticks(int(entry.name))
+                    found.add(int(entry.name))
             except OSError:
                 continue
-    return total
+    return found
+
+
+def command_ticks(prefix: str) -> int:
+    """All processes whose command name starts with `prefix`, together."""
+    return sum(process_ticks(pid) for pid in pids_of(prefix))
 
 
 class CpuMeter:
@@ -59,19 +64,6 @@ class CpuMeter:
                  for name in delta if not name.startswith("machine")}
         usage["machine_cpu_pct"] = round(100 * delta["machine_busy"] / max(1, delta["machine_total"]), 1)
         return usage
-
-
-def pids_of(command: str) -> set[int]:
-    """Processes whose command name is `command` (e.g. the Temporal server)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == command:
-                    found.add(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 class CpuReserved:
