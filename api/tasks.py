@@ -72,7 +72,7 @@ async def create_task(res: Resources, principal: Principal, req: GenerateRequest
     if isinstance(planned, list):
         raise errors.ValidationFailed("the request is invalid", details=[msgspec.to_builtins(d) for d in planned])
     if session is not None and req.callback_url is not None:
-        await session.commit()  # no open transaction (on SQLite: the write lock) across a DNS lookup
+        await session.commit()  # no open transaction (no row lock) across a DNS lookup
     await _check_callback_destination(res, req.callback_url)
     digest = fingerprint(msgspec.structs.replace(req, idempotency_key=key))
     if origin:

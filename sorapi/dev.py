@@ -1,7 +1,8 @@
 """`sorapi dev`: the whole embedded stack in one foreground process group.
 
-Temporal dev server (UI included), SeaweedFS S3, migrations, a seeded dev account, then the
-orchestrator worker, one CPU render worker and the API as child processes. Ctrl-C or SIGTERM
+Temporal dev server (UI included), SeaweedFS S3, PostgreSQL and Valkey (unless
+SORAPI_DATABASE_URL / SORAPI_REDIS_URL name servers of the operator's), migrations, a seeded
+dev account, then the orchestrator worker, one CPU render worker and the API as child processes. Ctrl-C or SIGTERM
 stops every child; if any child dies, the stack stops with it rather than limp on.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import msgspec
 import structlog
+from sqlalchemy.engine import make_url
 
 from sorapi import servers, storage
 from sorapi.catalog import get_catalog
@@ -64,6 +66,21 @@ def ensure_admin_token(settings: Settings, token_file: Path) -> Settings:
     return msgspec.structs.replace(settings, admin_token=token)
 
 
+def start_database(settings: Settings, data: Path, logs: Path) -> tuple[Settings, list[servers.ManagedProcess]]:
+    """The embedded PostgreSQL and Valkey, for whichever of the two the settings leave unset."""
+    started = []
+    if not settings.database_url:
+        port = settings.dev_postgres_port
+        started.append(servers.start_postgres(data / "pg", port, log_path=logs / "postgres.log"))
+        servers.create_database(servers.postgres_url(port), "sorapi")
+        settings = msgspec.structs.replace(settings, database_url=servers.postgres_url(port, "sorapi"))
+    if not settings.redis_url:
+        port = settings.dev_valkey_port
+        started.append(servers.start_valkey(data / "valkey", port, log_path=logs / "valkey.log"))
+        settings = msgspec.structs.replace(settings, redis_url=f"redis://127.0.0.1:{port}/0")
+    return settings, started
+
+
 def _banner(settings: Settings, key: str) -> str:
     base = settings.resolved_public_base_url
     return f"""
@@ -71,6 +88,8 @@ SorAPI dev stack is up.
   API          {base}          (docs: {base}/docs)
   Temporal UI  http://127.0.0.1:{settings.temporal_ui_port}
   S3           http://{settings.s3_endpoint}  bucket {settings.s3_bucket}
+  PostgreSQL   {make_url(settings.database_url).render_as_string(hide_password=True)}
+  Valkey       {settings.redis_url or "(off: rate limits kept in each API process)"}
   Data         {Path(settings.data_dir).resolve()}
   API key      {key}
   Admin token  {settings.admin_token}   (Bearer token of the /admin/... API)
@@ -110,6 +129,8 @@ def run_dev(settings: Settings | None = None) -> int:
         procs.append(servers.start_seaweedfs(data / "s3", s3_port, settings.s3_access_key,
                                              settings.s3_secret_key, log_path=logs / "seaweedfs.log"))
         _ensure_bucket(settings)
+        settings, started = start_database(settings, data, logs)
+        procs += started
         upgrade(settings.resolved_database_url)
         key = asyncio.run(ensure_dev_account(settings, data / "dev-api-key"))
         settings = ensure_admin_token(settings, data / "admin-token")

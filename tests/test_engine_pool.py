@@ -13,7 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from sorapi.db.engine import make_async_engine
-from tests.stack import PG_ADMIN_URL, fresh_pg_database
+from tests.backing import pg_admin_url
+from tests.stack import fresh_pg_database
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def own_db() -> Iterator[str]:
 
 def _terminate(url: str) -> int:
     """Kill every server process connected to the database, as a restart would."""
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+    with psycopg.connect(pg_admin_url(), autocommit=True) as admin:
         rows = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                              "WHERE datname = %s AND pid <> pg_backend_pid()", (make_url(url).database,)).fetchall()
     return len(rows)

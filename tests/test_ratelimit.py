@@ -13,15 +13,13 @@ import pytest
 
 from api.ratelimit_store import MemoryBucketStore, RedisBucketStore
 from sorapi import servers
+from tests.backing import redis_url
 from tests.api_helpers import QUICK, app_client, bearer
 from tests.stack import Api, Stack, make_account
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
 @pytest.fixture(params=["memory", "redis"])
 async def store(request: pytest.FixtureRequest) -> Any:
-    made = MemoryBucketStore() if request.param == "memory" else RedisBucketStore(REDIS_URL)
+    made = MemoryBucketStore() if request.param == "memory" else RedisBucketStore(redis_url())
     yield made
     await made.close()
 
@@ -88,8 +86,8 @@ async def _alternate(clients: list[Any], key: str, count: int) -> list[int]:
 async def test_two_replicas_share_one_budget_through_redis(stack: Stack, sessions: Any) -> None:
     _, key = await make_account(sessions, credits=100)
     limits = {"rate_status_per_min": 6.0, "rate_status_burst": 4}
-    async with app_client(stack, redis_url=REDIS_URL, **limits) as (one, _), \
-            app_client(stack, redis_url=REDIS_URL, **limits) as (two, _):
+    async with app_client(stack, redis_url=redis_url(), **limits) as (one, _), \
+            app_client(stack, redis_url=redis_url(), **limits) as (two, _):
         codes = await _alternate([one, two], key, 10)
     assert codes.count(200) in (4, 5), codes  # one budget (a refill may land in between)
     assert codes[:4] == [200] * 4

@@ -1,32 +1,26 @@
-"""The status poll's reads (sorapi.db.status_poll): one statement on PostgreSQL, separate ones on
-SQLite, with the same answers: the key's owner, the key-use audit entry for audit plans only,
-and the task with its queue place, scoped to the owner's account."""
+"""The status poll's reads (sorapi.db.status_poll) in one statement: the key's owner, the key-use
+audit entry for audit plans only, and the task with its queue place, scoped to the owner's account."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select
 
 from sorapi import status
-from sorapi.db.accounts import KeyUse, combines_key_use
+from sorapi.db.accounts import KeyUse
 from sorapi.db.engine import make_async_engine, make_autocommit_sessionmaker, make_sessionmaker
-from sorapi.db.migrate import upgrade
 from sorapi.db.models import AuditEvent, Task, utcnow
 from sorapi.db.status_poll import owner_and_task
 from sorapi.ids import new_task_id
 from tests.stack import make_account
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-async def db(request: pytest.FixtureRequest, pg_url: str, tmp_path: Path) -> AsyncIterator[Any]:
-    url = pg_url if request.param == "postgresql" else f"sqlite:///{tmp_path / 'poll.db'}"
-    if request.param == "sqlite":
-        upgrade(url)
-    engine = make_async_engine(url)
+@pytest.fixture
+async def db(pg_url: str) -> AsyncIterator[Any]:
+    engine = make_async_engine(pg_url)
     try:
         yield make_sessionmaker(engine), make_autocommit_sessionmaker(engine)
     finally:
@@ -112,4 +106,4 @@ async def test_postgresql_reads_it_all_in_one_statement(db: Any) -> None:
         _, found = await owner_and_task(session, key, _use(), task_id)
         await session.commit()
     assert found is not None
-    assert len(statements) == (1 if combines_key_use(session) else 3)  # SQLite: key, audit entry, task
+    assert len(statements) == 1

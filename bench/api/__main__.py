@@ -243,7 +243,7 @@ def main() -> int:
                    "seconds": args.seconds, "rounds": args.rounds, "accounts": args.accounts, "plan": args.plan, "cpus": os.cpu_count(),
                    "cpu0_reserved_for": {} if args.no_pin else {"load generator": list(HTTP_PHASES),
                                                                  "temporal server": ["raw_start_workflow", "generate"]},
-                   "database": "postgresql", "temporal": "dev server (sqlite)"})
+                   "database": "postgresql", "temporal": "dev server (its own SQLite store)"})
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"api-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
     out.write_text(json.dumps(report, indent=2))

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import ARRAY, DateTime, String, bindparam, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sorapi.db import audit, ledger
+from sorapi.db import ledger
 from sorapi.db.models import Account, ApiKey, AuditEvent, utcnow
 from sorapi.ids import hash_api_key, new_account_id, new_api_key
 
@@ -125,11 +125,6 @@ USE_LOGGED = insert(AuditEvent).from_select(
 _KEY_OWNER_AND_USE = select(OWNER).add_cte(USE_LOGGED)
 
 
-def combines_key_use(session: AsyncSession) -> bool:
-    """PostgreSQL writes the audit entry in the lookup's statement; SQLite has no data-modifying CTEs."""
-    return session.bind.dialect.name == "postgresql"
-
-
 def owner_params(key: str, use: KeyUse) -> dict[str, Any]:
     return {"digest": hash_api_key(key), "audit_plans": sorted(use.plans), "method": use.method, "path": use.path,
             "client": use.client, "at": use.at}
@@ -145,17 +140,14 @@ def owner_of(row: Any, digest: str) -> KeyOwner | None:
 async def key_owner(session: AsyncSession, key: str, use: KeyUse | None = None) -> KeyOwner | None:
     """`authenticate` as plain columns (no ORM objects): what every authenticated request runs.
 
-    With `use`, the request's audit entry is added in the same session when the key's plan keeps
-    an audit log; on PostgreSQL in the same round trip as the lookup.
+    With `use`, the request's audit entry is written by the lookup's own statement when the key's
+    plan keeps an audit log.
     """
-    if use is not None and combines_key_use(session):
+    if use is not None:
         params = owner_params(key, use)
         return owner_of((await session.execute(_KEY_OWNER_AND_USE, params)).first(), params["digest"])
     digest = hash_api_key(key)
-    owner = owner_of((await session.execute(_KEY_OWNER, {"digest": digest})).first(), digest)
-    if owner is not None and use is not None and owner.plan in use.plans:
-        await audit.append(session, **use.entry(owner))
-    return owner
+    return owner_of((await session.execute(_KEY_OWNER, {"digest": digest})).first(), digest)
 
 
 async def key_exists(session: AsyncSession, key: str) -> bool:

@@ -2,8 +2,7 @@
 period) and keeps the account's cached `balance`/`reserved` in step with the append-only
 entries, inside the caller's transaction.
 
-The account row is locked first (FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE already
-serialises writers), so reads of a task's entries after the lock see every committed hold.
+The account row is locked first (FOR UPDATE), so reads of a task's entries after the lock see every committed hold.
 
 How each kind moves the two cached figures (amounts are positive; only `adjust` is signed):
 

@@ -89,9 +89,6 @@ POSITION = case((Task.status == status.QUEUED, select(func.count() + 1).select_f
         and_(_earlier.created_at == Task.created_at, _earlier.id < Task.id))).correlate(Task).scalar_subquery()))
 """A task's place in its account's line of queued tasks (1 = next to get a slot); NULL unless queued."""
 _POSITION_OF = select(POSITION).where(Task.id == bindparam("task_id"))
-_TASK_WITH_POSITION = select(Task, POSITION).where(Task.id == bindparam("task_id"),
-                                                    Task.account_id == bindparam("account_id"))
-"""Built once: status polls run it on SQLite (PostgreSQL: sorapi.db.status_poll)."""
 
 
 async def queue_position(session: AsyncSession, task: Task) -> int | None:
@@ -99,9 +96,3 @@ async def queue_position(session: AsyncSession, task: Task) -> int | None:
     None once the task is no longer queued."""
     return await session.scalar(_POSITION_OF, {"task_id": task.id})
 
-
-async def task_with_queue_position(session: AsyncSession, account_id: str,
-                                   task_id: str) -> tuple[Task, int | None] | None:
-    """The account's task (None for another tenant's) and, while it is queued, its `queue_position`."""
-    row = (await session.execute(_TASK_WITH_POSITION, {"task_id": task_id, "account_id": account_id})).first()
-    return (row[0], row[1]) if row is not None else None

@@ -1,9 +1,8 @@
-"""A status poll's reads in one round trip on PostgreSQL: the key's owner, the key-use audit entry,
-and the task with its place in the account's queue.
+"""A status poll's reads in one round trip: the key's owner, the key-use audit entry, and the task
+with its place in the account's queue.
 
 Polling is the hottest path of a video API (clients poll every second or two for minutes), and on
-a loaded host each round trip to the database costs more than the Python around it. SQLite takes
-the same steps as separate statements.
+a loaded host each round trip to the database costs more than the Python around it.
 """
 
 from __future__ import annotations
@@ -24,11 +23,6 @@ _OWNER_AND_TASK = (
 async def owner_and_task(session: AsyncSession, key: str, use: KeyUse,
                          task_id: str) -> tuple[KeyOwner | None, tuple[Task, int | None] | None]:
     """(owner of `key` or None, (task, queue position) or None when the owner has no such task)."""
-    if not accounts.combines_key_use(session):
-        owner = await accounts.key_owner(session, key, use)
-        if owner is None:
-            return None, None
-        return owner, await slots.task_with_queue_position(session, owner.account_id, task_id)
     params = accounts.owner_params(key, use)
     row = (await session.execute(_OWNER_AND_TASK, {**params, "task_id": task_id})).first()
     owner = accounts.owner_of(row, params["digest"])

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from alembic import context
 
-from sorapi.db.engine import is_sqlite, make_sync_engine
+from sorapi.db.engine import make_sync_engine
 from sorapi.db.models import Base
 
 config = context.config
 url = config.attributes["database_url"]
 
 with make_sync_engine(url).connect() as connection:
-    context.configure(connection=connection, target_metadata=Base.metadata,
-                      render_as_batch=is_sqlite(url))
+    context.configure(connection=connection, target_metadata=Base.metadata)
     with context.begin_transaction():
         context.run_migrations()
