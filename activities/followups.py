@@ -34,13 +34,17 @@ class FollowUpActivities:
         return await self._start(names.TASK_RETENTION_WORKFLOW, arg, retention_workflow_id(arg.task_id))
 
     async def _start(self, workflow: str, arg: Any, workflow_id: str) -> str:
-        """Start once: a retry finds the workflow running (USE_EXISTING) or finished (rejected)."""
-        try:
-            await self._client.start_workflow(
-                workflow, arg, id=workflow_id, task_queue=self._task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            )
-        except WorkflowAlreadyStartedError:
-            pass
-        return workflow_id
+        return await start_once(self._client, workflow, arg, workflow_id, self._task_queue)
+
+
+async def start_once(client: Client, workflow: str, arg: Any, workflow_id: str, task_queue: str) -> str:
+    """Start once: a retry finds the workflow running (USE_EXISTING) or finished (rejected)."""
+    try:
+        await client.start_workflow(
+            workflow, arg, id=workflow_id, task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        pass
+    return workflow_id

@@ -1,9 +1,9 @@
-"""The plan-concurrency gate of a task: `acquire_slot` succeeds once the task may run.
+"""Legacy: the polling slot activity of task workflows started before the slot gate.
 
-While the account is full (or older tasks are waiting) the activity fails with a retryable,
-benign error and Temporal retries it every second: the wait costs no worker slot, survives
-worker restarts, shows in the Temporal UI as the pending activity, and ends at once when the
-workflow is cancelled.
+`acquire_slot` succeeds once the task may run; while the account is full it fails with a benign,
+retryable error and Temporal retries it every second. Each waiting task costs a database
+transaction per second, which is why new tasks use `workflows/slot_gate.py`. Remove this module
+(and the `slot-gate` patch's old branch) once no workflow started before that patch runs.
 """
 
 from __future__ import annotations
@@ -72,12 +72,7 @@ class SlotActivities:
             if alive:
                 continue
             async with self._sessions.begin() as session:
-                moved = await task_rows.transition(
-                    session, task_id, status.FAILED, error_code=errors.INTERNAL_ERROR,
-                    error_message="the task's workflow ended before the task finished")
-                if moved is not None:
-                    account_id = moved.account_id
-                    await ledger.release(session, account_id, task_id, reason="workflow ended without the task")
+                if await slots.fail_orphan(session, task_id) is not None:
                     reaped += 1
             log.warning("freed the slot of an orphaned task", task_id=task_id)
         return reaped

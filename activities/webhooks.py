@@ -72,7 +72,7 @@ class WebhookActivities:
         """Check the URL again (DNS may have changed since creation), then POST to the checked address."""
         try:
             target = await netguard.check_url(url, allow_http=self._settings.webhook_allow_http,
-                                              resolver=self._resolver)
+                                              ports=self._settings.callback_ports, resolver=self._resolver)
         except netguard.Blocked as exc:
             return outbound.PostResult(None, {}, 0, error=f"blocked: {exc}")
         except netguard.Unresolvable as exc:

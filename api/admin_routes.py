@@ -16,8 +16,9 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from api import credits
+from api.auth import authorization_header
 from api.state import Resources
-from sorapi import administration, errors, names
+from sorapi import administration, errors, gates, names
 from sorapi.credit_schemas import (
     AccountView,
     ApiKeyList,
@@ -51,7 +52,7 @@ def require_admin(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     expected = connection.app.state.resources.settings.admin_token
     if not expected:
         raise errors.Forbidden("the admin API is disabled: set SORAPI_ADMIN_TOKEN", code=errors.ADMIN_DISABLED)
-    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+    scheme, _, token = authorization_header(connection.scope["headers"]).partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
         raise errors.Unauthorized("missing or wrong admin token", headers={"WWW-Authenticate": "Bearer"})
 
@@ -119,10 +120,13 @@ class AdminController(Controller):
     @put("/accounts/{account_id:str}/plan", responses=ERRORS)
     async def change_plan(self, account_id: str, data: PlanChange, resources: Resources,
                           request: Request) -> CreditsResponse:
-        """Move the account to another plan; limits change at once, monthly credits start this period."""
+        """Move the account to another plan; limits change at once (tasks already waiting included),
+        monthly credits start this period."""
         async with resources.sessions.begin() as session:
-            return await administration.change_plan(session, resources.catalog, account_id, data.plan,
-                                                    actor=actor(request))
+            changed = await administration.change_plan(session, resources.catalog, account_id, data.plan,
+                                                       actor=actor(request))
+        await gates.tell_new_limit(resources.temporal, account_id, resources.catalog.plans[data.plan].max_concurrent_jobs)
+        return changed
 
     @get("/accounts/{account_id:str}/ledger", responses=ERRORS)
     async def ledger(self, account_id: str, resources: Resources, limit: int = LIMIT,

@@ -12,7 +12,7 @@ from litestar.di import Provide
 
 from api import openapi, ratelimit
 from api.admin_routes import AdminController
-from api.auth import provide_principal
+from api.auth import SingleAuthorizationMiddleware, provide_principal
 from api.credits_routes import CreditsController
 from api.cancel import CancelController
 from api.errors import EXCEPTION_HANDLERS
@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                         OpenAIVideosController, LifecycleController, WebhookSecretController, TaskWebhooksController,
                         openapi.openapi_json, openapi.docs_shortcut, openapi.docs_assets()],
         lifespan=[lifespan, ratelimit.lifespan(settings)],
-        middleware=[RequestIdMiddleware(), RateLimitMiddleware()],
+        middleware=[RequestIdMiddleware(), SingleAuthorizationMiddleware(), RateLimitMiddleware()],
         before_send=[stamp_response],
         on_startup=[openapi.finalize],
         dependencies={"resources": Provide(provide_resources, sync_to_thread=False),

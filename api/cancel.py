@@ -14,7 +14,7 @@ from litestar.openapi.spec import Example
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import tasks
-from api.auth import Principal
+from api.auth import NEEDS_GENERATE, Principal
 from api.openapi import error_responses
 from api.ratelimit import RATE_STATUS
 from api.state import Resources
@@ -62,7 +62,7 @@ class CancelController(Controller):
     path = "/api/tasks"
     tags = ["videos"]
 
-    @post("/{task_id:str}/cancel", status_code=202, opt=RATE_STATUS,
+    @post("/{task_id:str}/cancel", status_code=202, opt=RATE_STATUS | NEEDS_GENERATE,
           responses={**error_responses(401, 404, 429, 503), 409: NOT_CANCELLABLE})
     async def cancel(self, task_id: str, principal: Principal, resources: Resources) -> StatusResponse:
         """Cancel a queued or running task. The render stops within one denoising step, partial

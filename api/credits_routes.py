@@ -7,7 +7,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from api import credits
-from api.auth import AUDIT_SCOPES, READ_SCOPES, Principal, require_scope
+from api.auth import NEEDS_AUDIT, NEEDS_READ, Principal
 from api.openapi import error_responses
 from api.ratelimit import RATE_STATUS
 from api.state import Resources
@@ -24,14 +24,13 @@ class CreditsController(Controller):
     path = "/api"
     tags = ["credits"]
 
-    @get("/credits", opt=RATE_STATUS, responses={**error_responses(401, 429), **FORBIDDEN})
+    @get("/credits", opt=RATE_STATUS | NEEDS_READ, responses={**error_responses(401, 429), **FORBIDDEN})
     async def balance(self, principal: Principal, resources: Resources) -> CreditsResponse:
         """The account's plan and credits: balance, reserved by unfinished tasks, available, the billing
         period and its refresh, concurrency in use, and overage this period (Pro)."""
-        require_scope(principal, READ_SCOPES, "read credits")
         return await credits.account_credits(resources, principal.account_id)
 
-    @get("/credits/estimate", opt=RATE_STATUS, responses={**error_responses(401, 422, 429), **FORBIDDEN})
+    @get("/credits/estimate", opt=RATE_STATUS | NEEDS_READ, responses={**error_responses(401, 422, 429), **FORBIDDEN})
     async def estimate(
         self, principal: Principal, resources: Resources,
         model_version: str = Parameter(query="model_version", default="sora-2-latest"),
@@ -42,32 +41,28 @@ class CreditsController(Controller):
     ) -> EstimateResponse:
         """Quote a render before submitting it: the credits `POST /api/generate` would reserve for the
         same fields (longer and higher resolution cost more), and whether the account can afford it now."""
-        require_scope(principal, READ_SCOPES, "read credits")
         req = GenerateRequest(prompt=prompt, model_version=model_version, duration=duration,
                               resolution=resolution, aspect_ratio=aspect_ratio)
         return await credits.estimate(resources, principal, req)
 
-    @post("/credits/estimate", status_code=200, opt=RATE_STATUS,
+    @post("/credits/estimate", status_code=200, opt=RATE_STATUS | NEEDS_READ,
           responses={**error_responses(400, 401, 422, 429), **FORBIDDEN})
     async def estimate_body(self, data: GenerateRequest, principal: Principal,
                             resources: Resources) -> EstimateResponse:
         """Quote exactly the body you would send to `POST /api/generate` (nothing is created)."""
-        require_scope(principal, READ_SCOPES, "read credits")
         return await credits.estimate(resources, principal, data)
 
-    @get("/credits/ledger", opt=RATE_STATUS, responses={**error_responses(401, 422, 429), **FORBIDDEN})
+    @get("/credits/ledger", opt=RATE_STATUS | NEEDS_READ, responses={**error_responses(401, 422, 429), **FORBIDDEN})
     async def ledger(self, principal: Principal, resources: Resources, limit: int = LIMIT,
                      cursor: str | None = CURSOR,
                      kind: str | None = Parameter(query="kind", default=None, description="Only this kind")) -> LedgerPage:
         """Every credit movement of the account, newest first: grant, refresh, reserve, capture, release,
         overage, expiry and adjust, each with its task, reason, actor and time."""
-        require_scope(principal, READ_SCOPES, "read credits")
         return await credits.ledger_page(resources, principal.account_id, cursor, limit, kind)
 
-    @get("/audit-log", opt=RATE_STATUS, responses={**error_responses(401, 422, 429), **FORBIDDEN})
+    @get("/audit-log", opt=RATE_STATUS | NEEDS_AUDIT, responses={**error_responses(401, 422, 429), **FORBIDDEN})
     async def audit_log(self, principal: Principal, resources: Resources, limit: int = LIMIT,
                         cursor: str | None = CURSOR) -> AuditPage:
         """Key use and administrative actions on the account, newest first (Scale plans; `audit` scope)."""
         credits.audit_enabled(resources, principal)
-        require_scope(principal, AUDIT_SCOPES, "read the audit log")
         return await credits.audit_page(resources, principal.account_id, cursor, limit)

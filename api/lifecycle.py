@@ -15,7 +15,7 @@ from litestar import Controller, Response, delete
 from temporalio.service import RPCError
 
 from api import tasks
-from api.auth import Principal
+from api.auth import NEEDS_GENERATE, Principal
 from api.openapi import error_responses
 from api.ratelimit import RATE_STATUS
 from api.state import Resources
@@ -66,7 +66,8 @@ class LifecycleController(Controller):
     path = "/api/tasks"
     tags = ["videos"]
 
-    @delete("/{task_id:str}", status_code=200, opt=RATE_STATUS, responses=error_responses(401, 404, 409, 429, 503))
+    @delete("/{task_id:str}", status_code=200, opt=RATE_STATUS | NEEDS_GENERATE,
+            responses=error_responses(401, 404, 409, 429, 503))
     async def delete_assets(self, principal: Principal, resources: Resources,
                             task_id: str) -> Response[StatusResponse]:
         """Delete a finished task's videos and thumbnail now instead of at the end of the retention

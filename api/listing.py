@@ -11,7 +11,7 @@ from litestar.params import Parameter
 from litestar.response import Redirect
 
 from api import pagination, tasks
-from api.auth import Principal
+from api.auth import NEEDS_READ, Principal
 from api.openapi import error_responses
 from api.ratelimit import RATE_STATUS
 from api.state import Resources
@@ -83,7 +83,7 @@ class TasksController(Controller):
     path = "/api/tasks"
     tags = ["videos"]
 
-    @get("/", opt=RATE_STATUS, responses=error_responses(400, 401, 422, 429))
+    @get("/", opt=RATE_STATUS | NEEDS_READ, responses=error_responses(400, 401, 422, 429))
     async def list_tasks(
         self, principal: Principal, resources: Resources,
         status_: str | None = Parameter(query="status", default=None,
@@ -99,7 +99,7 @@ class TasksController(Controller):
         return await list_tasks(resources, principal, statuses=parse_statuses(status_), created_from=created_after,
                                 created_to=created_before, cursor=cursor, limit=limit)
 
-    @get("/{task_id:str}/content", opt=RATE_STATUS, status_code=307,
+    @get("/{task_id:str}/content", opt=RATE_STATUS | NEEDS_READ, status_code=307,
          responses=error_responses(400, 401, 404, 409, 410, 422, 429))
     async def content(
         self, principal: Principal, resources: Resources, task_id: str,

@@ -18,7 +18,7 @@ from litestar.params import Parameter
 from litestar.response import Redirect
 
 from api import lifecycle, listing, tasks
-from api.auth import Principal
+from api.auth import NEEDS_GENERATE, NEEDS_READ, Principal
 from api import openapi
 from api.openapi import error_responses
 from api.ratelimit import RATE_GENERATE, RATE_STATUS
@@ -151,7 +151,7 @@ class OpenAIVideosController(Controller):
     path = "/v1/videos"
     tags = ["openai-compatible"]
 
-    @post("/", status_code=200, opt=RATE_GENERATE, operation_class=_CreateVideoOperation,
+    @post("/", status_code=200, opt=RATE_GENERATE | NEEDS_GENERATE, operation_class=_CreateVideoOperation,
           responses=error_responses(400, 401, 402, 422, 429, 503))
     async def create(self, request: Request[Any, Any, Any], principal: Principal,
                      resources: Resources) -> Response[Video]:
@@ -162,7 +162,7 @@ class OpenAIVideosController(Controller):
         task = await _create(resources, principal, req, request.headers.get("idempotency-key"))
         return Response(video_view(task), headers=_poll_headers())
 
-    @get("/", opt=RATE_STATUS, responses=error_responses(400, 401, 404, 422, 429))
+    @get("/", opt=RATE_STATUS | NEEDS_READ, responses=error_responses(400, 401, 404, 422, 429))
     async def list_videos(
         self, principal: Principal, resources: Resources,
         after: str | None = Parameter(query="after", default=None,
@@ -183,19 +183,20 @@ class OpenAIVideosController(Controller):
         return VideoList(data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None,
                          has_more=more)
 
-    @get("/{video_id:str}", opt=RATE_STATUS, responses=error_responses(400, 401, 404, 429))
+    @get("/{video_id:str}", opt=RATE_STATUS | NEEDS_READ, responses=error_responses(400, 401, 404, 429))
     async def retrieve(self, principal: Principal, resources: Resources, video_id: str) -> Response[Video]:
         """A video job's status and progress (OpenAI `videos.retrieve`; `create_and_poll` polls this)."""
         task = await tasks.get_task(resources, principal, video_id)
         return Response(await _live_view(resources, task), headers=_poll_headers())
 
-    @delete("/{video_id:str}", status_code=200, responses=error_responses(400, 401, 404, 409, 429))
+    @delete("/{video_id:str}", status_code=200, opt=RATE_STATUS | NEEDS_GENERATE,
+            responses=error_responses(400, 401, 404, 409, 429))
     async def delete_video(self, principal: Principal, resources: Resources, video_id: str) -> VideoDeleted:
         """Delete a video and its stored assets (OpenAI `videos.delete`)."""
         task = await lifecycle.delete_task(resources, principal, video_id)
         return VideoDeleted(id=video_id, deleted=task.status in status.TERMINAL - {status.SUCCEEDED})
 
-    @get("/{video_id:str}/content", opt=RATE_STATUS, status_code=307,
+    @get("/{video_id:str}/content", opt=RATE_STATUS | NEEDS_READ, status_code=307,
          responses=error_responses(400, 401, 404, 409, 410, 422, 429))
     async def download_content(
         self, principal: Principal, resources: Resources, video_id: str,
@@ -206,7 +207,7 @@ class OpenAIVideosController(Controller):
         task = await tasks.get_task(resources, principal, video_id)
         return Redirect(path=listing.content_url(resources, task, variant), status_code=307)
 
-    @post("/{video_id:str}/remix", status_code=200, opt=RATE_GENERATE,
+    @post("/{video_id:str}/remix", status_code=200, opt=RATE_GENERATE | NEEDS_GENERATE,
           responses=error_responses(400, 401, 402, 404, 422, 429, 503))
     async def remix(self, data: RemixVideo, principal: Principal, resources: Resources, video_id: str,
                     request: Request[Any, Any, Any]) -> Response[Video]:

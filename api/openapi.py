@@ -15,7 +15,6 @@ from litestar import Litestar, Request, get
 from litestar._openapi.plugin import OpenAPIPlugin
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import (
     Components,
     Example,
@@ -27,9 +26,8 @@ from litestar.openapi.spec import (
     SecurityScheme,
 )
 from litestar.response import Redirect
-from litestar.static_files import create_static_files_router
-import swagger_ui_bundle
 
+from api.docs_pages import docs_assets, render_plugins  # noqa: F401  (app.py mounts openapi.docs_assets())
 from sorapi import errors
 from sorapi.schemas import ErrorEnvelope
 
@@ -64,26 +62,9 @@ def error_responses(*codes: int) -> dict[int, ResponseSpec]:
     }
 
 
-DOCS_ASSETS = "/docs-assets"
-"""Swagger UI's files, served from the `swagger-ui-bundle` wheel: /docs works with no internet."""
-
-
-def docs_assets() -> Any:
-    return create_static_files_router(path=DOCS_ASSETS, directories=[swagger_ui_bundle.swagger_ui_path],
-                                      include_in_schema=False)
-
-
-def _docs_ui() -> SwaggerRenderPlugin:
-    return SwaggerRenderPlugin(
-        path="/", js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js", css_url=f"{DOCS_ASSETS}/swagger-ui.css",
-        standalone_preset_js_url=f"{DOCS_ASSETS}/swagger-ui-standalone-preset.js",
-        favicon=f"<link rel='icon' type='image/png' href='{DOCS_ASSETS}/favicon-32x32.png'>",
-    )
-
-
 def config() -> OpenAPIConfig:
     return OpenAPIConfig(
-        title="SorAPI", version="0.1.0", path="/docs", render_plugins=[_docs_ui()],
+        title="SorAPI", version="0.1.0", path="/docs", render_plugins=render_plugins(),
         description="Asynchronous text-to-video generation: submit with `POST /api/generate`, poll "
                     "`GET /api/status` or receive a signed webhook. OpenAI-compatible `/v1/videos` too.",
         security=[{"BearerAuth": []}],

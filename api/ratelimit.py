@@ -8,14 +8,19 @@ token from the caller's bucket for that policy before the handler runs, answers 
 Litestar's own RateLimitConfig is a fixed window shared by all routes; "30/min bursting to 60"
 needs a bucket per (key, policy), so this is its own middleware. Generate requests are also
 where the maintenance switch answers 503 — before a token is spent.
+
+A key this process has not yet seen authenticate first passes its client address's
+`unauthenticated` bucket: made-up keys never get a fresh bucket (and a DB lookup) each, so a flood
+of them gets 429. The token is given back once the key proves valid; a refused key keeps it spent.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from litestar import Litestar
 from litestar.datastructures import MutableScopeHeaders
@@ -23,12 +28,14 @@ from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.auth import AUTHENTICATED, authorization_header
 from api.ratelimit_store import BucketStore, Take, make_store, whole_seconds
 from sorapi import errors
 from sorapi.settings import Settings
 
 GENERATE = "generate"
 STATUS = "status"
+UNAUTHENTICATED = "unauthenticated"
 RATE_GENERATE = {"rate_limit": GENERATE}
 """Handler `opt` for endpoints that create tasks (POST /api/generate, /v1/videos, remix)."""
 RATE_STATUS = {"rate_limit": STATUS}
@@ -61,7 +68,33 @@ def policies(settings: Settings) -> dict[str, Policy]:
     return {
         GENERATE: Policy(GENERATE, settings.rate_generate_per_min, settings.rate_generate_burst),
         STATUS: Policy(STATUS, settings.rate_status_per_min, settings.rate_status_burst),
+        UNAUTHENTICATED: Policy(UNAUTHENTICATED, settings.rate_unauthenticated_per_min,
+                                settings.rate_unauthenticated_burst),
     }
+
+
+class VerifiedKeys:
+    """Fingerprints of keys that authenticated in this process: they skip the per-address gate.
+
+    Bounded, least recently used forgotten first; a forgotten key merely passes the gate once more.
+    """
+
+    LIMIT = 100_000
+
+    def __init__(self) -> None:
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, fingerprint: str) -> bool:
+        return fingerprint in self._seen
+
+    def add(self, fingerprint: str) -> None:
+        self._seen[fingerprint] = None
+        self._seen.move_to_end(fingerprint)
+        if len(self._seen) > self.LIMIT:
+            self._seen.popitem(last=False)
+
+    def discard(self, fingerprint: str) -> None:
+        self._seen.pop(fingerprint, None)
 
 
 @dataclass
@@ -69,6 +102,10 @@ class Limiter:
     settings: Settings
     store: BucketStore
     policies: dict[str, Policy]
+    verified: VerifiedKeys = field(default_factory=VerifiedKeys)
+
+    async def take(self, policy: Policy, bucket: str, cost: int = 1) -> Take:
+        return await self.store.take(f"{policy.name}:{bucket}", policy.rate_per_s, policy.burst, cost)
 
 
 def key_fingerprint(authorization: str) -> str | None:
@@ -100,6 +137,18 @@ def _maintenance(settings: Settings) -> errors.ServiceUnavailable:
         code=errors.MAINTENANCE, headers={"Retry-After": str(settings.maintenance_retry_after_s)})
 
 
+def _refused(policy: Policy, take: Take, message: str) -> errors.RateLimited:
+    return errors.RateLimited(
+        f"{message}; retry after {whole_seconds(take.retry_after_s)} s",
+        headers={"Retry-After": str(max(1, whole_seconds(take.retry_after_s))),
+                 "RateLimit-Policy": policy.policy_header(), "RateLimit": policy.state_header(take)})
+
+
+def client_address(scope: Scope) -> str:
+    client = scope.get("client")
+    return client[0] if client else "unknown"
+
+
 class RateLimitMiddleware(ASGIMiddleware):
     scopes = (ScopeType.HTTP,)
 
@@ -112,26 +161,57 @@ class RateLimitMiddleware(ASGIMiddleware):
             return
         if name == GENERATE and limiter.settings.maintenance:
             raise _maintenance(limiter.settings)
-        headers = dict(scope["headers"])
-        caller = key_fingerprint(headers.get(b"authorization", b"").decode("latin-1"))
-        if caller is None:  # no key: authentication answers 401, nothing to meter
+        caller = key_fingerprint(authorization_header(scope["headers"]))
+        if caller is None:  # no key: authentication answers 401 without a lookup, nothing to meter
             await next_app(scope, receive, send)
             return
+        gate = None if caller in limiter.verified else await _pass_gate(limiter, scope)
         policy = limiter.policies[name]
-        take = await limiter.store.take(f"{name}:{caller}", policy.rate_per_s, policy.burst)
-        announced = {"RateLimit-Policy": policy.policy_header(), "RateLimit": policy.state_header(take)}
+        take = await limiter.take(policy, caller)
         if not take.allowed:
-            raise errors.RateLimited(
-                f"rate limit exceeded: {policy.name} allows {policy.per_minute:g} requests per minute "
-                f"per API key, bursting to {policy.burst}; retry after {whole_seconds(take.retry_after_s)} s",
-                headers={"Retry-After": str(max(1, whole_seconds(take.retry_after_s))), **announced})
+            await _give_back(limiter, gate)  # nothing was looked up: not a failed authentication
+            raise _refused(policy, take, f"rate limit exceeded: {policy.name} allows {policy.per_minute:g} requests "
+                                         f"per minute per API key, bursting to {policy.burst}")
+        try:
+            await next_app(scope, receive, _announcing(send, policy, take))
+        finally:
+            await _settle(limiter, caller, gate, scope)
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                response_headers = MutableScopeHeaders.from_message(message)
-                for header, value in announced.items():
-                    response_headers[header] = value
-            await send(message)
 
-        await next_app(scope, receive, send_with_headers)
+async def _pass_gate(limiter: Limiter, scope: Scope) -> str:
+    """Spend a token of the client address's `unauthenticated` bucket (429 when empty); returns the address."""
+    policy, address = limiter.policies[UNAUTHENTICATED], client_address(scope)
+    take = await limiter.take(policy, address)
+    if not take.allowed:
+        raise _refused(policy, take, f"too many requests with unknown or invalid API keys from this address "
+                                     f"(at most {policy.per_minute:g} per minute, bursting to {policy.burst})")
+    return address
+
+
+async def _give_back(limiter: Limiter, gate: str | None) -> None:
+    if gate is not None:
+        await limiter.take(limiter.policies[UNAUTHENTICATED], gate, cost=-1)
+
+
+async def _settle(limiter: Limiter, caller: str, gate: str | None, scope: Scope) -> None:
+    """A key that authenticated is remembered and its gate token given back; any other keeps it spent."""
+    if scope.get("state", {}).get(AUTHENTICATED):
+        limiter.verified.add(caller)
+        await _give_back(limiter, gate)
+    else:
+        limiter.verified.discard(caller)
+
+
+def _announcing(send: Send, policy: Policy, take: Take) -> Send:
+    """`send`, stamping the policy and the bucket's state on the response."""
+    announced = {"RateLimit-Policy": policy.policy_header(), "RateLimit": policy.state_header(take)}
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message.setdefault("headers", [])
+            response_headers = MutableScopeHeaders.from_message(message)
+            for header, value in announced.items():
+                response_headers[header] = value
+        await send(message)
+
+    return send_with_headers

@@ -34,7 +34,9 @@ def _outcome(allowed: bool, tokens: float, rate_per_s: float, capacity: int) -> 
 
 
 class BucketStore(Protocol):
-    async def take(self, key: str, rate_per_s: float, capacity: int) -> Take: ...
+    async def take(self, key: str, rate_per_s: float, capacity: int, cost: int = 1) -> Take:
+        """Take `cost` tokens if there is one; `cost=-1` gives one back (never above `capacity`)."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -48,13 +50,13 @@ class MemoryBucketStore:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._ops = 0
 
-    async def take(self, key: str, rate_per_s: float, capacity: int) -> Take:
+    async def take(self, key: str, rate_per_s: float, capacity: int, cost: int = 1) -> Take:
         now = time.monotonic()
         tokens, updated = self._buckets.get(key, (float(capacity), now))
         tokens = min(float(capacity), tokens + (now - updated) * rate_per_s)
-        allowed = tokens >= 1
+        allowed = tokens >= cost
         if allowed:
-            tokens -= 1
+            tokens = min(float(capacity), tokens - cost)
         self._buckets[key] = (tokens, now)
         self._ops += 1
         if self._ops % self.PRUNE_EVERY == 0:
@@ -72,6 +74,7 @@ class MemoryBucketStore:
 _TAKE_SCRIPT = """
 local rate = tonumber(ARGV[1])
 local capacity = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
@@ -83,8 +86,8 @@ if tokens == nil or ts == nil then
 end
 tokens = math.min(capacity, tokens + math.max(0, now - ts) * rate)
 local allowed = 0
-if tokens >= 1 then
-  tokens = tokens - 1
+if tokens >= cost then
+  tokens = math.min(capacity, tokens - cost)
   allowed = 1
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
@@ -108,9 +111,9 @@ class RedisBucketStore:
         self._redis = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self._script = self._redis.register_script(_TAKE_SCRIPT)
 
-    async def take(self, key: str, rate_per_s: float, capacity: int) -> Take:
+    async def take(self, key: str, rate_per_s: float, capacity: int, cost: int = 1) -> Take:
         try:
-            allowed, tokens = await self._script(keys=[self.PREFIX + key], args=[rate_per_s, capacity])
+            allowed, tokens = await self._script(keys=[self.PREFIX + key], args=[rate_per_s, capacity, cost])
         except Exception as exc:  # noqa: BLE001 - any Redis failure means "fail open"
             log.warning("rate limit store unavailable; allowing request", error=repr(exc))
             return Take(allowed=True, tokens=float(capacity), retry_after_s=0.0, reset_s=0.0)

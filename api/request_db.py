@@ -22,10 +22,11 @@ from litestar import Request
 from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.auth import Principal, authenticate_in
+from api.auth import Principal, authenticate_in, require_route_scope
 from api.credits_audit import UNCOMMITTED_KEY_USE
 from api.state import Resources
 from sorapi.db import audit
+from sorapi.errors import Forbidden
 
 log = structlog.get_logger()
 
@@ -69,10 +70,16 @@ async def _keep_audit_entry(session: AsyncSession) -> None:
 
 async def provide_principal_in_request(request: Request, resources: Resources, db: AsyncSession) -> Principal:
     try:
-        return await authenticate_in(db, request, resources)
+        principal = await authenticate_in(db, request, resources)
+        require_route_scope(request, principal)
+    except Forbidden:
+        await db.commit()  # a refused call is audited like any other authenticated request
+        await db.close()
+        raise
     except Exception:
         await db.close()  # a failed dependency is never cleaned up by Litestar: give the connection back now
         raise
+    return principal
 
 
 SHARED_SESSION = {"db": Provide(provide_request_session), "principal": Provide(provide_principal_in_request)}

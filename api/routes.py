@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import tasks, webhooks
-from api.auth import Principal
+from api.auth import NEEDS_GENERATE, NEEDS_READ, Principal
 from api.openapi import error_responses
 from api.ratelimit import RATE_GENERATE, RATE_STATUS
 from api.request_db import READ_SESSION, SHARED_SESSION
@@ -38,7 +38,7 @@ class VideoController(Controller):
     path = "/api"
     tags = ["videos"]
 
-    @post("/generate", status_code=200, opt=RATE_GENERATE, dependencies=SHARED_SESSION,
+    @post("/generate", status_code=200, opt=RATE_GENERATE | NEEDS_GENERATE, dependencies=SHARED_SESSION,
           responses=error_responses(400, 401, 402, 422, 429, 503))
     async def generate(self, data: GenerateRequest, principal: Principal, resources: Resources,
                        request: Request, db: AsyncSession) -> Response[GenerateResponse]:
@@ -54,7 +54,7 @@ class VideoController(Controller):
         headers = {"Idempotent-Replayed": "true"} if created.replayed else {}
         return Response(body, headers=headers)
 
-    @get("/status", opt=RATE_STATUS, dependencies=READ_SESSION,
+    @get("/status", opt=RATE_STATUS | NEEDS_READ, dependencies=READ_SESSION,
          responses=error_responses(400, 401, 404, 422, 429))
     async def task_status(
         self, request: Request, resources: Resources, db: AsyncSession,

@@ -15,7 +15,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from api import credits, pagination
-from api.auth import GENERATE_SCOPES, READ_SCOPES, Principal, admit, bearer_key, require_scope
+from api.auth import Principal, admit, bearer_key, require_route_scope
 from api.credits_audit import key_use
 from api.state import Resources
 from sorapi import errors, names, netguard, status, storage, webhook_policy
@@ -24,7 +24,7 @@ from sorapi.db import tasks as task_rows
 from sorapi.db.models import Task
 from sorapi.ids import idempotent_task_id, new_task_id
 from sorapi.messages import RenderProgress, VideoTaskInput
-from sorapi.planning import Planned, fingerprint, plan, render_spec
+from sorapi.planning import Planned, fingerprint, plan, render_spec, with_plan_defaults
 from sorapi.schemas import (
     EventsPage,
     GenerateRequest,
@@ -66,11 +66,11 @@ async def create_task(res: Resources, principal: Principal, req: GenerateRequest
     With `session` (the request's own, see api/request_db.py) the records join its transaction,
     which is committed here, before the workflow starts; otherwise they get a transaction of their own.
     """
-    require_scope(principal, GENERATE_SCOPES, "create tasks")
     key = _idempotency_key(req, header_key)
     planned = plan(req, res.catalog, allow_http_callbacks=res.settings.webhook_allow_http)
     if isinstance(planned, list):
         raise errors.ValidationFailed("the request is invalid", details=[msgspec.to_builtins(d) for d in planned])
+    planned = with_plan_defaults(planned, res.catalog.plans[principal.plan])
     if session is not None and req.callback_url is not None:
         await session.commit()  # no open transaction (no row lock) across a DNS lookup
     await _check_callback_destination(res, req.callback_url)
@@ -136,7 +136,7 @@ async def _check_callback_destination(res: Resources, url: str | None) -> None:
     if url is None:
         return
     try:
-        await netguard.check_url(url, allow_http=res.settings.webhook_allow_http)
+        await netguard.check_url(url, allow_http=res.settings.webhook_allow_http, ports=res.settings.callback_ports)
     except netguard.Blocked as exc:
         raise errors.ValidationFailed("the request is invalid", details=[
             {"field": "callback_url", "message": str(exc)}]) from None
@@ -154,7 +154,8 @@ async def _ensure_workflow(res: Resources, task: Task, plan_name: str) -> None:
                          render_heartbeat_s=res.settings.render_heartbeat_timeout_s,
                          retention_hours=res.catalog.plans[plan_name].retention_hours,
                          has_callback=request.callback_url is not None,
-                         webhook_queue=webhook_policy.lane(res.settings.webhook_queue_prefix, plan_name))
+                         webhook_queue=webhook_policy.lane(res.settings.webhook_queue_prefix, plan_name),
+                         max_queue_s=request.max_queue_seconds or 0)
     try:
         await res.temporal.start_workflow(
             names.VIDEO_TASK_WORKFLOW, arg, id=task.id, task_queue=res.settings.orchestration_queue,
@@ -171,8 +172,7 @@ async def _ensure_workflow(res: Resources, task: Task, plan_name: str) -> None:
 
 
 async def get_task(res: Resources, principal: Principal, task_id: str) -> Task:
-    """The caller's task (404 for an unknown one or another tenant's)."""
-    require_scope(principal, READ_SCOPES, "read tasks")
+    """The caller's task (404 for an unknown one or another tenant's). The route checked the scope."""
     async with res.autocommit_sessions() as session:
         task = await task_rows.get_for_account(session, principal.account_id, task_id)
     if task is None:
@@ -186,9 +186,9 @@ async def poll_task(res: Resources, request: Request, session: AsyncSession, tas
     Commits before answering: the audit entry is written and the connection is free for the next RPC."""
     use = key_use(res, request)
     owner, found = await status_poll.owner_and_task(session, bearer_key(request), use, task_id)
-    principal = admit(session, owner, use)
+    principal = admit(session, owner, use, request)
     await session.commit()
-    require_scope(principal, READ_SCOPES, "read tasks")
+    require_route_scope(request, principal)
     if found is None:
         raise errors.NotFound(f"no task {task_id!r}")
     return found

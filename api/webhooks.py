@@ -11,7 +11,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from temporalio.service import RPCError
 
 from api import tasks
-from api.auth import Principal
+from api.auth import NEEDS_ADMIN, NEEDS_GENERATE, NEEDS_READ, Principal
 from api.openapi import error_responses
 from api.ratelimit import RATE_STATUS
 from api.state import Resources
@@ -24,7 +24,6 @@ from sorapi.schemas import ErrorEnvelope, Redelivery, WebhookAttempt, WebhookDel
 from sorapi.secretbox import SecretBox, make_secret_box
 from sorapi.settings import Settings
 
-ADMIN_SCOPE = "admin"
 FORBIDDEN = {403: ResponseSpec(ErrorEnvelope, description="The API key lacks the `admin` scope "
                                                           "(`insufficient_scope`)")}
 
@@ -34,20 +33,13 @@ def secret_box(settings: Settings) -> SecretBox:
     return make_secret_box(settings)
 
 
-def require_admin(principal: Principal) -> None:
-    if ADMIN_SCOPE not in principal.scopes:
-        raise errors.Forbidden("this endpoint needs an API key with the admin scope")
-
-
 async def reveal_secret(res: Resources, principal: Principal) -> WebhookSecret:
-    require_admin(principal)
     async with res.sessions.begin() as session:
         found = await rows.signing_secrets(session, principal.account_id, secret_box(res.settings))
     return WebhookSecret(secret=found.current, previous_secret_valid_until=found.previous_until)
 
 
 async def rotate_secret(res: Resources, principal: Principal) -> WebhookSecret:
-    require_admin(principal)
     overlap = timedelta(hours=res.settings.webhook_rotation_overlap_hours)
     async with res.sessions.begin() as session:
         fresh = await rows.rotate_secret(session, principal.account_id, secret_box(res.settings), overlap)
@@ -92,7 +84,7 @@ class WebhookSecretController(Controller):
     path = "/api/webhooks"
     tags = ["webhooks"]
 
-    @get("/secret", opt=RATE_STATUS, responses={**error_responses(401, 429), **FORBIDDEN})
+    @get("/secret", opt=RATE_STATUS | NEEDS_ADMIN, responses={**error_responses(401, 429), **FORBIDDEN})
     async def get_secret(self, principal: Principal, resources: Resources) -> WebhookSecret:
         """The account's webhook signing secret (`whsec_...`), for admin-scoped keys only.
 
@@ -102,7 +94,8 @@ class WebhookSecretController(Controller):
         """
         return await reveal_secret(resources, principal)
 
-    @post("/secret/rotate", status_code=200, opt=RATE_STATUS, responses={**error_responses(401, 429), **FORBIDDEN})
+    @post("/secret/rotate", status_code=200, opt=RATE_STATUS | NEEDS_ADMIN,
+          responses={**error_responses(401, 429), **FORBIDDEN})
     async def rotate(self, principal: Principal, resources: Resources) -> WebhookSecret:
         """Replace the secret. Until `previous_secret_valid_until`, deliveries carry both
         signatures (`webhook-signature: v1,<new> v1,<old>`, `X-Signature` new and
@@ -114,14 +107,14 @@ class TaskWebhooksController(Controller):
     path = "/api/tasks"
     tags = ["webhooks"]
 
-    @get("/{task_id:str}/webhooks", opt=RATE_STATUS, responses=error_responses(401, 404, 429))
+    @get("/{task_id:str}/webhooks", opt=RATE_STATUS | NEEDS_READ, responses=error_responses(401, 404, 429))
     async def list_deliveries(self, principal: Principal, resources: Resources, task_id: str) -> WebhookDeliveries:
         """Every webhook delivery attempt of a task: time, HTTP status, latency, error, outcome."""
         task = await tasks.get_task(resources, principal, task_id)
         return WebhookDeliveries(task_id=task.id, callback_url=task.request.get("callback_url"),
                                  deliveries=await attempts(resources, task))
 
-    @post("/{task_id:str}/webhooks/redeliver", status_code=202, opt=RATE_STATUS,
+    @post("/{task_id:str}/webhooks/redeliver", status_code=202, opt=RATE_STATUS | NEEDS_GENERATE,
           responses=error_responses(401, 404, 409, 429, 503))
     async def redeliver(self, principal: Principal, resources: Resources, task_id: str) -> Redelivery:
         """Send the task's last event again, with the same `webhook-id` (receivers dedupe on it)."""

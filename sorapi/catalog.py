@@ -41,6 +41,8 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     priority: int = 3
     dedicated_webhook_lane: bool = False
     audit_log: bool = False
+    max_queue_seconds: int = 0
+    """Default start deadline of its tasks (0: none; a request's `max_queue_seconds` overrides it)."""
 
     @property
     def allows_overage(self) -> bool:

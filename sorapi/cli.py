@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 
+from sorapi import secret_policy
 from sorapi.cli_admin import register_admin
 from sorapi.cli_client import add_client_commands
 from sorapi.logs import configure_logging
@@ -73,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = get_settings()
     process = f"{args.command} {args.kind}" if args.command == "worker" else args.command
+    if args.command in ("api", "worker"):
+        refused = secret_policy.refusal(settings, process)
+        if refused:
+            print(f"sorapi {process}: {refused}", file=sys.stderr)
+            return secret_policy.EXIT_CONFIG
     configure_logging(settings.log_level, settings.log_json, process=process)
     return args.func(args)
 

@@ -134,7 +134,7 @@ def run_dev(settings: Settings | None = None) -> int:
         upgrade(settings.resolved_database_url)
         key = asyncio.run(ensure_dev_account(settings, data / "dev-api-key"))
         settings = ensure_admin_token(settings, data / "admin-token")
-        env = {**os.environ, **_settings_env(settings)}
+        env = {**os.environ, **_settings_env(msgspec.structs.replace(settings, dev_stack=True))}
         sorapi = [sys.executable, "-m", "sorapi"]
         children = [
             servers.spawn("orchestrator", [*sorapi, "worker", "orchestrator"], log_path=None, env=env),

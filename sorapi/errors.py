@@ -21,6 +21,7 @@ RENDER_FAILED = "render_failed"
 UPLOAD_FAILED = "upload_failed"
 TIMEOUT = "timeout"
 CANCELLED = "cancelled"
+QUEUE_TIMEOUT = "queue_timeout"
 TASK_NOT_CANCELLABLE = "task_not_cancellable"
 MAINTENANCE = "maintenance"
 VARIANT_NOT_FOUND = "variant_not_found"
@@ -31,6 +32,7 @@ PLAN_FEATURE = "plan_feature_unavailable"
 ADMIN_DISABLED = "admin_disabled"
 INSUFFICIENT_SCOPE = "insufficient_scope"
 NO_CALLBACK_URL = "no_callback_url"
+DUPLICATE_HEADER = "duplicate_header"
 
 
 class ApiError(Exception):
@@ -101,6 +103,13 @@ class Forbidden(ApiError):
 
     status_code = 403
     code = INSUFFICIENT_SCOPE
+
+
+class DuplicateHeader(ApiError):
+    """A header that names the caller (`Authorization`) was sent more than once: ambiguous, so refused."""
+
+    status_code = 400
+    code = DUPLICATE_HEADER
 
 
 class TaskNotCancellable(Conflict):

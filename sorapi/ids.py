@@ -37,6 +37,11 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def slot_gate_workflow_id(account_id: str) -> str:
+    """The account's slot gate: one long-lived workflow that hands out its plan's concurrency slots."""
+    return f"slot-gate-{account_id}"
+
+
 def retention_workflow_id(task_id: str) -> str:
     """The workflow that keeps a succeeded task's assets until its retention window ends."""
     return f"{task_id}-retention"

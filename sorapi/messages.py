@@ -48,6 +48,8 @@ class VideoTaskInput(msgspec.Struct, kw_only=True, frozen=True):
     """The task has a callback_url: its terminal events are delivered as webhooks."""
     webhook_queue: str = "sorapi-webhooks-free"
     """The plan's webhook delivery lane (a task queue)."""
+    max_queue_s: int = 0
+    """Start deadline: a task still waiting for a slot this long after it asked expires (0: none)."""
 
 
 class HoldInput(msgspec.Struct, kw_only=True, frozen=True):
@@ -133,6 +135,49 @@ class SlotRequest(msgspec.Struct, kw_only=True, frozen=True):
 
     task_id: str
     account_id: str
+    gate_queue: str = ""
+    """Task queue of the account's slot gate (the orchestration queue; empty in older histories)."""
+
+
+class GateWaiter(msgspec.Struct, kw_only=True, frozen=True, array_like=True, order=True):
+    """One task in an account's line: ordered by creation, as `queue_position` counts."""
+
+    queued_at: float
+    """The task's `created_at` as a POSIX timestamp."""
+    task_id: str
+
+
+class GateRequest(msgspec.Struct, kw_only=True, frozen=True):
+    """Signal to a slot gate: this task waits for a slot; `limit` is the plan's, read just now."""
+
+    waiter: GateWaiter
+    limit: int
+
+
+class GateState(msgspec.Struct, kw_only=True, frozen=True):
+    """A slot gate's whole state: its start input, its continue-as-new input and its query answer."""
+
+    account_id: str
+    limit: int = 0
+    running: list[str] = msgspec.field(default_factory=list)
+    """Tasks holding a slot (granted, until they release it)."""
+    waiting: list[GateWaiter] = msgspec.field(default_factory=list)
+    recovered: bool = False
+    """False on a fresh start: the gate first rebuilds its line from the task rows (see SlotGate)."""
+    more_in_rows: bool = False
+    """The rebuilt line was cut short: read the rows again once it is through."""
+    max_history: int = 5_000
+    """Continue as new past this many history events (tests set it low)."""
+
+
+class GateSnapshot(msgspec.Struct, kw_only=True, frozen=True):
+    """An account's slot holders and line, read from the task rows."""
+
+    limit: int
+    running: list[str]
+    waiting: list[GateWaiter]
+    more: bool = False
+    """The line was longer than one read: read again once these waiters are through."""
 
 
 class RefreshBatch(msgspec.Struct, kw_only=True, frozen=True):
@@ -221,3 +266,20 @@ class CreditRefreshResult(msgspec.Struct, kw_only=True, frozen=True):
     refreshed: int = 0
     granted: int = 0
     expired: int = 0
+
+
+class SweepInput(msgspec.Struct, kw_only=True, frozen=True):
+    """One sweep: running tasks, and queued tasks created in [`since`, now - `min_age_s`)."""
+
+    since: datetime | None = None
+    """Where the last sweep stopped (None: `min_age_s` + 10 minutes ago)."""
+    min_age_s: float = 120.0
+    """A queued task younger than this may still be starting its workflow: leave it."""
+    limit: int = 2_000
+
+
+class SweepResult(msgspec.Struct, kw_only=True, frozen=True):
+    settled: list[str]
+    """Tasks failed because their workflow was gone."""
+    next_since: datetime
+    """Where the next sweep starts."""

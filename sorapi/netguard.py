@@ -28,7 +28,16 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 """(host, port) → every address the name resolves to, as strings."""
 
 RESOLVE_TIMEOUT_S = 5.0
-NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+DEFAULT_PORTS = frozenset({443, 8443})
+"""Ports a callback may name unless configured otherwise (`SORAPI_WEBHOOK_ALLOWED_PORTS`)."""
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+"""The well-known NAT64 prefix (RFC 6052): its last 32 bits are the IPv4 address it reaches."""
+BLOCKED_V6 = {
+    ipaddress.ip_network("fec0::/10"): "site-local addresses (fec0::/10) are not allowed",
+    ipaddress.ip_network("64:ff9b:1::/48"): "local-use NAT64 addresses (64:ff9b:1::/48) are not allowed",
+}
+"""Deprecated site-local (which Python's `is_private` misses) and the local-use NAT64 prefix (RFC
+8215), whose mapping the network operator defines: it may well translate to internal addresses."""
 _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
 _DNS_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
 
@@ -132,7 +141,7 @@ def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
         return ip.sixtofour
     if ip.teredo is not None:
         return ip.teredo[1]
-    if any(ip in net for net in NAT64):
+    if ip in NAT64:
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return None
 
@@ -142,6 +151,9 @@ def address_problem(ip: IPAddress, *, allow_loopback: bool = False) -> str | Non
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             return "IPv4-mapped IPv6 addresses are not allowed"
+        blocked = next((why for net, why in BLOCKED_V6.items() if ip in net), None)
+        if blocked:
+            return blocked
         inner = embedded_ipv4(ip)
         if inner is not None:
             problem = address_problem(inner, allow_loopback=allow_loopback)
@@ -173,12 +185,17 @@ async def system_resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-async def check_url(url: str, *, allow_http: bool = False, resolver: Resolver = system_resolve) -> Target:
-    """The checked target for a callback URL: every answer public, the first one pinned.
+async def check_url(url: str, *, allow_http: bool = False, ports: frozenset[int] = DEFAULT_PORTS,
+                    resolver: Resolver = system_resolve) -> Target:
+    """The checked target for a callback URL: an allowed port, every answer public, the first one pinned.
 
     Raises `Blocked` (never acceptable as it stands) or `Unresolvable` (DNS said nothing usable).
+    The development switch (`allow_http`) lifts the port rule: local receivers listen anywhere.
     """
     parsed = parse_callback_url(url, allow_http=allow_http)
+    if not allow_http and parsed.port not in ports:
+        allowed = ", ".join(map(str, sorted(ports)))
+        raise Blocked(f"port {parsed.port} is not allowed for callbacks (allowed: {allowed})")
     if parsed.literal_ip is not None:
         answers: list[IPAddress] = [parsed.literal_ip]
     else:

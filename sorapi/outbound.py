@@ -55,7 +55,8 @@ class PostResult:
 
 async def post(target: Target, body: bytes, headers: dict[str, str], *, timeout_s: float = 15.0,
                ssl_context: ssl.SSLContext | None = None) -> PostResult:
-    """POST `body` once; transport problems come back as `error`, never as exceptions."""
+    """POST `body` once; every failure comes back as `error`, never as an exception, so each attempt
+    is recorded as failed and retried on schedule (an exception would fail the activity instead)."""
     sent = {**headers, "Host": target.host_header, "Content-Length": str(len(body))}
     pool = httpcore.AsyncConnectionPool(ssl_context=ssl_context or httpcore.default_ssl_context(),
                                         network_backend=PinnedBackend(target.host, target.ip),
@@ -83,6 +84,8 @@ async def post(target: Target, body: bytes, headers: dict[str, str], *, timeout_
         return PostResult(None, {}, _ms_since(started), error=f"HTTP error: {exc or type(exc).__name__}")
     except ssl.SSLError as exc:
         return PostResult(None, {}, _ms_since(started), error=f"TLS error: {exc}")
+    except Exception as exc:  # noqa: BLE001 - e.g. a header httpcore cannot encode: still a failed attempt
+        return PostResult(None, {}, _ms_since(started), error=f"request failed: {type(exc).__name__}: {exc}")
 
 
 def _ms_since(started: float) -> int:

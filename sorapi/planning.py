@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 
 import msgspec
 
 from sorapi import netguard
-from sorapi.catalog import Catalog, ModelSpec
+from sorapi.catalog import Catalog, ModelSpec, Plan
 from sorapi.messages import RenderSpec
 from sorapi.resolutions import ORIENTATION_NAMES, SIZE_NAMES, ResolutionError, Tier, resolve
 from sorapi.schemas import MAX_SEED, ErrorDetail, GenerateRequest, TaskRequest
-from sorapi.webhook_signing import is_reserved_header
+from sorapi.webhook_signing import is_reserved_header, valid_header_name, valid_header_value
 
 MAX_CALLBACK_HEADERS = 20
 MAX_CALLBACK_HEADER_VALUE = 1024
-HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
 
 
 class Planned(msgspec.Struct, frozen=True):
@@ -43,14 +41,14 @@ def _callback_errors(req: GenerateRequest, allow_http: bool) -> list[ErrorDetail
         errors.append(ErrorDetail(field="callback_headers",
                                   message=f"at most {MAX_CALLBACK_HEADERS} callback headers are allowed"))
     for name, value in headers.items():
-        if not HEADER_NAME.match(name):
+        if not valid_header_name(name):
             errors.append(ErrorDetail(field=f"callback_headers.{name}", message="not a valid HTTP header name"))
         elif is_reserved_header(name):
             errors.append(ErrorDetail(field=f"callback_headers.{name}",
                                       message="this header is set by SorAPI and cannot be overridden"))
-        if len(value) > MAX_CALLBACK_HEADER_VALUE or any(c in value for c in "\r\n\x00"):
-            errors.append(ErrorDetail(field=f"callback_headers.{name}",
-                                      message=f"header values must be single-line and <= {MAX_CALLBACK_HEADER_VALUE} chars"))
+        if len(value) > MAX_CALLBACK_HEADER_VALUE or not valid_header_value(value):
+            errors.append(ErrorDetail(field=f"callback_headers.{name}", message=(
+                f"header values must be printable ASCII and <= {MAX_CALLBACK_HEADER_VALUE} chars")))
     return errors
 
 
@@ -97,6 +95,7 @@ def plan(req: GenerateRequest, catalog: Catalog, *, allow_http_callbacks: bool =
         aspect_ratio=SIZE_NAMES[size][1], guidance=req.guidance,
         seed=req.seed if req.seed is not None else secrets.randbelow(MAX_SEED + 1),
         negative_prompt=req.negative_prompt, callback_url=req.callback_url,
+        max_queue_seconds=req.max_queue_seconds,
     )
     return Planned(request=request, tier=tier, price=catalog.price(model, req.duration, tier))
 
@@ -115,3 +114,11 @@ def render_spec(task_id: str, request: TaskRequest, catalog: Catalog) -> RenderS
 
 
 __all__ = ["Planned", "fingerprint", "plan", "render_spec", "ORIENTATION_NAMES"]
+
+
+def with_plan_defaults(planned: Planned, plan: Plan) -> Planned:
+    """The request as the account's plan completes it: its start deadline when none was sent."""
+    if planned.request.max_queue_seconds is not None or not plan.max_queue_seconds:
+        return planned
+    request = msgspec.structs.replace(planned.request, max_queue_seconds=plan.max_queue_seconds)
+    return msgspec.structs.replace(planned, request=request)

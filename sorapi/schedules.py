@@ -1,5 +1,6 @@
 """Temporal Schedules SorAPI relies on, created (or brought up to date) when the orchestrator starts.
 
+The sweeper runs every minute and settles tasks whose workflow is gone (`activities/sweeper.py`).
 The monthly credit refresh runs at 00:00 UTC on the 1st of every month and is visible (and can
 be triggered or paused) under Schedules in the Temporal UI. If Temporal or the workers were
 down at that moment, the schedule catches up within `CATCHUP`; the ledger makes every run
@@ -17,6 +18,7 @@ from temporalio.client import (
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
     ScheduleCalendarSpec,
+    ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleRange,
@@ -27,7 +29,7 @@ from temporalio.client import (
 )
 
 from sorapi import names
-from sorapi.messages import CreditRefreshInput
+from sorapi.messages import CreditRefreshInput, SweepInput
 
 log = structlog.get_logger()
 
@@ -49,12 +51,32 @@ def credit_refresh_schedule(task_queue: str) -> Schedule:
     )
 
 
-async def ensure_credit_refresh_schedule(client: Client, task_queue: str) -> None:
+SWEEP_EVERY = timedelta(minutes=1)
+
+
+def sweeper_schedule(task_queue: str) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            names.SWEEPER_WORKFLOW, SweepInput(), id="sweep-stranded", task_queue=task_queue,
+            execution_timeout=timedelta(minutes=15), static_summary="Settle tasks whose workflow is gone"),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=SWEEP_EVERY)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        state=ScheduleState(note="SorAPI: fails queued or running tasks that no workflow runs for, releasing "
+                                 "their holds and slots"),
+    )
+
+
+async def ensure_schedules(client: Client, task_queue: str) -> None:
+    """Every schedule SorAPI relies on, created or brought up to date."""
+    await ensure_schedule(client, names.CREDIT_REFRESH_SCHEDULE, credit_refresh_schedule(task_queue))
+    await ensure_schedule(client, names.SWEEPER_SCHEDULE, sweeper_schedule(task_queue))
+
+
+async def ensure_schedule(client: Client, schedule_id: str, schedule: Schedule) -> None:
     """Create the schedule, or update it to this code's definition; safe for every orchestrator start."""
-    schedule = credit_refresh_schedule(task_queue)
     try:
-        await client.create_schedule(names.CREDIT_REFRESH_SCHEDULE, schedule)
-        log.info("created schedule", schedule_id=names.CREDIT_REFRESH_SCHEDULE)
+        await client.create_schedule(schedule_id, schedule)
+        log.info("created schedule", schedule_id=schedule_id)
     except ScheduleAlreadyRunningError:
         def _update(current: ScheduleUpdateInput) -> ScheduleUpdate:
             # keep an operator's pause: only the action, spec and policy come from code
@@ -62,4 +84,4 @@ async def ensure_credit_refresh_schedule(client: Client, task_queue: str) -> Non
             return ScheduleUpdate(schedule=Schedule(action=schedule.action, spec=schedule.spec,
                                                     policy=schedule.policy, state=state))
 
-        await client.get_schedule_handle(names.CREDIT_REFRESH_SCHEDULE).update(_update)
+        await client.get_schedule_handle(schedule_id).update(_update)

@@ -63,6 +63,14 @@ CallbackHeaders = Annotated[dict[str, str], Meta(
     description="Custom headers appended to webhook deliveries for routing or verification.",
     examples=[{"X-Env": "staging"}],
 )]
+MAX_QUEUE_SECONDS = 7 * 24 * 3600
+MaxQueueSeconds = Annotated[int, Meta(
+    ge=1, le=MAX_QUEUE_SECONDS,
+    description="Start deadline in seconds: a task still queued this long after creation ends `expired` with "
+                "error_code `queue_timeout` and its credits released in full. Default: the plan's "
+                "(Free 6 h, Pro 24 h, Scale none).",
+    examples=[600],
+)]
 IdempotencyKey = Annotated[str, Meta(
     min_length=1, max_length=MAX_IDEMPOTENCY_KEY_CHARS,
     description="Unique key (<= 64 chars) to guarantee at-most-once task creation on retries.",
@@ -84,6 +92,7 @@ class GenerateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     callback_url: CallbackUrl | None = None
     callback_headers: CallbackHeaders | None = None
     idempotency_key: IdempotencyKey | None = None
+    max_queue_seconds: MaxQueueSeconds | None = None
 
 
 class TaskRequest(msgspec.Struct, kw_only=True):
@@ -100,6 +109,9 @@ class TaskRequest(msgspec.Struct, kw_only=True):
                               examples=[42])]
     negative_prompt: Annotated[str | None, Meta(description="Elements suppressed in the output")] = None
     callback_url: Annotated[str | None, Meta(description="Webhook destination, if any")] = None
+    max_queue_seconds: Annotated[int | None, Meta(
+        description="The start deadline that applies (sent, else the plan's): past it a queued task "
+                    "expires with `queue_timeout`; null: none", examples=[21600])] = None
 
 
 class GenerateResponse(msgspec.Struct, kw_only=True):

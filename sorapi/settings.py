@@ -104,12 +104,18 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Webhook delivery lanes are task queues `<prefix>-<plan>`: slow receivers never delay renders."""
     webhook_timeout_s: float = 15.0
     """One delivery attempt's whole budget (connect, TLS, send, answer)."""
+    webhook_allowed_ports: str = "443,8443"
+    """Comma-separated ports a callback URL may name (checked at creation and at every send); the
+    development switch lifts it. Other ports are where internal admin services tend to listen."""
     webhook_rotation_overlap_hours: int = 24
     """After a secret rotation, deliveries are signed with both secrets for this long."""
     secret_key: str = ""
     """Server key that encrypts per-account secrets at rest (empty: a key file in data_dir, dev only)."""
 
     dev_api_key: str = ""
+    dev_stack: bool = False
+    """Set by `sorapi dev` for the processes it starts (and by harnesses that attach more to its stack):
+    they may run on its generated and built-in secrets. Never set it in production (sorapi.secret_policy)."""
 
     redis_url: str = ""
     """Shared rate-limit state for several API replicas (e.g. redis://127.0.0.1:6379/0); empty keeps it
@@ -123,6 +129,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     rate_status_per_min: float = 60
     """Status and listing reads per minute per API key."""
     rate_status_burst: int = 60
+    rate_unauthenticated_per_min: float = 60
+    """Requests per minute per client address carrying a key not yet proven valid here (a refused key
+    keeps its token spent, a valid one gets it back): a flood of made-up keys gets 429, not a DB lookup each."""
+    rate_unauthenticated_burst: int = 120
     maintenance: bool = False
     """Maintenance switch: new generations get 503 + Retry-After while reads keep working."""
     maintenance_retry_after_s: int = 120
@@ -131,6 +141,17 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
 
     log_level: str = "info"
     log_json: bool = True
+
+    def __post_init__(self) -> None:
+        """A malformed port list fails at start, not at the first callback."""
+        _ = self.callback_ports
+
+    @property
+    def callback_ports(self) -> frozenset[int]:
+        ports = frozenset(int(part) for part in self.webhook_allowed_ports.split(",") if part.strip())
+        if not ports or not all(0 < port < 65536 for port in ports):
+            raise ValueError(f"{ENV_PREFIX}WEBHOOK_ALLOWED_PORTS must list TCP ports, e.g. 443,8443")
+        return ports
 
     @property
     def resolved_database_url(self) -> str:

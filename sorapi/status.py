@@ -13,7 +13,7 @@ ALL = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, EXPIRED)
 TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED, EXPIRED})
 
 ALLOWED: dict[str, frozenset[str]] = {
-    QUEUED: frozenset({RUNNING, FAILED, CANCELLED}),
+    QUEUED: frozenset({RUNNING, FAILED, CANCELLED, EXPIRED}),  # expired: its start deadline passed
     RUNNING: frozenset({SUCCEEDED, FAILED, CANCELLED}),
     SUCCEEDED: frozenset({EXPIRED}),
     FAILED: frozenset(),

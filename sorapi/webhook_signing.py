@@ -21,7 +21,18 @@ SECRET_PREFIX = "whsec_"
 RESERVED_PREFIXES = ("webhook-", "x-signature", "content-", "host", "user-agent", "authorization",
                      "transfer-encoding", "connection", "idempotency-key")
 """Header names (by prefix, case-insensitive) that SorAPI sets and `callback_headers` may not."""
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
+"""An RFC 9110 token. Matched whole (`fullmatch`): `$` would also accept a trailing newline."""
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
+"""Printable ASCII: no control characters to split a request, nothing the HTTP layer would reject."""
+
+
+def valid_header_name(name: str) -> bool:
+    return _HEADER_NAME.fullmatch(name) is not None
+
+
+def valid_header_value(value: str) -> bool:
+    return _HEADER_VALUE.fullmatch(value) is not None
 
 
 def new_secret() -> str:
@@ -71,8 +82,7 @@ def merge_headers(custom: dict[str, str] | None, ours: dict[str, str]) -> dict[s
     rejects them: rows written by older versions or edited by hand must not slip through.
     """
     merged = {name: value for name, value in (custom or {}).items()
-              if _HEADER_NAME.match(name) and not is_reserved_header(name)
-              and not any(c in value for c in "\r\n\x00")}
+              if valid_header_name(name) and not is_reserved_header(name) and valid_header_value(value)}
     ours_lower = {k.lower() for k in ours}
     merged = {k: v for k, v in merged.items() if k.lower() not in ours_lower}
     return {**merged, **ours}

@@ -95,6 +95,7 @@ def start_stack(tmp: Path, database_url: str | None = None, **extra_env: str) ->
         "SORAPI_DEV_VALKEY_PORT": str(valkey_port),
         "SORAPI_DEV_API_KEY": api_key,
         "SORAPI_LOG_JSON": "true",
+        "SORAPI_DEV_STACK": "true",  # processes a test adds to the stack run on its dev secrets too
         **extra_env,
     }
     if database_url:

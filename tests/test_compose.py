@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
+from sorapi import secret_policy
 from sorapi.cli import build_parser
+from sorapi.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,3 +57,75 @@ def test_dockerfile_copies_every_package() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     for package in ("sorapi", "api", "workflows", "activities", "workers"):
         assert f"COPY {package} ./{package}" in dockerfile
+
+
+SECRET_NAME = re.compile(r"PASSWORD|PWD|SECRET|TOKEN")
+REFERENCE = re.compile(r"\$\{(\w+)([^}]*)\}")
+
+
+def test_compose_ships_no_default_secrets() -> None:
+    """Every secret comes from the operator: `${VAR:?...}` makes compose refuse to start without it."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "change-me" not in text
+    for name, rest in REFERENCE.findall(text):
+        if SECRET_NAME.search(name):
+            assert rest.startswith(":?"), f"${{{name}{rest}}} must be required (:?), not defaulted"
+    for service, svc in _compose()["services"].items():
+        for name, value in (svc.get("environment") or {}).items():
+            if SECRET_NAME.search(name):
+                assert value == "" or REFERENCE.fullmatch(str(value)), f"{service}: {name} is a literal secret"
+
+
+def _published(port: object) -> tuple[str, str]:
+    """(host address, host port) of a compose `ports` entry; an empty address means every interface."""
+    if isinstance(port, dict):
+        return str(port.get("host_ip", "")), str(port.get("published", ""))
+    parts = str(port).split(":")
+    return (parts[0], parts[1]) if len(parts) == 3 else ("", parts[0])
+
+
+def test_only_the_api_is_published_beyond_this_host() -> None:
+    """Temporal and MinIO have no auth of their own (or not ours): at most loopback on the host."""
+    services = _compose()["services"]
+    assert [_published(p) for p in services["api"]["ports"]] == [("", "8000")]
+    assert "ports" not in services["temporal"], "Temporal gRPC stays on the internal network"
+    for name, svc in services.items():
+        if name != "api":
+            for port in svc.get("ports", []):
+                assert _published(port)[0] == "127.0.0.1", f"{name} publishes {port} on every interface"
+
+
+STRONG = {"SORAPI_ADMIN_TOKEN": "adm_" + "7f3a9c" * 6, "SORAPI_SECRET_KEY": "b41e0d" * 6,
+          "SORAPI_S3_SECRET_KEY": "c92f5e" * 4}
+
+
+def _sorapi(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SORAPI_")}
+    return subprocess.run([sys.executable, "-m", "sorapi", *args], env={**clean, **env}, capture_output=True,
+                          text=True, timeout=60, cwd=ROOT, check=False)
+
+
+@pytest.mark.parametrize(("command", "variable", "value"), [
+    (["api"], "SORAPI_ADMIN_TOKEN", "change-me-admin-token-0123456789abcdef"),
+    (["api"], "SORAPI_SECRET_KEY", ""),
+    (["worker", "orchestrator"], "SORAPI_SECRET_KEY", "short-9f2c41"),
+    (["worker", "render"], "SORAPI_S3_SECRET_KEY", "sorapi-dev-secret"),
+], ids=["api-placeholder-admin-token", "api-unset-secret-key", "orchestrator-short-secret-key",
+        "render-built-in-s3-secret"])
+def test_processes_refuse_to_start_on_a_guessable_secret(command: list[str], variable: str, value: str) -> None:
+    done = _sorapi(*command, env={**STRONG, variable: value})
+    assert done.returncode == secret_policy.EXIT_CONFIG, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and variable in lines[0] and "refusing to start" in lines[0], done.stderr
+    assert not value or value not in lines[0], "the message never quotes the secret"
+
+
+def test_strong_secrets_pass_and_only_the_dev_stack_may_skip_them() -> None:
+    strong = Settings(admin_token=STRONG["SORAPI_ADMIN_TOKEN"], secret_key=STRONG["SORAPI_SECRET_KEY"],
+                      s3_secret_key=STRONG["SORAPI_S3_SECRET_KEY"])
+    for process in ("api", "worker orchestrator", "worker render"):
+        assert secret_policy.refusal(strong, process) is None, process
+    assert secret_policy.refusal(Settings(s3_secret_key=strong.s3_secret_key), "worker render") is None, \
+        "render hosts need no admin token or secret key"
+    assert secret_policy.refusal(Settings(), "api") is not None
+    assert secret_policy.refusal(Settings(dev_stack=True), "api") is None

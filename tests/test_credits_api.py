@@ -14,6 +14,7 @@ from sorapi import names
 from sorapi.catalog import get_catalog
 from sorapi.converter import DATA_CONVERTER
 from sorapi.db import ledger
+from sorapi.db.accounts import issue_api_key
 from sorapi.db.models import Account, LedgerEntry, Task
 from sorapi.ids import new_task_id
 from sorapi.messages import VideoTaskInput
@@ -192,6 +193,10 @@ async def test_credits_and_ledger_pages(stack: Stack, sessions: Any) -> None:
         assert {e["kind"] for e in reserves["data"]} == {"reserve"} and all(e["task_id"] for e in reserves["data"])
         assert (await api.http.get("/api/credits/ledger", headers=api.auth(), params={"cursor": "nope"})).status_code == 422
         assert (await api.http.get("/api/audit-log", headers=api.auth())).json()["error"]["code"] == \
+            "insufficient_scope", "the route's scope is checked first"
+        async with sessions.begin() as session:
+            auditor = await issue_api_key(session, account_id, scopes="audit")
+        assert (await api.http.get("/api/audit-log", headers=api.auth(auditor))).json()["error"]["code"] == \
             "plan_feature_unavailable"
     finally:
         await api.close()

@@ -104,3 +104,36 @@ async def test_an_unreachable_redis_fails_open(stack: Stack, sessions: Any) -> N
     async with app_client(stack, redis_url=dead) as (client, _):
         response = await client.get("/api/tasks", headers=bearer(key))
     assert response.status_code == 200
+
+
+async def test_a_second_authorization_header_is_refused_not_metered_as_another_caller(account: Api) -> None:
+    """The limiter once metered the last header while authentication admitted the first: a random
+    second key made every poll a fresh budget. Two headers are now refused before either is read."""
+    task_id = (await account.generate(QUICK)).json()["task_id"]
+
+    async def poll() -> httpx.Response:
+        return await account.http.get("/api/status", params={"task_id": task_id}, headers=[
+            ("Authorization", f"Bearer {account.api_key}"), ("Authorization", f"Bearer sk_{uuid.uuid4().hex}")])
+
+    answers, _ = await _burst(poll, 65)
+    assert {a.status_code for a in answers} <= {400, 429}, [a.status_code for a in answers]
+    assert {a.json()["error"]["code"] for a in answers} <= {"duplicate_header", "rate_limited"}
+    assert answers[0].json()["error"]["code"] == "duplicate_header"
+    assert (await account.status(task_id)).status_code == 200  # one header: the key's budget is untouched
+
+
+async def test_a_flood_of_made_up_keys_from_one_address_gets_429_not_a_lookup_each(stack: Stack, sessions: Any) -> None:
+    """Unknown keys share their client address's `unauthenticated` budget; a key that proved valid
+    keeps its own budget, so it still gets through while its address floods."""
+    _, key = await make_account(sessions, credits=100)
+    limits = {"rate_unauthenticated_per_min": 6.0, "rate_unauthenticated_burst": 5}
+    async with app_client(stack, **limits) as (client, _):
+        assert (await client.get("/api/tasks", headers=bearer(key))).status_code == 200
+        flood = [await client.get("/api/tasks", headers=bearer(f"sk_sora2_{uuid.uuid4().hex}")) for _ in range(12)]
+        assert (await client.get("/api/tasks", headers=bearer(key))).status_code == 200
+    codes = [a.status_code for a in flood]
+    assert codes[:5] == [401] * 5 and codes.count(429) >= 6, codes
+    refused = next(a for a in flood if a.status_code == 429)
+    assert refused.json()["error"]["code"] == "rate_limited"
+    assert refused.headers["ratelimit-policy"] == '"unauthenticated";q=5;w=50'
+    assert int(refused.headers["retry-after"]) >= 1

@@ -71,6 +71,10 @@ BLOCKED = [
     ("broadcast", "https://255.255.255.255/hook"),
     ("reserved 240/4", "https://240.0.0.1/hook"),
     ("NAT64 to loopback", "https://[64:ff9b::7f00:1]/hook"),
+    ("local-use NAT64, even to a public address", "https://[64:ff9b:1::5db8:d822]/hook"),
+    ("IPv6 site-local", "https://[fec0::1]/hook"),
+    ("port outside the allowed list", "https://hooks.example.com:8080/hook"),
+    ("ssh port", "https://hooks.example.com:22/hook"),
     ("6to4 to private", "https://[2002:a00:1::1]/hook"),
     ("integer IPv4", "http://2130706433/hook"),
     ("integer IPv4 over https", "https://2130706433/hook"),
@@ -104,6 +108,28 @@ async def test_public_destinations_pass_and_pin_the_checked_address(url: str, ip
     target = await netguard.check_url(url, resolver=DNS)
     assert target.ip == ip
     assert target.url == url
+
+
+@pytest.mark.parametrize(("url", "ports", "allowed"), [
+    ("https://hooks.example.com:9443/hook", frozenset({443, 9443}), True),
+    ("https://hooks.example.com/hook", frozenset({9443}), False),
+    ("https://hooks.example.com:8443/hook", frozenset({443}), False),
+])
+async def test_callback_ports_are_the_configured_ones(url: str, ports: frozenset[int], allowed: bool) -> None:
+    if allowed:
+        assert (await netguard.check_url(url, ports=ports, resolver=DNS)).port == 9443
+    else:
+        with pytest.raises(netguard.Blocked, match="not allowed for callbacks"):
+            await netguard.check_url(url, ports=ports, resolver=DNS)
+
+
+def test_the_port_setting_defaults_to_443_and_8443_and_refuses_garbage() -> None:
+    from sorapi.settings import settings_from_env
+
+    assert settings_from_env({}).callback_ports == netguard.DEFAULT_PORTS == {443, 8443}
+    assert settings_from_env({"SORAPI_WEBHOOK_ALLOWED_PORTS": "443, 9443"}).callback_ports == {443, 9443}
+    with pytest.raises(ValueError):
+        settings_from_env({"SORAPI_WEBHOOK_ALLOWED_PORTS": "443,99999"})
 
 
 async def test_unresolvable_names_are_reported_as_such() -> None:
@@ -142,6 +168,14 @@ async def test_the_connection_goes_to_the_checked_address_not_a_fresh_lookup(rec
     result = await outbound.post(target, b"{}", {"Content-Type": "application/json"})
     assert result.status_code == 200, result.error
     assert receiver.received[0].headers["host"] == f"pinned.example.com:{receiver.port}"
+
+
+async def test_a_request_that_cannot_be_sent_is_a_failed_attempt_not_an_exception(receiver: Receiver) -> None:
+    """httpcore raises TypeError on a non-ASCII header value: that must be recorded, not crash the activity."""
+    target = await netguard.check_url(receiver.url("/hook"), allow_http=True)
+    result = await outbound.post(target, b"{}", {"X-Env": "caf\u00e9"})
+    assert result.status_code is None and (result.error or "").startswith("request failed: TypeError")
+    assert receiver.received == []
 
 
 async def test_the_pinned_backend_refuses_any_other_host() -> None:
@@ -229,6 +263,7 @@ CREATE_TIME = [
     "https://2130706433/hook",
     "https://0x7f.1/hook",
     "http://example.com/hook",
+    "https://example.com:8080/hook",
 ]
 
 

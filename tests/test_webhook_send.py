@@ -60,7 +60,8 @@ def _step(task_id: str, attempt: int = 1) -> DeliverWebhook:
 
 async def test_callback_headers_never_replace_signature_or_content_headers(sessions: Any, receiver: Receiver) -> None:
     forged = {"X-Signature": "forged", "webhook-id": "evt_forged", "Webhook-Signature": "v1,forged",
-              "Content-Type": "text/plain", "Host": "evil.example", "X-Env": "staging", "X-Bad": "a\r\nX-Evil: 1"}
+              "Content-Type": "text/plain", "Host": "evil.example", "X-Env": "staging", "X-Bad": "a\r\nX-Evil: 1",
+              "X-Accent": "caf\u00e9", "X-Trailing\n": "v"}  # rows older than today's validation
     task_id, account_id = await _task(sessions, receiver.url("/hook"), forged)
     outcome = await ActivityEnvironment().run(_activities(sessions, True).deliver_webhook, _step(task_id))
 
@@ -70,6 +71,7 @@ async def test_callback_headers_never_replace_signature_or_content_headers(sessi
         secret = (await rows.signing_secrets(session, account_id, BOX)).current
     assert got.headers["x-env"] == "staging"
     assert "x-bad" not in got.headers and "x-evil" not in got.headers
+    assert "x-accent" not in got.headers and "x-trailing" not in got.headers
     assert got.headers["content-type"] == "application/json"
     assert got.headers["host"] == f"127.0.0.1:{receiver.port}"
     assert got.headers["webhook-id"] == webhook_policy.event_id(task_id, "failed")

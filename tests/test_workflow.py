@@ -16,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.ledger import LedgerActivities
-from activities.slots import SlotActivities
+from activities.slot_gate import GateActivities
 from activities.task_state import TaskStateActivities
 from sorapi import names
 from sorapi.db import ledger
@@ -58,7 +58,7 @@ async def _run(env: WorkflowEnvironment, sessions: Any, account_id: str, task_id
     ledger_acts, state = LedgerActivities(sessions), TaskStateActivities(sessions)
     db_activities = [ledger_acts.reserve_credits, capture or ledger_acts.capture_credits, ledger_acts.release_credits,
                      state.mark_succeeded, state.mark_failed,
-                     SlotActivities(sessions).acquire_slot]
+                     *GateActivities(sessions).all()]
     async with Worker(env.client, task_queue=queue, workflows=WORKFLOWS, activities=db_activities,
                       workflow_runner=sandbox_runner()), \
             Worker(env.client, task_queue=render_queue, activities=render_activities[:1]), \

@@ -13,21 +13,26 @@ from activities.credit_refresh import CreditRefreshActivities
 from activities.expiry import ExpiryActivities
 from activities.followups import FollowUpActivities
 from activities.ledger import LedgerActivities
+from activities.slot_gate import GateActivities
 from activities.slots import SlotActivities
+from activities.sweeper import SweeperActivities
 from activities.task_state import TaskStateActivities
 from sorapi import storage
 from sorapi.db.engine import make_async_engine, make_sessionmaker
 from sorapi.settings import Settings
 from sorapi.temporal import connect
-from sorapi.schedules import ensure_credit_refresh_schedule
+from sorapi.schedules import ensure_schedules
 from workers.run import run_until_signalled
 from workers.webhooks import create_webhook_workers
 from workflows.credit_refresh import CreditRefreshWorkflow
 from workflows.video_task import VideoTaskWorkflow
 from workflows.retention import TaskRetentionWorkflow
+from workflows.slot_gate import SlotGateWorkflow
+from workflows.sweeper import SweepStrandedWorkflow
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
-WORKFLOWS = [VideoTaskWorkflow, CreditRefreshWorkflow, WebhookDeliveryWorkflow, TaskRetentionWorkflow]
+WORKFLOWS = [VideoTaskWorkflow, SlotGateWorkflow, SweepStrandedWorkflow, CreditRefreshWorkflow,
+             WebhookDeliveryWorkflow, TaskRetentionWorkflow]
 
 
 def sandbox_runner() -> SandboxedWorkflowRunner:
@@ -47,6 +52,9 @@ def create_worker(client: Client, settings: Settings) -> Worker:
         activities=[ledger.reserve_credits, ledger.capture_credits, ledger.release_credits,
                     state.mark_succeeded, state.mark_failed,
                     SlotActivities(sessions, client=client).acquire_slot,
+                    *GateActivities(sessions, webhook_queue_prefix=settings.webhook_queue_prefix).all(),
+                    SweeperActivities(sessions, client, orchestration_queue=settings.orchestration_queue,
+                                      webhook_queue_prefix=settings.webhook_queue_prefix).sweep_stranded,
                     refresh.refresh_credits, refresh.release_expired_holds,
                     expiry.expire_task, expiry.discard_outputs,
                     *_follow_ups(client, settings)],
@@ -63,7 +71,7 @@ def _follow_ups(client: Client, settings: Settings) -> list[object]:
 async def main(settings: Settings) -> None:
     client = await connect(settings)
     try:
-        await ensure_credit_refresh_schedule(client, settings.orchestration_queue)
-    except Exception as exc:  # the workers are still useful; the schedule is retried on the next start
-        structlog.get_logger().error("could not create the credit refresh schedule", error=repr(exc))
+        await ensure_schedules(client, settings.orchestration_queue)
+    except Exception as exc:  # the workers are still useful; the schedules are retried on the next start
+        structlog.get_logger().error("could not create the schedules", error=repr(exc))
     await run_until_signalled(create_worker(client, settings), *create_webhook_workers(client, settings))

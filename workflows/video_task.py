@@ -1,9 +1,12 @@
-"""One durable workflow per task: reserve → running → render → upload → capture → succeeded.
+"""One durable workflow per task: reserve → wait for a slot → running → render → upload → capture → succeeded.
 
 Pure orchestration: every side effect is an activity, referred to by name, carrying small
-structs. Any failure marks the task failed with a stable code and releases the hold;
-cancellation marks it cancelled and releases the hold too. Each end is announced by a webhook
-delivery workflow, and success starts the retention workflow that later expires the task.
+structs. A slot comes from the account's slot gate (`workflows/slot_gate.py`): the task asks
+once and sleeps until the gate signals, so waiting costs nothing. Any failure marks the task
+failed with a stable code and releases the hold; cancellation marks it cancelled and releases
+the hold too; a start deadline that passes in the line expires it. Every end gives the slot
+back and is announced by a webhook delivery workflow, and success starts the retention
+workflow that later expires the task.
 """
 
 from __future__ import annotations
@@ -15,7 +18,13 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType, is_cancelled_exception
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    TimeoutError,
+    TimeoutType,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
     from sorapi import names as act
@@ -38,7 +47,11 @@ with workflow.unsafe.imports_passed_through():
 DB_TIMEOUT = timedelta(seconds=30)
 SLOT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=1.0,
                          maximum_interval=timedelta(seconds=1), maximum_attempts=0)
-"""Waiting for a concurrency slot is a retry every second, for as long as it takes."""
+"""Legacy: tasks started before the slot gate wait by retrying `acquire_slot` every second."""
+SLOT_GATE_PATCH = "slot-gate"
+"""Tasks started since ask their account's slot gate once and wait for its signal."""
+ENDED_ELSEWHERE = "ended_elsewhere"
+"""Result of a task that was already settled by someone else (the API, the sweeper) when it asked."""
 DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
                        non_retryable_error_types=[errors.INSUFFICIENT_CREDITS])
 RENDER_TIMEOUT = timedelta(hours=2)
@@ -62,15 +75,36 @@ class VideoTaskWorkflow:
     def __init__(self, task: VideoTaskInput) -> None:
         self._task = task
         self._expires_at: datetime | None = None
+        self._granted = False
+        self._asked_gate = False
+        """The task asked its account's slot gate: its end must be told to the gate."""
+        self._gated = False
+        """Started since the slot gate (SLOT_GATE_PATCH)."""
+        self._rendering = False
+        """A render was scheduled: an upload may have left files behind."""
+
+    @workflow.signal(name=act.SLOT_GRANTED_SIGNAL)
+    def slot_granted(self) -> None:
+        self._granted = True
 
     @workflow.run
     async def run(self, task: VideoTaskInput) -> str:
         hold = HoldInput(task_id=task.task_id, account_id=task.account_id, amount=task.price)
         try:
             await self._db(act.RESERVE_CREDITS, hold)
-            await workflow.execute_activity(  # waits in `queued` until the plan has a free slot
-                act.ACQUIRE_SLOT, SlotRequest(task_id=task.task_id, account_id=task.account_id),
-                start_to_close_timeout=DB_TIMEOUT, retry_policy=SLOT_RETRY)
+            self._gated = workflow.patched(SLOT_GATE_PATCH)
+            if self._gated:
+                slot = await self._wait_for_slot(task)
+                if slot == ENDED_ELSEWHERE:
+                    return ENDED_ELSEWHERE
+                if slot == status.EXPIRED:
+                    await self._settle(hold, status.EXPIRED, errors.QUEUE_TIMEOUT,
+                                       f"the task did not start within max_queue_seconds ({task.max_queue_s} s)")
+                    return status.EXPIRED
+            else:
+                await workflow.execute_activity(
+                    act.ACQUIRE_SLOT, SlotRequest(task_id=task.task_id, account_id=task.account_id),
+                    start_to_close_timeout=DB_TIMEOUT, retry_policy=SLOT_RETRY)
             outputs, meta = await self._render_and_upload(task)
             await _past_cancelling(self._succeed(hold, outputs, meta))
             await _past_cancelling(self._hand_over())
@@ -85,9 +119,43 @@ class VideoTaskWorkflow:
             code, message = _failure(exc)
             await self._settle(hold, status.FAILED, code, message)
             raise ApplicationError(message, type=code, non_retryable=True) from exc
+        except ApplicationError as exc:  # raised by this workflow itself (render hosts kept vanishing)
+            code = str(exc.type) if exc.type in KNOWN_CODES else errors.INTERNAL_ERROR
+            await self._settle(hold, status.FAILED, code, exc.message)
+            raise ApplicationError(exc.message, type=code, non_retryable=True) from exc
+
+    async def _wait_for_slot(self, task: VideoTaskInput) -> str:
+        """Join the account's line and sleep until the gate grants a slot: `running`, or
+        `expired` when `max_queue_s` passes first, or ENDED_ELSEWHERE."""
+        request = SlotRequest(task_id=task.task_id, account_id=task.account_id, gate_queue=workflow.info().task_queue)
+        if not await workflow.execute_activity(act.REQUEST_SLOT, request, result_type=bool,
+                                               start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY):
+            return ENDED_ELSEWHERE
+        self._asked_gate = True
+        deadline = timedelta(seconds=task.max_queue_s) if task.max_queue_s else None
+        try:
+            await workflow.wait_condition(lambda: self._granted, timeout=deadline,
+                                          timeout_summary="start deadline (max_queue_seconds)")
+        except asyncio.TimeoutError:
+            if not self._granted:
+                return status.EXPIRED
+        if await self._db(act.MARK_RUNNING, task.task_id):
+            return status.RUNNING
+        await self._release_slot()
+        return ENDED_ELSEWHERE
+
+    async def _release_slot(self) -> None:
+        """Give the slot (or the place in line) back: every end of the task comes through here."""
+        if not self._asked_gate:
+            return
+        self._asked_gate = False
+        task = self._task
+        await self._db(act.RELEASE_SLOT, SlotRequest(task_id=task.task_id, account_id=task.account_id,
+                                                     gate_queue=workflow.info().task_queue))
 
     async def _render_and_upload(self, task: VideoTaskInput) -> tuple[list[StoredObject], RenderMeta]:
         """Render, then upload from the same host; if that host vanished, render again elsewhere."""
+        self._rendering = True
         for _ in range(MAX_RENDERS):
             workflow.upsert_memo({STAGE_MEMO: "render"})
             rendered: RenderResult = await workflow.execute_activity(
@@ -118,6 +186,7 @@ class VideoTaskWorkflow:
         await self._db(act.CAPTURE_CREDITS, hold)
         await self._db(act.MARK_SUCCEEDED, MarkSucceeded(task_id=hold.task_id, outputs=outputs, render=meta,
                                                          expires_at=self._retain_until()))
+        await self._release_slot()
 
     async def _db(self, name: str, arg: Any) -> Any:
         return await workflow.execute_activity(name, arg, start_to_close_timeout=DB_TIMEOUT,
@@ -130,7 +199,10 @@ class VideoTaskWorkflow:
         await self._db(act.RELEASE_CREDITS, hold)
         await self._db(act.MARK_FAILED, MarkFailed(task_id=hold.task_id, status=final,
                                                   error_code=code, error_message=message))
+        await self._release_slot()
         await announce(self._task.task_id, final, self._task.has_callback, self._task.webhook_queue)
+        if self._gated and not self._rendering:
+            return  # nothing was rendered, so nothing can have been uploaded
         if workflow.patched(DISCARD_OUTPUTS_PATCH):  # workflows that settled before this step replay without it
             try:
                 await workflow.execute_activity(act.DISCARD_OUTPUTS, hold.task_id, start_to_close_timeout=DB_TIMEOUT,
@@ -183,4 +255,4 @@ def _failure(exc: ActivityError) -> tuple[str, str]:
 
 
 KNOWN_CODES = frozenset({errors.INSUFFICIENT_CREDITS, errors.RENDER_FAILED, errors.UPLOAD_FAILED,
-                         errors.TIMEOUT, errors.VALIDATION_ERROR})
+                         errors.TIMEOUT, errors.VALIDATION_ERROR, errors.QUEUE_TIMEOUT})

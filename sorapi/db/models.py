@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
+                        text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -74,6 +75,8 @@ class Task(Base):
     __table_args__ = (
         UniqueConstraint("account_id", "idempotency_key", name="uq_task_idempotency"),
         Index("ix_tasks_account_created", "account_id", "created_at"),
+        Index("ix_tasks_queued_line", "account_id", "created_at", "id", postgresql_where=text("status = 'queued'")),
+        Index("ix_tasks_running", "account_id", postgresql_where=text("status = 'running'")),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

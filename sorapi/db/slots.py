@@ -1,10 +1,8 @@
-"""Plan concurrency: at most N running tasks per account, the rest wait in FIFO order.
+"""Plan concurrency as the task rows show it: the line of queued tasks, the running ones.
 
-A slot *is* a task row in status `running`: every terminal transition frees it, so nothing
-separate can leak. Deciding who may start takes the account row lock, so two workflows of one
-account never both see the last free slot. Waiting workflows refresh a `slot_waiters` row on
-every attempt; only waiters seen lately count for the FIFO order, so a queued task whose
-workflow is gone cannot hold up the ones behind it.
+The account's slot gate (`workflows/slot_gate.py`) decides who runs; these reads give it its
+state after a restart, its audit, and clients their `queue_position`. `try_acquire` is the
+polling gate that task workflows started before the slot gate still use (`acquire_slot`).
 """
 
 from __future__ import annotations
@@ -16,10 +14,15 @@ from sqlalchemy import and_, bindparam, case, delete, func, or_, select
 from sqlalchemy.orm import aliased
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sorapi import status
+from sorapi import errors, status
 from sorapi.db import ledger
 from sorapi.db import tasks as task_rows
 from sorapi.db.models import SlotWaiter, Task, utcnow
+
+SNAPSHOT_LINE_CAP = 20_000
+"""A gate rebuilt from the rows reads at most this many waiters at a time (about 1 MB of state); it
+reads the rest once those are through (`GateSnapshot.more`)."""
+ORPHAN_MESSAGE = "the task's workflow ended before the task finished"
 
 WAITER_TTL = timedelta(seconds=15)
 """A waiter not seen for this long is presumed gone (its workflow retries every second)."""
@@ -96,3 +99,34 @@ async def queue_position(session: AsyncSession, task: Task) -> int | None:
     None once the task is no longer queued."""
     return await session.scalar(_POSITION_OF, {"task_id": task.id})
 
+
+
+async def snapshot(session: AsyncSession, account_id: str,
+                   cap: int = SNAPSHOT_LINE_CAP) -> tuple[list[str], list[tuple[datetime, str]]]:
+    """The account's running task ids and its line of queued tasks, oldest first."""
+    running = await running_task_ids(session, account_id)
+    line = await session.execute(
+        select(Task.created_at, Task.id).where(Task.account_id == account_id, Task.status == status.QUEUED)
+        .order_by(Task.created_at, Task.id).limit(cap))
+    return running, [(created, task_id) for created, task_id in line.all()]
+
+
+async def ended_among(session: AsyncSession, task_ids: list[str]) -> list[str]:
+    """Those of `task_ids` whose row is terminal or missing: they hold no slot."""
+    if not task_ids:
+        return []
+    live = set((await session.execute(select(Task.id).where(
+        Task.id.in_(task_ids), Task.status.in_((status.QUEUED, status.RUNNING))))).scalars())
+    return [task_id for task_id in task_ids if task_id not in live]
+
+
+async def fail_orphan(session: AsyncSession, task_id: str) -> Task | None:
+    """Fail a queued or running task whose workflow is gone and return its hold; None if it had ended."""
+    task = await session.get(Task, task_id)
+    if task is None or task.status not in (status.QUEUED, status.RUNNING):
+        return None
+    moved = await task_rows.transition(session, task_id, status.FAILED, error_code=errors.INTERNAL_ERROR,
+                                       error_message=ORPHAN_MESSAGE)
+    if moved is not None:
+        await ledger.release(session, moved.account_id, task_id, reason="workflow ended without the task")
+    return moved

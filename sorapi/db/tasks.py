@@ -42,7 +42,7 @@ async def transition(session: AsyncSession, task_id: str, target: str, **fields:
     now = utcnow()
     if target == st.RUNNING:
         task.started_at = now
-    if target in st.TERMINAL and target != st.EXPIRED:
+    if target in st.TERMINAL and task.finished_at is None:  # a retention expiry keeps the render's end
         task.finished_at = now
     for name, value in fields.items():
         setattr(task, name, value)

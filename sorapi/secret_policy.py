@@ -1,0 +1,61 @@
+"""Refuse to serve with secrets anyone could guess: unset where required, placeholders, too short.
+
+`sorapi api` and `sorapi worker ...` check their settings before they start and exit with one
+line naming the variable, so a deployment copied from an example fails at once instead of
+running with a published admin token. `sorapi dev` makes its own secrets (and runs SeaweedFS with
+the built-in S3 credentials), so it and the processes it starts (`SORAPI_DEV_STACK`) are exempt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sorapi.settings import ENV_PREFIX, Settings
+
+API, ORCHESTRATOR, RENDER = "api", "worker orchestrator", "worker render"
+PLACEHOLDERS = ("change-me", "changeme", "change_me", "replace-me", "sorapi-dev")
+"""Substrings of example values (compose files, docs, the built-in dev S3 secret), never of real secrets."""
+EXIT_CONFIG = 78
+"""EX_CONFIG (sysexits.h): a supervisor can tell a configuration error from a crash."""
+
+
+@dataclass(frozen=True)
+class Secret:
+    field: str
+    min_chars: int
+    required_by: frozenset[str]
+    """Processes that cannot work without it; for the others it may be empty, but never weak."""
+
+
+SECRETS = (
+    Secret("admin_token", 32, frozenset()),  # empty disables the admin API: allowed
+    Secret("secret_key", 32, frozenset({API, ORCHESTRATOR})),  # empty means a dev key file in data_dir
+    # Provider-issued S3 secrets are 31 (Backblaze B2) to 64 characters; 20 refuses hand-typed passwords.
+    Secret("s3_secret_key", 20, frozenset({API, ORCHESTRATOR, RENDER})),
+)
+
+
+def problem(secret: Secret, value: str, process: str) -> str | None:
+    """Why `value` will not do for `process`, without quoting it (it may be the real secret)."""
+    name = ENV_PREFIX + secret.field.upper()
+    if not value:
+        return f"{name} is not set" if process in secret.required_by else None
+    if value == getattr(Settings(), secret.field):
+        return f"{name} is not set (its built-in value is for `sorapi dev` only)"
+    if any(marker in value.lower() for marker in PLACEHOLDERS):
+        return f"{name} is a placeholder"
+    if len(value) < secret.min_chars:
+        return f"{name} is shorter than {secret.min_chars} characters"
+    return None
+
+
+def refusal(settings: Settings, process: str) -> str | None:
+    """The one-line reason `process` must not start with these settings, or None."""
+    if settings.dev_stack:
+        return None
+    for secret in SECRETS:
+        found = problem(secret, getattr(settings, secret.field), process)
+        if found:
+            return (f"{found}: set it to at least {secret.min_chars} random characters "
+                    f"(e.g. `openssl rand -hex 32`); refusing to start")
+    return None
