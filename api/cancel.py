@@ -71,4 +71,4 @@ class CancelController(Controller):
         A task that already finished answers 409 `task_not_cancellable`."""
         task = await tasks.get_task(resources, principal, task_id)
         await cancel_task(resources, principal, task)
-        return await tasks.status_view(resources, task)
+        return await tasks.status_view(resources, task, plan=principal.plan)

@@ -75,4 +75,4 @@ class LifecycleController(Controller):
         is recorded and an `expired` webhook is sent. 202 if the deletion is still under way."""
         task = await delete_task(resources, principal, task_id)
         pending = task.status == status.SUCCEEDED
-        return Response(await tasks.status_view(resources, task), status_code=202 if pending else 200)
+        return Response(await tasks.status_view(resources, task, plan=principal.plan), status_code=202 if pending else 200)

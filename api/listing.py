@@ -29,9 +29,10 @@ VARIANT_FORMATS: dict[str, tuple[str, ...]] = {
 """Public variant names → the `format` of the task outputs that can serve them."""
 
 
-def summary(task: Task) -> TaskSummary:
+def summary(task: Task, eta_seconds: int | None = None) -> TaskSummary:
     request: dict[str, Any] = task.request
     return TaskSummary(
+        eta_seconds=eta_seconds,
         task_id=task.id, status=task.status, prompt=request["prompt"], model_version=request["model_version"],
         duration=request["duration"], resolution=request["resolution"],
         progress=100 if task.status in (status.SUCCEEDED, status.EXPIRED) else task.progress,
@@ -57,7 +58,8 @@ async def list_tasks(res: Resources, principal: Principal, *, statuses: list[str
                                               created_from=created_from, created_to=created_to, after=after,
                                               limit=limit)
     last = rows[-1] if rows else None
-    return TaskList(data=[summary(t) for t in rows], has_more=more,
+    etas = await res.render_times.etas(res.autocommit_sessions, res.catalog, rows, plan=principal.plan)
+    return TaskList(data=[summary(t, etas.get(t.id)) for t in rows], has_more=more,
                     next_cursor=pagination.task_cursor(last.created_at, last.id) if more and last else None)
 
 

@@ -31,6 +31,9 @@ class Video(msgspec.Struct, kw_only=True):
     size: Annotated[str, Meta(description="Resolution as WIDTHxHEIGHT", examples=["720x1280"])]
     status: Annotated[Literal["queued", "in_progress", "completed", "failed"], Meta(
         description="queued, in_progress, completed or failed (cancelled tasks are failed with code cancelled)")]
+    eta_seconds: Annotated[int | None, Meta(
+        description="SorAPI extension: estimated seconds until the job finishes while queued or in progress; "
+                    "null when unknown or finished")] = None
 
 
 class VideoList(msgspec.Struct, kw_only=True):

@@ -17,7 +17,7 @@ from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
 from litestar.params import Parameter
 from litestar.response import Redirect
 
-from api import lifecycle, listing, tasks
+from api import credits, lifecycle, listing, tasks
 from api.auth import NEEDS_GENERATE, NEEDS_READ, Principal
 from api import openapi
 from api.openapi import error_responses
@@ -43,10 +43,10 @@ def _unix(moment: datetime | None) -> int | None:
     return int(moment.timestamp()) if moment else None
 
 
-def video_view(task: Task, progress: int | None = None) -> Video:
+def video_view(task: Task, progress: int | None = None, eta_seconds: int | None = None) -> Video:
     request: dict[str, Any] = task.request
     error = VideoError(code=task.error_code, message=task.error_message or task.error_code) \
-        if task.status in (status.FAILED, status.CANCELLED) and task.error_code else None
+        if task.status in (status.FAILED, status.CANCELLED, status.EXPIRED) and task.error_code else None
     done = task.status in (status.SUCCEEDED, status.EXPIRED)
     return Video(
         id=task.id, created_at=_unix(task.created_at) or 0, completed_at=_unix(task.finished_at),
@@ -54,15 +54,27 @@ def video_view(task: Task, progress: int | None = None) -> Video:
         progress=100 if done else (progress if progress is not None else task.progress),
         prompt=request["prompt"], remixed_from_video_id=request.get("remixed_from"),
         seconds=str(request["duration"]), size=request["resolution"],
-        status=_STATUS[task.status],  # type: ignore[arg-type]
+        status=_openai_status(task),  # type: ignore[arg-type]
+        eta_seconds=eta_seconds,
     )
 
 
-async def _live_view(res: Resources, task: Task) -> Video:
-    percent = None
-    if task.status in (status.QUEUED, status.RUNNING):
+def _openai_status(task: Task) -> str:
+    """A task that expired before it started (its start deadline passed) failed, as OpenAI sees it."""
+    if task.status == status.EXPIRED and task.error_code == errors.QUEUE_TIMEOUT:
+        return "failed"
+    return _STATUS[task.status]
+
+
+async def _live_view(res: Resources, task: Task, plan: str) -> Video:
+    percent, position = None, None
+    if task.status == status.RUNNING:
         percent, _ = await tasks.live_state(res, task)
-    return video_view(task, percent)
+    elif task.status == status.QUEUED:
+        position = await credits.queue_position(res, task)
+    eta = await res.render_times.eta(res.autocommit_sessions, res.catalog, task, plan=plan, position=position,
+                                     progress=percent or task.progress)
+    return video_view(task, percent, eta)
 
 
 def _poll_headers() -> dict[str, str]:
@@ -179,7 +191,9 @@ class OpenAIVideosController(Controller):
         async with resources.sessions() as session:
             rows, more = await history.tasks_page(session, principal.account_id, after=position,
                                                   newest_first=order == "desc", limit=limit)
-        data = [video_view(t) for t in rows]
+        etas = await resources.render_times.etas(resources.autocommit_sessions, resources.catalog, rows,
+                                                 plan=principal.plan)
+        data = [video_view(t, eta_seconds=etas.get(t.id)) for t in rows]
         return VideoList(data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None,
                          has_more=more)
 
@@ -187,7 +201,7 @@ class OpenAIVideosController(Controller):
     async def retrieve(self, principal: Principal, resources: Resources, video_id: str) -> Response[Video]:
         """A video job's status and progress (OpenAI `videos.retrieve`; `create_and_poll` polls this)."""
         task = await tasks.get_task(resources, principal, video_id)
-        return Response(await _live_view(resources, task), headers=_poll_headers())
+        return Response(await _live_view(resources, task, principal.plan), headers=_poll_headers())
 
     @delete("/{video_id:str}", status_code=200, opt=RATE_STATUS | NEEDS_GENERATE,
             responses=error_responses(400, 401, 404, 409, 429))

@@ -74,8 +74,8 @@ class VideoController(Controller):
             raise errors.ValidationFailed("task_id is required", details=[
                 {"field": "task_id", "message": "pass ?task_id=... (or ?id=...)"}])
         extras = parse_expand(expand)
-        task, position = await tasks.poll_task(resources, request, db, wanted)  # commits: no connection held below
-        view = await tasks.status_view(resources, task, queue_position=position)
+        task, position, plan = await tasks.poll_task(resources, request, db, wanted)  # commits: no connection held
+        view = await tasks.status_view(resources, task, plan=plan, queue_position=position)
         if "events" in extras:
             view.events = await tasks.events_page(resources, task, events_cursor, events_limit)
         if "webhooks" in extras:

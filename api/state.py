@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from minio import Minio
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
+from api.eta import RenderTimes
 from sorapi.catalog import Catalog
 from sorapi.settings import Settings
 
@@ -25,3 +26,5 @@ class Resources:
     """Talks to the store (readiness checks)."""
     signer: Minio
     """Signs URLs for the host clients use (`s3_public_endpoint`); signing makes no request."""
+    render_times: RenderTimes = field(default_factory=RenderTimes)
+    """Recent render times per model, for ETAs."""

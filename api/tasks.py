@@ -10,7 +10,7 @@ import structlog
 from litestar import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
@@ -19,6 +19,7 @@ from api.auth import Principal, admit, bearer_key, require_route_scope
 from api.credits_audit import key_use
 from api.state import Resources
 from sorapi import errors, names, netguard, status, storage, webhook_policy
+from sorapi.catalog import task_priority
 from sorapi.db import history, ledger, status_poll
 from sorapi.db import tasks as task_rows
 from sorapi.db.models import Task
@@ -161,7 +162,7 @@ async def _ensure_workflow(res: Resources, task: Task, plan_name: str) -> None:
             names.VIDEO_TASK_WORKFLOW, arg, id=task.id, task_queue=res.settings.orchestration_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            priority=Priority(priority_key=res.catalog.plans[plan_name].priority),  # renders inherit it
+            priority=task_priority(res.catalog.plans[plan_name], task.account_id),  # renders inherit it
         )
     except WorkflowAlreadyStartedError:
         pass  # it ran to completion already: nothing to heal
@@ -180,10 +181,11 @@ async def get_task(res: Resources, principal: Principal, task_id: str) -> Task:
     return task
 
 
-async def poll_task(res: Resources, request: Request, session: AsyncSession, task_id: str) -> tuple[Task, int | None]:
+async def poll_task(res: Resources, request: Request, session: AsyncSession,
+                    task_id: str) -> tuple[Task, int | None, str]:
     """Authenticate the caller and read its task with, while queued, the task's place in the account's
-    line: the status poll, in one statement on PostgreSQL (sorapi.db.status_poll). 401, 403, then 404.
-    Commits before answering: the audit entry is written and the connection is free for the next RPC."""
+    line, and the account's plan: the status poll, in one statement (sorapi.db.status_poll). 401, 403,
+    then 404. Commits before answering: the audit entry is written and the connection is free."""
     use = key_use(res, request)
     owner, found = await status_poll.owner_and_task(session, bearer_key(request), use, task_id)
     principal = admit(session, owner, use, request)
@@ -191,7 +193,7 @@ async def poll_task(res: Resources, request: Request, session: AsyncSession, tas
     require_route_scope(request, principal)
     if found is None:
         raise errors.NotFound(f"no task {task_id!r}")
-    return found
+    return *found, principal.plan
 
 
 async def _workflow_phase(res: Resources, task_id: str) -> tuple[str, RenderProgress | None, int | None]:
@@ -243,11 +245,12 @@ def progress_percent(beat: RenderProgress) -> int:
     return {"loading": 5, "encoding": 92}.get(beat.phase, 5)
 
 
-async def status_view(res: Resources, task: Task,
+async def status_view(res: Resources, task: Task, *, plan: str,
                       queue_position: int | None | msgspec.UnsetType = msgspec.UNSET) -> StatusResponse:
-    """The task as the client sees it. Only a running task's workflow is asked for live progress:
-    a queued one is still before its render (it waits for credits or a plan slot), so describing
-    it could only answer `queued`. `queue_position` is the caller's `poll_task` count, if it made one."""
+    """The task as the client sees it, `plan` being its account's. Only a running task's workflow is
+    asked for live progress: a queued one is still before its render (it waits for credits or a plan
+    slot), so describing it could only answer `queued`. `queue_position` is the caller's `poll_task`
+    count, if it made one."""
     progress, live = task.progress, None
     position = await credits.queue_position(res, task) if queue_position is msgspec.UNSET else queue_position
     if task.status == status.RUNNING:
@@ -268,6 +271,8 @@ async def status_view(res: Resources, task: Task,
         render=task.render, metadata={"idempotency_key": task.idempotency_key},
         created_at=task.created_at, started_at=task.started_at, finished_at=task.finished_at,
         expires_at=task.expires_at, live=live, queue_position=position,
+        eta_seconds=await res.render_times.eta(res.autocommit_sessions, res.catalog, task, plan=plan,
+                                               position=position, progress=progress),
     )
 
 

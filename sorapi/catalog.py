@@ -9,6 +9,7 @@ import tomllib
 from pathlib import Path
 
 import msgspec
+from temporalio.common import Priority
 
 from sorapi.families import DTYPES, FAMILIES, frames_for
 from sorapi.resolutions import SIZE_NAMES, Tier
@@ -43,6 +44,8 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     audit_log: bool = False
     max_queue_seconds: int = 0
     """Default start deadline of its tasks (0: none; a request's `max_queue_seconds` overrides it)."""
+    fairness_weight: float = 1.0
+    """Share of the render fleet each of its accounts gets against others of the same priority."""
 
     @property
     def allows_overage(self) -> bool:
@@ -134,3 +137,10 @@ def load_catalog(path: str | os.PathLike[str] | None = None, settings: Settings 
 def get_catalog() -> Catalog:
     """The process-wide catalog: `catalog.toml` with the `SORAPI_*` placeholder overrides applied."""
     return load_catalog(settings=get_settings())
+
+
+def task_priority(plan: Plan, account_id: str) -> Priority:
+    """Temporal priority of a task's workflow, inherited by its renders: the plan's priority first,
+    then fair shares between accounts (task-queue fairness), so one account's long line never
+    stalls another account's task."""
+    return Priority(priority_key=plan.priority, fairness_key=account_id[:64], fairness_weight=plan.fairness_weight)

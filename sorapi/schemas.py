@@ -213,6 +213,10 @@ class StatusResponse(msgspec.Struct, kw_only=True):
         "when one of the plan's concurrent slots frees); null otherwise", examples=[1])] = None
     webhooks: Annotated[list[WebhookAttempt] | None, Meta(
         description="Webhook delivery attempts, oldest first, with `expand=webhooks`")] = None
+    eta_seconds: Annotated[Annotated[int, Meta(ge=1)] | None, Meta(
+        description="Estimated seconds until the task finishes, while queued or running: from its "
+        "queue_position, the plan's concurrent slots and this model's recent render times; null when "
+        "unknown or finished", examples=[95])] = None
 
 
 class ErrorDetail(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -248,6 +252,9 @@ class TaskSummary(msgspec.Struct, kw_only=True):
     created_at: Annotated[datetime, Meta(description="When the task was created (UTC)")]
     finished_at: Annotated[datetime | None, Meta(description="When it reached a final status")] = None
     expires_at: Annotated[datetime | None, Meta(description="When its assets are (or were) deleted")] = None
+    eta_seconds: Annotated[int | None, Meta(
+        description="Estimated seconds until it finishes while queued or running (see /api/status); null "
+                    "when unknown or finished")] = None
 
 
 class TaskList(msgspec.Struct, kw_only=True):

@@ -104,13 +104,17 @@ def wait_for_http(url: str, processes: list[subprocess.Popen[bytes]], timeout_s:
     raise TimeoutError(f"{url} did not answer 200 within {timeout_s}s")
 
 
+TEMPORAL_DEV_FLAGS = ("--dynamic-config-value", "matching.enableFairness=true")
+"""Task-queue fairness is off by default in the dev server; renders share the fleet fairly by account."""
+
+
 def start_temporal(data_dir: Path, port: int, ui_port: int, *, log_path: Path | None,
                    headless: bool = False) -> ManagedProcess:
     """`temporal server start-dev` with a persistent database file, so workflows survive restarts."""
     data_dir.mkdir(parents=True, exist_ok=True)
     args = [venv_binary("temporal"), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
             "--db-filename", str(data_dir / "temporal.db"), "--log-level", "warn",
-            "--http-port", str(free_port()), "--metrics-port", str(free_port())]
+            "--http-port", str(free_port()), "--metrics-port", str(free_port()), *TEMPORAL_DEV_FLAGS]
     args += ["--headless"] if headless else ["--ui-port", str(ui_port), "--ui-ip", "127.0.0.1"]
     proc = spawn("temporal", args, log_path=log_path)
     proc.ports = {"grpc": port, "ui": ui_port}

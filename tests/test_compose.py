@@ -129,3 +129,13 @@ def test_strong_secrets_pass_and_only_the_dev_stack_may_skip_them() -> None:
         "render hosts need no admin token or secret key"
     assert secret_policy.refusal(Settings(), "api") is not None
     assert secret_policy.refusal(Settings(dev_stack=True), "api") is None
+
+
+def test_temporal_shares_renders_fairly_between_accounts() -> None:
+    """The compose Temporal server runs with task-queue fairness, like `sorapi dev`'s."""
+    temporal = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["temporal"]
+    mounted = {volume.split(":")[0] for volume in temporal["volumes"]}
+    assert "./deploy/temporal-dynamic-config.yaml" in mounted
+    config = yaml.safe_load((ROOT / "deploy" / "temporal-dynamic-config.yaml").read_text())
+    assert config["matching.enableFairness"] == [{"value": True}]
+    assert temporal["environment"]["DYNAMIC_CONFIG_FILE_PATH"].endswith("sorapi.yaml")

@@ -44,7 +44,7 @@ async def test_assets_expire_at_the_plans_retention_time(lc: Lifecycle) -> None:
     promised = task.expires_at
     assert promised is not None and abs(promised - succeeded_at - retention) < timedelta(seconds=5)
     assert sorted(lc.objects(task_id)) == [f"tasks/{task_id}/thumbnail.jpg", f"tasks/{task_id}/video.mp4"]
-    view = await status_view(lc.res, task)
+    view = await status_view(lc.res, task, plan="free")
     assert view.status == "succeeded" and view.expires_at == promised and len(view.response) == 2
     async with httpx.AsyncClient() as http:
         assert (await http.get(view.response[0])).status_code == 200
@@ -58,7 +58,7 @@ async def test_assets_expire_at_the_plans_retention_time(lc: Lifecycle) -> None:
         assert (await http.get(view.response[0])).status_code == 404
     task = await lc.task(task_id)
     assert (task.status, task.expires_at) == ("expired", promised)
-    expired_view = await status_view(lc.res, task)
+    expired_view = await status_view(lc.res, task, plan="free")
     assert expired_view.response == [] and expired_view.outputs == []
     assert expired_view.request.prompt == "a calm lake at dawn" and expired_view.expires_at == promised
     events = {e.kind: e.data for e in await lc.events(task_id)}

@@ -77,6 +77,7 @@ class Task(Base):
         Index("ix_tasks_account_created", "account_id", "created_at"),
         Index("ix_tasks_queued_line", "account_id", "created_at", "id", postgresql_where=text("status = 'queued'")),
         Index("ix_tasks_running", "account_id", postgresql_where=text("status = 'running'")),
+        Index("ix_tasks_recent_successes", "finished_at", postgresql_where=text("status = 'succeeded'")),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

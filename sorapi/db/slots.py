@@ -94,6 +94,14 @@ POSITION = case((Task.status == status.QUEUED, select(func.count() + 1).select_f
 _POSITION_OF = select(POSITION).where(Task.id == bindparam("task_id"))
 
 
+async def queue_positions(session: AsyncSession, task_ids: list[str]) -> dict[str, int]:
+    """The places in line of those of `task_ids` that are queued, in one statement."""
+    if not task_ids:
+        return {}
+    rows = await session.execute(select(Task.id, POSITION).where(Task.id.in_(task_ids), Task.status == status.QUEUED))
+    return {task_id: position for task_id, position in rows.all()}
+
+
 async def queue_position(session: AsyncSession, task: Task) -> int | None:
     """1 for the account's oldest queued task, 2 for the next...: the order slots are handed out in.
     None once the task is no longer queued."""
