@@ -54,7 +54,7 @@ class CreditRefreshActivities:
         resolved = aliased(LedgerEntry)
         async with self._sessions() as session:
             rows = (await session.execute(
-                select(LedgerEntry.account_id, LedgerEntry.task_id)
+                select(LedgerEntry.account_id, Task.id)
                 .join(Task, Task.id == LedgerEntry.task_id)
                 .outerjoin(resolved, (resolved.task_id == LedgerEntry.task_id)
                            & resolved.kind.in_((ledger.CAPTURE, ledger.RELEASE)))

@@ -90,7 +90,8 @@ def _encode_video(
         with av.open(
             str(partial), mode="w", format=container_format, container_options=container_options or {}
         ) as container:
-            stream = container.add_stream(codec, rate=int(fps), options=dict(codec_options))
+            stream: av.VideoStream = container.add_stream(  # type: ignore[assignment]  # a video codec's stream
+                codec, rate=int(fps), options=dict(codec_options))
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             for index, rgb in enumerate(frames):
                 frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")

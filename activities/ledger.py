@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -11,6 +12,8 @@ from sorapi import errors
 from sorapi.db import ledger
 from sorapi.db import tasks as task_rows
 from sorapi.messages import HoldInput
+
+log = structlog.get_logger()
 
 
 class LedgerActivities:
@@ -30,10 +33,17 @@ class LedgerActivities:
 
     @activity.defn(name=names.CAPTURE_CREDITS)
     async def capture_credits(self, hold: HoldInput) -> int:
-        async with self._sessions.begin() as session:
-            charged = await ledger.capture(session, hold.account_id, hold.task_id)
-            task_rows.add_event(session, hold.task_id, "credits_captured", {"credits": charged})
-            return charged
+        """Charge the hold. A conflict (the hold was released meanwhile, e.g. by the API giving up on the
+        task) is permanent: it fails at once with a stable code instead of retrying for ever."""
+        try:
+            async with self._sessions.begin() as session:
+                charged = await ledger.capture(session, hold.account_id, hold.task_id)
+                task_rows.add_event(session, hold.task_id, "credits_captured", {"credits": charged})
+                return charged
+        except ledger.LedgerConflict as exc:
+            log.warning("capture conflicts with the ledger", task_id=hold.task_id, error=str(exc))
+            raise ApplicationError("the task's hold is no longer open", type=errors.LEDGER_CONFLICT,
+                                   non_retryable=True) from exc
 
     @activity.defn(name=names.RELEASE_CREDITS)
     async def release_credits(self, hold: HoldInput) -> int:

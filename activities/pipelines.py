@@ -19,7 +19,6 @@ import torch
 from diffusers import (
     AutoencoderKLLTXVideo,
     AutoencoderKLWan,
-    DiffusionPipeline,
     FlowMatchEulerDiscreteScheduler,
     LTXPipeline,
     LTXVideoTransformer3DModel,
@@ -34,6 +33,9 @@ from sorapi.families import frames_for as frames_for  # re-exported: callers siz
 SUPPORTED_FAMILIES = tuple(FAMILIES)
 
 StepCallback = Callable[[int, int], bool]
+Pipeline = Any
+"""A diffusers pipeline (WanPipeline, LTXPipeline...): its components are attributes set at run time,
+which no static type describes, so the code treats it dynamically."""
 
 
 class RenderInterrupted(Exception):
@@ -50,7 +52,7 @@ _MAX_SEED = 2**64 - 1
 
 # A pipeline keeps per-call state on itself (_interrupt, _guidance_scale, ...), so calls on one
 # pipeline object are serialised even if the worker runs activities in several threads.
-_LOCKS: weakref.WeakKeyDictionary[DiffusionPipeline, threading.Lock] = weakref.WeakKeyDictionary()
+_LOCKS: weakref.WeakKeyDictionary[Pipeline, threading.Lock] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
 
 
@@ -61,7 +63,8 @@ _LOCKS_GUARD = threading.Lock()
 
 def _tiny_text_encoder(family: str, seed: int, vocab_size: int) -> torch.nn.Module:
     """A 2-layer (U)MT5 encoder with d_model 32, the width the tiny transformers expect."""
-    config_cls, model_cls = (UMT5Config, UMT5EncoderModel) if family == "wan" else (T5Config, T5EncoderModel)
+    config_cls: Any = UMT5Config if family == "wan" else T5Config
+    model_cls: Any = UMT5EncoderModel if family == "wan" else T5EncoderModel
     config = config_cls(
         vocab_size=vocab_size,
         d_model=32,
@@ -149,7 +152,7 @@ def _tiny_ltx(seed: int) -> LTXPipeline:
     )
 
 
-def _eval_mode(pipe: DiffusionPipeline) -> None:
+def _eval_mode(pipe: Pipeline) -> None:
     """Put every module in eval mode: modules built in code start in training mode, and the
     text encoder's dropout would then make the same seed render different videos."""
     for component in pipe.components.values():
@@ -157,13 +160,13 @@ def _eval_mode(pipe: DiffusionPipeline) -> None:
             component.eval()
 
 
-def build_tiny_pipeline(family: str, seed: int = 0) -> DiffusionPipeline:
+def build_tiny_pipeline(family: str, seed: int = 0) -> Pipeline:
     """Random-weight pipeline of ``family`` (CPU, float32), deterministic given ``seed``.
 
     ByT5's byte-level tokenizer needs no vocabulary file, so any language tokenizes offline.
     """
     family_rule(family)
-    pipe = _tiny_wan(seed) if family == "wan" else _tiny_ltx(seed)
+    pipe: Pipeline = _tiny_wan(seed) if family == "wan" else _tiny_ltx(seed)
     _eval_mode(pipe)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to("cpu")
@@ -174,7 +177,7 @@ def _torch_dtype(dtype: str) -> torch.dtype:
     return _DTYPES[canonical_dtype(dtype)]
 
 
-def _from_pretrained(family: str, weights_dir: str, dtype: torch.dtype) -> DiffusionPipeline:
+def _from_pretrained(family: str, weights_dir: str, dtype: torch.dtype) -> Pipeline:
     """Load a diffusers-format directory strictly offline.
 
     Wan's VAE stays float32 whatever the pipeline dtype: it is small and degrades in half precision.
@@ -209,7 +212,7 @@ def load_pipeline(
     vae_slicing: bool = False,
     attention_backend: str = "",
     compile: bool = False,
-) -> DiffusionPipeline:
+) -> Pipeline:
     """The pipeline a worker renders with: real weights from ``weights_dir``, else the tiny model.
 
     The tiny model is always float32 (half precision is slow or unsupported on CPU). ``offload``
@@ -270,7 +273,7 @@ def device_available(device: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
-def family_of(pipe: DiffusionPipeline) -> str:
+def family_of(pipe: Pipeline) -> str:
     """Family of a pipeline object (by class), so run_pipeline needs no extra argument."""
     if isinstance(pipe, WanPipeline):
         return "wan"
@@ -279,7 +282,7 @@ def family_of(pipe: DiffusionPipeline) -> str:
     raise ValueError(f"unsupported pipeline class {type(pipe).__name__}")
 
 
-def _constraints(pipe: DiffusionPipeline) -> tuple[str, int, int]:
+def _constraints(pipe: Pipeline) -> tuple[str, int, int]:
     """(family, size multiple, frame step) of this pipeline.
 
     The family rule is a floor; a checkpoint with a coarser VAE (e.g. Wan 2.2 TI2V-5B, 16x
@@ -298,7 +301,7 @@ def _constraints(pipe: DiffusionPipeline) -> tuple[str, int, int]:
 
 
 def _validate(
-    pipe: DiffusionPipeline,
+    pipe: Pipeline,
     *,
     prompt: str,
     width: int,
@@ -340,7 +343,7 @@ def _step_callback(on_step: StepCallback | None, requested_steps: int) -> Callab
     if on_step is None:
         return None
 
-    def callback(pipe: DiffusionPipeline, i: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def callback(pipe: Pipeline, i: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         total = getattr(pipe, "_num_timesteps", None) or requested_steps
         if on_step(i + 1, total):
             pipe._interrupt = True
@@ -350,7 +353,7 @@ def _step_callback(on_step: StepCallback | None, requested_steps: int) -> Callab
     return callback
 
 
-def _pipeline_lock(pipe: DiffusionPipeline) -> threading.Lock:
+def _pipeline_lock(pipe: Pipeline) -> threading.Lock:
     """The lock serialising calls on ``pipe`` (created on first use)."""
     with _LOCKS_GUARD:
         return _LOCKS.setdefault(pipe, threading.Lock())
@@ -363,7 +366,7 @@ def _to_uint8(video: Any) -> np.ndarray:
 
 
 def run_pipeline(
-    pipe: DiffusionPipeline,
+    pipe: Pipeline,
     *,
     prompt: str,
     negative_prompt: str | None,

@@ -1,7 +1,8 @@
 """Render-host activities: denoise on this GPU, encode, then upload from the same host.
 
 The render worker holds pipelines warm across tasks, heartbeats progress every step (the API
-reads it through `describe()`), and stops within one step when the workflow cancels. It has S3
+reads it through `describe()`), and stops within one step when the workflow cancels. A step that
+hangs stops the heartbeats, so a stuck GPU fails its attempt after one heartbeat timeout. It has S3
 credentials but no database: it returns small structs, never frames.
 
 Cancellation is cooperative (`no_thread_cancel_exception`): the SDK's default would raise
@@ -82,6 +83,7 @@ def _heartbeat_interval(timeout: timedelta | None) -> float:
     return min(5.0, timeout.total_seconds() / 4) if timeout else 5.0
 
 
+
 class RenderActivities:
     def __init__(self, settings: Settings, s3: Minio, host_queue: str) -> None:
         self._settings = settings
@@ -153,9 +155,14 @@ class RenderActivities:
         plan = effective_render(spec, self._settings, dev_model=weights_dir is None)
         log.info("render started", task_id=spec.task_id, width=plan.width, height=plan.height,
                  frames=plan.num_frames, steps=plan.steps, pid=os.getpid())
+        # How long one more denoising step may take before the heartbeats stop, so a hung GPU fails its
+        # attempt after this plus one heartbeat timeout rather than the render timeout. Counted from the
+        # first finished step: the first one alone absorbs once-per-shape costs (compile, autotune).
+        stall_s = self._settings.render_step_timeout_s or None
 
         def on_step(step: int, total: int) -> bool:
-            beat.update(RenderProgress(phase="denoising", step=step, total=total))
+            beat.update(RenderProgress(phase="denoising", step=step, total=total),
+                        stall_s=stall_s if step < total else None)  # after the last step comes the decode
             if self._settings.dev_step_delay_s:
                 time.sleep(self._settings.dev_step_delay_s)
             return activity.is_cancelled() or activity.is_worker_shutdown()

@@ -102,7 +102,7 @@ async def settle_orphan(sessions: async_sessionmaker[AsyncSession], client: Clie
         task = await slots.fail_orphan(session, task_id)
         if task is None:
             return None
-        plan = (await session.get(Account, task.account_id)).plan
+        plan = (await session.execute(select(Account.plan).where(Account.id == task.account_id))).scalar_one()
     log.warning("settled a task whose workflow is gone", task_id=task_id)
     if task.request.get("callback_url"):
         arg = WebhookDeliveryInput(task_id=task_id, event=status.FAILED, event_id=policy.event_id(task_id, status.FAILED),

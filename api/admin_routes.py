@@ -15,7 +15,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
-from api import credits
+from api import credits, pagination, query, tasks
 from api.auth import authorization_header
 from api.state import Resources
 from sorapi import administration, errors, gates, names
@@ -27,10 +27,12 @@ from sorapi.credit_schemas import (
     CreateAccountRequest,
     CreatedAccount,
     CreditChange,
+    CreditGrant,
     CreditsResponse,
     IssuedKey,
     IssueKeyRequest,
     LedgerEntryView,
+    LedgerKind,
     LedgerPage,
     PlanChange,
 )
@@ -43,8 +45,11 @@ ERRORS = {
     404: ResponseSpec(ErrorEnvelope, description="No such account or key"),
     422: ResponseSpec(ErrorEnvelope, description="Validation failed"),
 }
+OVERDRAW = {409: ResponseSpec(ErrorEnvelope, description="The adjustment takes away more than is available "
+                                                        "(`ledger_conflict`)")}
 LIMIT = Parameter(query="limit", default=50, ge=1, le=200)
-CURSOR = Parameter(query="cursor", default=None)
+LEDGER_CURSOR = pagination.cursor_parameter(credits.LEDGER_CURSOR)
+AUDIT_CURSOR = pagination.cursor_parameter(credits.AUDIT_CURSOR)
 
 
 def require_admin(connection: ASGIConnection, _: BaseRouteHandler) -> None:
@@ -102,14 +107,14 @@ class AdminController(Controller):
             return await administration.revoke_key(session, account_id, key_id, actor=actor(request))
 
     @post("/accounts/{account_id:str}/credits/grant", status_code=201, responses=ERRORS)
-    async def grant(self, account_id: str, data: CreditChange, resources: Resources,
+    async def grant(self, account_id: str, data: CreditGrant, resources: Resources,
                     request: Request) -> LedgerEntryView:
         """Grant credits (a positive amount)."""
         async with resources.sessions.begin() as session:
             return await administration.change_credits(session, account_id, data.amount, reason=data.reason,
                                                        actor=actor(request), adjust=False)
 
-    @post("/accounts/{account_id:str}/credits/adjust", status_code=201, responses=ERRORS)
+    @post("/accounts/{account_id:str}/credits/adjust", status_code=201, responses={**ERRORS, **OVERDRAW})
     async def adjust(self, account_id: str, data: CreditChange, resources: Resources,
                      request: Request) -> LedgerEntryView:
         """Correct the balance by a signed amount; it cannot take away more than is available."""
@@ -130,15 +135,18 @@ class AdminController(Controller):
 
     @get("/accounts/{account_id:str}/ledger", responses=ERRORS)
     async def ledger(self, account_id: str, resources: Resources, limit: int = LIMIT,
-                     cursor: str | None = CURSOR, kind: str | None = Parameter(query="kind", default=None)) -> LedgerPage:
+                     cursor: str | None = LEDGER_CURSOR,
+                     kind: LedgerKind | None = Parameter(query="kind", default=None)) -> LedgerPage:
         """The account's ledger, newest first."""
         return await credits.ledger_page(resources, account_id, cursor, limit, kind)
 
     @get("/audit-log", responses=ERRORS)
-    async def audit_log(self, resources: Resources, limit: int = LIMIT, cursor: str | None = CURSOR,
-                        account_id: str | None = Parameter(query="account_id", default=None)) -> AuditPage:
+    async def audit_log(self, resources: Resources, limit: int = LIMIT, cursor: str | None = AUDIT_CURSOR,
+                        account_id: str | None = Parameter(query="account_id", default=None, description=(
+                            "Only this account's events." + query.EMPTY_MEANS_ABSENT))) -> AuditPage:
         """Audit events of one account, or of all accounts, newest first."""
-        return await credits.audit_page(resources, account_id, cursor, limit)
+        only = tasks.lookup_id(account_id) if account_id else None  # an id with NUL: no account, no event
+        return await credits.audit_page(resources, only, cursor, limit)
 
     @post("/credit-refresh", status_code=202, responses=ERRORS)
     async def trigger_refresh(self, resources: Resources) -> dict[str, str]:

@@ -12,6 +12,7 @@ from litestar.di import Provide
 
 from api import openapi, ratelimit
 from api.admin_routes import AdminController
+from api.allow import AllowHeaderMiddleware
 from api.auth import SingleAuthorizationMiddleware, provide_principal
 from api.credits_routes import CreditsController
 from api.cancel import CancelController
@@ -19,6 +20,7 @@ from api.errors import EXCEPTION_HANDLERS
 from api.lifecycle import LifecycleController
 from api.listing import TasksController
 from api.openai_videos import OpenAIVideosController
+from api.paths import refuse_nul_path_parameters
 from api.ratelimit import RateLimitMiddleware
 from api.request_id import RequestIdMiddleware, stamp_response
 from api.routes import HealthController, VideoController
@@ -76,8 +78,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
                         OpenAIVideosController, LifecycleController, WebhookSecretController, TaskWebhooksController,
                         openapi.openapi_json, openapi.docs_shortcut, openapi.docs_assets()],
         lifespan=[lifespan, ratelimit.lifespan(settings)],
-        middleware=[RequestIdMiddleware(), SingleAuthorizationMiddleware(), RateLimitMiddleware()],
+        middleware=[RequestIdMiddleware(), AllowHeaderMiddleware(), SingleAuthorizationMiddleware(),
+                    RateLimitMiddleware()],
         before_send=[stamp_response],
+        before_request=refuse_nul_path_parameters,
         on_startup=[openapi.finalize],
         dependencies={"resources": Provide(provide_resources, sync_to_thread=False),
                       "principal": Provide(provide_principal)},

@@ -28,13 +28,9 @@ async def account_credits(res: Resources, account_id: str) -> CreditsResponse:
         return await credits.summary(session, await _account(session, account_id), res.catalog)
 
 
-def _before(cursor: str | None, tag: str) -> int | None:
-    if cursor is None:
-        return None
-    parts = pagination.decode(cursor, "cursor")
-    if len(parts) != 2 or parts[0] != tag or not isinstance(parts[1], int):
-        raise errors.ValidationFailed("invalid cursor", details=[{"field": "cursor", "message": "not a cursor of this list"}])
-    return parts[1]
+LEDGER_CURSOR = "l"
+AUDIT_CURSOR = "a"
+"""Tags of the ledger's and the audit log's cursors (`l123`: entries before id 123)."""
 
 
 async def ledger_page(res: Resources, account_id: str, cursor: str | None, limit: int,
@@ -43,17 +39,18 @@ async def ledger_page(res: Resources, account_id: str, cursor: str | None, limit
         raise errors.ValidationFailed("unknown ledger entry kind", details=[
             {"field": "kind", "message": f"must be one of {', '.join(ledger.KINDS)}"}])
     async with res.sessions() as session:
-        rows, more = await credits.ledger_page(session, account_id, before_id=_before(cursor, "l"), limit=limit,
-                                               kind=kind)
+        rows, more = await credits.ledger_page(session, account_id, limit=limit, kind=kind,
+                                               before_id=pagination.decode_id_cursor(cursor, LEDGER_CURSOR))
     return LedgerPage(data=rows, has_more=more,
-                      next_cursor=pagination.encode("l", rows[-1].id) if more and rows else None)
+                      next_cursor=pagination.id_cursor(LEDGER_CURSOR, rows[-1].id) if more and rows else None)
 
 
 async def audit_page(res: Resources, account_id: str | None, cursor: str | None, limit: int) -> AuditPage:
     async with res.sessions() as session:
-        rows, more = await audit.page(session, account_id, before_id=_before(cursor, "a"), limit=limit)
+        rows, more = await audit.page(session, account_id, limit=limit,
+                                      before_id=pagination.decode_id_cursor(cursor, AUDIT_CURSOR))
     return AuditPage(data=[credits.audit_view(e) for e in rows], has_more=more,
-                     next_cursor=pagination.encode("a", rows[-1].id) if more and rows else None)
+                     next_cursor=pagination.id_cursor(AUDIT_CURSOR, rows[-1].id) if more and rows else None)
 
 
 async def estimate(res: Resources, principal: Principal, req: GenerateRequest) -> EstimateResponse:

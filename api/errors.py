@@ -7,6 +7,7 @@ import re
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from sqlalchemy import exc as db_errors
 
 from sorapi import errors
 from sorapi.errors import ApiError
@@ -17,6 +18,8 @@ log = structlog.get_logger()
 _HTTP_CODES = {400: errors.INVALID_JSON, 401: errors.UNAUTHORIZED, 404: errors.NOT_FOUND,
                405: "method_not_allowed", 413: "payload_too_large", 429: errors.RATE_LIMITED,
                503: errors.SERVICE_UNAVAILABLE}
+DB_RETRY_AFTER_S = 5
+"""Retry-After when the database is away: long enough not to pile on, short enough for a restart or failover."""
 
 
 def _envelope(status: int, code: str, message: str, details: list[ErrorDetail] | None = None,
@@ -57,6 +60,14 @@ def http_error(_: Request, exc: HTTPException) -> Response[ErrorEnvelope]:
     return _envelope(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
 
+def database_unavailable(request: Request, exc: Exception) -> Response[ErrorEnvelope]:
+    """The database is unreachable, restarting or out of pool connections: the request may succeed in a
+    moment, so a 503 with Retry-After tells clients to come back instead of a 500 that says we broke."""
+    log.warning("database unavailable", path=request.url.path, error=repr(exc))
+    return _envelope(503, errors.SERVICE_UNAVAILABLE, "the service is briefly unavailable; retry shortly",
+                     headers={"Retry-After": str(DB_RETRY_AFTER_S)})
+
+
 def internal_error(request: Request, exc: Exception) -> Response[ErrorEnvelope]:
     log.exception("unhandled error", path=request.url.path, error=repr(exc))
     return _envelope(500, errors.INTERNAL_ERROR, "internal server error")
@@ -66,5 +77,8 @@ EXCEPTION_HANDLERS = {
     ApiError: api_error,
     ValidationException: validation_error,
     HTTPException: http_error,
+    db_errors.OperationalError: database_unavailable,  # connection refused or lost, server shutting down
+    db_errors.InterfaceError: database_unavailable,
+    db_errors.TimeoutError: database_unavailable,  # no pool connection free within pool_timeout
     Exception: internal_error,
 }

@@ -10,7 +10,7 @@ from litestar import Controller, get
 from litestar.params import Parameter
 from litestar.response import Redirect
 
-from api import pagination, tasks
+from api import pagination, query, tasks
 from api.auth import NEEDS_READ, Principal
 from api.openapi import error_responses
 from api.ratelimit import RATE_STATUS
@@ -42,12 +42,7 @@ def summary(task: Task, eta_seconds: int | None = None) -> TaskSummary:
 
 
 def parse_statuses(raw: str | None) -> list[str]:
-    wanted = [part.strip() for part in (raw or "").split(",") if part.strip()]
-    unknown = [s for s in wanted if s not in status.ALL]
-    if unknown:
-        raise errors.ValidationFailed("unknown status filter", details=[
-            {"field": "status", "message": f"{', '.join(unknown)} is not one of {', '.join(status.ALL)}"}])
-    return wanted
+    return query.comma_list(raw, status.ALL, "status")
 
 
 async def list_tasks(res: Resources, principal: Principal, *, statuses: list[str], created_from: datetime | None,
@@ -89,17 +84,22 @@ class TasksController(Controller):
     async def list_tasks(
         self, principal: Principal, resources: Resources,
         status_: str | None = Parameter(query="status", default=None,
-                                        description="Comma-separated statuses to keep, e.g. `running,queued`"),
-        created_after: datetime | None = Parameter(query="created_after", default=None,
-                                                   description="Only tasks created at or after this time (ISO 8601)"),
-        created_before: datetime | None = Parameter(query="created_before", default=None,
-                                                    description="Only tasks created before this time (ISO 8601)"),
-        cursor: str | None = Parameter(query="cursor", default=None, description="`next_cursor` of the previous page"),
+                                        description="Comma-separated statuses to keep (no spaces), e.g. "
+                                                    "`running,queued`." + query.EMPTY_MEANS_ABSENT,
+                                        schema_extra={"pattern": query.comma_list_pattern(status.ALL)}),
+        created_after: str | None = Parameter(query="created_after", default=None, schema_extra=query.DATE_TIME,
+                                              description="Only tasks created at or after this time (RFC 3339)"),
+        created_before: str | None = Parameter(query="created_before", default=None, schema_extra=query.DATE_TIME,
+                                               description="Only tasks created before this time (RFC 3339)"),
+        cursor: str | None = Parameter(query="cursor", default=None,
+                                       description="`next_cursor` of the previous page." + query.EMPTY_MEANS_ABSENT,
+                                       schema_extra={"pattern": pagination.TASK_CURSOR_PATTERN}),
         limit: int = Parameter(query="limit", default=20, ge=1, le=100, description="Tasks per page (1-100)"),
     ) -> TaskList:
         """The account's tasks, newest first, filtered by status and creation time; cursor-paginated."""
-        return await list_tasks(resources, principal, statuses=parse_statuses(status_), created_from=created_after,
-                                created_to=created_before, cursor=cursor, limit=limit)
+        return await list_tasks(resources, principal, statuses=parse_statuses(status_), cursor=cursor, limit=limit,
+                                created_from=query.timestamp(created_after, "created_after"),
+                                created_to=query.timestamp(created_before, "created_before"))
 
     @get("/{task_id:str}/content", opt=RATE_STATUS | NEEDS_READ, status_code=307,
          responses=error_responses(400, 401, 404, 409, 410, 422, 429))

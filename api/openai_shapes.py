@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
+
+from sorapi.resolutions import RESOLUTION_VALUES
+from sorapi.schemas import MAX_DURATION_S, PROMPT_PATTERN, Size
+
+SECONDS_PATTERN = "^(?:" + "|".join(str(n) for n in range(MAX_DURATION_S, 0, -1)) + ")$"
+"""`seconds` as text: a whole number of seconds from 1 to 20, digits only (the handler matches it whole)."""
+Seconds = Annotated[str, Meta(pattern=SECONDS_PATTERN)] | Annotated[int, Meta(ge=1, le=MAX_DURATION_S)]
 
 
 class VideoError(msgspec.Struct, kw_only=True):
@@ -28,7 +35,7 @@ class Video(msgspec.Struct, kw_only=True):
     prompt: Annotated[str | None, Meta(description="The prompt that was used")] = None
     remixed_from_video_id: Annotated[str | None, Meta(description="Source video of a remix")] = None
     seconds: Annotated[str, Meta(description="Clip duration in seconds", examples=["8"])]
-    size: Annotated[str, Meta(description="Resolution as WIDTHxHEIGHT", examples=["720x1280"])]
+    size: Annotated[Size, Meta(description="Resolution as WIDTHxHEIGHT", examples=["720x1280"])]
     status: Annotated[Literal["queued", "in_progress", "completed", "failed"], Meta(
         description="queued, in_progress, completed or failed (cancelled tasks are failed with code cancelled)")]
     eta_seconds: Annotated[int | None, Meta(
@@ -52,19 +59,24 @@ class VideoDeleted(msgspec.Struct, kw_only=True):
 
 
 class CreateVideo(msgspec.Struct, kw_only=True):
-    """Body of `POST /v1/videos`, as JSON or multipart/form-data (what the `openai` SDK sends)."""
+    """Body of `POST /v1/videos`, as JSON or multipart/form-data (what the `openai` SDK sends).
 
-    prompt: Annotated[str, Meta(min_length=1, max_length=5000, description="Text prompt that describes the video",
+    `input_reference` (image-to-video) is not offered: sending it answers 422 `unsupported_parameter`."""
+
+    prompt: Annotated[str, Meta(min_length=1, max_length=5000, pattern=PROMPT_PATTERN,
+                                description="Text prompt that describes the video (not only whitespace)",
                                 examples=["A calico cat playing a piano on stage"])]
-    model: Annotated[str, Meta(description="sora-2 (default) or any SorAPI model_version",
+    model: Annotated[str, Meta(description="sora-2 (default) or any SorAPI model_version; the model bounds "
+                                           "`seconds` and `size` (see the schema's conditions)",
                                examples=["sora-2"])] = "sora-2"
-    seconds: Annotated[str | int, Meta(description="Clip duration in seconds, 1-20 (default 4)",
-                                       examples=["8"])] = "4"
-    size: Annotated[str, Meta(description="WIDTHxHEIGHT preset (default 720x1280)", examples=["1280x720"])] = "720x1280"
-    input_reference: Annotated[Any, Meta(description="Image conditioning: not supported yet (answered with 422 "
-                                                     "`unsupported_parameter`)")] = None
+    seconds: Annotated[Seconds, Meta(description="Clip duration in seconds, 1-20 (default 4), as text (what the "
+                                                 "SDK sends) or a number", examples=["8"])] = "4"
+    size: Annotated[str, Meta(description="WIDTHxHEIGHT preset (default 720x1280); SorAPI also takes its tier "
+                                          "names (sd, hd, fhd...)", examples=["1280x720"],
+                              extra_json_schema={"enum": RESOLUTION_VALUES})] = "720x1280"
 
 
 class RemixVideo(msgspec.Struct, kw_only=True):
-    prompt: Annotated[str, Meta(min_length=1, max_length=5000, description="The new prompt; the source's seed, "
-                                "size, duration and model are kept")]
+    prompt: Annotated[str, Meta(min_length=1, max_length=5000, pattern=PROMPT_PATTERN,
+                                description="The new prompt (not only whitespace); the source's seed, size, "
+                                            "duration and model are kept")]

@@ -7,17 +7,19 @@ succeeded/expired → completed, failed/cancelled → failed (with `error.code`)
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
-from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Example, OpenAPIMediaType, Operation, RequestBody
 from litestar.params import Parameter
 from litestar.response import Redirect
 
-from api import credits, lifecycle, listing, tasks
+from api import credits, forms, lifecycle, listing, query, tasks
 from api.auth import NEEDS_GENERATE, NEEDS_READ, Principal
 from api import openapi
 from api.openapi import error_responses
@@ -26,8 +28,8 @@ from api.state import Resources
 from sorapi import errors, status
 from sorapi.db import history
 from sorapi.db.models import Task
-from api.openai_shapes import CreateVideo, RemixVideo, Video, VideoDeleted, VideoError, VideoList
-from sorapi.schemas import GenerateRequest
+from api.openai_shapes import SECONDS_PATTERN, CreateVideo, RemixVideo, Video, VideoDeleted, VideoError, VideoList
+from sorapi.schemas import ErrorEnvelope, GenerateRequest
 
 POLL_AFTER_MS = "1000"
 """Sent as `openai-poll-after-ms`: the SDK's `create_and_poll` waits this long between retrieves
@@ -93,32 +95,36 @@ async def _create(res: Resources, principal: Principal, req: GenerateRequest, id
 
 async def _read_create_body(request: Request[Any, Any, Any]) -> CreateVideo:
     """JSON or multipart/form-data (the SDK always sends multipart); image conditioning is refused clearly."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data") or content_type.startswith("application/x-www-form-urlencoded"):
-        form = await request.form()
-        raw: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
-        if any(k == "input_reference" or k.startswith("input_reference[") for k in form.keys()):
-            raw["input_reference"] = "<file>"
-    else:
-        body = await request.body()
-        try:
-            raw = msgspec.json.decode(body) if body else {}
-        except msgspec.DecodeError as exc:
-            raise errors.ApiError("the request body is not valid JSON", code=errors.INVALID_JSON) from exc
-        if not isinstance(raw, dict):
-            raise errors.ValidationFailed("the body must be a JSON object", details=[
-                {"field": "body", "message": "expected an object"}])
-    try:
-        parsed = msgspec.convert(raw, CreateVideo, strict=False)
-    except msgspec.ValidationError as exc:
-        raise errors.ValidationFailed("the request is invalid", details=[
-            {"field": _error_path(str(exc)), "message": str(exc)}]) from exc
-    if parsed.input_reference is not None:
+    raw = await _raw_fields(request)
+    if any(k == "input_reference" or k.startswith("input_reference[") for k, v in raw.items() if v is not None):
         raise errors.ValidationFailed(
             "input_reference (image-to-video conditioning) is not supported yet; send a text prompt only",
             code=errors.UNSUPPORTED_PARAMETER,
             details=[{"field": "input_reference", "message": "image conditioning is not available on this server"}])
-    return parsed
+    try:
+        return msgspec.convert({k: v for k, v in raw.items() if not isinstance(v, bytes)}, CreateVideo,
+                               strict=False)
+    except msgspec.ValidationError as exc:
+        raise errors.ValidationFailed("the request is invalid", details=[
+            {"field": _error_path(str(exc)), "message": str(exc)}]) from exc
+
+
+async def _raw_fields(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """The body's fields, whatever its media type; form fields that are files come back as bytes."""
+    media_type, options = request.content_type
+    body = await request.body()
+    if media_type == "multipart/form-data":
+        return forms.multipart_fields(body, options.get("boundary"))
+    if media_type == "application/x-www-form-urlencoded":
+        return forms.urlencoded_fields(body)
+    try:
+        raw = msgspec.json.decode(body) if body else {}
+    except msgspec.DecodeError as exc:
+        raise errors.ApiError("the request body is not valid JSON", code=errors.INVALID_JSON) from exc
+    if not isinstance(raw, dict):
+        raise errors.ValidationFailed("the body must be a JSON object", details=[
+            {"field": "body", "message": "expected an object"}])
+    return raw
 
 
 def _error_path(message: str) -> str:
@@ -141,11 +147,13 @@ def _generate_request(**fields: Any) -> GenerateRequest:
 
 
 def _seconds(raw: str | int) -> int:
-    try:
-        return int(raw)
-    except ValueError:
+    """`seconds` as the schema states it: the digits of 1 to 20 as text (the SDK's form), or a number."""
+    if isinstance(raw, int):
+        return raw
+    if not re.fullmatch(SECONDS_PATTERN, raw):  # matched whole: `$` alone would accept a trailing newline
         raise errors.ValidationFailed("the request is invalid", details=[
-            {"field": "seconds", "message": "must be a whole number of seconds, e.g. \"8\""}]) from None
+            {"field": "seconds", "message": "must be a whole number of seconds from 1 to 20, e.g. \"8\""}])
+    return int(raw)
 
 
 @dataclass
@@ -159,12 +167,31 @@ class _CreateVideoOperation(Operation):
                                                  "multipart/form-data": OpenAPIMediaType(schema=schema)})
 
 
+def _envelope_examples(description: str, *examples: tuple[str, str]) -> ResponseSpec:
+    return ResponseSpec(ErrorEnvelope, description=description, generate_examples=False, examples=[
+        Example(summary=code, value={"error": {"code": code, "message": message, "details": []}})
+        for code, message in examples])
+
+
+CREATE_ERRORS = {
+    400: _envelope_examples("The body is not valid JSON (`invalid_json`), or not a well-formed form (`invalid_form`)",
+                            (errors.INVALID_JSON, "the request body is not valid JSON"),
+                            (errors.INVALID_FORM, "the form body is malformed: Unexpected end of multipart stream")),
+    422: _envelope_examples("Validation failed (`validation_error`; `error.details` names each field, also a form "
+                            "field that is not UTF-8 text), or `input_reference` was sent: image-to-video is not "
+                            "supported yet (`unsupported_parameter`)",
+                            (errors.VALIDATION_ERROR, "the request is invalid"),
+                            (errors.UNSUPPORTED_PARAMETER, "input_reference (image-to-video conditioning) is not "
+                                                           "supported yet; send a text prompt only")),
+}
+
+
 class OpenAIVideosController(Controller):
     path = "/v1/videos"
     tags = ["openai-compatible"]
 
     @post("/", status_code=200, opt=RATE_GENERATE | NEEDS_GENERATE, operation_class=_CreateVideoOperation,
-          responses=error_responses(400, 401, 402, 422, 429, 503))
+          responses={**error_responses(401, 402, 429, 503), **CREATE_ERRORS})
     async def create(self, request: Request[Any, Any, Any], principal: Principal,
                      resources: Resources) -> Response[Video]:
         """Create a video job (OpenAI `videos.create`): `prompt`, `model`, `seconds`, `size`."""
@@ -178,14 +205,15 @@ class OpenAIVideosController(Controller):
     async def list_videos(
         self, principal: Principal, resources: Resources,
         after: str | None = Parameter(query="after", default=None,
-                                      description="Id of the last video of the previous page"),
+                                      description="Id of the last video of the previous page."
+                                                  + query.EMPTY_MEANS_ABSENT),
         limit: int = Parameter(query="limit", default=20, ge=1, le=100, description="Videos per page (1-100)"),
-        order: str = Parameter(query="order", default="desc", pattern="^(asc|desc)$",
-                               description="`desc` (newest first, default) or `asc`"),
+        order: Literal["asc", "desc"] = Parameter(query="order", default="desc",
+                                                  description="`desc` (newest first, default) or `asc`"),
     ) -> VideoList:
         """List the account's videos (OpenAI `videos.list`), cursor-paginated by `after`."""
         position = None
-        if after is not None:
+        if after:  # `?after=` is the first page, as an empty cursor is on every list
             anchor = await tasks.get_task(resources, principal, after)
             position = (anchor.created_at, anchor.id)
         async with resources.sessions() as session:

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 from litestar import Litestar, Request, get
 from litestar._openapi.plugin import OpenAPIPlugin
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
@@ -26,7 +27,10 @@ from litestar.openapi.spec import (
     SecurityScheme,
 )
 from litestar.response import Redirect
+from litestar.routes import HTTPRoute
 
+from api import contract
+from api.auth import SCOPES_OPT
 from api.docs_pages import docs_assets, render_plugins  # noqa: F401  (app.py mounts openapi.docs_assets())
 from sorapi import errors
 from sorapi.schemas import ErrorEnvelope
@@ -62,9 +66,56 @@ def error_responses(*codes: int) -> dict[int, ResponseSpec]:
     }
 
 
+OPERATION_IDS = {
+    "VideoController.generate": "generate",
+    "VideoController.task_status": "getTaskStatus",
+    "TasksController.list_tasks": "listTasks",
+    "TasksController.content": "downloadTaskContent",
+    "CancelController.cancel": "cancelTask",
+    "LifecycleController.delete_assets": "deleteTaskAssets",
+    "TaskWebhooksController.list_deliveries": "listTaskWebhooks",
+    "TaskWebhooksController.redeliver": "redeliverTaskWebhook",
+    "WebhookSecretController.get_secret": "getWebhookSecret",
+    "WebhookSecretController.rotate": "rotateWebhookSecret",
+    "CreditsController.balance": "getCredits",
+    "CreditsController.estimate": "estimateCredits",
+    "CreditsController.estimate_body": "estimateCreditsForBody",
+    "CreditsController.ledger": "listLedger",
+    "CreditsController.audit_log": "listAuditLog",
+    "OpenAIVideosController.create": "createVideo",
+    "OpenAIVideosController.list_videos": "listVideos",
+    "OpenAIVideosController.retrieve": "retrieveVideo",
+    "OpenAIVideosController.delete_video": "deleteVideo",
+    "OpenAIVideosController.download_content": "downloadVideoContent",
+    "OpenAIVideosController.remix": "remixVideo",
+    "AdminController.create_account": "adminCreateAccount",
+    "AdminController.account": "adminGetAccount",
+    "AdminController.issue_key": "adminIssueKey",
+    "AdminController.list_keys": "adminListKeys",
+    "AdminController.revoke_key": "adminRevokeKey",
+    "AdminController.grant": "adminGrantCredits",
+    "AdminController.adjust": "adminAdjustCredits",
+    "AdminController.change_plan": "adminChangePlan",
+    "AdminController.ledger": "adminListLedger",
+    "AdminController.audit_log": "adminListAuditLog",
+    "AdminController.trigger_refresh": "adminTriggerCreditRefresh",
+}
+"""Handler → operationId: the names a generated client's functions get (`generate`, `getTaskStatus`...)."""
+
+
+def operation_id(route_handler: HTTPRouteHandler, http_method: Any, path_components: list[Any]) -> str:
+    """The handler's entry in OPERATION_IDS; else its name in camelCase (`list_tasks` → `listTasks`)."""
+    name = route_handler.fn.__qualname__
+    if name in OPERATION_IDS:
+        return OPERATION_IDS[name]
+    first, *rest = route_handler.handler_name.split("_")
+    return first + "".join(part.title() for part in rest)
+
+
 def config() -> OpenAPIConfig:
     return OpenAPIConfig(
         title="SorAPI", version="0.1.0", path="/docs", render_plugins=render_plugins(),
+        operation_id_creator=operation_id,
         description="Asynchronous text-to-video generation: submit with `POST /api/generate`, poll "
                     "`GET /api/status` or receive a signed webhook. OpenAI-compatible `/v1/videos` too.",
         security=[{"BearerAuth": []}],
@@ -106,27 +157,70 @@ RATE_HEADERS = {
                          '"generate";r=59;t=2'),
 }
 RETRY_AFTER = _header("Seconds to wait before retrying", "2")
+LOCATION = _header("Where the content is: a short-lived presigned URL (no API key needed; clients that follow "
+                   "redirects must not forward `Authorization` to it)", "https://s3.example.com/sorapi/tasks/...")
 
 
 def _envelope_response(code: int) -> OpenAPIResponse:
     description, stable, message = _ERRORS[code]
     return OpenAPIResponse(description=description, content={"application/json": OpenAPIMediaType(
-        schema=Reference(ref="#/components/schemas/ErrorEnvelope"),
-        example={"error": {"code": stable, "message": message, "details": []}},
+        schema=Reference(ref="#/components/schemas/ErrorEnvelope"), examples={stable: _example(stable, message)},
     )})
 
 
-def _is_envelope(response: OpenAPIResponse | Reference) -> bool:
+def _example(code: str, message: str) -> Example:
+    return Example(summary=code, value={"error": {"code": code, "message": message, "details": []}})
+
+
+SHARED_ERRORS: dict[str, tuple[str, str, str]] = {
+    "400": (errors.DUPLICATE_HEADER, "send exactly one Authorization header",
+            "More than one `Authorization` header (`duplicate_header`)"),
+    "403": (errors.INSUFFICIENT_SCOPE, "this API key may not call {operation}; it needs one of the scopes: ...",
+            "The key lacks the scope this operation needs (`insufficient_scope`)"),
+    "503": (errors.SERVICE_UNAVAILABLE, "the service is briefly unavailable; retry shortly",
+            "The database or the orchestrator is briefly unavailable (`service_unavailable`): retry after "
+            "`Retry-After`"),
+}
+"""Status → (code, example message, description) of errors a middleware or the scope check answers
+on every operation it covers, whatever the handler lists."""
+
+
+def _document_shared_error(responses: dict[str, Any], status: str, operation: str) -> None:
+    """Add `status`'s shared error to the operation's responses: a new response, or one more example."""
+    code, message, description = SHARED_ERRORS[status]
+    message = message.format(operation=operation)
+    existing = responses.get(status)
+    if not isinstance(existing, OpenAPIResponse) or not _is_envelope(existing) or not existing.content:
+        responses[status] = OpenAPIResponse(description=description, content={"application/json": OpenAPIMediaType(
+            schema=Reference(ref="#/components/schemas/ErrorEnvelope"), examples={code: _example(code, message)})})
+        return
+    media = next(iter(existing.content.values()))
+    media.examples = {**(media.examples or {}), code: _example(code, message)}
+    if code not in existing.description:
+        existing.description = f"{existing.description}; or {description[0].lower()}{description[1:]}"
+
+
+def _is_envelope(response: OpenAPIResponse | Reference | None) -> bool:
     if not isinstance(response, OpenAPIResponse) or not response.content:
         return False
     schema = next(iter(response.content.values())).schema
     return isinstance(schema, Reference) and schema.ref.endswith("/ErrorEnvelope")
 
 
+def _scoped_operations(app: Litestar) -> set[tuple[str, str]]:
+    """(path, method) of every operation whose route declares scopes: the ones that can answer 403."""
+    return {(route.path_format, method.lower()) for route in app.routes if isinstance(route, HTTPRoute)
+            for handler in route.route_handlers if handler.opt.get(SCOPES_OPT)
+            for method in handler.http_methods}
+
+
 def finalize(app: Litestar) -> None:
-    """`on_startup` hook: every public operation documents the envelope, 429/500 and its headers."""
+    """`on_startup` hook: every public operation documents the envelope, the errors any operation
+    can answer (400 duplicate_header, 401, 403 insufficient_scope where scopes apply, 429, 500, 503) and
+    its headers; then the catalog's models and envelopes, closed bodies and the links between operations."""
     plugin = app.plugins.get(OpenAPIPlugin)
     document = plugin.provide_openapi()
+    scoped = _scoped_operations(app)
     for path, item in (document.paths or {}).items():
         for method in ("get", "post", "put", "patch", "delete"):
             operation = getattr(item, method, None)
@@ -135,6 +229,11 @@ def finalize(app: Litestar) -> None:
             responses = operation.responses
             if "400" in responses and not _is_envelope(responses["400"]):
                 responses["400"] = _envelope_response(400)
+            label = f"{method.upper()} {path}"
+            _document_shared_error(responses, "400", label)  # SingleAuthorizationMiddleware guards every route
+            if (path, method) in scoped:
+                _document_shared_error(responses, "403", label)
+            _document_shared_error(responses, "503", label)  # api.errors answers a database outage so, anywhere
             for code in ("401", "429", "500"):
                 responses.setdefault(code, _envelope_response(int(code)))
             for status, response in responses.items():
@@ -147,11 +246,62 @@ def finalize(app: Litestar) -> None:
                     headers.update({k: v for k, v in RATE_HEADERS.items() if k not in headers})
                 if status == "503":
                     headers.setdefault("Retry-After", RETRY_AFTER)
+                if status.startswith("3"):
+                    headers.setdefault("Location", LOCATION)
                 response.headers = headers
     rendered = document.to_schema()
     _, components = msgspec.json.schema_components(EXTRA_COMPONENTS, ref_template="#/components/schemas/{name}")
-    rendered.setdefault("components", {}).setdefault("schemas", {}).update(components)
+    schemas = rendered.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(components)
+    _close_request_bodies(schemas, app)
+    _link_operations(rendered["paths"])
+    resources = app.state.resources
+    contract.publish_catalog(schemas, rendered["paths"], resources.catalog)
+    contract.publish_callbacks(schemas, resources.settings.webhook_allow_http, resources.settings.callback_ports)
     plugin._openapi_schema = rendered  # what /openapi.json and /docs serve from now on
+
+
+TASK_LINKS = {
+    "GetTaskStatus": ("getTaskStatus", "task_id", "Poll the task this call created"),
+    "CancelTask": ("cancelTask", "task_id", "Cancel it while queued or running"),
+    "DownloadTaskContent": ("downloadTaskContent", "task_id", "Download its MP4 once it succeeded"),
+    "ListTaskWebhooks": ("listTaskWebhooks", "task_id", "Its webhook deliveries"),
+}
+VIDEO_LINKS = {
+    "RetrieveVideo": ("retrieveVideo", "video_id", "Poll the video this call created"),
+    "DownloadVideoContent": ("downloadVideoContent", "video_id", "Download it once completed"),
+    "RemixVideo": ("remixVideo", "video_id", "Render it again with a new prompt"),
+    "CancelTask": ("cancelTask", "task_id", "Cancel it (a video is a task)"),
+}
+LINKS = {
+    ("/api/generate", "post", "200"): ("task_id", TASK_LINKS),
+    ("/api/tasks/{task_id}/cancel", "post", "202"): ("task_id", TASK_LINKS),
+    ("/v1/videos", "post", "200"): ("id", VIDEO_LINKS),
+    ("/v1/videos/{video_id}/remix", "post", "200"): ("id", VIDEO_LINKS),
+}
+"""Responses that name a task → what a client (or a stateful fuzzer) does next with its id.
+Deleting is left out on purpose: it keeps the record (`expired`), so reads after it still succeed."""
+
+
+def _link_operations(paths: dict[str, Any]) -> None:
+    """OpenAPI `links` from each task-creating response to the operations that take its id."""
+    for (path, method, status), (field, links) in LINKS.items():
+        response = paths[path][method]["responses"][status]
+        response["links"] = {
+            name: {"operationId": target, "parameters": {parameter: f"$response.body#/{field}"},
+                   "description": description}
+            for name, (target, parameter, description) in links.items()}
+
+
+def _close_request_bodies(schemas: dict[str, Any], app: Litestar) -> None:
+    """Bodies decoded with `forbid_unknown_fields` refuse unknown fields: their schema says so."""
+    for route in (r for r in app.routes if isinstance(r, HTTPRoute)):
+        for handler in route.route_handlers:
+            data = handler.parsed_fn_signature.parameters.get("data")
+            struct = data.annotation if data is not None else None
+            if isinstance(struct, type) and issubclass(struct, msgspec.Struct) \
+                    and struct.__struct_config__.forbid_unknown_fields and struct.__name__ in schemas:
+                schemas[struct.__name__]["additionalProperties"] = False
 
 
 EXTRA_COMPONENTS: list[type] = []

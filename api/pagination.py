@@ -1,57 +1,82 @@
-"""Opaque cursors: clients pass back what we gave them; a tampered or stale one is a clear 422."""
+"""Cursors: clients pass back the `next_cursor` we gave them.
+
+Each list publishes its cursor's pattern, and every value matching it names a position (its page
+may be empty), so whatever the schema accepts the API accepts; anything else is a 422 naming the
+parameter. An empty cursor (`?cursor=`) is no cursor at all: the first page, on every list.
+"""
 
 from __future__ import annotations
 
-import base64
-from datetime import datetime
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-import msgspec
+from litestar.params import Parameter
 
+from api.query import EMPTY_MEANS_ABSENT
 from sorapi import errors
 
+_ID = "[0-9]{1,9}"
+"""A row id (fits PostgreSQL's integer)."""
+_TASK_POSITION = "t([0-9]{1,17})\\.([0-9a-z]{1,64})"
+"""Creation time (microseconds since the Unix epoch: up to year 5138) and id of the last task shown."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-def encode(*parts: str | int) -> str:
-    raw = msgspec.json.encode(list(parts))
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+def cursor_pattern(tag: str) -> str:
+    """The published pattern of a row-id cursor (`l123`), or of nothing at all."""
+    return f"^(?:{re.escape(tag)}{_ID})?$"
 
 
-def decode(cursor: str, field: str) -> list[str | int]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        parts = msgspec.json.decode(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(parts, list) or not parts:
-            raise ValueError("not a cursor")
-        return parts
-    except (ValueError, msgspec.DecodeError) as exc:
-        raise errors.ValidationFailed("invalid cursor", details=[
-            {"field": field, "message": "pass back a next_cursor value exactly as returned"}]) from exc
+def cursor_parameter(tag: str) -> Any:
+    """The `cursor` query parameter of a list paginated by row id."""
+    return Parameter(query="cursor", default=None, schema_extra={"pattern": cursor_pattern(tag)},
+                     description="`next_cursor` of the previous page." + EMPTY_MEANS_ABSENT)
+
+
+TASK_CURSOR_PATTERN = f"^(?:{_TASK_POSITION})?$"
+
+
+def _invalid(field: str, what: str) -> errors.ValidationFailed:
+    return errors.ValidationFailed("invalid cursor", details=[
+        {"field": field, "message": f"not {what}: pass back a next_cursor value exactly as returned"}])
+
+
+def id_cursor(tag: str, row_id: int) -> str:
+    return f"{tag}{row_id}"
+
+
+def decode_id_cursor(cursor: str | None, tag: str, field: str = "cursor") -> int | None:
+    """The row id a cursor of this list names; None for no cursor."""
+    if not cursor:
+        return None
+    matched = re.fullmatch(f"{re.escape(tag)}({_ID})", cursor)
+    if matched is None:
+        raise _invalid(field, "a cursor of this list")
+    return int(matched.group(1))
 
 
 def event_cursor(event_id: int) -> str:
-    return encode("e", event_id)
+    return id_cursor("e", event_id)
+
+
+EVENT_CURSOR_PATTERN = cursor_pattern("e")
 
 
 def decode_event_cursor(cursor: str | None, field: str = "events_cursor") -> int | None:
-    if cursor is None:
-        return None
-    parts = decode(cursor, field)
-    if len(parts) != 2 or parts[0] != "e" or not isinstance(parts[1], int):
-        raise errors.ValidationFailed("invalid cursor", details=[{"field": field, "message": "not an events cursor"}])
-    return parts[1]
+    return decode_id_cursor(cursor, "e", field)
 
 
 def task_cursor(created_at: datetime, task_id: str) -> str:
-    return encode("t", created_at.isoformat(), task_id)
+    micros = (created_at - _EPOCH) // timedelta(microseconds=1)
+    return f"t{micros}.{task_id}"
 
 
 def decode_task_cursor(cursor: str | None, field: str = "cursor") -> tuple[datetime, str] | None:
-    if cursor is None:
+    """(created_at, task id) of the last task of the previous page; None for no cursor."""
+    if not cursor:
         return None
-    parts = decode(cursor, field)
-    try:
-        if len(parts) != 3 or parts[0] != "t":
-            raise ValueError("not a task cursor")
-        return datetime.fromisoformat(str(parts[1])), str(parts[2])
-    except ValueError as exc:
-        raise errors.ValidationFailed("invalid cursor", details=[
-            {"field": field, "message": "not a task list cursor"}]) from exc
+    matched = re.fullmatch(_TASK_POSITION, cursor)
+    if matched is None:
+        raise _invalid(field, "a task list cursor")
+    return _EPOCH + timedelta(microseconds=int(matched.group(1))), matched.group(2)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import timedelta
 
 from litestar import Controller, Request, Response, get, post
+from litestar.openapi.spec import OpenAPIType, Operation, Schema
+from litestar.openapi.spec import Parameter as OpenAPIParameter
 from litestar.params import Parameter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import tasks, webhooks
+from api import pagination, query, tasks, webhooks
 from api.auth import NEEDS_GENERATE, NEEDS_READ, Principal
 from api.openapi import error_responses
 from api.ratelimit import RATE_GENERATE, RATE_STATUS
@@ -21,17 +24,28 @@ from sorapi.schemas import GenerateRequest, GenerateResponse, StatusResponse
 
 EXPANDABLE = frozenset({"events", "webhooks"})
 """Values `expand` accepts; each one adds a block to the status response (add yours here)."""
-EXPAND_DOC = ("Comma-separated extras: `events` (the task's history, paginated with events_cursor/events_limit), "
-              "`webhooks` (every webhook delivery attempt)")
+EXPAND_DOC = ("Comma-separated extras (no spaces): `events` (the task's history, paginated with "
+              "events_cursor/events_limit), `webhooks` (every webhook delivery attempt)." + query.EMPTY_MEANS_ABSENT)
 
 
 def parse_expand(expand: str | None) -> set[str]:
-    wanted = {part.strip() for part in (expand or "").split(",") if part.strip()}
-    unknown = wanted - EXPANDABLE
-    if unknown:
-        raise errors.ValidationFailed("unknown expand value", details=[
-            {"field": "expand", "message": f"{', '.join(sorted(unknown))} is not one of {', '.join(sorted(EXPANDABLE))}"}])
-    return wanted
+    return set(query.comma_list(expand, sorted(EXPANDABLE), "expand"))
+
+
+@dataclass
+class _StatusOperation(Operation):
+    """`task_id` is the parameter to send (required, non-empty); `id` is its deprecated alias.
+
+    OpenAPI cannot say "one of two parameters", so the schema names the one clients should use;
+    the handler still answers `?id=` for clients written against the seed."""
+
+    def __post_init__(self) -> None:
+        for parameter in self.parameters or []:
+            if isinstance(parameter, OpenAPIParameter) and parameter.name == "task_id":
+                parameter.required = True
+                parameter.schema = Schema(type=OpenAPIType.STRING, min_length=1)
+            elif isinstance(parameter, OpenAPIParameter) and parameter.name == "id":
+                parameter.deprecated = True
 
 
 class VideoController(Controller):
@@ -54,15 +68,19 @@ class VideoController(Controller):
         headers = {"Idempotent-Replayed": "true"} if created.replayed else {}
         return Response(body, headers=headers)
 
-    @get("/status", opt=RATE_STATUS | NEEDS_READ, dependencies=READ_SESSION,
+    @get("/status", opt=RATE_STATUS | NEEDS_READ, dependencies=READ_SESSION, operation_class=_StatusOperation,
          responses=error_responses(400, 401, 404, 422, 429))
     async def task_status(
         self, request: Request, resources: Resources, db: AsyncSession,
         task_id: str | None = Parameter(query="task_id", default=None, description="Task id from /api/generate"),
-        id_: str | None = Parameter(query="id", default=None, description="Alias of task_id"),
-        expand: str | None = Parameter(query="expand", default=None, description=EXPAND_DOC),
+        id_: str | None = Parameter(query="id", default=None,
+                                    description="Deprecated alias of task_id (used only when task_id is not sent)"),
+        expand: str | None = Parameter(query="expand", default=None, description=EXPAND_DOC,
+                                       schema_extra={"pattern": query.comma_list_pattern(sorted(EXPANDABLE))}),
         events_cursor: str | None = Parameter(query="events_cursor", default=None,
-                                              description="`events.next_cursor` of the previous page"),
+                                              description="`events.next_cursor` of the previous page."
+                                                          + query.EMPTY_MEANS_ABSENT,
+                                              schema_extra={"pattern": pagination.EVENT_CURSOR_PATTERN}),
         events_limit: int = Parameter(query="events_limit", default=50, ge=1, le=200,
                                       description="Events per page (1-200)"),
     ) -> StatusResponse:

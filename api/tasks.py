@@ -172,10 +172,16 @@ async def _ensure_workflow(res: Resources, task: Task, plan_name: str) -> None:
                                         headers={"Retry-After": "5"}) from exc
 
 
+def lookup_id(given: str) -> str:
+    """The id to look up: one with a NUL character names nothing (PostgreSQL text cannot hold NUL,
+    so the query itself would fail), so it looks up the empty id, which no task or account has."""
+    return "" if "\x00" in given else given
+
+
 async def get_task(res: Resources, principal: Principal, task_id: str) -> Task:
     """The caller's task (404 for an unknown one or another tenant's). The route checked the scope."""
     async with res.autocommit_sessions() as session:
-        task = await task_rows.get_for_account(session, principal.account_id, task_id)
+        task = await task_rows.get_for_account(session, principal.account_id, lookup_id(task_id))
     if task is None:
         raise errors.NotFound(f"no task {task_id!r}")
     return task
@@ -187,7 +193,7 @@ async def poll_task(res: Resources, request: Request, session: AsyncSession,
     line, and the account's plan: the status poll, in one statement (sorapi.db.status_poll). 401, 403,
     then 404. Commits before answering: the audit entry is written and the connection is free."""
     use = key_use(res, request)
-    owner, found = await status_poll.owner_and_task(session, bearer_key(request), use, task_id)
+    owner, found = await status_poll.owner_and_task(session, bearer_key(request), use, lookup_id(task_id))
     principal = admit(session, owner, use, request)
     await session.commit()
     require_route_scope(request, principal)
@@ -219,11 +225,6 @@ async def _workflow_phase(res: Resources, task_id: str) -> tuple[str, RenderProg
     if stage == "upload":
         return "finishing", None, 99
     return status.QUEUED, None, None
-
-
-async def live_progress(res: Resources, task_id: str) -> int | None:
-    """Percent done of a running task, read from the render activity's last heartbeat."""
-    return (await _workflow_phase(res, task_id))[2]
 
 
 async def live_state(res: Resources, task: Task) -> tuple[int | None, LiveProgress]:

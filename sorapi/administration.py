@@ -113,14 +113,19 @@ async def revoke_key(session: AsyncSession, account_id: str, key_id: str, *, act
 async def change_credits(session: AsyncSession, account_id: str, amount: int, *, reason: str, actor: str,
                          adjust: bool) -> LedgerEntryView:
     """A grant (positive) or an adjustment (signed; never takes more than is available)."""
+    invalid = "an adjustment must not be zero" if adjust and amount == 0 else \
+        "a grant must be positive" if not adjust and amount <= 0 else None
+    if invalid:  # the request itself is wrong (422); what the account cannot take is a conflict (409)
+        raise errors.ValidationFailed(invalid, details=[{"field": "amount", "message": invalid}])
     account = await _locked(session, account_id)
     try:
         if adjust:
             entry = await ledger.adjust(session, account, amount, reason=reason, actor=actor)
         else:
             entry = await ledger.grant(session, account, amount, reason=reason, actor=actor)
-    except ledger.LedgerConflict as exc:
-        raise errors.ValidationFailed(str(exc), details=[{"field": "amount", "message": str(exc)}]) from exc
+    except ledger.LedgerConflict as exc:  # a valid request the account's credits cannot take right now
+        raise errors.Conflict(str(exc), code=errors.LEDGER_CONFLICT,
+                              details=[{"field": "amount", "message": str(exc)}]) from exc
     await session.flush()
     audit.record(session, actor=actor, action="credits.adjust" if adjust else "credits.grant",
                  account_id=account_id, target=str(entry.id), details={"amount": amount, "reason": reason})

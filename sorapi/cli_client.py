@@ -17,10 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from sorapi import status
+
 import httpx
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
-FINISHED = frozenset({"succeeded", "failed", "cancelled", "expired"})
+FINISHED = status.TERMINAL
 EXIT_TASK_FAILED = 1
 EXIT_API_ERROR = 2
 

@@ -4,16 +4,26 @@ operator `/admin/...`); the CLI prints the same shapes as JSON."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 from msgspec import Meta
+
+from sorapi.schemas import NO_NUL, schema_only
 
 SCOPES = ("generate", "read", "audit", "admin")
 """Key scopes: `generate` creates tasks, `read` reads tasks and credits, `audit` reads the audit
 log; `admin` (an account administrator's key) implies the other three."""
 Scope = Literal["generate", "read", "audit", "admin"]
+Scopes = Annotated[list[Scope], Meta(min_length=1, description="What the key may do (at least one scope)")]
+Label = Annotated[str, Meta(max_length=100, pattern=NO_NUL)]
+MAX_CREDIT_CHANGE = 10**9
+"""The largest grant or adjustment one request may make."""
+Reason = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL, description="Why, for the ledger and "
+                                                                                      "the audit log")]
 PlanName = Annotated[str, Meta(description="A plan of catalog.toml: free, pro or scale", examples=["pro"])]
+LedgerKind = Literal["grant", "refresh", "expiry", "adjust", "reserve", "capture", "release", "overage"]
+"""Every kind of ledger entry (sorapi.db.ledger.KINDS, in its order)."""
 
 
 class OverageFigures(msgspec.Struct, kw_only=True):
@@ -52,7 +62,8 @@ class CreditsResponse(msgspec.Struct, kw_only=True):
 
 class LedgerEntryView(msgspec.Struct, kw_only=True):
     id: int
-    kind: Annotated[str, Meta(description="grant, refresh, reserve, capture, release, overage, expiry or adjust")]
+    kind: Annotated[str, Meta(description="grant, refresh, reserve, capture, release, overage, expiry or adjust",
+                              extra_json_schema=schema_only(enum=list(get_args(LedgerKind))))]
     amount: Annotated[int, Meta(description="Credits (positive; an adjust may be negative)")]
     task_id: str | None = None
     reason: str = ""
@@ -76,7 +87,7 @@ class EstimateResponse(msgspec.Struct, kw_only=True):
     model_version: str
     duration: int
     resolution: str
-    tier: Annotated[str, Meta(description="Resolution tier priced: sd, hd or fhd")]
+    tier: Annotated[Literal["sd", "hd", "fhd"], Meta(description="Resolution tier priced: sd, hd or fhd")]
     credits_per_second: int
     credit_multiplier: float
     available: int
@@ -101,17 +112,19 @@ class AuditPage(msgspec.Struct, kw_only=True):
 
 
 class CreateAccountRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    name: Annotated[str, Meta(min_length=1, max_length=200)]
+    name: Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
     plan: PlanName = "free"
-    credits: Annotated[Annotated[int, Meta(ge=0)] | None, Meta(description="Initial credits; default: the plan's starter "
-                                                          "credits (and its included credits for this period)")] = None
-    scopes: list[Scope] = msgspec.field(default_factory=lambda: ["generate", "read"])
-    key_name: Annotated[str, Meta(max_length=100)] = ""
+    credits: Annotated[Annotated[int, Meta(ge=0, le=MAX_CREDIT_CHANGE)] | None, Meta(
+        description="Initial credits; default: the plan's starter credits (and its included credits for this period)",
+        extra_json_schema=schema_only(minimum=0, maximum=MAX_CREDIT_CHANGE))] = None  # Litestar drops the bounds
+    # of an optional field's inner type
+    scopes: Scopes = msgspec.field(default_factory=lambda: ["generate", "read"])
+    key_name: Label = ""
 
 
 class IssueKeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    scopes: list[Scope] = msgspec.field(default_factory=lambda: ["generate", "read"])
-    name: Annotated[str, Meta(max_length=100, description="Who holds the seat", examples=["ci-bot"])] = ""
+    scopes: Scopes = msgspec.field(default_factory=lambda: ["generate", "read"])
+    name: Annotated[Label, Meta(description="Who holds the seat", examples=["ci-bot"])] = ""
 
 
 class IssuedKey(msgspec.Struct, kw_only=True):
@@ -142,9 +155,17 @@ class ApiKeyList(msgspec.Struct, kw_only=True):
     data: list[ApiKeyView]
 
 
+class CreditGrant(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    amount: Annotated[int, Meta(ge=1, le=MAX_CREDIT_CHANGE, description="Credits to add")]
+    reason: Reason
+
+
 class CreditChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    amount: Annotated[int, Meta(description="Credits: positive for a grant; signed for an adjustment")]
-    reason: Annotated[str, Meta(min_length=1, max_length=200)]
+    """An adjustment: it may take away only what is available (409 `ledger_conflict` otherwise)."""
+
+    amount: Annotated[int, Meta(ge=-MAX_CREDIT_CHANGE, le=MAX_CREDIT_CHANGE, description="Credits, signed; never 0",
+                                extra_json_schema=schema_only(**{"not": {"const": 0}}))]
+    reason: Reason
 
 
 class PlanChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -10,6 +10,8 @@ from typing import Any
 # Codes shared by the API envelope, task rows and Temporal ApplicationError types.
 VALIDATION_ERROR = "validation_error"
 INVALID_JSON = "invalid_json"
+INVALID_FORM = "invalid_form"
+"""A multipart/form-data or urlencoded body that cannot be parsed (400); a field that is not text is a 422."""
 UNAUTHORIZED = "unauthorized"
 NOT_FOUND = "not_found"
 INSUFFICIENT_CREDITS = "insufficient_credits"
@@ -33,6 +35,28 @@ ADMIN_DISABLED = "admin_disabled"
 INSUFFICIENT_SCOPE = "insufficient_scope"
 NO_CALLBACK_URL = "no_callback_url"
 DUPLICATE_HEADER = "duplicate_header"
+LEDGER_CONFLICT = "ledger_conflict"
+"""A money step contradicts the ledger (a capture after someone else released the hold): retrying cannot help."""
+
+TASK_MESSAGES = {
+    INSUFFICIENT_CREDITS: "the account did not have enough credits for this task; nothing was charged",
+    RENDER_FAILED: "the video could not be rendered; nothing was charged. Try again, or try a lower resolution "
+                   "or a shorter duration",
+    UPLOAD_FAILED: "the video was rendered but could not be stored; nothing was charged",
+    TIMEOUT: "the render took too long or its worker stopped responding; nothing was charged",
+    VALIDATION_ERROR: "the renderer refused the task's parameters; nothing was charged",
+    QUEUE_TIMEOUT: "the task did not start within max_queue_seconds; nothing was charged",
+    CANCELLED: "the task was cancelled; nothing was charged",
+    LEDGER_CONFLICT: "the task's credit hold had already been settled elsewhere; nothing more was charged",
+    INTERNAL_ERROR: "an internal error ended the task; nothing was charged",
+}
+"""The only text a task's `error_message` (and its webhooks) carries: fixed per code, so no exception
+text, host name or path reaches a customer. The details go to the logs, bound to the task id."""
+
+
+def task_message(code: str) -> str:
+    """The customer-safe message for a task's end code (unknown codes read as an internal error)."""
+    return TASK_MESSAGES.get(code, TASK_MESSAGES[INTERNAL_ERROR])
 
 
 class ApiError(Exception):

@@ -50,7 +50,6 @@ class PostResult:
     headers: dict[str, str]
     latency_ms: int
     error: str | None = None
-    body_start: bytes = b""
 
 
 async def post(target: Target, body: bytes, headers: dict[str, str], *, timeout_s: float = 15.0,
@@ -67,15 +66,15 @@ async def post(target: Target, body: bytes, headers: dict[str, str], *, timeout_
         async with pool, asyncio.timeout(timeout_s):
             async with pool.stream("POST", target.url, headers=list(sent.items()), content=body,
                                    extensions={"timeout": per_phase}) as response:
-                start = b""
-                async for chunk in response.aiter_stream():
-                    start += chunk
-                    if len(start) >= MAX_RESPONSE_BYTES:
+                read = 0
+                async for chunk in response.aiter_stream():  # read (a bounded part of) the answer, then drop it
+                    read += len(chunk)
+                    if read >= MAX_RESPONSE_BYTES:
                         break
                 return PostResult(
                     status_code=response.status,
                     headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers},
-                    latency_ms=_ms_since(started), body_start=start[:MAX_RESPONSE_BYTES])
+                    latency_ms=_ms_since(started))
     except (TimeoutError, httpcore.TimeoutException):
         return PostResult(None, {}, _ms_since(started), error=f"timed out after {timeout_s:g} s")
     except httpcore.ConnectError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 
 import msgspec
@@ -11,11 +12,16 @@ from sorapi import netguard
 from sorapi.catalog import Catalog, ModelSpec, Plan
 from sorapi.messages import RenderSpec
 from sorapi.resolutions import ORIENTATION_NAMES, SIZE_NAMES, ResolutionError, Tier, resolve
-from sorapi.schemas import MAX_SEED, ErrorDetail, GenerateRequest, TaskRequest
+from sorapi.schemas import (
+    MAX_CALLBACK_HEADER_VALUE,
+    MAX_CALLBACK_HEADERS,
+    MAX_SEED,
+    PROMPT_PATTERN,
+    ErrorDetail,
+    GenerateRequest,
+    TaskRequest,
+)
 from sorapi.webhook_signing import is_reserved_header, valid_header_name, valid_header_value
-
-MAX_CALLBACK_HEADERS = 20
-MAX_CALLBACK_HEADER_VALUE = 1024
 
 
 class Planned(msgspec.Struct, frozen=True):
@@ -68,8 +74,9 @@ def _duration_errors(name: str, model: ModelSpec, duration: int) -> list[ErrorDe
 def plan(req: GenerateRequest, catalog: Catalog, *, allow_http_callbacks: bool = False) -> Planned | list[ErrorDetail]:
     """Resolve defaults, size, model and price; or every field-level problem at once."""
     errors: list[ErrorDetail] = []
-    if not req.prompt.strip():
-        errors.append(ErrorDetail(field="prompt", message="prompt must contain non-whitespace text"))
+    if not re.search(PROMPT_PATTERN, req.prompt):  # the schema's `pattern`, character for character
+        errors.append(ErrorDetail(field="prompt", message="prompt must contain non-whitespace text and no NUL "
+                                                          "character"))
     model = catalog.canonical_model(req.model_version)
     if model is None:
         errors.append(ErrorDetail(field="model_version",

@@ -1,7 +1,9 @@
 """Resolution presets: the sizes a render may be asked for, by tier and orientation.
 
 Clients may name a size (`1280x720`), a tier (`hd`, `720p`) and/or an orientation through
-`aspect_ratio` (`vertical`, `9:16`, ...). Everything resolves to one preset or a clear error.
+`aspect_ratio` (`vertical`, `9:16`, ...). The rule: `resolution` picks the tier (default hd) and
+`aspect_ratio` the orientation; a WIDTHxHEIGHT size also names an orientation, used when no
+`aspect_ratio` is sent. So `1920x1080` + `vertical` is 1080x1920: never a refusal for the pair.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ ASPECT_RATIO_VALUES = sorted(ORIENTATION_NAMES)
 
 
 class ResolutionError(ValueError):
-    """A resolution/aspect-ratio pair that names no preset; `field` says which input is wrong."""
+    """A resolution or aspect ratio that is not one of the names above; `field` says which."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
@@ -55,11 +57,7 @@ def resolve(resolution: str | None, aspect_ratio: str | None) -> tuple[int, int,
     name = (resolution or "1280x720").strip().lower()
     if name in SIZE_NAMES:
         tier, size_orientation = SIZE_NAMES[name]
-        if resolution is not None and orientation not in (None, size_orientation):
-            raise ResolutionError(
-                "aspect_ratio", f"aspect_ratio {aspect_ratio!r} contradicts resolution {resolution!r}"
-            )
-        orientation = orientation or size_orientation
+        orientation = orientation or size_orientation  # an explicit aspect_ratio turns the size
     elif name in TIER_NAMES:
         tier = TIER_NAMES[name]
     else:

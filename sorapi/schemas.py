@@ -8,17 +8,44 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
-from sorapi.resolutions import ASPECT_RATIO_VALUES, RESOLUTION_VALUES
+from sorapi import status
+from sorapi.resolutions import ASPECT_RATIO_VALUES, RESOLUTION_VALUES, SIZE_NAMES, Orientation
+from sorapi.webhook_signing import RESERVED_PREFIXES
 
 MAX_PROMPT_CHARS = 5000
 MAX_IDEMPOTENCY_KEY_CHARS = 64
 MAX_DURATION_S = 20
 MAX_SEED = 2**32 - 1
+MAX_CALLBACK_HEADERS = 20
+MAX_CALLBACK_HEADER_VALUE = 1024
+WHITESPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+"""Whitespace as a character-class body, spelled so Python's `re` and ECMA-262 (the schema's regex
+dialect) agree on every character."""
+NO_NUL = r"^[^\x00]*$"
+"""Text PostgreSQL can store: no NUL character (a request carrying one is refused, naming the field)."""
+PROMPT_PATTERN = rf"^[{WHITESPACE}]*[^\x00{WHITESPACE}][^\x00]*$"
+"""A prompt: some text that is not whitespace, and no NUL. Both classes are disjoint from what
+precedes them, so matching is linear (`re.search` here, JSON Schema's `pattern` for clients)."""
+
+
+def schema_only(**keywords: Any) -> dict[str, Any]:
+    """`extra_json_schema` for a constraint the published schema states but msgspec does not check: in
+    a request the domain code does (`planning.plan` reports every problem at once, in any letter case);
+    in a response it describes the values our code writes (the rows hold them as plain strings)."""
+    return {"extra": keywords}  # Litestar reads a Meta's schema additions from its `extra` key
+
+
+TaskStatus = Annotated[str, Meta(extra_json_schema=schema_only(enum=list(status.ALL)))]
+"""Every status a task can have, published as an enum."""
+Size = Annotated[str, Meta(extra_json_schema=schema_only(enum=sorted(SIZE_NAMES)))]
+"""A resolved render size, WIDTHxHEIGHT, published as an enum."""
+
 
 Prompt = Annotated[str, Meta(
     min_length=1, max_length=MAX_PROMPT_CHARS,
     description="Primary description of the scene to render; supports up to 5,000 characters.",
     examples=["Aerial shot of bioluminescent forests at dusk with cinematic lighting"],
+    extra_json_schema=schema_only(pattern=PROMPT_PATTERN),
 )]
 ModelVersion = Annotated[str, Meta(
     description="Model release to target. Use preview channels to test new capabilities before rollout.",
@@ -31,12 +58,16 @@ Duration = Annotated[int, Meta(
 )]
 Resolution = Annotated[str, Meta(
     description="Target render resolution (default 1280x720). Balance with credits budgets to "
-    "optimize cost vs fidelity. One of: " + ", ".join(RESOLUTION_VALUES) + ".",
+    "optimize cost vs fidelity. One of: " + ", ".join(RESOLUTION_VALUES) + ". It sets the tier "
+    "(sd, hd, fhd); a WIDTHxHEIGHT size also sets the orientation unless `aspect_ratio` is sent.",
     examples=["1920x1080"],
+    extra_json_schema=schema_only(enum=[*RESOLUTION_VALUES, None]),
 )]
 AspectRatio = Annotated[str, Meta(
-    description="Orientation of the preset: " + ", ".join(ASPECT_RATIO_VALUES) + ".",
+    description="Orientation of the preset: " + ", ".join(ASPECT_RATIO_VALUES) + ". It wins over the "
+    "orientation of a WIDTHxHEIGHT `resolution`: `1920x1080` + `vertical` renders 1080x1920.",
     examples=["vertical"],
+    extra_json_schema=schema_only(enum=[*ASPECT_RATIO_VALUES, None]),
 )]
 Guidance = Annotated[float, Meta(
     ge=0.0, le=20.0,
@@ -48,20 +79,34 @@ Seed = Annotated[int, Meta(
     ge=0, le=MAX_SEED,
     description="Use fixed seeds for reproducible frames and prompt engineering experiments.",
     examples=[42],
+    extra_json_schema=schema_only(minimum=0),  # Litestar drops a falsy `ge` of an optional field
 )]
 NegativePrompt = Annotated[str, Meta(
-    max_length=MAX_PROMPT_CHARS,
+    max_length=MAX_PROMPT_CHARS, pattern=NO_NUL,
     description="Elements to suppress in the output, such as watermarking, artifacts, or undesired subjects.",
     examples=["no watermark, no motion blur, avoid text overlays"],
 )]
 CallbackUrl = Annotated[str, Meta(
-    max_length=2048,
+    max_length=2048, pattern=NO_NUL,
     description="Webhook destination for job completion events. Must be HTTPS and respond with 2xx status.",
     examples=["https://example.com/webhooks/sora2"],
 )]
+HEADER_NAME = "^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$"
+"""A callback header name: an RFC 9110 token (sorapi.webhook_signing checks the same)."""
+
+
+def _caseless(prefix: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in prefix)
+
+
 CallbackHeaders = Annotated[dict[str, str], Meta(
     description="Custom headers appended to webhook deliveries for routing or verification.",
     examples=[{"X-Env": "staging"}],
+    extra_json_schema=schema_only(  # at most 20, printable ASCII values, none of the names SorAPI sets
+        maxProperties=MAX_CALLBACK_HEADERS,
+        propertyNames={"pattern": HEADER_NAME,
+                       "not": {"pattern": "^(?:" + "|".join(_caseless(p) for p in RESERVED_PREFIXES) + ")"}},
+        additionalProperties={"type": "string", "maxLength": MAX_CALLBACK_HEADER_VALUE, "pattern": "^[ -~]*$"}),
 )]
 MAX_QUEUE_SECONDS = 7 * 24 * 3600
 MaxQueueSeconds = Annotated[int, Meta(
@@ -72,7 +117,7 @@ MaxQueueSeconds = Annotated[int, Meta(
     examples=[600],
 )]
 IdempotencyKey = Annotated[str, Meta(
-    min_length=1, max_length=MAX_IDEMPOTENCY_KEY_CHARS,
+    min_length=1, max_length=MAX_IDEMPOTENCY_KEY_CHARS, pattern=NO_NUL,
     description="Unique key (<= 64 chars) to guarantee at-most-once task creation on retries.",
     examples=["job-2024-03-12-001"],
 )]
@@ -102,8 +147,8 @@ class TaskRequest(msgspec.Struct, kw_only=True):
     model_version: Annotated[str, Meta(description="The model release that renders it (aliases resolved)",
                                        examples=["sora-2-latest"])]
     duration: Annotated[int, Meta(description="Clip length in seconds", examples=[8])]
-    resolution: Annotated[str, Meta(description="The resolved preset, WIDTHxHEIGHT", examples=["720x1280"])]
-    aspect_ratio: Annotated[str, Meta(description="horizontal, vertical or square", examples=["vertical"])]
+    resolution: Annotated[Size, Meta(description="The resolved preset, WIDTHxHEIGHT", examples=["720x1280"])]
+    aspect_ratio: Annotated[Orientation, Meta(description="The resolved orientation", examples=["vertical"])]
     guidance: Annotated[float, Meta(description="Classifier-free guidance scale used", examples=[7.5])]
     seed: Annotated[int, Meta(description="The seed used (random when none was sent): reuse it to reproduce",
                               examples=[42])]
@@ -117,8 +162,8 @@ class TaskRequest(msgspec.Struct, kw_only=True):
 class GenerateResponse(msgspec.Struct, kw_only=True):
     task_id: Annotated[str, Meta(description="The job id: poll /api/status?task_id=... or wait for the webhook",
                                  examples=["sora2aeeccc8d1274d569475872baf49a4d6mwk4"])]
-    status: Annotated[str, Meta(description="Always `queued` for a new task (a replay shows the current status)",
-                                examples=["queued"])]
+    status: Annotated[TaskStatus, Meta(description="Always `queued` for a new task (a replay shows the current "
+                                                   "status)", examples=["queued"])]
     credits_reserved: Annotated[int, Meta(description="Credits held for this render (charged on success)",
                                           examples=[16])]
     created_at: Annotated[datetime, Meta(description="When the task was created (UTC)")]
@@ -164,18 +209,24 @@ class LiveProgress(msgspec.Struct, kw_only=True):
     total_steps: Annotated[int, Meta(description="Denoising steps in total", examples=[30])] = 0
 
 
+WebhookEventType = Annotated[str, Meta(extra_json_schema=schema_only(
+    enum=[f"task.{event}" for event in sorted(status.TERMINAL)]))]
+
+
 class WebhookAttempt(msgspec.Struct, kw_only=True):
     """One HTTP attempt to deliver a task's webhook (every attempt is recorded)."""
 
     event_id: Annotated[str, Meta(description="The event's `webhook-id` (same on every retry and redelivery)")]
-    event_type: Annotated[str, Meta(description="task.succeeded, task.failed, task.cancelled or task.expired",
-                                    examples=["task.succeeded"])]
+    event_type: Annotated[WebhookEventType, Meta(description="task.succeeded, task.failed, task.cancelled or "
+                                                             "task.expired", examples=["task.succeeded"])]
     delivery_id: Annotated[str, Meta(description="Groups the attempts of one delivery run")]
-    trigger: Annotated[str, Meta(description="automatic, or redeliver (POST .../webhooks/redeliver)")]
+    trigger: Annotated[str, Meta(description="automatic, or redeliver (POST .../webhooks/redeliver)",
+                                 extra_json_schema=schema_only(enum=["automatic", "redeliver"]))]
     attempt: Annotated[int, Meta(ge=1, le=6, description="1 to 6 within a delivery run")]
     attempted_at: datetime
     outcome: Annotated[str, Meta(description="delivered (2xx), retry (will try again), gone (410: stopped) or "
-                                             "failed (the last attempt failed)")]
+                                             "failed (the last attempt failed)",
+                                 extra_json_schema=schema_only(enum=["delivered", "retry", "gone", "failed"]))]
     status_code: Annotated[int | None, Meta(description="The receiver's HTTP status (null: no answer)")] = None
     latency_ms: Annotated[int | None, Meta(description="Time to the receiver's answer")] = None
     error: Annotated[str | None, Meta(description="Why the attempt failed (timeout, refused, blocked address...)")] = None
@@ -186,8 +237,8 @@ class StatusResponse(msgspec.Struct, kw_only=True):
 
     task_id: Annotated[str, Meta(description="The job id returned by /api/generate",
                                  examples=["sora2aeeccc8d1274d569475872baf49a4d6mwk4"])]
-    status: Annotated[str, Meta(description="queued, running, succeeded, failed, cancelled or expired",
-                                examples=["succeeded"])]
+    status: Annotated[TaskStatus, Meta(description="queued, running, succeeded, failed, cancelled or expired",
+                                       examples=["succeeded"])]
     request: Annotated[TaskRequest, Meta(description="The request as recorded: defaults applied, seed fixed")]
     response: Annotated[list[str], Meta(description="Playable URLs of the outputs once succeeded (presigned, "
                                                     "short-lived)")]
@@ -241,11 +292,11 @@ class TaskSummary(msgspec.Struct, kw_only=True):
     """One row of `GET /api/tasks` (poll `/api/status` for URLs and live progress)."""
 
     task_id: Annotated[str, Meta(description="The task id")]
-    status: Annotated[str, Meta(description="queued, running, succeeded, failed, cancelled or expired")]
+    status: Annotated[TaskStatus, Meta(description="queued, running, succeeded, failed, cancelled or expired")]
     prompt: Annotated[str, Meta(description="The prompt as submitted")]
     model_version: Annotated[str, Meta(description="The model that renders it", examples=["sora-2-latest"])]
     duration: Annotated[int, Meta(description="Clip length in seconds")]
-    resolution: Annotated[str, Meta(description="Render resolution", examples=["1280x720"])]
+    resolution: Annotated[Size, Meta(description="Render resolution", examples=["1280x720"])]
     progress: Annotated[int, Meta(description="Percent done as last recorded (live progress: /api/status)")]
     credits_reserved: Annotated[int, Meta(description="Credits held for (or charged by) the task")]
     error_code: Annotated[str | None, Meta(description="Stable failure code, if it failed")] = None

@@ -73,6 +73,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """torch.compile the transformer's repeated blocks; the first render of each shape pays the compile."""
     render_heartbeat_timeout_s: int = 30
     """A render worker silent for this long is presumed dead and its task retried elsewhere."""
+    render_step_timeout_s: float = 600.0
+    """A denoising step (after the first) taking longer is taken for a hung GPU: the heartbeats stop and
+    the attempt fails one heartbeat timeout later, instead of at the 2-hour render timeout. Set it
+    above the slowest step of the largest model and size served (0: never)."""
     dev_scale: int = 10
     """Dev profile only (SORAPI_MODEL_DIR empty): tiny models render at 1/dev_scale of the requested size..."""
     dev_fps: int = 8

@@ -24,8 +24,6 @@ JITTER_FRACTION = 0.2
 LAST_ATTEMPT_JITTER = timedelta(minutes=30)
 MIN_GAP = timedelta(seconds=30)
 
-TERMINAL_EVENTS = ("succeeded", "failed", "cancelled", "expired")
-
 
 def next_delay(attempts_done: int, elapsed: timedelta, jitter: float,
                retry_after_s: float | None = None) -> timedelta:

@@ -66,11 +66,6 @@ def signed_headers(body: bytes, msg_id: str, timestamp: int, current: str, previ
     return headers
 
 
-def verify_x_signature(body: bytes, signature: str, secret: str) -> bool:
-    """Constant-time check of an `X-Signature` value (what receivers should do)."""
-    return hmac.compare_digest(x_signature(body, secret).encode(), signature.encode())
-
-
 def is_reserved_header(name: str) -> bool:
     return name.lower().startswith(RESERVED_PREFIXES)
 

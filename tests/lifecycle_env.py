@@ -217,7 +217,7 @@ async def lifecycle_env(tmp: Path, pg_url: str) -> AsyncIterator[Lifecycle]:
             sessions = make_sessionmaker(engine)
             host_queue = f"host-{run}"
             render, upload = fake_gpu(files, s3, settings.s3_bucket, host_queue)
-            workers = [create_worker(env.client, settings), *create_webhook_workers(env.client, settings, sessions=sessions),
+            workers = [create_worker(env.client, settings, sessions), *create_webhook_workers(env.client, settings, sessions=sessions),
                        Worker(env.client, task_queue=settings.render_queue, activities=[render]),
                        Worker(env.client, task_queue=host_queue, activities=[upload])]
             for worker in workers:

@@ -76,7 +76,8 @@ async def test_accounts_keys_credits_plans_and_audit_over_http(stack: Stack) -> 
                                  json={"amount": -50, "reason": "refund correction"})).status_code == 201
         overdraw = await admin.post(f"/admin/accounts/{account_id}/credits/adjust",
                                     json={"amount": -10**9, "reason": "too much"})
-        assert overdraw.status_code == 422, "an adjustment never takes the balance below what is available"
+        assert overdraw.status_code == 409, "an adjustment never takes the balance below what is available"
+        assert overdraw.json()["error"]["code"] == "ledger_conflict"
         assert (await admin.post(f"/admin/accounts/{account_id}/credits/grant",
                                  json={"amount": 0, "reason": "nothing"})).status_code == 422
 
@@ -150,7 +151,7 @@ def test_cli_administers_accounts_and_placeholders_take_effect(pg_url: str) -> N
     assert json.loads(_cli(pg_url, "grant", free["account_id"], "8", "--reason", "support")[1])["amount"] == 8
     assert json.loads(_cli(pg_url, "adjust", free["account_id"], "-20", "--reason", "fix")[1])["amount"] == -20
     code, out = _cli(pg_url, "adjust", free["account_id"], "-1000", "--reason", "too much")
-    assert code == 1 and out.startswith("error: validation_error")
+    assert code == 1 and out.startswith("error: ledger_conflict")
     moved = json.loads(_cli(pg_url, "change-plan", free["account_id"], "scale")[1])
     assert moved["plan"] == "scale" and moved["balance"] == 30 + get_catalog().plans["scale"].included_credits
 

@@ -1,4 +1,5 @@
-"""One error envelope everywhere, a request id on every response, 5xx logged with it, maintenance 503."""
+"""One error envelope everywhere, a request id on every response, 5xx logged with it, maintenance and
+database outages 503."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from typing import Any
 
 import structlog
 from litestar import get
+from sqlalchemy import exc as db_errors
 
+from sorapi import servers
 from tests.api_helpers import QUICK, app_client, bearer
 from tests.stack import Api, Stack
 
@@ -86,3 +89,24 @@ async def test_maintenance_refuses_new_work_but_reads_keep_working(stack: Stack,
         assert (await client.get("/api/tasks", headers=auth)).status_code == 200
         assert (await client.get(f"/v1/videos/{task_id}", headers=auth)).status_code == 200
     await account.wait(task_id)
+
+
+@get("/test-only/pool-exhausted", sync_to_thread=False)
+def pool_exhausted() -> None:
+    raise db_errors.TimeoutError("QueuePool limit of size 20 overflow 10 reached, connection timed out")
+
+
+async def test_a_database_outage_answers_503_with_retry_after(stack: Stack, account: Api) -> None:
+    """Nothing listens on the database port (or no pool connection is free): clients are told to come
+    back, not that the API broke."""
+    dead = f"postgresql://sorapi:sorapi@127.0.0.1:{servers.free_port()}/sorapi"
+    async with app_client(stack, database_url=dead) as (client, app):
+        app.register(pool_exhausted)
+        auth = bearer(account.api_key)
+        for response in (await client.get("/api/status", params={"task_id": "sora2any"}, headers=auth),
+                         await client.post("/api/generate", json=QUICK, headers=auth),
+                         await client.get("/test-only/pool-exhausted")):
+            assert response.status_code == 503, response.text
+            assert int(response.headers["retry-after"]) > 0
+            _is_envelope(response.json(), "service_unavailable")
+            assert "127.0.0.1" not in response.text and "pool" not in response.text.lower()

@@ -6,9 +6,12 @@ readable render failures (missing or broken weights, an accelerator out-of-memor
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import os
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ import torch
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import ActivityEnvironment
 
+from activities.heartbeat import Heartbeater
 from activities.pipelines import build_tiny_pipeline
 from activities.render import SCRATCH_TTL_S, WORKER_SHUTDOWN, RenderActivities, sweep_scratch
 from sorapi import errors
@@ -92,6 +96,61 @@ def test_worker_shutdown_is_a_retryable_failure_not_a_cancel(tmp: Path) -> None:
     with pytest.raises(ApplicationError) as raised:
         env.run(acts.render_video, make_spec("sora2shutdown"))
     assert raised.value.type == WORKER_SHUTDOWN and not raised.value.non_retryable
+
+
+def _beat_times(env: ActivityEnvironment) -> list[tuple[float, Any]]:
+    beats: list[tuple[float, Any]] = []
+    env.on_heartbeat = lambda *details: beats.append((time.monotonic(), details[0]))
+    return beats
+
+
+def _longest_silence(beats: list[tuple[float, Any]]) -> float:
+    return max(later[0] - earlier[0] for earlier, later in itertools.pairwise(beats))
+
+
+def test_a_hung_denoising_step_stops_the_heartbeats(tmp: Path) -> None:
+    """The timer must not keep a hung GPU alive until the 2-hour render timeout: once a step is overdue
+    (`render_step_timeout_s`), the beats stop (so the server fails the attempt), and resume on progress."""
+    acts = make_activities(tmp, dev_steps=4, render_step_timeout_s=0.4)
+    pipe = acts.pipeline("wan", None, "bfloat16")
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, heartbeat_timeout=timedelta(seconds=0.4))  # timer beats every 0.1 s
+    beats = _beat_times(env)
+    hung = False
+
+    def hang_in_step_3(*_: Any) -> None:
+        nonlocal hung
+        last = beats[-1][1]
+        if not hung and isinstance(last, RenderProgress) and last.phase == "denoising" and last.step == 2:
+            hung = True
+            time.sleep(2.0)
+
+    hook = pipe.transformer.register_forward_pre_hook(hang_in_step_3)
+    try:
+        env.run(acts.render_video, make_spec("sora2hung"))
+    finally:
+        hook.remove()
+    assert hung
+    assert _longest_silence(beats) > 1.4, "the timer kept beating through the hung step"
+    assert sorted({b.step for _, b in beats if getattr(b, "phase", "") == "denoising"}) == [1, 2, 3, 4]
+
+
+async def test_the_heartbeat_timer_vouches_for_quiet_phases_but_not_for_overdue_steps() -> None:
+    """Loads and decodes never call back, so the timer beats for them; an overdue step it does not."""
+    env = ActivityEnvironment()
+    beats = _beat_times(env)
+
+    async def work() -> tuple[int, int]:
+        with Heartbeater("loading", interval_s=0.05) as beat:
+            time.sleep(0.5)  # a load: no progress reports, the timer beats
+            quiet = len(beats)
+            beat.update("step 1", stall_s=0.2)
+            time.sleep(0.6)  # step 2 overdue: the timer falls silent after 0.2 s
+            return quiet, len(beats) - quiet
+
+    quiet, during_step = await env.run(work)
+    assert quiet >= 5, "the timer beat through the quiet load"
+    assert during_step <= 1 + 0.2 / 0.05 + 1, "the timer kept beating for an overdue step"
 
 
 def test_out_of_memory_fails_the_task_with_a_readable_message(tmp: Path) -> None:

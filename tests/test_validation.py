@@ -26,7 +26,6 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("resolution not a preset", {"resolution": "1000x1000"}, "resolution"),
     ("resolution garbage", {"resolution": "huge"}, "resolution"),
     ("aspect ratio unknown", {"aspect_ratio": "diagonal"}, "aspect_ratio"),
-    ("aspect ratio contradicts size", {"resolution": "1920x1080", "aspect_ratio": "vertical"}, "aspect_ratio"),
     ("guidance negative", {"guidance": -0.5}, "guidance"),
     ("guidance too high", {"guidance": 20.5}, "guidance"),
     ("seed negative", {"seed": -1}, "seed"),
@@ -116,6 +115,7 @@ async def test_defaults_are_the_seeds(account: Api) -> None:
     ("sd", "square", "480x480"),
     (None, "9:16", "720x1280"),
     ("1080x1920", "portrait", "1080x1920"),
+    ("1920x1080", "vertical", "1080x1920"),  # the size names the tier, aspect_ratio the orientation
 ])
 async def test_resolution_presets_and_names(account: Api, resolution: str | None, aspect: str | None,
                                             expected: str) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -12,17 +14,27 @@ from sqlalchemy import select
 from temporalio import activity
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.ledger import LedgerActivities
 from activities.slot_gate import GateActivities
 from activities.task_state import TaskStateActivities
-from sorapi import names
+from sorapi import errors, names
 from sorapi.db import ledger
 from sorapi.db.models import Account, LedgerEntry, Task
 from sorapi.ids import new_task_id
-from sorapi.messages import HoldInput, RenderMeta, RenderResult, RenderSpec, StoredObject, UploadInput, VideoTaskInput
+from sorapi.messages import (
+    HoldInput,
+    MarkFailed,
+    RenderMeta,
+    RenderResult,
+    RenderSpec,
+    SlotRequest,
+    StoredObject,
+    UploadInput,
+    VideoTaskInput,
+)
 from tests.stack import make_account
 from workers.orchestrator import WORKFLOWS, sandbox_runner
 
@@ -53,12 +65,16 @@ async def _queued_task(sessions: Any, *, credits: int = 1000, hold: bool = True)
 
 
 async def _run(env: WorkflowEnvironment, sessions: Any, account_id: str, task_id: str,
-               render_activities: list[Any], upload_pickup_s: float = 60.0, capture: Any = None) -> Any:
+               render_activities: list[Any], upload_pickup_s: float = 60.0, capture: Any = None,
+               replace: Sequence[Any] = (), execution_timeout: timedelta | None = None) -> Any:
+    """Run one task to its end; `replace`: fakes that stand in for the real orchestrator activities of their names."""
     queue, render_queue = f"orch-{uuid.uuid4().hex}", f"render-{uuid.uuid4().hex}"
     ledger_acts, state = LedgerActivities(sessions), TaskStateActivities(sessions)
-    db_activities = [ledger_acts.reserve_credits, capture or ledger_acts.capture_credits, ledger_acts.release_credits,
-                     state.mark_succeeded, state.mark_failed,
-                     *GateActivities(sessions).all()]
+    fakes = {_name(fake): fake for fake in [*replace, *([capture] if capture else [])]}
+    db_activities = [fakes.pop(_name(real), real) for real in (
+        ledger_acts.reserve_credits, ledger_acts.capture_credits, ledger_acts.release_credits,
+        state.mark_succeeded, state.mark_failed, *GateActivities(sessions).all())]
+    assert not fakes, f"no real activity of these names: {sorted(fakes)}"
     async with Worker(env.client, task_queue=queue, workflows=WORKFLOWS, activities=db_activities,
                       workflow_runner=sandbox_runner()), \
             Worker(env.client, task_queue=render_queue, activities=render_activities[:1]), \
@@ -67,7 +83,11 @@ async def _run(env: WorkflowEnvironment, sessions: Any, account_id: str, task_id
             names.VIDEO_TASK_WORKFLOW,
             VideoTaskInput(task_id=task_id, account_id=account_id, price=PRICE, render=_spec(task_id),
                            render_queue=render_queue, upload_pickup_s=upload_pickup_s),
-            id=task_id, task_queue=queue)
+            id=task_id, task_queue=queue, execution_timeout=execution_timeout)
+
+
+def _name(fn: Any) -> str:
+    return activity._Definition.must_from_callable(fn).name
 
 
 async def _state(sessions: Any, account_id: str, task_id: str) -> tuple[Task, Account, list[str]]:
@@ -93,7 +113,8 @@ async def test_render_failure_fails_the_task_and_releases_the_hold(time_env: Wor
     with pytest.raises(WorkflowFailureError):
         await _run(time_env, sessions, account_id, task_id, [broken_render, fake_upload])
     task, account, kinds = await _state(sessions, account_id, task_id)
-    assert (task.status, task.error_code, task.error_message) == ("failed", "render_failed", "CUDA out of memory")
+    assert (task.status, task.error_code, task.error_message) == ("failed", "render_failed",
+                                                                  errors.task_message("render_failed"))
     assert kinds == ["reserve", "release"]
     assert (account.balance, account.reserved) == (1000, 0)
 
@@ -113,7 +134,8 @@ async def test_unexpected_render_error_maps_to_render_failed(time_env: WorkflowE
     task, account, kinds = await _state(sessions, account_id, task_id)
     assert attempts == 3, "transient render errors are retried, then the task fails"
     assert (task.status, task.error_code) == ("failed", "render_failed")
-    assert "driver exploded" in task.error_message
+    assert task.error_message == errors.task_message("render_failed")
+    assert "driver exploded" not in task.error_message and "RuntimeError" not in task.error_message
     assert kinds == ["reserve", "release"] and account.reserved == 0
 
 
@@ -188,3 +210,116 @@ async def test_cancel_after_the_video_exists_is_too_late(time_env: WorkflowEnvir
     assert outcome == "succeeded" and task.status == "succeeded"
     assert kinds == ["reserve", "capture"]
     assert (account.balance, account.reserved) == (1000 - PRICE, 0)
+
+
+@activity.defn(name=names.RENDER_VIDEO)
+async def quick_render(spec: RenderSpec) -> RenderResult:
+    return RenderResult(host_queue="live-host", files=[], meta=_meta())
+
+
+@activity.defn(name=names.RENDER_VIDEO)
+async def doomed_render(spec: RenderSpec) -> RenderResult:
+    raise ApplicationError("CUDA out of memory", type="render_failed", non_retryable=True)
+
+
+async def test_a_cancel_during_the_failure_settlement_lets_it_finish(time_env: WorkflowEnvironment,
+                                                                     sessions: Any) -> None:
+    """The cancel lands while the failed task's hold is being released: the row still ends `failed`,
+    the hold released, the slot given back."""
+    ledger_acts, state, gate = LedgerActivities(sessions), TaskStateActivities(sessions), GateActivities(sessions)
+    ended: list[str] = []
+
+    @activity.defn(name=names.RELEASE_CREDITS)
+    async def release_during_cancel(hold: HoldInput) -> int:
+        await time_env.client.get_workflow_handle(hold.task_id).cancel()
+        await asyncio.sleep(0.5)
+        return await ledger_acts.release_credits(hold)
+
+    @activity.defn(name=names.MARK_FAILED)
+    async def mark_failed(arg: MarkFailed) -> bool:
+        ended.append("marked")
+        return await state.mark_failed(arg)
+
+    @activity.defn(name=names.RELEASE_SLOT)
+    async def release_slot(req: SlotRequest) -> None:
+        ended.append("slot")
+        await gate.release_slot(req)
+
+    account_id, task_id = await _queued_task(sessions)
+    with pytest.raises(WorkflowFailureError):
+        await _run(time_env, sessions, account_id, task_id, [doomed_render, fake_upload],
+                   replace=[release_during_cancel, mark_failed, release_slot])
+    task, account, kinds = await _state(sessions, account_id, task_id)
+    assert (task.status, task.error_code) == ("failed", "render_failed")
+    assert kinds == ["reserve", "release"] and (account.balance, account.reserved) == (1000, 0)
+    assert ended == ["marked", "slot"]
+
+
+async def test_a_capture_that_conflicts_with_the_ledger_fails_at_once(time_env: WorkflowEnvironment,
+                                                                      sessions: Any) -> None:
+    """The API released the hold of a task it gave up on: capturing it can never succeed, so the task
+    settles as `ledger_conflict` instead of retrying the capture for ever."""
+    account_id, task_id = await _queued_task(sessions)
+
+    @activity.defn(name=names.RENDER_VIDEO)
+    async def render_after_release(spec: RenderSpec) -> RenderResult:
+        async with sessions.begin() as session:
+            await ledger.release(session, account_id, spec.task_id, reason="the API gave up on the task")
+        return RenderResult(host_queue="live-host", files=[], meta=_meta())
+
+    with pytest.raises(WorkflowFailureError) as failed:  # an hour of skipped time: the capture retries no longer
+        await _run(time_env, sessions, account_id, task_id, [render_after_release, fake_upload],
+                   execution_timeout=timedelta(hours=1))
+    assert isinstance(failed.value.cause, ApplicationError) and failed.value.cause.type == errors.LEDGER_CONFLICT
+    task, account, kinds = await _state(sessions, account_id, task_id)
+    assert (task.status, task.error_code) == ("failed", errors.LEDGER_CONFLICT)
+    assert task.error_message == errors.task_message(errors.LEDGER_CONFLICT)
+    assert kinds == ["reserve", "release"] and (account.balance, account.reserved) == (1000, 0)
+
+
+async def test_capturing_a_released_hold_is_a_non_retryable_ledger_conflict(sessions: Any) -> None:
+    account_id, task_id = await _queued_task(sessions)
+    async with sessions.begin() as session:
+        await ledger.release(session, account_id, task_id, reason="the API gave up on the task")
+    with pytest.raises(ApplicationError) as raised:
+        await ActivityEnvironment().run(LedgerActivities(sessions).capture_credits,
+                                        HoldInput(task_id=task_id, account_id=account_id, amount=PRICE))
+    assert raised.value.type == errors.LEDGER_CONFLICT and raised.value.non_retryable
+
+
+def _flaky_upload(failures: int) -> tuple[Any, list[int]]:
+    """An upload whose store is unreachable for its first `failures` attempts."""
+    attempts: list[int] = []
+
+    @activity.defn(name=names.UPLOAD_OUTPUTS)
+    async def upload(arg: UploadInput) -> list[StoredObject]:
+        attempts.append(activity.info().attempt)
+        if len(attempts) <= failures:
+            raise ConnectionError("s3.internal:9000 refused the connection")
+        return await fake_upload(arg)
+
+    return upload, attempts
+
+
+async def test_a_store_outage_of_minutes_does_not_lose_the_render(time_env: WorkflowEnvironment,
+                                                                  sessions: Any) -> None:
+    """Eight failed uploads (more than two minutes of backoff) and the ninth works: the task succeeds."""
+    upload, attempts = _flaky_upload(failures=8)
+    account_id, task_id = await _queued_task(sessions)
+    assert await _run(time_env, sessions, account_id, task_id, [quick_render, upload]) == "succeeded"
+    task, _, kinds = await _state(sessions, account_id, task_id)
+    assert len(attempts) == 9 and task.status == "succeeded" and kinds == ["reserve", "capture"]
+
+
+async def test_an_upload_that_never_works_fails_the_task_as_upload_failed(time_env: WorkflowEnvironment,
+                                                                          sessions: Any) -> None:
+    upload, attempts = _flaky_upload(failures=10_000)
+    account_id, task_id = await _queued_task(sessions)
+    with pytest.raises(WorkflowFailureError):
+        await _run(time_env, sessions, account_id, task_id, [quick_render, upload])
+    task, account, kinds = await _state(sessions, account_id, task_id)
+    assert len(attempts) > 5, "the upload was retried past a short outage"
+    assert (task.status, task.error_code) == ("failed", errors.UPLOAD_FAILED)
+    assert task.error_message == errors.task_message(errors.UPLOAD_FAILED)
+    assert "s3.internal" not in task.error_message
+    assert kinds == ["reserve", "release"] and (account.balance, account.reserved) == (1000, 0)

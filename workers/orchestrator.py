@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -40,8 +41,7 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
     return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules("msgspec"))
 
 
-def create_worker(client: Client, settings: Settings) -> Worker:
-    sessions = make_sessionmaker(make_async_engine(settings.resolved_database_url))
+def create_worker(client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Worker:
     ledger, state = LedgerActivities(sessions), TaskStateActivities(sessions)
     refresh = CreditRefreshActivities(sessions)
     expiry = ExpiryActivities(sessions, storage.make_client(settings), settings.s3_bucket)
@@ -74,4 +74,6 @@ async def main(settings: Settings) -> None:
         await ensure_schedules(client, settings.orchestration_queue)
     except Exception as exc:  # the workers are still useful; the schedules are retried on the next start
         structlog.get_logger().error("could not create the schedules", error=repr(exc))
-    await run_until_signalled(create_worker(client, settings), *create_webhook_workers(client, settings))
+    sessions = make_sessionmaker(make_async_engine(settings.resolved_database_url))  # one pool for every worker
+    await run_until_signalled(create_worker(client, settings, sessions),
+                              *create_webhook_workers(client, settings, sessions=sessions))

@@ -58,7 +58,9 @@ RENDER_TIMEOUT = timedelta(hours=2)
 RENDER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=3,
                            non_retryable_error_types=[errors.RENDER_FAILED])
 UPLOAD_TIMEOUT = timedelta(minutes=15)
-UPLOAD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5)
+UPLOAD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1),
+                           maximum_attempts=12)
+"""About seven minutes of tries: a short S3 outage must not throw away a finished GPU render."""
 MAX_RENDERS = 3
 DISCARD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=10),
                             maximum_attempts=12)
@@ -116,13 +118,13 @@ class VideoTaskWorkflow:
             if is_cancelled_exception(exc):  # a cancel reaches us as the cancelled activity's error
                 await self._settle(hold, status.CANCELLED, errors.CANCELLED, "the task was cancelled")
                 raise
-            code, message = _failure(exc)
-            await self._settle(hold, status.FAILED, code, message)
-            raise ApplicationError(message, type=code, non_retryable=True) from exc
+            code, detail = _failure(exc)
+            await self._settle(hold, status.FAILED, code, detail)
+            raise ApplicationError(errors.task_message(code), type=code, non_retryable=True) from exc
         except ApplicationError as exc:  # raised by this workflow itself (render hosts kept vanishing)
             code = str(exc.type) if exc.type in KNOWN_CODES else errors.INTERNAL_ERROR
             await self._settle(hold, status.FAILED, code, exc.message)
-            raise ApplicationError(exc.message, type=code, non_retryable=True) from exc
+            raise ApplicationError(errors.task_message(code), type=code, non_retryable=True) from exc
 
     async def _wait_for_slot(self, task: VideoTaskInput) -> str:
         """Join the account's line and sleep until the gate grants a slot: `running`, or
@@ -192,13 +194,22 @@ class VideoTaskWorkflow:
         return await workflow.execute_activity(name, arg, start_to_close_timeout=DB_TIMEOUT,
                                                retry_policy=DB_RETRY)
 
-    async def _settle(self, hold: HoldInput, final: str, code: str, message: str) -> None:
+    async def _settle(self, hold: HoldInput, final: str, code: str, detail: str) -> None:
+        """End the task as `final` with `code`, even if a cancel arrives meanwhile: a settlement cut
+        short would leave the row open, the hold held and the slot taken. The customer sees only the
+        code's fixed message; `detail` (exception text) goes to the log, bound to the task."""
+        log = workflow.logger.warning if final == status.FAILED else workflow.logger.info
+        log("task %s ends %s (%s): %s", hold.task_id, final, code, detail)
+        await _past_cancelling(self._record_end(hold, final, code), "cancel requested while the task settles; "
+                                                                       "it settles first")
+
+    async def _record_end(self, hold: HoldInput, final: str, code: str) -> None:
         """Return the hold (capture never happened on this path), then record the end state: a
         client that sees `failed`/`cancelled` also sees its credits back. Last, delete whatever an
         upload that failed part-way left in S3: nothing of such a task is ever served."""
         await self._db(act.RELEASE_CREDITS, hold)
-        await self._db(act.MARK_FAILED, MarkFailed(task_id=hold.task_id, status=final,
-                                                  error_code=code, error_message=message))
+        await self._db(act.MARK_FAILED, MarkFailed(task_id=hold.task_id, status=final, error_code=code,
+                                                  error_message=errors.task_message(code)))
         await self._release_slot()
         await announce(self._task.task_id, final, self._task.has_callback, self._task.webhook_queue)
         if self._gated and not self._rendering:
@@ -225,15 +236,17 @@ class VideoTaskWorkflow:
         await announce(task.task_id, status.SUCCEEDED, task.has_callback, task.webhook_queue)
 
 
-async def _past_cancelling(step: Coroutine[Any, Any, None]) -> None:
+async def _past_cancelling(step: Coroutine[Any, Any, None],
+                           note: str = "cancel requested after the video was made; the task completes") -> None:
     """Run `step` to its end even if a cancel arrives meanwhile: once the video is uploaded, the task
-    is charged and succeeds (a cancel then is too late), never `cancelled` but charged."""
+    is charged and succeeds (a cancel then is too late), never `cancelled` but charged; and a task
+    that is settling finishes settling."""
     running = asyncio.ensure_future(step)
     while True:
         try:
             return await asyncio.shield(running)
         except asyncio.CancelledError:
-            workflow.logger.warning("cancel requested after the video was made; the task completes")
+            workflow.logger.warning(note)
 
 
 def _host_lost(exc: ActivityError) -> bool:
@@ -242,17 +255,20 @@ def _host_lost(exc: ActivityError) -> bool:
 
 
 def _failure(exc: ActivityError) -> tuple[str, str]:
-    """A stable error code and a readable message from an activity failure chain."""
+    """A stable error code, and the failure's details for the log (never for customers)."""
     cause = exc.cause
     while isinstance(cause, ActivityError):
         cause = cause.cause
+    detail = f"{exc.activity_type}: {cause or exc}"
     if isinstance(cause, ApplicationError) and cause.type in KNOWN_CODES:
-        return str(cause.type), cause.message
+        return str(cause.type), detail
+    if exc.activity_type == act.UPLOAD_OUTPUTS:  # retried for minutes (UPLOAD_RETRY): the store stayed away
+        return errors.UPLOAD_FAILED, detail
     if isinstance(cause, TimeoutError):
-        return errors.TIMEOUT, f"{exc.activity_type} timed out"
+        return errors.TIMEOUT, f"{exc.activity_type} timed out ({cause.type.name if cause.type else 'unknown'})"
     fallback = errors.RENDER_FAILED if exc.activity_type == act.RENDER_VIDEO else errors.INTERNAL_ERROR
-    return fallback, str(cause or exc)
+    return fallback, detail
 
 
 KNOWN_CODES = frozenset({errors.INSUFFICIENT_CREDITS, errors.RENDER_FAILED, errors.UPLOAD_FAILED,
-                         errors.TIMEOUT, errors.VALIDATION_ERROR, errors.QUEUE_TIMEOUT})
+                         errors.TIMEOUT, errors.VALIDATION_ERROR, errors.QUEUE_TIMEOUT, errors.LEDGER_CONFLICT})

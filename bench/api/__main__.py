@@ -16,6 +16,8 @@ reports where the CPU went (client, API, bare server, PostgreSQL, Temporal, mach
 
 from __future__ import annotations
 
+from typing import Any
+
 import argparse
 import contextlib
 import json
@@ -75,7 +77,7 @@ async def _accounts(database_url: str, count: int, plan_name: str) -> list[str]:
 async def measure(stack_env: dict[str, str], database_url: str, temporal_address: str, api_url: str,
                   bare_url: str, queue: str, concurrency: int, seconds: float, accounts: int,
                   phases: tuple[str, ...] = PHASES, plan_name: str = "scale",
-                  meter: CpuMeter | None = None, pin: bool = True, rounds: int = 3) -> dict[str, object]:
+                  meter: CpuMeter | None = None, pin: bool = True, rounds: int = 3) -> dict[str, Any]:
     from temporalio.client import Client
     from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
@@ -122,9 +124,9 @@ async def measure(stack_env: dict[str, str], database_url: str, temporal_address
         calls = {"raw_start_workflow": raw_start, "generate": generate, "bare_endpoint": bare_get, "status": status}
         if ("status" in phases or "bare_endpoint" in phases) and "generate" not in phases:
             await load.run("seed", generate, concurrency=concurrency, seconds=2.0)  # tasks for status to read
-        rounds_run: list[dict[str, list[dict[str, object]]]] = []
+        rounds_run: list[dict[str, list[dict[str, Any]]]] = []
         for _ in range(rounds):
-            measured: dict[str, list[dict[str, object]]] = {}
+            measured: dict[str, list[dict[str, Any]]] = {}
             for name in run_order(phases):
                 with CpuReserved(pace_setter(name)) if pin else contextlib.nullcontext():
                     await load.run(name, calls[name], concurrency=concurrency, seconds=min(2.0, seconds))  # warm up
@@ -154,10 +156,10 @@ def run_order(phases: tuple[str, ...]) -> list[str]:
     return order + [name for name in phases if name not in order]
 
 
-def summarize(rounds_run: list[dict[str, list[dict[str, object]]]]) -> dict[str, object]:
+def summarize(rounds_run: list[dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
     """Per phase its median round (a ceiling's rps: the mean of its two runs); per ratio the median over rounds."""
-    def rps(one: dict[str, list[dict[str, object]]], name: str) -> float:
-        return statistics.mean(run["rps"] for run in one[name])  # type: ignore[misc]
+    def rps(one: dict[str, list[dict[str, Any]]], name: str) -> float:
+        return statistics.mean(run["rps"] for run in one[name])
 
     pairs = [(name, ceiling) for name, ceiling in PAIRS if name in rounds_run[0] and ceiling in rounds_run[0]]
     per_round = {f"{name}_vs_{ceiling}": [rps(one, name) / rps(one, ceiling) for one in rounds_run]
@@ -177,16 +179,16 @@ def msgspec_request() -> GenerateRequest:
     return msgspec.convert(PAYLOAD, GenerateRequest)
 
 
-def _table(report: dict[str, object]) -> str:
-    results = report["results"]  # type: ignore[index]
+def _table(report: dict[str, Any]) -> str:
+    results = report["results"]
     lines = [f"{'operation':<20} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}  "
              + " ".join(f"{c + ' cpu':>13}" for c in CPU_COLUMNS)]
-    for name, r in results.items():  # type: ignore[index]
+    for name, r in results.items():
         lines.append(f"{name:<20} {r['rps']:>9.1f} {r['p50_ms']:>9.1f} {r['p99_ms']:>9.1f} {r['errors']:>7}  "
                      + " ".join(f"{r.get(c + '_cpu_pct', float('nan')):>12.0f}%" for c in CPU_COLUMNS))
-    for name, ratio in report["ratios"].items():  # type: ignore[attr-defined]
-        target = report["targets"][name]  # type: ignore[index]
-        each = ", ".join(f"{x:.2f}" for x in report["ratio_per_round"][name])  # type: ignore[index]
+    for name, ratio in report["ratios"].items():
+        target = report["targets"][name]
+        each = ", ".join(f"{x:.2f}" for x in report["ratio_per_round"][name])
         lines.append(f"{name:<32} {ratio:>6.2f}x median of rounds [{each}]  "
                      f"(target >= {target}x: {'met' if ratio >= target else 'NOT met'})")
     return "\n".join(lines)

@@ -61,20 +61,6 @@ async def revoke_key(session: AsyncSession, account_id: str, key_id: str) -> Api
     return record
 
 
-_LIVE_KEY = (select(Account, ApiKey).join(ApiKey, ApiKey.account_id == Account.id)
-             .where(ApiKey.key_hash == bindparam("digest"), ApiKey.revoked_at.is_(None)))
-"""Built once: every authenticated request runs it, so it skips statement construction and cache-key work."""
-
-
-async def authenticate(session: AsyncSession, key: str) -> tuple[Account, ApiKey] | None:
-    """The account and key record behind a Bearer secret, or None (unknown or revoked)."""
-    digest = hash_api_key(key)
-    row = (await session.execute(_LIVE_KEY, {"digest": digest})).first()
-    if row is None or not hmac.compare_digest(row[1].key_hash, digest):
-        return None
-    return row[0], row[1]
-
-
 @dataclass(frozen=True)
 class KeyOwner:
     """What a request needs to know about the key it presented and that key's account."""

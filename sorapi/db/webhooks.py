@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sorapi.db.ledger import lock_account
 from sorapi.db.models import Account, WebhookDelivery, utcnow
 from sorapi.secretbox import SecretBox
 from sorapi.webhook_signing import new_secret
@@ -20,13 +21,6 @@ class SigningSecrets:
     previous_until: datetime | None
 
 
-async def _locked_account(session: AsyncSession, account_id: str) -> Account:
-    """The account row, locked and re-read (a row already in the session would otherwise keep stale values)."""
-    stmt = (select(Account).where(Account.id == account_id).with_for_update()
-            .execution_options(populate_existing=True))
-    return (await session.execute(stmt)).scalar_one()
-
-
 async def signing_secrets(session: AsyncSession, account_id: str, box: SecretBox,
                           now: datetime | None = None) -> SigningSecrets:
     """The account's secrets, creating the first one on demand (row-locked: one secret, ever, per race)."""
@@ -35,7 +29,7 @@ async def signing_secrets(session: AsyncSession, account_id: str, box: SecretBox
     if account is None:
         raise LookupError(account_id)
     if account.webhook_secret is None:
-        account = await _locked_account(session, account_id)
+        account = await lock_account(session, account_id)
         if account.webhook_secret is None:
             account.webhook_secret = box.seal(new_secret(), account_id)
     previous = None
@@ -48,7 +42,7 @@ async def signing_secrets(session: AsyncSession, account_id: str, box: SecretBox
 async def rotate_secret(session: AsyncSession, account_id: str, box: SecretBox, overlap: timedelta) -> SigningSecrets:
     """A new current secret; the old one keeps signing (alongside) for `overlap`."""
     await signing_secrets(session, account_id, box)
-    account = await _locked_account(session, account_id)
+    account = await lock_account(session, account_id)
     until = utcnow() + overlap
     account.webhook_previous_secret, account.webhook_previous_until = account.webhook_secret, until
     fresh = new_secret()
