@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import structlog
 from sqlalchemy import select
-from sqlalchemy.orm import aliased
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 from temporalio import activity
 
 from sorapi import names, status
@@ -29,23 +29,39 @@ class CreditRefreshActivities:
         """Refresh each account of the batch in its own transaction; repeats change nothing."""
         monthly = [name for name, plan in self._catalog.plans.items() if plan.included_credits > 0]
         async with self._sessions() as session:
-            ids = list((await session.scalars(
-                select(Account.id).where(Account.plan.in_(monthly), Account.id > batch.after_account_id)
-                .order_by(Account.id).limit(batch.limit))).all())
+            ids = list(
+                (
+                    await session.scalars(
+                        select(Account.id)
+                        .where(Account.plan.in_(monthly), Account.id > batch.after_account_id)
+                        .order_by(Account.id)
+                        .limit(batch.limit)
+                    )
+                ).all()
+            )
         refreshed = granted = expired = 0
         for account_id in ids:
             async with self._sessions.begin() as session:
                 account = await ledger.lock_account(session, account_id)
-                done = await ledger.refresh(session, account, batch.period,
-                                            plan=self._catalog.plans[account.plan])
+                done = await ledger.refresh(session, account, batch.period, plan=self._catalog.plans[account.plan])
             if not done.already and done.granted:
                 refreshed, granted, expired = refreshed + 1, granted + done.granted, expired + done.expired
-                log.info("credits refreshed", account_id=account_id, period=batch.period,
-                         granted=done.granted, expired=done.expired)
+                log.info(
+                    "credits refreshed",
+                    account_id=account_id,
+                    period=batch.period,
+                    granted=done.granted,
+                    expired=done.expired,
+                )
             activity.heartbeat(account_id)
-        return RefreshBatchResult(last_account_id=ids[-1] if ids else batch.after_account_id, accounts=len(ids),
-                                  refreshed=refreshed, granted=granted, expired=expired,
-                                  done=len(ids) < batch.limit)
+        return RefreshBatchResult(
+            last_account_id=ids[-1] if ids else batch.after_account_id,
+            accounts=len(ids),
+            refreshed=refreshed,
+            granted=granted,
+            expired=expired,
+            done=len(ids) < batch.limit,
+        )
 
     @activity.defn(name=names.RELEASE_EXPIRED_HOLDS)
     async def release_expired_holds(self, _: RefreshBatch) -> int:
@@ -53,14 +69,22 @@ class CreditRefreshActivities:
         the task and releasing, e.g. terminated by an operator). Idempotent like every release."""
         resolved = aliased(LedgerEntry)
         async with self._sessions() as session:
-            rows = (await session.execute(
-                select(LedgerEntry.account_id, Task.id)
-                .join(Task, Task.id == LedgerEntry.task_id)
-                .outerjoin(resolved, (resolved.task_id == LedgerEntry.task_id)
-                           & resolved.kind.in_((ledger.CAPTURE, ledger.RELEASE)))
-                .where(LedgerEntry.kind == ledger.RESERVE, resolved.id.is_(None),
-                       Task.status.in_((status.FAILED, status.CANCELLED, status.EXPIRED)))
-                .limit(SWEEP_LIMIT))).all()
+            rows = (
+                await session.execute(
+                    select(LedgerEntry.account_id, Task.id)
+                    .join(Task, Task.id == LedgerEntry.task_id)
+                    .outerjoin(
+                        resolved,
+                        (resolved.task_id == LedgerEntry.task_id) & resolved.kind.in_((ledger.CAPTURE, ledger.RELEASE)),
+                    )
+                    .where(
+                        LedgerEntry.kind == ledger.RESERVE,
+                        resolved.id.is_(None),
+                        Task.status.in_((status.FAILED, status.CANCELLED, status.EXPIRED)),
+                    )
+                    .limit(SWEEP_LIMIT)
+                )
+            ).all()
         released = 0
         for account_id, task_id in rows:
             async with self._sessions.begin() as session:

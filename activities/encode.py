@@ -86,18 +86,21 @@ def _encode_video(
     frames = _even(_check_frames(frames))
     _check_fps(fps)
     _, height, width, _ = frames.shape
-    with _atomic_path(path) as partial:
-        with av.open(
+    with (
+        _atomic_path(path) as partial,
+        av.open(
             str(partial), mode="w", format=container_format, container_options=container_options or {}
-        ) as container:
-            stream: av.VideoStream = container.add_stream(  # type: ignore[assignment]  # a video codec's stream
-                codec, rate=int(fps), options=dict(codec_options))
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            for index, rgb in enumerate(frames):
-                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-                frame.pts = index
-                container.mux(stream.encode(frame))
-            container.mux(stream.encode(None))
+        ) as container,
+    ):
+        stream: av.VideoStream = container.add_stream(  # type: ignore[assignment]  # a video codec's stream
+            codec, rate=int(fps), options=dict(codec_options)
+        )
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for index, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
     return width, height
 
 

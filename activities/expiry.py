@@ -37,8 +37,9 @@ class ExpiryActivities:
             expires_at = task.expires_at if on_time else utcnow()
             if task.status != status.EXPIRED:
                 await task_rows.transition(session, arg.task_id, status.EXPIRED, expires_at=expires_at)
-        removed = await asyncio.to_thread(storage.delete_prefix, self._s3, self._bucket,
-                                          storage.task_prefix(arg.task_id))
+        removed = await asyncio.to_thread(
+            storage.delete_prefix, self._s3, self._bucket, storage.task_prefix(arg.task_id)
+        )
         async with self._sessions.begin() as session:
             task_rows.add_event(session, arg.task_id, "assets_deleted", {"objects": removed, "reason": arg.reason})
         log.info("task expired", task_id=arg.task_id, reason=arg.reason, objects_deleted=removed)

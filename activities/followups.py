@@ -9,6 +9,7 @@ that outlive their parent: it stops skipping time for good.)
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from temporalio import activity
@@ -39,12 +40,13 @@ class FollowUpActivities:
 
 async def start_once(client: Client, workflow: str, arg: Any, workflow_id: str, task_queue: str) -> str:
     """Start once: a retry finds the workflow running (USE_EXISTING) or finished (rejected)."""
-    try:
+    with contextlib.suppress(WorkflowAlreadyStartedError):
         await client.start_workflow(
-            workflow, arg, id=workflow_id, task_queue=task_queue,
+            workflow,
+            arg,
+            id=workflow_id,
+            task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
-    except WorkflowAlreadyStartedError:
-        pass
     return workflow_id

@@ -47,11 +47,10 @@ class Heartbeater:
             if not self.stalled():
                 activity.heartbeat(self._details)
 
-    def __enter__(self) -> "Heartbeater":
+    def __enter__(self) -> Heartbeater:
         activity.heartbeat(self._details)
         context = contextvars.copy_context()
-        self._thread = threading.Thread(target=context.run, args=(self._loop,), daemon=True,
-                                        name="heartbeater")
+        self._thread = threading.Thread(target=context.run, args=(self._loop,), daemon=True, name="heartbeater")
         self._thread.start()
         return self
 

@@ -7,8 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from sorapi import names
-from sorapi import errors
+from sorapi import errors, names
 from sorapi.db import ledger
 from sorapi.db import tasks as task_rows
 from sorapi.messages import HoldInput
@@ -42,8 +41,9 @@ class LedgerActivities:
                 return charged
         except ledger.LedgerConflict as exc:
             log.warning("capture conflicts with the ledger", task_id=hold.task_id, error=str(exc))
-            raise ApplicationError("the task's hold is no longer open", type=errors.LEDGER_CONFLICT,
-                                   non_retryable=True) from exc
+            raise ApplicationError(
+                "the task's hold is no longer open", type=errors.LEDGER_CONFLICT, non_retryable=True
+            ) from exc
 
     @activity.defn(name=names.RELEASE_CREDITS)
     async def release_credits(self, hold: HoldInput) -> int:

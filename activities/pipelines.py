@@ -183,9 +183,7 @@ def _from_pretrained(family: str, weights_dir: str, dtype: torch.dtype) -> Pipel
     Wan's VAE stays float32 whatever the pipeline dtype: it is small and degrades in half precision.
     """
     if family == "wan":
-        vae = AutoencoderKLWan.from_pretrained(
-            weights_dir, subfolder="vae", dtype=torch.float32, local_files_only=True
-        )
+        vae = AutoencoderKLWan.from_pretrained(weights_dir, subfolder="vae", dtype=torch.float32, local_files_only=True)
         return WanPipeline.from_pretrained(weights_dir, vae=vae, dtype=dtype, local_files_only=True)
     return LTXPipeline.from_pretrained(weights_dir, dtype=dtype, local_files_only=True)
 
@@ -319,9 +317,7 @@ def _validate(
         if value <= 0 or value % multiple:
             raise ValueError(f"{name} must be a positive multiple of {multiple} for {family}, got {value}")
     if num_frames < step + 1 or (num_frames - 1) % step:
-        raise ValueError(
-            f"num_frames must be of the form {step}k+1 (k >= 1) for {family}, got {num_frames}"
-        )
+        raise ValueError(f"num_frames must be of the form {step}k+1 (k >= 1) for {family}, got {num_frames}")
     if num_inference_steps < 1:
         raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
     if not math.isfinite(guidance_scale) or guidance_scale < 0:

@@ -71,17 +71,25 @@ def effective_render(spec: RenderSpec, settings: Settings, dev_model: bool) -> E
     """Size, fps, frames and steps for the spec on this host (all recorded in RenderMeta)."""
     if dev_model:
         fps = settings.dev_fps
-        return EffectiveRender(width=_snap(spec.width / settings.dev_scale), height=_snap(spec.height / settings.dev_scale),
-                               fps=fps, num_frames=frames_for(spec.family, spec.duration_s, fps), steps=settings.dev_steps)
-    return EffectiveRender(width=_snap(spec.width), height=_snap(spec.height), fps=spec.fps,
-                           num_frames=spec.num_frames or frames_for(spec.family, spec.duration_s, spec.fps),
-                           steps=spec.steps)
+        return EffectiveRender(
+            width=_snap(spec.width / settings.dev_scale),
+            height=_snap(spec.height / settings.dev_scale),
+            fps=fps,
+            num_frames=frames_for(spec.family, spec.duration_s, fps),
+            steps=settings.dev_steps,
+        )
+    return EffectiveRender(
+        width=_snap(spec.width),
+        height=_snap(spec.height),
+        fps=spec.fps,
+        num_frames=spec.num_frames or frames_for(spec.family, spec.duration_s, spec.fps),
+        steps=spec.steps,
+    )
 
 
 def _heartbeat_interval(timeout: timedelta | None) -> float:
     """Beat well inside the heartbeat timeout (a quarter of it), and at least every 5 s."""
     return min(5.0, timeout.total_seconds() / 4) if timeout else 5.0
-
 
 
 class RenderActivities:
@@ -97,8 +105,9 @@ class RenderActivities:
             return None
         path = Path(self._settings.model_dir) / spec.weights
         if not path.is_dir():
-            raise ApplicationError(f"weights for {spec.model} not found at {path}", type=errors.RENDER_FAILED,
-                                   non_retryable=True)
+            raise ApplicationError(
+                f"weights for {spec.model} not found at {path}", type=errors.RENDER_FAILED, non_retryable=True
+            )
         return str(path)
 
     def _dtype(self, spec: RenderSpec) -> str:
@@ -111,12 +120,23 @@ class RenderActivities:
             if key not in self._pipelines:
                 s = self._settings
                 self._pipelines[key] = load_pipeline(
-                    family, weights_dir, device=s.render_device, dtype=dtype, offload=s.render_offload,
-                    vae_tiling=s.render_vae_tiling, vae_slicing=s.render_vae_slicing,
-                    attention_backend=s.render_attention_backend, compile=s.render_compile,
+                    family,
+                    weights_dir,
+                    device=s.render_device,
+                    dtype=dtype,
+                    offload=s.render_offload,
+                    vae_tiling=s.render_vae_tiling,
+                    vae_slicing=s.render_vae_slicing,
+                    attention_backend=s.render_attention_backend,
+                    compile=s.render_compile,
                 )
-                log.info("pipeline loaded", family=family, weights=weights_dir or "tiny dev model", dtype=dtype,
-                         device=s.render_device)
+                log.info(
+                    "pipeline loaded",
+                    family=family,
+                    weights=weights_dir or "tiny dev model",
+                    dtype=dtype,
+                    device=s.render_device,
+                )
             return self._pipelines[key]
 
     @activity.defn(name=names.RENDER_VIDEO, no_thread_cancel_exception=True)
@@ -132,9 +152,11 @@ class RenderActivities:
             shutil.rmtree(workdir, ignore_errors=True)
             if activity.is_worker_shutdown() and not activity.is_cancelled():
                 log.warning("render stopped: worker shutting down", task_id=spec.task_id, at=str(stop))
-                raise ApplicationError("the render worker shut down; retrying elsewhere", type=WORKER_SHUTDOWN)
+                raise ApplicationError(
+                    "the render worker shut down; retrying elsewhere", type=WORKER_SHUTDOWN
+                ) from None
             log.info("render cancelled", task_id=spec.task_id, at=str(stop), attempt=info.attempt)
-            raise CancelledError("render cancelled")
+            raise CancelledError("render cancelled") from None
         except ApplicationError:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
@@ -153,42 +175,80 @@ class RenderActivities:
         loaded = time.perf_counter()
         _stop_if_cancelled("after loading")
         plan = effective_render(spec, self._settings, dev_model=weights_dir is None)
-        log.info("render started", task_id=spec.task_id, width=plan.width, height=plan.height,
-                 frames=plan.num_frames, steps=plan.steps, pid=os.getpid())
+        log.info(
+            "render started",
+            task_id=spec.task_id,
+            width=plan.width,
+            height=plan.height,
+            frames=plan.num_frames,
+            steps=plan.steps,
+            pid=os.getpid(),
+        )
         # How long one more denoising step may take before the heartbeats stop, so a hung GPU fails its
         # attempt after this plus one heartbeat timeout rather than the render timeout. Counted from the
         # first finished step: the first one alone absorbs once-per-shape costs (compile, autotune).
         stall_s = self._settings.render_step_timeout_s or None
 
         def on_step(step: int, total: int) -> bool:
-            beat.update(RenderProgress(phase="denoising", step=step, total=total),
-                        stall_s=stall_s if step < total else None)  # after the last step comes the decode
+            beat.update(
+                RenderProgress(phase="denoising", step=step, total=total), stall_s=stall_s if step < total else None
+            )  # after the last step comes the decode
             if self._settings.dev_step_delay_s:
                 time.sleep(self._settings.dev_step_delay_s)
             return activity.is_cancelled() or activity.is_worker_shutdown()
 
-        frames = run_pipeline(pipe, prompt=spec.prompt, negative_prompt=spec.negative_prompt, width=plan.width,
-                              height=plan.height, num_frames=plan.num_frames, guidance_scale=spec.guidance_scale,
-                              num_inference_steps=plan.steps, seed=spec.seed, on_step=on_step, fps=plan.fps)
+        frames = run_pipeline(
+            pipe,
+            prompt=spec.prompt,
+            negative_prompt=spec.negative_prompt,
+            width=plan.width,
+            height=plan.height,
+            num_frames=plan.num_frames,
+            guidance_scale=spec.guidance_scale,
+            num_inference_steps=plan.steps,
+            seed=spec.seed,
+            on_step=on_step,
+            fps=plan.fps,
+        )
         denoised = time.perf_counter()
         _stop_if_cancelled("after decoding")
         beat.update(RenderProgress(phase="encoding", step=plan.steps, total=plan.steps))
-        files = [encode_mp4(frames, plan.fps, workdir / "video.mp4"),
-                 encode_webm(frames, plan.fps, workdir / "video.webm"),
-                 write_thumbnail(frames, workdir / "thumbnail.jpg")]
+        files = [
+            encode_mp4(frames, plan.fps, workdir / "video.mp4"),
+            encode_webm(frames, plan.fps, workdir / "video.webm"),
+            write_thumbnail(frames, workdir / "thumbnail.jpg"),
+        ]
         encoded = time.perf_counter()
         _stop_if_cancelled("after encoding")
         meta = RenderMeta(
-            model=spec.model, family=spec.family, width=plan.width, height=plan.height, num_frames=plan.num_frames,
-            fps=plan.fps, steps=plan.steps, seed=spec.seed, guidance_scale=spec.guidance_scale,
-            requested_width=spec.width, requested_height=spec.height, dev_model=weights_dir is None,
-            host=socket.gethostname(), load_s=round(loaded - started, 3), denoise_s=round(denoised - loaded, 3),
-            encode_s=round(encoded - denoised, 3), duration_s=spec.duration_s,
-            dtype="float32" if weights_dir is None else dtype, device=self._settings.render_device,
+            model=spec.model,
+            family=spec.family,
+            width=plan.width,
+            height=plan.height,
+            num_frames=plan.num_frames,
+            fps=plan.fps,
+            steps=plan.steps,
+            seed=spec.seed,
+            guidance_scale=spec.guidance_scale,
+            requested_width=spec.width,
+            requested_height=spec.height,
+            dev_model=weights_dir is None,
+            host=socket.gethostname(),
+            load_s=round(loaded - started, 3),
+            denoise_s=round(denoised - loaded, 3),
+            encode_s=round(encoded - denoised, 3),
+            duration_s=spec.duration_s,
+            dtype="float32" if weights_dir is None else dtype,
+            device=self._settings.render_device,
         )
         files.append(_write_metadata(meta, workdir / "metadata.json"))
-        log.info("render finished", task_id=spec.task_id, load_s=meta.load_s, denoise_s=meta.denoise_s,
-                 encode_s=meta.encode_s)
+        log.info(
+            "render finished",
+            task_id=spec.task_id,
+            load_s=meta.load_s,
+            denoise_s=meta.denoise_s,
+            encode_s=meta.encode_s,
+        )
         return RenderResult(host_queue=self.host_queue, files=[_local(f) for f in files], meta=meta)
 
     @activity.defn(name=names.UPLOAD_OUTPUTS)
@@ -199,8 +259,9 @@ class RenderActivities:
             path = Path(file.path)
             key = storage.object_key(arg.task_id, path.name)
             storage.put_file(self._s3, self._settings.s3_bucket, key, path, file.content_type)
-            stored.append(StoredObject(format=file.format, key=key, content_type=file.content_type,
-                                       size_bytes=file.size_bytes))
+            stored.append(
+                StoredObject(format=file.format, key=key, content_type=file.content_type, size_bytes=file.size_bytes)
+            )
         shutil.rmtree(self._settings.resolved_render_dir / arg.task_id, ignore_errors=True)
         log.info("outputs uploaded", task_id=arg.task_id, keys=[s.key for s in stored])
         return stored
@@ -228,8 +289,10 @@ def _failure_message(exc: Exception, spec: RenderSpec) -> str:
     """A message a client can act on; the traceback stays in the worker's log."""
     if is_out_of_memory(exc):
         release_memory()
-        return (f"the render ran out of accelerator memory at {spec.width}x{spec.height} for {spec.duration_s} s; "
-                "try a lower resolution or a shorter duration")
+        return (
+            f"the render ran out of accelerator memory at {spec.width}x{spec.height} for {spec.duration_s} s; "
+            "try a lower resolution or a shorter duration"
+        )
     return f"render failed: {type(exc).__name__}: {exc}"
 
 
@@ -238,9 +301,16 @@ def _write_metadata(meta: RenderMeta, path: Path) -> EncodedFile:
     partial = path.with_name(f".{path.name}.part")
     partial.write_bytes(msgspec.json.format(msgspec.json.encode(meta), indent=2))
     os.replace(partial, path)
-    return EncodedFile(path=str(path), format="json", content_type="application/json",
-                       size_bytes=path.stat().st_size, width=meta.width, height=meta.height,
-                       frames=meta.num_frames, fps=meta.fps)
+    return EncodedFile(
+        path=str(path),
+        format="json",
+        content_type="application/json",
+        size_bytes=path.stat().st_size,
+        width=meta.width,
+        height=meta.height,
+        frames=meta.num_frames,
+        fps=meta.fps,
+    )
 
 
 def _local(file: EncodedFile) -> LocalFile:

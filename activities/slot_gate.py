@@ -7,6 +7,9 @@ terminated comes back (rebuilt from the task rows) with the next request or rele
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -15,12 +18,12 @@ from temporalio.client import Client
 
 from activities.followups import start_once
 from sorapi import names, status
-from sorapi.gates import DEFAULT_MAX_HISTORY, signal_gate
 from sorapi import webhook_policy as policy
 from sorapi.catalog import Catalog, get_catalog
 from sorapi.db import slots
 from sorapi.db import tasks as task_rows
 from sorapi.db.models import Account, Task
+from sorapi.gates import DEFAULT_MAX_HISTORY, signal_gate
 from sorapi.ids import webhook_workflow_id
 from sorapi.messages import GateRequest, GateSnapshot, GateWaiter, SlotRequest, WebhookDeliveryInput
 
@@ -28,39 +31,66 @@ log = structlog.get_logger()
 
 
 class GateActivities:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], catalog: Catalog | None = None, *,
-                 webhook_queue_prefix: str = "sorapi-webhooks", gate_max_history: int = DEFAULT_MAX_HISTORY) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        catalog: Catalog | None = None,
+        *,
+        webhook_queue_prefix: str = "sorapi-webhooks",
+        gate_max_history: int = DEFAULT_MAX_HISTORY,
+    ) -> None:
         self._sessions = sessions
         self._catalog = catalog or get_catalog()
         self._webhook_queue_prefix = webhook_queue_prefix
         self._gate_max_history = gate_max_history
 
-    def all(self) -> list[object]:
+    def all(self) -> list[Callable[..., Any]]:
         """Every activity of the gate, to register on the orchestration queue."""
-        return [self.request_slot, self.release_slot, self.mark_running, self.gate_snapshot, self.ended_tasks,
-                self.settle_orphan]
+        return [
+            self.request_slot,
+            self.release_slot,
+            self.mark_running,
+            self.gate_snapshot,
+            self.ended_tasks,
+            self.settle_orphan,
+        ]
 
     @activity.defn(name=names.REQUEST_SLOT)
     async def request_slot(self, req: SlotRequest) -> bool:
         """Join the account's line (starting its gate if needed); False if the task already ended."""
         async with self._sessions() as session:
-            row = (await session.execute(select(Task.status, Task.created_at, Account.plan)
-                                         .join(Account, Account.id == Task.account_id)
-                                         .where(Task.id == req.task_id))).one()
+            row = (
+                await session.execute(
+                    select(Task.status, Task.created_at, Account.plan)
+                    .join(Account, Account.id == Task.account_id)
+                    .where(Task.id == req.task_id)
+                )
+            ).one()
         if row.status in status.TERMINAL:
             return False
         limit = self._catalog.plans[row.plan].max_concurrent_jobs
         waiter = GateWaiter(queued_at=row.created_at.timestamp(), task_id=req.task_id)
-        await signal_gate(activity.client(), req.account_id, names.GATE_REQUEST_SIGNAL,
-                          GateRequest(waiter=waiter, limit=limit), req.gate_queue or activity.info().task_queue,
-                          self._gate_max_history)
+        await signal_gate(
+            activity.client(),
+            req.account_id,
+            names.GATE_REQUEST_SIGNAL,
+            GateRequest(waiter=waiter, limit=limit),
+            req.gate_queue or activity.info().task_queue,
+            self._gate_max_history,
+        )
         return True
 
     @activity.defn(name=names.RELEASE_SLOT)
     async def release_slot(self, req: SlotRequest) -> None:
         """The task ended: free its slot or its place in line."""
-        await signal_gate(activity.client(), req.account_id, names.GATE_RELEASE_SIGNAL, req.task_id,
-                          req.gate_queue or activity.info().task_queue, self._gate_max_history)
+        await signal_gate(
+            activity.client(),
+            req.account_id,
+            names.GATE_RELEASE_SIGNAL,
+            req.task_id,
+            req.gate_queue or activity.info().task_queue,
+            self._gate_max_history,
+        )
 
     @activity.defn(name=names.MARK_RUNNING)
     async def mark_running(self, task_id: str) -> bool:
@@ -77,8 +107,12 @@ class GateActivities:
             plan = (await session.execute(select(Account.plan).where(Account.id == account_id))).scalar_one()
             running, line = await slots.snapshot(session, account_id)
         waiting = [GateWaiter(queued_at=created.timestamp(), task_id=task_id) for created, task_id in line]
-        return GateSnapshot(limit=self._catalog.plans[plan].max_concurrent_jobs, running=running, waiting=waiting,
-                            more=len(line) >= slots.SNAPSHOT_LINE_CAP)
+        return GateSnapshot(
+            limit=self._catalog.plans[plan].max_concurrent_jobs,
+            running=running,
+            waiting=waiting,
+            more=len(line) >= slots.SNAPSHOT_LINE_CAP,
+        )
 
     @activity.defn(name=names.ENDED_TASKS)
     async def ended_tasks(self, task_ids: list[str]) -> list[str]:
@@ -88,14 +122,24 @@ class GateActivities:
     @activity.defn(name=names.SETTLE_ORPHAN)
     async def settle_orphan(self, task_id: str) -> bool:
         """Fail a task whose workflow is gone, return its hold and announce it; False if it had ended."""
-        settled = await settle_orphan(self._sessions, activity.client(), task_id,
-                                      webhook_queue_prefix=self._webhook_queue_prefix,
-                                      task_queue=activity.info().task_queue)
+        settled = await settle_orphan(
+            self._sessions,
+            activity.client(),
+            task_id,
+            webhook_queue_prefix=self._webhook_queue_prefix,
+            task_queue=activity.info().task_queue,
+        )
         return settled is not None
 
 
-async def settle_orphan(sessions: async_sessionmaker[AsyncSession], client: Client, task_id: str, *,
-                        webhook_queue_prefix: str, task_queue: str) -> str | None:
+async def settle_orphan(
+    sessions: async_sessionmaker[AsyncSession],
+    client: Client,
+    task_id: str,
+    *,
+    webhook_queue_prefix: str,
+    task_queue: str,
+) -> str | None:
     """Fail a queued or running task whose workflow is gone, return its hold and start its `failed`
     webhook; the task's account id, or None if the task had already ended."""
     async with sessions.begin() as session:
@@ -105,9 +149,13 @@ async def settle_orphan(sessions: async_sessionmaker[AsyncSession], client: Clie
         plan = (await session.execute(select(Account.plan).where(Account.id == task.account_id))).scalar_one()
     log.warning("settled a task whose workflow is gone", task_id=task_id)
     if task.request.get("callback_url"):
-        arg = WebhookDeliveryInput(task_id=task_id, event=status.FAILED, event_id=policy.event_id(task_id, status.FAILED),
-                                   lane=policy.lane(webhook_queue_prefix, plan))
-        await start_once(client, names.WEBHOOK_DELIVERY_WORKFLOW, arg, webhook_workflow_id(task_id, status.FAILED),
-                         task_queue)
+        arg = WebhookDeliveryInput(
+            task_id=task_id,
+            event=status.FAILED,
+            event_id=policy.event_id(task_id, status.FAILED),
+            lane=policy.lane(webhook_queue_prefix, plan),
+        )
+        await start_once(
+            client, names.WEBHOOK_DELIVERY_WORKFLOW, arg, webhook_workflow_id(task_id, status.FAILED), task_queue
+        )
     return task.account_id
-

@@ -15,10 +15,9 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError, RPCStatusCode
 
-from sorapi import errors, names, status
+from sorapi import names
 from sorapi.catalog import Catalog, get_catalog
 from sorapi.db import ledger, slots
-from sorapi.db import tasks as task_rows
 from sorapi.messages import SlotRequest
 
 log = structlog.get_logger()
@@ -28,8 +27,9 @@ SLOT_BUSY = "slot_busy"
 
 
 class SlotActivities:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], catalog: Catalog | None = None,
-                 client: Client | None = None) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], catalog: Catalog | None = None, client: Client | None = None
+    ) -> None:
         self._sessions = sessions
         self._catalog = catalog or get_catalog()
         self._client = client
@@ -39,16 +39,18 @@ class SlotActivities:
     async def acquire_slot(self, req: SlotRequest) -> bool:
         """True once the task is running; False if it already ended; raises SLOT_BUSY to wait."""
         decision = await self._try(req)
-        if not decision.acquired and not decision.ended and decision.ahead == 0 and decision.running:
-            if await self._reap_orphans(decision.running):
-                decision = await self._try(req)
+        orphans_may_block = not decision.acquired and not decision.ended and decision.ahead == 0
+        if orphans_may_block and decision.running and await self._reap_orphans(decision.running):
+            decision = await self._try(req)
         if decision.acquired or decision.ended:
             if decision.acquired:
                 log.info("task running", task_id=req.task_id)
             return decision.acquired
         raise ApplicationError(
             f"waiting for a concurrency slot ({len(decision.running)} running, {decision.ahead} ahead)",
-            type=SLOT_BUSY, category=ApplicationErrorCategory.BENIGN)
+            type=SLOT_BUSY,
+            category=ApplicationErrorCategory.BENIGN,
+        )
 
     async def _try(self, req: SlotRequest) -> slots.SlotDecision:
         async with self._sessions.begin() as session:

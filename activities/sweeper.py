@@ -21,9 +21,9 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.slot_gate import settle_orphan
-from sorapi.gates import signal_gate
 from sorapi import names, status
 from sorapi.db.models import Task, utcnow
+from sorapi.gates import signal_gate
 from sorapi.messages import SweepInput, SweepResult
 
 log = structlog.get_logger()
@@ -33,8 +33,14 @@ DESCRIBE_CONCURRENCY = 16
 
 
 class SweeperActivities:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], client: Client, *, orchestration_queue: str,
-                 webhook_queue_prefix: str) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        client: Client,
+        *,
+        orchestration_queue: str,
+        webhook_queue_prefix: str,
+    ) -> None:
         self._sessions = sessions
         self._client = client
         self._queue = orchestration_queue
@@ -45,12 +51,17 @@ class SweeperActivities:
         until = utcnow() - timedelta(seconds=arg.min_age_s)
         since = arg.since or until - FIRST_LOOK_BACK
         async with self._sessions() as session:
-            running = (await session.scalars(select(Task.id).where(Task.status == status.RUNNING)
-                                             .limit(arg.limit))).all()
-            arrived = (await session.execute(
-                select(Task.id, Task.created_at).where(Task.status == status.QUEUED, Task.created_at >= since,
-                                                      Task.created_at < until)
-                .order_by(Task.created_at).limit(arg.limit))).all()
+            running = (
+                await session.scalars(select(Task.id).where(Task.status == status.RUNNING).limit(arg.limit))
+            ).all()
+            arrived = (
+                await session.execute(
+                    select(Task.id, Task.created_at)
+                    .where(Task.status == status.QUEUED, Task.created_at >= since, Task.created_at < until)
+                    .order_by(Task.created_at)
+                    .limit(arg.limit)
+                )
+            ).all()
         next_since = arrived[-1].created_at if len(arrived) == arg.limit else until
         candidates = [*running, *(row.id for row in arrived)]
         gone = await self._without_workflow(candidates)
@@ -71,11 +82,16 @@ class SweeperActivities:
                 return described.status != WorkflowExecutionStatus.RUNNING
 
         answers = await asyncio.gather(*(gone(task_id) for task_id in task_ids))
-        return [task_id for task_id, is_gone in zip(task_ids, answers) if is_gone]
+        return [task_id for task_id, is_gone in zip(task_ids, answers, strict=True) if is_gone]
 
     async def _settle(self, task_id: str) -> bool:
-        account_id = await settle_orphan(self._sessions, self._client, task_id,
-                                         webhook_queue_prefix=self._webhook_queue_prefix, task_queue=self._queue)
+        account_id = await settle_orphan(
+            self._sessions,
+            self._client,
+            task_id,
+            webhook_queue_prefix=self._webhook_queue_prefix,
+            task_queue=self._queue,
+        )
         if account_id is None:
             return False
         await signal_gate(self._client, account_id, names.GATE_RELEASE_SIGNAL, task_id, self._queue)

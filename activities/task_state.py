@@ -8,8 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from sorapi import names
-from sorapi import status
+from sorapi import names, status
 from sorapi.db import tasks as task_rows
 from sorapi.db.models import Task
 from sorapi.messages import MarkFailed, MarkSucceeded
@@ -26,8 +25,12 @@ class TaskStateActivities:
         async with self._sessions.begin() as session:
             await _record_milestones(session, arg)
             moved = await task_rows.transition(
-                session, arg.task_id, status.SUCCEEDED, progress=100,
-                outputs=msgspec.to_builtins(arg.outputs), render=msgspec.to_builtins(arg.render),
+                session,
+                arg.task_id,
+                status.SUCCEEDED,
+                progress=100,
+                outputs=msgspec.to_builtins(arg.outputs),
+                render=msgspec.to_builtins(arg.render),
                 expires_at=arg.expires_at,
             )
         log.info("task succeeded", task_id=arg.task_id, outputs=[o.key for o in arg.outputs])
@@ -36,8 +39,9 @@ class TaskStateActivities:
     @activity.defn(name=names.MARK_FAILED)
     async def mark_failed(self, arg: MarkFailed) -> bool:
         async with self._sessions.begin() as session:
-            moved = await task_rows.transition(session, arg.task_id, arg.status, error_code=arg.error_code,
-                                               error_message=arg.error_message)
+            moved = await task_rows.transition(
+                session, arg.task_id, arg.status, error_code=arg.error_code, error_message=arg.error_message
+            )
         log.warning("task ended", task_id=arg.task_id, status=arg.status, error_code=arg.error_code)
         return moved is not None
 
@@ -48,9 +52,24 @@ async def _record_milestones(session: AsyncSession, arg: MarkSucceeded) -> None:
     if task is None or task.status != status.RUNNING:
         return
     meta = arg.render
-    task_rows.add_event(session, arg.task_id, "rendered", {
-        "width": meta.width, "height": meta.height, "frames": meta.num_frames, "fps": meta.fps,
-        "steps": meta.steps, "load_s": meta.load_s, "denoise_s": meta.denoise_s, "encode_s": meta.encode_s,
-    })
-    task_rows.add_event(session, arg.task_id, "uploaded", {
-        "outputs": [{"format": o.format, "size_bytes": o.size_bytes} for o in arg.outputs]})
+    task_rows.add_event(
+        session,
+        arg.task_id,
+        "rendered",
+        {
+            "width": meta.width,
+            "height": meta.height,
+            "frames": meta.num_frames,
+            "fps": meta.fps,
+            "steps": meta.steps,
+            "load_s": meta.load_s,
+            "denoise_s": meta.denoise_s,
+            "encode_s": meta.encode_s,
+        },
+    )
+    task_rows.add_event(
+        session,
+        arg.task_id,
+        "uploaded",
+        {"outputs": [{"format": o.format, "size_bytes": o.size_bytes} for o in arg.outputs]},
+    )

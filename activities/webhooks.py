@@ -10,7 +10,7 @@ import email.utils
 import ipaddress
 import ssl
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import msgspec
 import structlog
@@ -37,9 +37,16 @@ DELIVERED, RETRY, GONE, FAILED = "delivered", "retry", "gone", "failed"
 
 
 class WebhookActivities:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings, signer: Minio,
-                 box: SecretBox, *, resolver: netguard.Resolver = netguard.system_resolve,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        signer: Minio,
+        box: SecretBox,
+        *,
+        resolver: netguard.Resolver = netguard.system_resolve,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._sessions, self._settings, self._signer, self._box = sessions, settings, signer, box
         self._resolver, self._ssl_context = resolver, ssl_context
 
@@ -56,61 +63,109 @@ class WebhookActivities:
             secrets = await rows.signing_secrets(session, task.account_id, self._box)
         request = msgspec.convert(task.request, TaskRequest)
         body = msgspec.json.encode(self._payload(task, request, arg))
-        headers = merge_headers(task.callback_headers, {
-            "Content-Type": "application/json", "User-Agent": USER_AGENT, "Idempotency-Key": arg.event_id,
-            **signed_headers(body, arg.event_id, int(time.time()), secrets.current, secrets.previous),
-        })
+        headers = merge_headers(
+            task.callback_headers,
+            {
+                "Content-Type": "application/json",
+                "User-Agent": USER_AGENT,
+                "Idempotency-Key": arg.event_id,
+                **signed_headers(body, arg.event_id, int(time.time()), secrets.current, secrets.previous),
+            },
+        )
         attempted_at = _server_now()
         result = await self._send(request.callback_url or "", body, headers)
         outcome = _classify(result, final=arg.attempt >= arg.max_attempts)
-        log.info("webhook attempt", task_id=arg.task_id, webhook_event=arg.event, attempt=arg.attempt,
-                 outcome=outcome.outcome, status_code=result.status_code, latency_ms=result.latency_ms,
-                 error=result.error)
+        log.info(
+            "webhook attempt",
+            task_id=arg.task_id,
+            webhook_event=arg.event,
+            attempt=arg.attempt,
+            outcome=outcome.outcome,
+            status_code=result.status_code,
+            latency_ms=result.latency_ms,
+            error=result.error,
+        )
         return await self._record(arg, attempted_at, result.latency_ms, outcome)
 
     async def _send(self, url: str, body: bytes, headers: dict[str, str]) -> outbound.PostResult:
         """Check the URL again (DNS may have changed since creation), then POST to the checked address."""
         try:
-            target = await netguard.check_url(url, allow_http=self._settings.webhook_allow_http,
-                                              ports=self._settings.callback_ports, resolver=self._resolver)
+            target = await netguard.check_url(
+                url,
+                allow_http=self._settings.webhook_allow_http,
+                ports=self._settings.callback_ports,
+                resolver=self._resolver,
+            )
         except netguard.Blocked as exc:
             return outbound.PostResult(None, {}, 0, error=f"blocked: {exc}")
         except netguard.Unresolvable as exc:
             return outbound.PostResult(None, {}, 0, error=str(exc))
         if target.scheme == "http" or netguard.address_problem(ipaddress.ip_address(target.ip)):
             log.warning("webhook to a development-only destination", url=target.url, ip=target.ip)
-        return await outbound.post(target, body, headers, timeout_s=self._settings.webhook_timeout_s,
-                                   ssl_context=self._ssl_context)
+        return await outbound.post(
+            target, body, headers, timeout_s=self._settings.webhook_timeout_s, ssl_context=self._ssl_context
+        )
 
     def _payload(self, task: Task, request: TaskRequest, arg: DeliverWebhook) -> WebhookPayload:
         """The event as of now: URLs are presigned at send time so they still work when received."""
         outputs = []
         if arg.event == status.SUCCEEDED and task.status == status.SUCCEEDED:
-            outputs = [WebhookOutput(format=o["format"], url=storage.presign(
-                self._signer, self._settings.s3_bucket, o["key"], self._settings.presign_ttl_s)) for o in task.outputs]
+            outputs = [
+                WebhookOutput(
+                    format=o["format"],
+                    url=storage.presign(self._signer, self._settings.s3_bucket, o["key"], self._settings.presign_ttl_s),
+                )
+                for o in task.outputs
+            ]
         happened = task.expires_at if arg.event == status.EXPIRED else task.finished_at
         failed = arg.event in (status.FAILED, status.CANCELLED)
         return WebhookPayload(
-            id=arg.event_id, type=event_type(arg.event), created_at=happened or task.updated_at,
-            task_id=task.id, status=arg.event, response=outputs, request=request,
+            id=arg.event_id,
+            type=event_type(arg.event),
+            created_at=happened or task.updated_at,
+            task_id=task.id,
+            status=arg.event,
+            response=outputs,
+            request=request,
             metadata=WebhookMetadata(idempotency_key=task.idempotency_key),
-            error_code=task.error_code if failed else None, error_message=task.error_message if failed else None,
+            error_code=task.error_code if failed else None,
+            error_message=task.error_message if failed else None,
             expires_at=task.expires_at,
         )
 
-    async def _record(self, arg: DeliverWebhook, attempted_at: datetime, latency_ms: int,
-                      outcome: DeliveryOutcome) -> DeliveryOutcome:
-        row = WebhookDelivery(task_id=arg.task_id, event_id=arg.event_id, event_type=event_type(arg.event),
-                              delivery_id=arg.delivery_id, trigger=arg.trigger, attempt=arg.attempt,
-                              attempted_at=attempted_at, outcome=outcome.outcome, status_code=outcome.status_code,
-                              latency_ms=latency_ms, error=outcome.error, retry_after_s=outcome.retry_after_s)
+    async def _record(
+        self, arg: DeliverWebhook, attempted_at: datetime, latency_ms: int, outcome: DeliveryOutcome
+    ) -> DeliveryOutcome:
+        row = WebhookDelivery(
+            task_id=arg.task_id,
+            event_id=arg.event_id,
+            event_type=event_type(arg.event),
+            delivery_id=arg.delivery_id,
+            trigger=arg.trigger,
+            attempt=arg.attempt,
+            attempted_at=attempted_at,
+            outcome=outcome.outcome,
+            status_code=outcome.status_code,
+            latency_ms=latency_ms,
+            error=outcome.error,
+            retry_after_s=outcome.retry_after_s,
+        )
         try:
             async with self._sessions.begin() as session:
                 session.add(row)
                 if outcome.outcome != RETRY:
-                    task_rows.add_event(session, arg.task_id, f"webhook_{outcome.outcome}", {
-                        "event_id": arg.event_id, "event_type": event_type(arg.event), "attempts": arg.attempt,
-                        "status_code": outcome.status_code, "trigger": arg.trigger})
+                    task_rows.add_event(
+                        session,
+                        arg.task_id,
+                        f"webhook_{outcome.outcome}",
+                        {
+                            "event_id": arg.event_id,
+                            "event_type": event_type(arg.event),
+                            "attempts": arg.attempt,
+                            "status_code": outcome.status_code,
+                            "trigger": arg.trigger,
+                        },
+                    )
         except IntegrityError:  # a concurrent retry of this same attempt recorded it first
             async with self._sessions() as session:
                 recorded = await rows.find_attempt(session, arg.delivery_id, arg.attempt)
@@ -123,7 +178,7 @@ class WebhookActivities:
 def _server_now() -> datetime:
     """When this attempt started by the Temporal server's clock (which tests can skip forward)."""
     try:
-        return activity.info().started_time.astimezone(timezone.utc)
+        return activity.info().started_time.astimezone(UTC)
     except RuntimeError:
         return utcnow()
 
@@ -141,8 +196,7 @@ def _classify(result: outbound.PostResult, *, final: bool) -> DeliveryOutcome:
         error = f"HTTP {code}: redirects are not followed (Location: {result.headers.get('location', '-')})"
     else:
         error = f"HTTP {code}"
-    return DeliveryOutcome(outcome=FAILED if final else RETRY, status_code=code, retry_after_s=retry_after,
-                           error=error)
+    return DeliveryOutcome(outcome=FAILED if final else RETRY, status_code=code, retry_after_s=retry_after, error=error)
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
@@ -157,10 +211,11 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - (now if now is not None else time.time()))
 
 
 def _outcome_of(row: WebhookDelivery) -> DeliveryOutcome:
-    return DeliveryOutcome(outcome=row.outcome, status_code=row.status_code, retry_after_s=row.retry_after_s,
-                           error=row.error)
+    return DeliveryOutcome(
+        outcome=row.outcome, status_code=row.status_code, retry_after_s=row.retry_after_s, error=row.error
+    )

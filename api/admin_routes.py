@@ -40,19 +40,23 @@ from sorapi.schemas import ErrorEnvelope
 
 ERRORS = {
     401: ResponseSpec(ErrorEnvelope, description="Missing or wrong admin token"),
-    403: ResponseSpec(ErrorEnvelope, description="The admin API is disabled (no SORAPI_ADMIN_TOKEN), or the "
-                                                 "plan does not allow it (`plan_feature_unavailable`)"),
+    403: ResponseSpec(
+        ErrorEnvelope,
+        description="The admin API is disabled (no SORAPI_ADMIN_TOKEN), or the "
+        "plan does not allow it (`plan_feature_unavailable`)",
+    ),
     404: ResponseSpec(ErrorEnvelope, description="No such account or key"),
     422: ResponseSpec(ErrorEnvelope, description="Validation failed"),
 }
-OVERDRAW = {409: ResponseSpec(ErrorEnvelope, description="The adjustment takes away more than is available "
-                                                        "(`ledger_conflict`)")}
+OVERDRAW = {
+    409: ResponseSpec(ErrorEnvelope, description="The adjustment takes away more than is available (`ledger_conflict`)")
+}
 LIMIT = Parameter(query="limit", default=50, ge=1, le=200)
 LEDGER_CURSOR = pagination.cursor_parameter(credits.LEDGER_CURSOR)
 AUDIT_CURSOR = pagination.cursor_parameter(credits.AUDIT_CURSOR)
 
 
-def require_admin(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+def require_admin(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
     """Constant-time check of `Authorization: Bearer <admin token>`."""
     expected = connection.app.state.resources.settings.admin_token
     if not expected:
@@ -72,13 +76,21 @@ class AdminController(Controller):
     guards = [require_admin]
 
     @post("/accounts", status_code=201, responses=ERRORS)
-    async def create_account(self, data: CreateAccountRequest, resources: Resources,
-                             request: Request) -> CreatedAccount:
+    async def create_account(
+        self, data: CreateAccountRequest, resources: Resources, request: Request
+    ) -> CreatedAccount:
         """Create an account on a plan with its first API key (the key is shown only in this response)."""
         async with resources.sessions.begin() as session:
             return await administration.create_account(
-                session, resources.catalog, name=data.name, plan=data.plan, credits_=data.credits,
-                scopes=list(data.scopes), key_name=data.key_name, actor=actor(request))
+                session,
+                resources.catalog,
+                name=data.name,
+                plan=data.plan,
+                credits_=data.credits,
+                scopes=list(data.scopes),
+                key_name=data.key_name,
+                actor=actor(request),
+            )
 
     @get("/accounts/{account_id:str}", responses=ERRORS)
     async def account(self, account_id: str, resources: Resources) -> AccountView:
@@ -87,12 +99,14 @@ class AdminController(Controller):
             return await administration.account_view(session, resources.catalog, account_id)
 
     @post("/accounts/{account_id:str}/keys", status_code=201, responses=ERRORS)
-    async def issue_key(self, account_id: str, data: IssueKeyRequest, resources: Resources,
-                        request: Request) -> IssuedKey:
+    async def issue_key(
+        self, account_id: str, data: IssueKeyRequest, resources: Resources, request: Request
+    ) -> IssuedKey:
         """Issue another key (a seat) with the given scopes; shown once, stored hashed."""
         async with resources.sessions.begin() as session:
-            return await administration.issue_key(session, resources.catalog, account_id, scopes=list(data.scopes),
-                                                  name=data.name, actor=actor(request))
+            return await administration.issue_key(
+                session, resources.catalog, account_id, scopes=list(data.scopes), name=data.name, actor=actor(request)
+            )
 
     @get("/accounts/{account_id:str}/keys", responses=ERRORS)
     async def list_keys(self, account_id: str, resources: Resources) -> ApiKeyList:
@@ -107,43 +121,62 @@ class AdminController(Controller):
             return await administration.revoke_key(session, account_id, key_id, actor=actor(request))
 
     @post("/accounts/{account_id:str}/credits/grant", status_code=201, responses=ERRORS)
-    async def grant(self, account_id: str, data: CreditGrant, resources: Resources,
-                    request: Request) -> LedgerEntryView:
+    async def grant(
+        self, account_id: str, data: CreditGrant, resources: Resources, request: Request
+    ) -> LedgerEntryView:
         """Grant credits (a positive amount)."""
         async with resources.sessions.begin() as session:
-            return await administration.change_credits(session, account_id, data.amount, reason=data.reason,
-                                                       actor=actor(request), adjust=False)
+            return await administration.change_credits(
+                session, account_id, data.amount, reason=data.reason, actor=actor(request), adjust=False
+            )
 
     @post("/accounts/{account_id:str}/credits/adjust", status_code=201, responses={**ERRORS, **OVERDRAW})
-    async def adjust(self, account_id: str, data: CreditChange, resources: Resources,
-                     request: Request) -> LedgerEntryView:
+    async def adjust(
+        self, account_id: str, data: CreditChange, resources: Resources, request: Request
+    ) -> LedgerEntryView:
         """Correct the balance by a signed amount; it cannot take away more than is available."""
         async with resources.sessions.begin() as session:
-            return await administration.change_credits(session, account_id, data.amount, reason=data.reason,
-                                                       actor=actor(request), adjust=True)
+            return await administration.change_credits(
+                session, account_id, data.amount, reason=data.reason, actor=actor(request), adjust=True
+            )
 
     @put("/accounts/{account_id:str}/plan", responses=ERRORS)
-    async def change_plan(self, account_id: str, data: PlanChange, resources: Resources,
-                          request: Request) -> CreditsResponse:
+    async def change_plan(
+        self, account_id: str, data: PlanChange, resources: Resources, request: Request
+    ) -> CreditsResponse:
         """Move the account to another plan; limits change at once (tasks already waiting included),
         monthly credits start this period."""
         async with resources.sessions.begin() as session:
-            changed = await administration.change_plan(session, resources.catalog, account_id, data.plan,
-                                                       actor=actor(request))
-        await gates.tell_new_limit(resources.temporal, account_id, resources.catalog.plans[data.plan].max_concurrent_jobs)
+            changed = await administration.change_plan(
+                session, resources.catalog, account_id, data.plan, actor=actor(request)
+            )
+        await gates.tell_new_limit(
+            resources.temporal, account_id, resources.catalog.plans[data.plan].max_concurrent_jobs
+        )
         return changed
 
     @get("/accounts/{account_id:str}/ledger", responses=ERRORS)
-    async def ledger(self, account_id: str, resources: Resources, limit: int = LIMIT,
-                     cursor: str | None = LEDGER_CURSOR,
-                     kind: LedgerKind | None = Parameter(query="kind", default=None)) -> LedgerPage:
+    async def ledger(
+        self,
+        account_id: str,
+        resources: Resources,
+        limit: int = LIMIT,
+        cursor: str | None = LEDGER_CURSOR,
+        kind: LedgerKind | None = Parameter(query="kind", default=None),
+    ) -> LedgerPage:
         """The account's ledger, newest first."""
         return await credits.ledger_page(resources, account_id, cursor, limit, kind)
 
     @get("/audit-log", responses=ERRORS)
-    async def audit_log(self, resources: Resources, limit: int = LIMIT, cursor: str | None = AUDIT_CURSOR,
-                        account_id: str | None = Parameter(query="account_id", default=None, description=(
-                            "Only this account's events." + query.EMPTY_MEANS_ABSENT))) -> AuditPage:
+    async def audit_log(
+        self,
+        resources: Resources,
+        limit: int = LIMIT,
+        cursor: str | None = AUDIT_CURSOR,
+        account_id: str | None = Parameter(
+            query="account_id", default=None, description=("Only this account's events." + query.EMPTY_MEANS_ABSENT)
+        ),
+    ) -> AuditPage:
         """Audit events of one account, or of all accounts, newest first."""
         only = tasks.lookup_id(account_id) if account_id else None  # an id with NUL: no account, no event
         return await credits.audit_page(resources, only, cursor, limit)

@@ -20,8 +20,7 @@ from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 def allowed_methods(app: Litestar) -> dict[str, str]:
     """Path template → the `Allow` value of its route (methods sorted, OPTIONS included)."""
-    return {route.path_format: ", ".join(sorted(route.methods)) for route in app.routes
-            if isinstance(route, HTTPRoute)}
+    return {route.path_format: ", ".join(sorted(route.methods)) for route in app.routes if isinstance(route, HTTPRoute)}
 
 
 class AllowHeaderMiddleware(ASGIMiddleware):

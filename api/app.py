@@ -14,8 +14,8 @@ from api import openapi, ratelimit
 from api.admin_routes import AdminController
 from api.allow import AllowHeaderMiddleware
 from api.auth import SingleAuthorizationMiddleware, provide_principal
-from api.credits_routes import CreditsController
 from api.cancel import CancelController
+from api.credits_routes import CreditsController
 from api.errors import EXCEPTION_HANDLERS
 from api.lifecycle import LifecycleController
 from api.listing import TasksController
@@ -31,7 +31,6 @@ from sorapi.catalog import get_catalog
 from sorapi.db.engine import make_async_engine, make_autocommit_sessionmaker, make_sessionmaker
 from sorapi.settings import Settings, get_settings
 from sorapi.temporal import connect
-
 
 GC_GEN0_THRESHOLD = 20_000
 """Allocations between young-generation collections (CPython's default is 700)."""
@@ -60,9 +59,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = make_async_engine(settings.resolved_database_url, pool_size=settings.db_pool_size)
         app.state.resources = Resources(
-            settings=settings, catalog=get_catalog(), engine=engine, sessions=make_sessionmaker(engine),
+            settings=settings,
+            catalog=get_catalog(),
+            engine=engine,
+            sessions=make_sessionmaker(engine),
             autocommit_sessions=make_autocommit_sessionmaker(engine),
-            temporal=await connect(settings), s3=storage.make_client(settings), signer=storage.make_client(settings, public=True),
+            temporal=await connect(settings),
+            s3=storage.make_client(settings),
+            signer=storage.make_client(settings, public=True),
         )
         tune_garbage_collector()
         try:
@@ -74,17 +78,35 @@ def create_app(settings: Settings | None = None) -> Litestar:
         return state.resources
 
     return Litestar(
-        route_handlers=[VideoController, HealthController, CreditsController, AdminController, CancelController, TasksController,
-                        OpenAIVideosController, LifecycleController, WebhookSecretController, TaskWebhooksController,
-                        openapi.openapi_json, openapi.docs_shortcut, openapi.docs_assets()],
+        route_handlers=[
+            VideoController,
+            HealthController,
+            CreditsController,
+            AdminController,
+            CancelController,
+            TasksController,
+            OpenAIVideosController,
+            LifecycleController,
+            WebhookSecretController,
+            TaskWebhooksController,
+            openapi.openapi_json,
+            openapi.docs_shortcut,
+            openapi.docs_assets(),
+        ],
         lifespan=[lifespan, ratelimit.lifespan(settings)],
-        middleware=[RequestIdMiddleware(), AllowHeaderMiddleware(), SingleAuthorizationMiddleware(),
-                    RateLimitMiddleware()],
+        middleware=[
+            RequestIdMiddleware(),
+            AllowHeaderMiddleware(),
+            SingleAuthorizationMiddleware(),
+            RateLimitMiddleware(),
+        ],
         before_send=[stamp_response],
         before_request=refuse_nul_path_parameters,
         on_startup=[openapi.finalize],
-        dependencies={"resources": Provide(provide_resources, sync_to_thread=False),
-                      "principal": Provide(provide_principal)},
+        dependencies={
+            "resources": Provide(provide_resources, sync_to_thread=False),
+            "principal": Provide(provide_principal),
+        },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         openapi_config=openapi.config(),
         logging_config=None,  # structlog (sorapi.logs) owns logging; keep Litestar from reconfiguring it

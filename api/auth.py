@@ -18,8 +18,8 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.state import Resources
 from api.credits_audit import key_use, remember_until_commit
+from api.state import Resources
 from sorapi.db.accounts import KeyOwner, KeyUse, key_owner
 from sorapi.errors import DuplicateHeader, Forbidden, Unauthorized
 
@@ -72,8 +72,10 @@ def authorization_header(headers: Iterable[tuple[bytes, bytes]]) -> str:
     """
     values = [value for name, value in headers if name.lower() == b"authorization"]
     if len(values) > 1:
-        raise DuplicateHeader("send exactly one Authorization header", details=[
-            {"field": "Authorization", "message": f"sent {len(values)} times"}])
+        raise DuplicateHeader(
+            "send exactly one Authorization header",
+            details=[{"field": "Authorization", "message": f"sent {len(values)} times"}],
+        )
     return values[0].decode("latin-1") if values else ""
 
 
@@ -108,8 +110,9 @@ def admit(session: AsyncSession, owner: KeyOwner | None, use: KeyUse, request: R
     structlog.contextvars.bind_contextvars(account_id=owner.account_id)
     remember_until_commit(session, use, owner)
     request.scope.setdefault("state", {})[AUTHENTICATED] = True
-    return Principal(account_id=owner.account_id, plan=owner.plan, key_id=owner.key_id,
-                     scopes=frozenset(owner.scopes.split(",")))
+    return Principal(
+        account_id=owner.account_id, plan=owner.plan, key_id=owner.key_id, scopes=frozenset(owner.scopes.split(","))
+    )
 
 
 async def provide_principal(request: Request, resources: Resources) -> Principal:

@@ -25,17 +25,30 @@ from sorapi.schemas import ErrorEnvelope, StatusResponse
 
 log = structlog.get_logger()
 
-NOT_CANCELLABLE = ResponseSpec(ErrorEnvelope, description="The task already finished (`task_not_cancellable`)",
-                               generate_examples=False, examples=[Example(summary=errors.TASK_NOT_CANCELLABLE, value={
-                                   "error": {"code": errors.TASK_NOT_CANCELLABLE, "details": [],
-                                             "message": "task sora2... already succeeded; only queued or running "
-                                                        "tasks can be cancelled"}})])
+NOT_CANCELLABLE = ResponseSpec(
+    ErrorEnvelope,
+    description="The task already finished (`task_not_cancellable`)",
+    generate_examples=False,
+    examples=[
+        Example(
+            summary=errors.TASK_NOT_CANCELLABLE,
+            value={
+                "error": {
+                    "code": errors.TASK_NOT_CANCELLABLE,
+                    "details": [],
+                    "message": "task sora2... already succeeded; only queued or running tasks can be cancelled",
+                }
+            },
+        )
+    ],
+)
 
 
 def _finished(task: Task) -> errors.TaskNotCancellable:
     return errors.TaskNotCancellable(
         f"task {task.id} already {task.status}; only queued or running tasks can be cancelled",
-        details=[{"field": "task_id", "message": f"the task is {task.status}"}])
+        details=[{"field": "task_id", "message": f"the task is {task.status}"}],
+    )
 
 
 async def cancel_task(res: Resources, principal: Principal, task: Task) -> None:
@@ -46,13 +59,15 @@ async def cancel_task(res: Resources, principal: Principal, task: Task) -> None:
         await res.temporal.get_workflow_handle(task.id).cancel()
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
-            raise errors.ServiceUnavailable("the orchestrator is unavailable; retry the cancel",
-                                            headers={"Retry-After": "5"}) from exc
+            raise errors.ServiceUnavailable(
+                "the orchestrator is unavailable; retry the cancel", headers={"Retry-After": "5"}
+            ) from exc
         task = await tasks.get_task(res, principal, task.id)  # it finished between our read and the cancel
         if task.status in status.TERMINAL:
             raise _finished(task) from exc
-        raise errors.ServiceUnavailable("the task's workflow is not running yet; retry the cancel",
-                                        headers={"Retry-After": "5"}) from exc
+        raise errors.ServiceUnavailable(
+            "the task's workflow is not running yet; retry the cancel", headers={"Retry-After": "5"}
+        ) from exc
     async with res.sessions.begin() as session:
         task_rows.add_event(session, task.id, "cancel_requested", {"api_key_id": principal.key_id})
     log.info("task cancel requested", task_id=task.id)
@@ -62,8 +77,12 @@ class CancelController(Controller):
     path = "/api/tasks"
     tags = ["videos"]
 
-    @post("/{task_id:str}/cancel", status_code=202, opt=RATE_STATUS | NEEDS_GENERATE,
-          responses={**error_responses(401, 404, 429, 503), 409: NOT_CANCELLABLE})
+    @post(
+        "/{task_id:str}/cancel",
+        status_code=202,
+        opt=RATE_STATUS | NEEDS_GENERATE,
+        responses={**error_responses(401, 404, 429, 503), 409: NOT_CANCELLABLE},
+    )
     async def cancel(self, task_id: str, principal: Principal, resources: Resources) -> StatusResponse:
         """Cancel a queued or running task. The render stops within one denoising step, partial
         files are deleted, the task ends `cancelled` (`error_code: cancelled`) and its credits are

@@ -20,8 +20,11 @@ JsonSchema = dict[str, Any]
 
 def longest_clip(model: ModelSpec) -> int:
     """The most whole seconds the model renders (its seconds limit, and its frame limit at its fps)."""
-    fits = [s for s in range(1, MAX_DURATION_S + 1)
-            if s <= model.max_duration_s and (not model.max_frames or model.frames_for(s) <= model.max_frames)]
+    fits = [
+        s
+        for s in range(1, MAX_DURATION_S + 1)
+        if s <= model.max_duration_s and (not model.max_frames or model.frames_for(s) <= model.max_frames)
+    ]
     return max(fits, default=0)
 
 
@@ -30,6 +33,7 @@ def resolutions_rendered(model: ModelSpec, aspect_ratios: list[str | None]) -> l
 
     Catalog models list whole tiers (every orientation of a size), so this is exact; a model that
     listed single orientations would get a stricter schema than the API, never a looser one."""
+
     def renders(value: str, aspect: str | None) -> bool:
         width, height, _ = resolve(value, aspect)
         return model.renders(f"{width}x{height}")
@@ -64,23 +68,30 @@ def generate_rules(catalog: Catalog, default_model: str, default_duration: int) 
             if not spec.renders(_default_size(None)):
                 then["required"].append("resolution")
         if then["properties"]:
-            rules.append({"if": _condition(_names(catalog, model), "model_version",
-                                           default_model in _names(catalog, model)),
-                          "then": _without_empty(then)})
+            rules.append(
+                {
+                    "if": _condition(_names(catalog, model), "model_version", default_model in _names(catalog, model)),
+                    "then": _without_empty(then),
+                }
+            )
     return rules
 
 
-def create_video_rules(catalog: Catalog, default_model: str, default_seconds: int,
-                       default_size: str) -> list[JsonSchema]:
+def create_video_rules(
+    catalog: Catalog, default_model: str, default_seconds: int, default_size: str
+) -> list[JsonSchema]:
     """`CreateVideo`'s conditions: per model, `seconds` and `size` within its envelope."""
     rules = []
     for model, spec in catalog.models.items():
         then: JsonSchema = {"properties": {}, "required": []}
         longest = longest_clip(spec)
         if longest < MAX_DURATION_S:
-            then["properties"]["seconds"] = {"anyOf": [
-                {"type": "string", "enum": [str(s) for s in range(1, longest + 1)]},
-                {"type": "integer", "maximum": longest}]}
+            then["properties"]["seconds"] = {
+                "anyOf": [
+                    {"type": "string", "enum": [str(s) for s in range(1, longest + 1)]},
+                    {"type": "integer", "maximum": longest},
+                ]
+            }
             if longest < default_seconds:
                 then["required"].append("seconds")
         sizes = resolutions_rendered(spec, [None])
@@ -89,8 +100,12 @@ def create_video_rules(catalog: Catalog, default_model: str, default_seconds: in
             if default_size not in sizes:
                 then["required"].append("size")
         if then["properties"]:
-            rules.append({"if": _condition(_names(catalog, model), "model", default_model in _names(catalog, model)),
-                          "then": _without_empty(then)})
+            rules.append(
+                {
+                    "if": _condition(_names(catalog, model), "model", default_model in _names(catalog, model)),
+                    "then": _without_empty(then),
+                }
+            )
     return rules
 
 
@@ -139,13 +154,17 @@ def publish_catalog(schemas: dict[str, JsonSchema], paths: dict[str, Any], catal
     names = catalog.model_names()
     generate = schemas["GenerateRequest"]
     generate["properties"]["model_version"]["enum"] = names
-    generate["allOf"] = generate_rules(catalog, generate["properties"]["model_version"]["default"],
-                                       generate["properties"]["duration"]["default"])
+    generate["allOf"] = generate_rules(
+        catalog, generate["properties"]["model_version"]["default"], generate["properties"]["duration"]["default"]
+    )
     create = schemas["CreateVideo"]
     create["properties"]["model"]["enum"] = names
-    create["allOf"] = create_video_rules(catalog, create["properties"]["model"]["default"],
-                                         int(create["properties"]["seconds"]["default"]),
-                                         create["properties"]["size"]["default"])
+    create["allOf"] = create_video_rules(
+        catalog,
+        create["properties"]["model"]["default"],
+        int(create["properties"]["seconds"]["default"]),
+        create["properties"]["size"]["default"],
+    )
     for parameter in paths["/api/credits/estimate"]["get"]["parameters"]:
         if parameter["name"] == "model_version":
             parameter["schema"]["enum"] = names

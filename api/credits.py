@@ -15,7 +15,6 @@ from sorapi.planning import plan
 from sorapi.schemas import GenerateRequest
 
 
-
 async def _account(session: object, account_id: str) -> Account:
     account = await session.get(Account, account_id)  # type: ignore[attr-defined]
     if account is None:
@@ -33,24 +32,33 @@ AUDIT_CURSOR = "a"
 """Tags of the ledger's and the audit log's cursors (`l123`: entries before id 123)."""
 
 
-async def ledger_page(res: Resources, account_id: str, cursor: str | None, limit: int,
-                      kind: str | None) -> LedgerPage:
+async def ledger_page(res: Resources, account_id: str, cursor: str | None, limit: int, kind: str | None) -> LedgerPage:
     if kind is not None and kind not in ledger.KINDS:
-        raise errors.ValidationFailed("unknown ledger entry kind", details=[
-            {"field": "kind", "message": f"must be one of {', '.join(ledger.KINDS)}"}])
+        raise errors.ValidationFailed(
+            "unknown ledger entry kind",
+            details=[{"field": "kind", "message": f"must be one of {', '.join(ledger.KINDS)}"}],
+        )
     async with res.sessions() as session:
-        rows, more = await credits.ledger_page(session, account_id, limit=limit, kind=kind,
-                                               before_id=pagination.decode_id_cursor(cursor, LEDGER_CURSOR))
-    return LedgerPage(data=rows, has_more=more,
-                      next_cursor=pagination.id_cursor(LEDGER_CURSOR, rows[-1].id) if more and rows else None)
+        rows, more = await credits.ledger_page(
+            session, account_id, limit=limit, kind=kind, before_id=pagination.decode_id_cursor(cursor, LEDGER_CURSOR)
+        )
+    return LedgerPage(
+        data=rows,
+        has_more=more,
+        next_cursor=pagination.id_cursor(LEDGER_CURSOR, rows[-1].id) if more and rows else None,
+    )
 
 
 async def audit_page(res: Resources, account_id: str | None, cursor: str | None, limit: int) -> AuditPage:
     async with res.sessions() as session:
-        rows, more = await audit.page(session, account_id, limit=limit,
-                                      before_id=pagination.decode_id_cursor(cursor, AUDIT_CURSOR))
-    return AuditPage(data=[credits.audit_view(e) for e in rows], has_more=more,
-                     next_cursor=pagination.id_cursor(AUDIT_CURSOR, rows[-1].id) if more and rows else None)
+        rows, more = await audit.page(
+            session, account_id, limit=limit, before_id=pagination.decode_id_cursor(cursor, AUDIT_CURSOR)
+        )
+    return AuditPage(
+        data=[credits.audit_view(e) for e in rows],
+        has_more=more,
+        next_cursor=pagination.id_cursor(AUDIT_CURSOR, rows[-1].id) if more and rows else None,
+    )
 
 
 async def estimate(res: Resources, principal: Principal, req: GenerateRequest) -> EstimateResponse:

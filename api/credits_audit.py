@@ -19,9 +19,13 @@ UNCOMMITTED_KEY_USE = "uncommitted_key_use"
 def key_use(resources: Resources, request: Request) -> KeyUse:
     """One audit event per authenticated request: which key (seat) called what, for `audit_log` plans.
     `sorapi.db.accounts.key_owner` writes it along with the key lookup, in the caller's session."""
-    return KeyUse(plans=frozenset(name for name, plan in resources.catalog.plans.items() if plan.audit_log),
-                  method=request.method, path=request.url.path.replace("\x00", "%00"),  # as sent: text holds no NUL
-                  client=request.client.host if request.client else None, at=utcnow())
+    return KeyUse(
+        plans=frozenset(name for name, plan in resources.catalog.plans.items() if plan.audit_log),
+        method=request.method,
+        path=request.url.path.replace("\x00", "%00"),  # as sent: text holds no NUL
+        client=request.client.host if request.client else None,
+        at=utcnow(),
+    )
 
 
 def remember_until_commit(session: AsyncSession, use: KeyUse, owner: KeyOwner) -> None:

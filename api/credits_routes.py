@@ -15,16 +15,23 @@ from sorapi.credit_schemas import AuditPage, CreditsResponse, EstimateResponse, 
 from sorapi.resolutions import ASPECT_RATIO_VALUES, RESOLUTION_VALUES
 from sorapi.schemas import ErrorEnvelope, GenerateRequest
 
-FORBIDDEN = {403: ResponseSpec(ErrorEnvelope, description="The key lacks the scope (`insufficient_scope`) or "
-                                                         "the plan lacks the feature (`plan_feature_unavailable`)")}
+FORBIDDEN = {
+    403: ResponseSpec(
+        ErrorEnvelope,
+        description="The key lacks the scope (`insufficient_scope`) or "
+        "the plan lacks the feature (`plan_feature_unavailable`)",
+    )
+}
 LIMIT = Parameter(query="limit", default=50, ge=1, le=200, description="Entries per page (1-200)")
 LEDGER_CURSOR = pagination.cursor_parameter(credits.LEDGER_CURSOR)
 AUDIT_CURSOR = pagination.cursor_parameter(credits.AUDIT_CURSOR)
-ESTIMATE_DOC = ("Quote a render before submitting it: the credits `POST /api/generate` would reserve for the "
-                "same fields (longer and higher resolution cost more), and whether the account can afford it now.\n\n"
-                "The chosen model bounds `duration` and the resolution tier (see `GenerateRequest`); a query "
-                "outside its envelope is a 422 naming the field. `POST /api/credits/estimate` takes the "
-                "generate body, whose schema states each model's envelope.")
+ESTIMATE_DOC = (
+    "Quote a render before submitting it: the credits `POST /api/generate` would reserve for the "
+    "same fields (longer and higher resolution cost more), and whether the account can afford it now.\n\n"
+    "The chosen model bounds `duration` and the resolution tier (see `GenerateRequest`); a query "
+    "outside its envelope is a 422 naming the field. `POST /api/credits/estimate` takes the "
+    "generate body, whose schema states each model's envelope."
+)
 
 
 class CreditsController(Controller):
@@ -37,44 +44,77 @@ class CreditsController(Controller):
         period and its refresh, concurrency in use, and overage this period (Pro)."""
         return await credits.account_credits(resources, principal.account_id)
 
-    @get("/credits/estimate", opt=RATE_STATUS | NEEDS_READ, description=ESTIMATE_DOC,
-         responses={**error_responses(401, 422, 429), **FORBIDDEN})
+    @get(
+        "/credits/estimate",
+        opt=RATE_STATUS | NEEDS_READ,
+        description=ESTIMATE_DOC,
+        responses={**error_responses(401, 422, 429), **FORBIDDEN},
+    )
     async def estimate(
-        self, principal: Principal, resources: Resources,
-        model_version: str = Parameter(query="model_version", default="sora-2-latest",
-                                       description="Model release, as `model_version` of the generate body"),
+        self,
+        principal: Principal,
+        resources: Resources,
+        model_version: str = Parameter(
+            query="model_version",
+            default="sora-2-latest",
+            description="Model release, as `model_version` of the generate body",
+        ),
         duration: int = Parameter(query="duration", default=8, ge=1, le=20, description="Seconds"),
-        resolution: str | None = Parameter(query="resolution", default=None, description="As in the generate body",
-                                           schema_extra={"enum": RESOLUTION_VALUES}),
-        aspect_ratio: str | None = Parameter(query="aspect_ratio", default=None, description="As in the generate "
-                                             "body", schema_extra={"enum": ASPECT_RATIO_VALUES}),
-        prompt: str = Parameter(query="prompt", default="estimate", description="Ignored: the prompt does not "
-                                                                                "change the price"),
+        resolution: str | None = Parameter(
+            query="resolution",
+            default=None,
+            description="As in the generate body",
+            schema_extra={"enum": RESOLUTION_VALUES},
+        ),
+        aspect_ratio: str | None = Parameter(
+            query="aspect_ratio",
+            default=None,
+            description="As in the generate body",
+            schema_extra={"enum": ASPECT_RATIO_VALUES},
+        ),
+        prompt: str = Parameter(
+            query="prompt", default="estimate", description="Ignored: the prompt does not change the price"
+        ),
     ) -> EstimateResponse:
         """Quote a render before submitting it (the `prompt` is accepted but never read: it changes no price)."""
-        req = GenerateRequest(prompt="estimate", model_version=model_version, duration=duration,
-                              resolution=resolution, aspect_ratio=aspect_ratio)
+        req = GenerateRequest(
+            prompt="estimate",
+            model_version=model_version,
+            duration=duration,
+            resolution=resolution,
+            aspect_ratio=aspect_ratio,
+        )
         return await credits.estimate(resources, principal, req)
 
-    @post("/credits/estimate", status_code=200, opt=RATE_STATUS | NEEDS_READ,
-          responses={**error_responses(400, 401, 422, 429), **FORBIDDEN})
-    async def estimate_body(self, data: GenerateRequest, principal: Principal,
-                            resources: Resources) -> EstimateResponse:
+    @post(
+        "/credits/estimate",
+        status_code=200,
+        opt=RATE_STATUS | NEEDS_READ,
+        responses={**error_responses(400, 401, 422, 429), **FORBIDDEN},
+    )
+    async def estimate_body(
+        self, data: GenerateRequest, principal: Principal, resources: Resources
+    ) -> EstimateResponse:
         """Quote exactly the body you would send to `POST /api/generate` (nothing is created)."""
         return await credits.estimate(resources, principal, data)
 
     @get("/credits/ledger", opt=RATE_STATUS | NEEDS_READ, responses={**error_responses(401, 422, 429), **FORBIDDEN})
-    async def ledger(self, principal: Principal, resources: Resources, limit: int = LIMIT,
-                     cursor: str | None = LEDGER_CURSOR,
-                     kind: LedgerKind | None = Parameter(query="kind", default=None,
-                                                         description="Only entries of this kind")) -> LedgerPage:
+    async def ledger(
+        self,
+        principal: Principal,
+        resources: Resources,
+        limit: int = LIMIT,
+        cursor: str | None = LEDGER_CURSOR,
+        kind: LedgerKind | None = Parameter(query="kind", default=None, description="Only entries of this kind"),
+    ) -> LedgerPage:
         """Every credit movement of the account, newest first: grant, refresh, reserve, capture, release,
         overage, expiry and adjust, each with its task, reason, actor and time."""
         return await credits.ledger_page(resources, principal.account_id, cursor, limit, kind)
 
     @get("/audit-log", opt=RATE_STATUS | NEEDS_AUDIT, responses={**error_responses(401, 422, 429), **FORBIDDEN})
-    async def audit_log(self, principal: Principal, resources: Resources, limit: int = LIMIT,
-                        cursor: str | None = AUDIT_CURSOR) -> AuditPage:
+    async def audit_log(
+        self, principal: Principal, resources: Resources, limit: int = LIMIT, cursor: str | None = AUDIT_CURSOR
+    ) -> AuditPage:
         """Key use and administrative actions on the account, newest first (Scale plans; `audit` scope)."""
         credits.audit_enabled(resources, principal)
         return await credits.audit_page(resources, principal.account_id, cursor, limit)

@@ -45,8 +45,13 @@ def _asset_bytes(name: str) -> bytes:
     return ASSETS[name].read_bytes().replace(REDOC_CDN_LOGO, f"{REDOC_ASSETS}/logo-mini.svg".encode())
 
 
-@route(f"{DOCS_ASSETS}/{{bundle:str}}/{{name:str}}", http_method=[HttpMethod.GET, HttpMethod.HEAD],
-       include_in_schema=False, sync_to_thread=False, cache_control=CacheControlHeader(max_age=3600))
+@route(
+    f"{DOCS_ASSETS}/{{bundle:str}}/{{name:str}}",
+    http_method=[HttpMethod.GET, HttpMethod.HEAD],
+    include_in_schema=False,
+    sync_to_thread=False,
+    cache_control=CacheControlHeader(max_age=3600),
+)
 def docs_asset(bundle: str, name: str) -> Response[bytes]:
     """A vendored Swagger UI / ReDoc file, read once from the installed wheel."""
     if f"{bundle}/{name}" not in ASSETS:
@@ -85,7 +90,10 @@ class SwaggerPage(OpenAPIRenderPlugin):
     """Swagger UI 5; `deepLinking` opens (expands and scrolls to) the `#/tag/operationId` operation."""
 
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
-        return _page(openapi_schema, "API reference", f"""<link rel="stylesheet" href="{SWAGGER_ASSETS}/swagger-ui.css">
+        return _page(
+            openapi_schema,
+            "API reference",
+            f"""<link rel="stylesheet" href="{SWAGGER_ASSETS}/swagger-ui.css">
 </head>
 <body>
 <div id="swagger-ui"></div>
@@ -99,14 +107,18 @@ window.ui = SwaggerUIBundle({{
 }});
 </script>
 </body>
-""")
+""",
+        )
 
 
 class RedocPage(OpenAPIRenderPlugin):
     """ReDoc: the same document as one long, readable page (no Google Fonts: it stays offline)."""
 
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
-        return _page(openapi_schema, "API reference (ReDoc)", f"""</head>
+        return _page(
+            openapi_schema,
+            "API reference (ReDoc)",
+            f"""</head>
 <body>
 <div id="redoc"></div>
 <script src="{REDOC_ASSETS}/redoc.standalone.js"></script>
@@ -116,7 +128,8 @@ Redoc.init({_document_url(request)}, {{}}, document.getElementById("redoc"), (er
 }});
 </script>
 </body>
-""")
+""",
+        )
 
 
 def render_plugins() -> list[OpenAPIRenderPlugin]:

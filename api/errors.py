@@ -15,15 +15,26 @@ from sorapi.schemas import ErrorBody, ErrorDetail, ErrorEnvelope
 
 log = structlog.get_logger()
 
-_HTTP_CODES = {400: errors.INVALID_JSON, 401: errors.UNAUTHORIZED, 404: errors.NOT_FOUND,
-               405: "method_not_allowed", 413: "payload_too_large", 429: errors.RATE_LIMITED,
-               503: errors.SERVICE_UNAVAILABLE}
+_HTTP_CODES = {
+    400: errors.INVALID_JSON,
+    401: errors.UNAUTHORIZED,
+    404: errors.NOT_FOUND,
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    429: errors.RATE_LIMITED,
+    503: errors.SERVICE_UNAVAILABLE,
+}
 DB_RETRY_AFTER_S = 5
 """Retry-After when the database is away: long enough not to pile on, short enough for a restart or failover."""
 
 
-def _envelope(status: int, code: str, message: str, details: list[ErrorDetail] | None = None,
-              headers: dict[str, str] | None = None) -> Response[ErrorEnvelope]:
+def _envelope(
+    status: int,
+    code: str,
+    message: str,
+    details: list[ErrorDetail] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[ErrorEnvelope]:
     body = ErrorEnvelope(error=ErrorBody(code=code, message=message, details=details or []))
     return Response(body, status_code=status, headers=headers)
 
@@ -48,8 +59,7 @@ def _field_of(entry: dict[str, object]) -> str:
 def validation_error(_: Request, exc: ValidationException) -> Response[ErrorEnvelope]:
     """Litestar's decoding failures become 422 with field-level details (400 for unparseable JSON)."""
     extra = exc.extra if isinstance(exc.extra, list) else []
-    details = [ErrorDetail(field=_field_of(e), message=str(e.get("message", "")))
-               for e in extra if isinstance(e, dict)]
+    details = [ErrorDetail(field=_field_of(e), message=str(e.get("message", ""))) for e in extra if isinstance(e, dict)]
     if not details or any(d.message.startswith("JSON is malformed") for d in details):
         return _envelope(400, errors.INVALID_JSON, "the request body is not valid JSON", details)
     return _envelope(422, errors.VALIDATION_ERROR, "the request is invalid", details)
@@ -64,8 +74,12 @@ def database_unavailable(request: Request, exc: Exception) -> Response[ErrorEnve
     """The database is unreachable, restarting or out of pool connections: the request may succeed in a
     moment, so a 503 with Retry-After tells clients to come back instead of a 500 that says we broke."""
     log.warning("database unavailable", path=request.url.path, error=repr(exc))
-    return _envelope(503, errors.SERVICE_UNAVAILABLE, "the service is briefly unavailable; retry shortly",
-                     headers={"Retry-After": str(DB_RETRY_AFTER_S)})
+    return _envelope(
+        503,
+        errors.SERVICE_UNAVAILABLE,
+        "the service is briefly unavailable; retry shortly",
+        headers={"Retry-After": str(DB_RETRY_AFTER_S)},
+    )
 
 
 def internal_error(request: Request, exc: Exception) -> Response[ErrorEnvelope]:

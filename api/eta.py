@@ -38,18 +38,36 @@ class RenderTimes:
                     self._read_at = time.monotonic()
         return self._by_model.get(model)
 
-    async def eta(self, sessions: async_sessionmaker[AsyncSession], catalog: Catalog, task: Task, *, plan: str,
-                  position: int | None, progress: int) -> int | None:
+    async def eta(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        catalog: Catalog,
+        task: Task,
+        *,
+        plan: str,
+        position: int | None,
+        progress: int,
+    ) -> int | None:
         typical = await self.typical(sessions, task.request["model_version"])
-        return estimate_seconds(task.status, position=position, slots=catalog.plans[plan].max_concurrent_jobs,
-                                progress=progress, typical_s=typical)
+        return estimate_seconds(
+            task.status,
+            position=position,
+            slots=catalog.plans[plan].max_concurrent_jobs,
+            progress=progress,
+            typical_s=typical,
+        )
 
-    async def etas(self, sessions: async_sessionmaker[AsyncSession], catalog: Catalog, tasks: list[Task], *,
-                   plan: str) -> dict[str, int | None]:
+    async def etas(
+        self, sessions: async_sessionmaker[AsyncSession], catalog: Catalog, tasks: list[Task], *, plan: str
+    ) -> dict[str, int | None]:
         """ETAs of a page of one account's tasks (its queued ones' places read in one statement)."""
         waiting = [task.id for task in tasks if task.status == status.QUEUED]
         async with sessions() as session:
             positions = await slots.queue_positions(session, waiting)
-        return {task.id: await self.eta(sessions, catalog, task, plan=plan, position=positions.get(task.id),
-                                        progress=task.progress)
-                for task in tasks if task.status in (status.QUEUED, status.RUNNING)}
+        return {
+            task.id: await self.eta(
+                sessions, catalog, task, plan=plan, position=positions.get(task.id), progress=task.progress
+            )
+            for task in tasks
+            if task.status in (status.QUEUED, status.RUNNING)
+        }

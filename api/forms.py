@@ -25,8 +25,11 @@ FormFields = dict[str, str | bytes]
 
 
 def _malformed(message: str) -> errors.ApiError:
-    return errors.ApiError(f"the form body is malformed: {message}", code=errors.INVALID_FORM,
-                           details=[{"field": "body", "message": message}])
+    return errors.ApiError(
+        f"the form body is malformed: {message}",
+        code=errors.INVALID_FORM,
+        details=[{"field": "body", "message": message}],
+    )
 
 
 def _text(name: str, raw: bytes, charset: str | None) -> str:
@@ -34,8 +37,9 @@ def _text(name: str, raw: bytes, charset: str | None) -> str:
     try:
         return raw.decode(charset or "utf-8")
     except (UnicodeDecodeError, LookupError):
-        raise errors.ValidationFailed("the request is invalid", details=[
-            {"field": name, "message": f"not valid {charset or 'UTF-8'} text"}]) from None
+        raise errors.ValidationFailed(
+            "the request is invalid", details=[{"field": name, "message": f"not valid {charset or 'UTF-8'} text"}]
+        ) from None
 
 
 def multipart_fields(body: bytes, boundary: str | None) -> FormFields:

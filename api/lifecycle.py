@@ -46,8 +46,9 @@ async def delete_task(res: Resources, principal: Principal, task_id: str) -> Tas
         await res.temporal.get_workflow_handle(retention_workflow_id(task.id)).signal(names.DELETE_ASSETS_SIGNAL)
     except RPCError as exc:
         log.error("could not signal the task's workflow to delete its assets", task_id=task.id, error=str(exc))
-        raise errors.ServiceUnavailable("the orchestrator is unavailable; retry shortly",
-                                        headers={"Retry-After": "5"}) from exc
+        raise errors.ServiceUnavailable(
+            "the orchestrator is unavailable; retry shortly", headers={"Retry-After": "5"}
+        ) from exc
     return await _wait_for_expiry(res, principal, task_id)
 
 
@@ -66,13 +67,18 @@ class LifecycleController(Controller):
     path = "/api/tasks"
     tags = ["videos"]
 
-    @delete("/{task_id:str}", status_code=200, opt=RATE_STATUS | NEEDS_GENERATE,
-            responses=error_responses(401, 404, 409, 429, 503))
-    async def delete_assets(self, principal: Principal, resources: Resources,
-                            task_id: str) -> Response[StatusResponse]:
+    @delete(
+        "/{task_id:str}",
+        status_code=200,
+        opt=RATE_STATUS | NEEDS_GENERATE,
+        responses=error_responses(401, 404, 409, 429, 503),
+    )
+    async def delete_assets(self, principal: Principal, resources: Resources, task_id: str) -> Response[StatusResponse]:
         """Delete a finished task's videos and thumbnail now instead of at the end of the retention
         window. The task becomes `expired` (its request and `expires_at` stay readable), the event
         is recorded and an `expired` webhook is sent. 202 if the deletion is still under way."""
         task = await delete_task(resources, principal, task_id)
         pending = task.status == status.SUCCEEDED
-        return Response(await tasks.status_view(resources, task, plan=principal.plan), status_code=202 if pending else 200)
+        return Response(
+            await tasks.status_view(resources, task, plan=principal.plan), status_code=202 if pending else 200
+        )

@@ -23,8 +23,12 @@ class VideoError(msgspec.Struct, kw_only=True):
 class Video(msgspec.Struct, kw_only=True):
     """A video job, as OpenAI's `Video` object."""
 
-    id: Annotated[str, Meta(description="The task id (same as /api/status task_id)",
-                            examples=["sora2aeeccc8d1274d569475872baf49a4d6"])]
+    id: Annotated[
+        str,
+        Meta(
+            description="The task id (same as /api/status task_id)", examples=["sora2aeeccc8d1274d569475872baf49a4d6"]
+        ),
+    ]
     object: Annotated[Literal["video"], Meta(description="Always `video`")] = "video"
     created_at: Annotated[int, Meta(description="Unix seconds when the job was created")]
     completed_at: Annotated[int | None, Meta(description="Unix seconds when it finished, if it did")] = None
@@ -36,19 +40,26 @@ class Video(msgspec.Struct, kw_only=True):
     remixed_from_video_id: Annotated[str | None, Meta(description="Source video of a remix")] = None
     seconds: Annotated[str, Meta(description="Clip duration in seconds", examples=["8"])]
     size: Annotated[Size, Meta(description="Resolution as WIDTHxHEIGHT", examples=["720x1280"])]
-    status: Annotated[Literal["queued", "in_progress", "completed", "failed"], Meta(
-        description="queued, in_progress, completed or failed (cancelled tasks are failed with code cancelled)")]
-    eta_seconds: Annotated[int | None, Meta(
-        description="SorAPI extension: estimated seconds until the job finishes while queued or in progress; "
-                    "null when unknown or finished")] = None
+    status: Annotated[
+        Literal["queued", "in_progress", "completed", "failed"],
+        Meta(description="queued, in_progress, completed or failed (cancelled tasks are failed with code cancelled)"),
+    ]
+    eta_seconds: Annotated[
+        int | None,
+        Meta(
+            description="SorAPI extension: estimated seconds until the job finishes while queued or in progress; "
+            "null when unknown or finished"
+        ),
+    ] = None
 
 
 class VideoList(msgspec.Struct, kw_only=True):
     object: Annotated[Literal["list"], Meta(description="Always `list`")] = "list"
     data: Annotated[list[Video], Meta(description="Videos in the requested order")]
     first_id: Annotated[str | None, Meta(description="Id of the first video of this page")] = None
-    last_id: Annotated[str | None, Meta(
-        description="Id of the last video: pass it as `after` for the next page")] = None
+    last_id: Annotated[str | None, Meta(description="Id of the last video: pass it as `after` for the next page")] = (
+        None
+    )
     has_more: Annotated[bool, Meta(description="More videos follow")] = False
 
 
@@ -63,20 +74,48 @@ class CreateVideo(msgspec.Struct, kw_only=True):
 
     `input_reference` (image-to-video) is not offered: sending it answers 422 `unsupported_parameter`."""
 
-    prompt: Annotated[str, Meta(min_length=1, max_length=5000, pattern=PROMPT_PATTERN,
-                                description="Text prompt that describes the video (not only whitespace)",
-                                examples=["A calico cat playing a piano on stage"])]
-    model: Annotated[str, Meta(description="sora-2 (default) or any SorAPI model_version; the model bounds "
-                                           "`seconds` and `size` (see the schema's conditions)",
-                               examples=["sora-2"])] = "sora-2"
-    seconds: Annotated[Seconds, Meta(description="Clip duration in seconds, 1-20 (default 4), as text (what the "
-                                                 "SDK sends) or a number", examples=["8"])] = "4"
-    size: Annotated[str, Meta(description="WIDTHxHEIGHT preset (default 720x1280); SorAPI also takes its tier "
-                                          "names (sd, hd, fhd...)", examples=["1280x720"],
-                              extra_json_schema={"enum": RESOLUTION_VALUES})] = "720x1280"
+    prompt: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=5000,
+            pattern=PROMPT_PATTERN,
+            description="Text prompt that describes the video (not only whitespace)",
+            examples=["A calico cat playing a piano on stage"],
+        ),
+    ]
+    model: Annotated[
+        str,
+        Meta(
+            description="sora-2 (default) or any SorAPI model_version; the model bounds "
+            "`seconds` and `size` (see the schema's conditions)",
+            examples=["sora-2"],
+        ),
+    ] = "sora-2"
+    seconds: Annotated[
+        Seconds,
+        Meta(
+            description="Clip duration in seconds, 1-20 (default 4), as text (what the SDK sends) or a number",
+            examples=["8"],
+        ),
+    ] = "4"
+    size: Annotated[
+        str,
+        Meta(
+            description="WIDTHxHEIGHT preset (default 720x1280); SorAPI also takes its tier names (sd, hd, fhd...)",
+            examples=["1280x720"],
+            extra_json_schema={"enum": RESOLUTION_VALUES},
+        ),
+    ] = "720x1280"
 
 
 class RemixVideo(msgspec.Struct, kw_only=True):
-    prompt: Annotated[str, Meta(min_length=1, max_length=5000, pattern=PROMPT_PATTERN,
-                                description="The new prompt (not only whitespace); the source's seed, size, "
-                                            "duration and model are kept")]
+    prompt: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=5000,
+            pattern=PROMPT_PATTERN,
+            description="The new prompt (not only whitespace); the source's seed, size, duration and model are kept",
+        ),
+    ]

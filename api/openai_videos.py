@@ -19,24 +19,29 @@ from litestar.openapi.spec import Example, OpenAPIMediaType, Operation, RequestB
 from litestar.params import Parameter
 from litestar.response import Redirect
 
-from api import credits, forms, lifecycle, listing, query, tasks
+from api import credits, forms, lifecycle, listing, openapi, query, tasks
 from api.auth import NEEDS_GENERATE, NEEDS_READ, Principal
-from api import openapi
+from api.openai_shapes import SECONDS_PATTERN, CreateVideo, RemixVideo, Video, VideoDeleted, VideoError, VideoList
 from api.openapi import error_responses
 from api.ratelimit import RATE_GENERATE, RATE_STATUS
 from api.state import Resources
 from sorapi import errors, status
 from sorapi.db import history
 from sorapi.db.models import Task
-from api.openai_shapes import SECONDS_PATTERN, CreateVideo, RemixVideo, Video, VideoDeleted, VideoError, VideoList
 from sorapi.schemas import ErrorEnvelope, GenerateRequest
 
 POLL_AFTER_MS = "1000"
 """Sent as `openai-poll-after-ms`: the SDK's `create_and_poll` waits this long between retrieves
 (one poll a second is exactly the status budget of 60/min, so polling never exhausts it)."""
 
-_STATUS = {status.QUEUED: "queued", status.RUNNING: "in_progress", status.SUCCEEDED: "completed",
-           status.EXPIRED: "completed", status.FAILED: "failed", status.CANCELLED: "failed"}
+_STATUS = {
+    status.QUEUED: "queued",
+    status.RUNNING: "in_progress",
+    status.SUCCEEDED: "completed",
+    status.EXPIRED: "completed",
+    status.FAILED: "failed",
+    status.CANCELLED: "failed",
+}
 _FIELD_NAMES = {"model_version": "model", "duration": "seconds", "resolution": "size", "aspect_ratio": "size"}
 """SorAPI field names in validation details → the OpenAI parameter the caller actually sent."""
 
@@ -47,15 +52,24 @@ def _unix(moment: datetime | None) -> int | None:
 
 def video_view(task: Task, progress: int | None = None, eta_seconds: int | None = None) -> Video:
     request: dict[str, Any] = task.request
-    error = VideoError(code=task.error_code, message=task.error_message or task.error_code) \
-        if task.status in (status.FAILED, status.CANCELLED, status.EXPIRED) and task.error_code else None
+    error = (
+        VideoError(code=task.error_code, message=task.error_message or task.error_code)
+        if task.status in (status.FAILED, status.CANCELLED, status.EXPIRED) and task.error_code
+        else None
+    )
     done = task.status in (status.SUCCEEDED, status.EXPIRED)
     return Video(
-        id=task.id, created_at=_unix(task.created_at) or 0, completed_at=_unix(task.finished_at),
-        expires_at=_unix(task.expires_at), error=error, model=request["model_version"],
+        id=task.id,
+        created_at=_unix(task.created_at) or 0,
+        completed_at=_unix(task.finished_at),
+        expires_at=_unix(task.expires_at),
+        error=error,
+        model=request["model_version"],
         progress=100 if done else (progress if progress is not None else task.progress),
-        prompt=request["prompt"], remixed_from_video_id=request.get("remixed_from"),
-        seconds=str(request["duration"]), size=request["resolution"],
+        prompt=request["prompt"],
+        remixed_from_video_id=request.get("remixed_from"),
+        seconds=str(request["duration"]),
+        size=request["resolution"],
         status=_openai_status(task),  # type: ignore[arg-type]
         eta_seconds=eta_seconds,
     )
@@ -74,8 +88,9 @@ async def _live_view(res: Resources, task: Task, plan: str) -> Video:
         percent, _ = await tasks.live_state(res, task)
     elif task.status == status.QUEUED:
         position = await credits.queue_position(res, task)
-    eta = await res.render_times.eta(res.autocommit_sessions, res.catalog, task, plan=plan, position=position,
-                                     progress=percent or task.progress)
+    eta = await res.render_times.eta(
+        res.autocommit_sessions, res.catalog, task, plan=plan, position=position, progress=percent or task.progress
+    )
     return video_view(task, percent, eta)
 
 
@@ -83,8 +98,13 @@ def _poll_headers() -> dict[str, str]:
     return {"openai-poll-after-ms": POLL_AFTER_MS}
 
 
-async def _create(res: Resources, principal: Principal, req: GenerateRequest, idempotency_key: str | None,
-                  origin: dict[str, str] | None = None) -> Task:
+async def _create(
+    res: Resources,
+    principal: Principal,
+    req: GenerateRequest,
+    idempotency_key: str | None,
+    origin: dict[str, str] | None = None,
+) -> Task:
     """The shared task service, with validation details renamed to the OpenAI parameters."""
     try:
         return (await tasks.create_task(res, principal, req, idempotency_key, origin=origin)).task
@@ -100,13 +120,14 @@ async def _read_create_body(request: Request[Any, Any, Any]) -> CreateVideo:
         raise errors.ValidationFailed(
             "input_reference (image-to-video conditioning) is not supported yet; send a text prompt only",
             code=errors.UNSUPPORTED_PARAMETER,
-            details=[{"field": "input_reference", "message": "image conditioning is not available on this server"}])
+            details=[{"field": "input_reference", "message": "image conditioning is not available on this server"}],
+        )
     try:
-        return msgspec.convert({k: v for k, v in raw.items() if not isinstance(v, bytes)}, CreateVideo,
-                               strict=False)
+        return msgspec.convert({k: v for k, v in raw.items() if not isinstance(v, bytes)}, CreateVideo, strict=False)
     except msgspec.ValidationError as exc:
-        raise errors.ValidationFailed("the request is invalid", details=[
-            {"field": _error_path(str(exc)), "message": str(exc)}]) from exc
+        raise errors.ValidationFailed(
+            "the request is invalid", details=[{"field": _error_path(str(exc)), "message": str(exc)}]
+        ) from exc
 
 
 async def _raw_fields(request: Request[Any, Any, Any]) -> dict[str, Any]:
@@ -122,8 +143,9 @@ async def _raw_fields(request: Request[Any, Any, Any]) -> dict[str, Any]:
     except msgspec.DecodeError as exc:
         raise errors.ApiError("the request body is not valid JSON", code=errors.INVALID_JSON) from exc
     if not isinstance(raw, dict):
-        raise errors.ValidationFailed("the body must be a JSON object", details=[
-            {"field": "body", "message": "expected an object"}])
+        raise errors.ValidationFailed(
+            "the body must be a JSON object", details=[{"field": "body", "message": "expected an object"}]
+        )
     return raw
 
 
@@ -142,8 +164,9 @@ def _generate_request(**fields: Any) -> GenerateRequest:
         return msgspec.convert({k: v for k, v in fields.items() if v is not None}, GenerateRequest)
     except msgspec.ValidationError as exc:
         field = _error_path(str(exc))
-        raise errors.ValidationFailed("the request is invalid", details=[
-            {"field": _FIELD_NAMES.get(field, field), "message": str(exc)}]) from exc
+        raise errors.ValidationFailed(
+            "the request is invalid", details=[{"field": _FIELD_NAMES.get(field, field), "message": str(exc)}]
+        ) from exc
 
 
 def _seconds(raw: str | int) -> int:
@@ -151,8 +174,10 @@ def _seconds(raw: str | int) -> int:
     if isinstance(raw, int):
         return raw
     if not re.fullmatch(SECONDS_PATTERN, raw):  # matched whole: `$` alone would accept a trailing newline
-        raise errors.ValidationFailed("the request is invalid", details=[
-            {"field": "seconds", "message": "must be a whole number of seconds from 1 to 20, e.g. \"8\""}])
+        raise errors.ValidationFailed(
+            "the request is invalid",
+            details=[{"field": "seconds", "message": 'must be a whole number of seconds from 1 to 20, e.g. "8"'}],
+        )
     return int(raw)
 
 
@@ -162,27 +187,44 @@ class _CreateVideoOperation(Operation):
 
     def __post_init__(self) -> None:
         schema = openapi.document_struct(CreateVideo)
-        self.request_body = RequestBody(required=True, description="Same fields as JSON or multipart/form-data",
-                                        content={"application/json": OpenAPIMediaType(schema=schema),
-                                                 "multipart/form-data": OpenAPIMediaType(schema=schema)})
+        self.request_body = RequestBody(
+            required=True,
+            description="Same fields as JSON or multipart/form-data",
+            content={
+                "application/json": OpenAPIMediaType(schema=schema),
+                "multipart/form-data": OpenAPIMediaType(schema=schema),
+            },
+        )
 
 
 def _envelope_examples(description: str, *examples: tuple[str, str]) -> ResponseSpec:
-    return ResponseSpec(ErrorEnvelope, description=description, generate_examples=False, examples=[
-        Example(summary=code, value={"error": {"code": code, "message": message, "details": []}})
-        for code, message in examples])
+    return ResponseSpec(
+        ErrorEnvelope,
+        description=description,
+        generate_examples=False,
+        examples=[
+            Example(summary=code, value={"error": {"code": code, "message": message, "details": []}})
+            for code, message in examples
+        ],
+    )
 
 
 CREATE_ERRORS = {
-    400: _envelope_examples("The body is not valid JSON (`invalid_json`), or not a well-formed form (`invalid_form`)",
-                            (errors.INVALID_JSON, "the request body is not valid JSON"),
-                            (errors.INVALID_FORM, "the form body is malformed: Unexpected end of multipart stream")),
-    422: _envelope_examples("Validation failed (`validation_error`; `error.details` names each field, also a form "
-                            "field that is not UTF-8 text), or `input_reference` was sent: image-to-video is not "
-                            "supported yet (`unsupported_parameter`)",
-                            (errors.VALIDATION_ERROR, "the request is invalid"),
-                            (errors.UNSUPPORTED_PARAMETER, "input_reference (image-to-video conditioning) is not "
-                                                           "supported yet; send a text prompt only")),
+    400: _envelope_examples(
+        "The body is not valid JSON (`invalid_json`), or not a well-formed form (`invalid_form`)",
+        (errors.INVALID_JSON, "the request body is not valid JSON"),
+        (errors.INVALID_FORM, "the form body is malformed: Unexpected end of multipart stream"),
+    ),
+    422: _envelope_examples(
+        "Validation failed (`validation_error`; `error.details` names each field, also a form "
+        "field that is not UTF-8 text), or `input_reference` was sent: image-to-video is not "
+        "supported yet (`unsupported_parameter`)",
+        (errors.VALIDATION_ERROR, "the request is invalid"),
+        (
+            errors.UNSUPPORTED_PARAMETER,
+            "input_reference (image-to-video conditioning) is not supported yet; send a text prompt only",
+        ),
+    ),
 }
 
 
@@ -190,26 +232,38 @@ class OpenAIVideosController(Controller):
     path = "/v1/videos"
     tags = ["openai-compatible"]
 
-    @post("/", status_code=200, opt=RATE_GENERATE | NEEDS_GENERATE, operation_class=_CreateVideoOperation,
-          responses={**error_responses(401, 402, 429, 503), **CREATE_ERRORS})
-    async def create(self, request: Request[Any, Any, Any], principal: Principal,
-                     resources: Resources) -> Response[Video]:
+    @post(
+        "/",
+        status_code=200,
+        opt=RATE_GENERATE | NEEDS_GENERATE,
+        operation_class=_CreateVideoOperation,
+        responses={**error_responses(401, 402, 429, 503), **CREATE_ERRORS},
+    )
+    async def create(
+        self, request: Request[Any, Any, Any], principal: Principal, resources: Resources
+    ) -> Response[Video]:
         """Create a video job (OpenAI `videos.create`): `prompt`, `model`, `seconds`, `size`."""
         body = await _read_create_body(request)
-        req = _generate_request(prompt=body.prompt, model_version=body.model, duration=_seconds(body.seconds),
-                                resolution=body.size)
+        req = _generate_request(
+            prompt=body.prompt, model_version=body.model, duration=_seconds(body.seconds), resolution=body.size
+        )
         task = await _create(resources, principal, req, request.headers.get("idempotency-key"))
         return Response(video_view(task), headers=_poll_headers())
 
     @get("/", opt=RATE_STATUS | NEEDS_READ, responses=error_responses(400, 401, 404, 422, 429))
     async def list_videos(
-        self, principal: Principal, resources: Resources,
-        after: str | None = Parameter(query="after", default=None,
-                                      description="Id of the last video of the previous page."
-                                                  + query.EMPTY_MEANS_ABSENT),
+        self,
+        principal: Principal,
+        resources: Resources,
+        after: str | None = Parameter(
+            query="after",
+            default=None,
+            description="Id of the last video of the previous page." + query.EMPTY_MEANS_ABSENT,
+        ),
         limit: int = Parameter(query="limit", default=20, ge=1, le=100, description="Videos per page (1-100)"),
-        order: Literal["asc", "desc"] = Parameter(query="order", default="desc",
-                                                  description="`desc` (newest first, default) or `asc`"),
+        order: Literal["asc", "desc"] = Parameter(
+            query="order", default="desc", description="`desc` (newest first, default) or `asc`"
+        ),
     ) -> VideoList:
         """List the account's videos (OpenAI `videos.list`), cursor-paginated by `after`."""
         position = None
@@ -217,13 +271,16 @@ class OpenAIVideosController(Controller):
             anchor = await tasks.get_task(resources, principal, after)
             position = (anchor.created_at, anchor.id)
         async with resources.sessions() as session:
-            rows, more = await history.tasks_page(session, principal.account_id, after=position,
-                                                  newest_first=order == "desc", limit=limit)
-        etas = await resources.render_times.etas(resources.autocommit_sessions, resources.catalog, rows,
-                                                 plan=principal.plan)
+            rows, more = await history.tasks_page(
+                session, principal.account_id, after=position, newest_first=order == "desc", limit=limit
+            )
+        etas = await resources.render_times.etas(
+            resources.autocommit_sessions, resources.catalog, rows, plan=principal.plan
+        )
         data = [video_view(t, eta_seconds=etas.get(t.id)) for t in rows]
-        return VideoList(data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None,
-                         has_more=more)
+        return VideoList(
+            data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None, has_more=more
+        )
 
     @get("/{video_id:str}", opt=RATE_STATUS | NEEDS_READ, responses=error_responses(400, 401, 404, 429))
     async def retrieve(self, principal: Principal, resources: Resources, video_id: str) -> Response[Video]:
@@ -231,35 +288,63 @@ class OpenAIVideosController(Controller):
         task = await tasks.get_task(resources, principal, video_id)
         return Response(await _live_view(resources, task, principal.plan), headers=_poll_headers())
 
-    @delete("/{video_id:str}", status_code=200, opt=RATE_STATUS | NEEDS_GENERATE,
-            responses=error_responses(400, 401, 404, 409, 429))
+    @delete(
+        "/{video_id:str}",
+        status_code=200,
+        opt=RATE_STATUS | NEEDS_GENERATE,
+        responses=error_responses(400, 401, 404, 409, 429),
+    )
     async def delete_video(self, principal: Principal, resources: Resources, video_id: str) -> VideoDeleted:
         """Delete a video and its stored assets (OpenAI `videos.delete`)."""
         task = await lifecycle.delete_task(resources, principal, video_id)
         return VideoDeleted(id=video_id, deleted=task.status in status.TERMINAL - {status.SUCCEEDED})
 
-    @get("/{video_id:str}/content", opt=RATE_STATUS | NEEDS_READ, status_code=307,
-         responses=error_responses(400, 401, 404, 409, 410, 422, 429))
+    @get(
+        "/{video_id:str}/content",
+        opt=RATE_STATUS | NEEDS_READ,
+        status_code=307,
+        responses=error_responses(400, 401, 404, 409, 410, 422, 429),
+    )
     async def download_content(
-        self, principal: Principal, resources: Resources, video_id: str,
+        self,
+        principal: Principal,
+        resources: Resources,
+        video_id: str,
         variant: Literal["video", "thumbnail", "spritesheet", "webm"] = Parameter(
-            query="variant", default="video", description="`video` (MP4), `thumbnail` (JPEG), `spritesheet` or `webm`"),
+            query="variant", default="video", description="`video` (MP4), `thumbnail` (JPEG), `spritesheet` or `webm`"
+        ),
     ) -> Redirect:
         """Redirect (307) to a short-lived presigned URL of the asset (OpenAI `videos.download_content`)."""
         task = await tasks.get_task(resources, principal, video_id)
         return Redirect(path=listing.content_url(resources, task, variant), status_code=307)
 
-    @post("/{video_id:str}/remix", status_code=200, opt=RATE_GENERATE | NEEDS_GENERATE,
-          responses=error_responses(400, 401, 402, 404, 422, 429, 503))
-    async def remix(self, data: RemixVideo, principal: Principal, resources: Resources, video_id: str,
-                    request: Request[Any, Any, Any]) -> Response[Video]:
+    @post(
+        "/{video_id:str}/remix",
+        status_code=200,
+        opt=RATE_GENERATE | NEEDS_GENERATE,
+        responses=error_responses(400, 401, 402, 404, 422, 429, 503),
+    )
+    async def remix(
+        self,
+        data: RemixVideo,
+        principal: Principal,
+        resources: Resources,
+        video_id: str,
+        request: Request[Any, Any, Any],
+    ) -> Response[Video]:
         """Render again with a new prompt and the source's seed, size, duration and model (OpenAI `videos.remix`)."""
         source = await tasks.get_task(resources, principal, video_id)
         recorded: dict[str, Any] = source.request
-        req = _generate_request(prompt=data.prompt, model_version=recorded["model_version"],
-                                duration=recorded["duration"], resolution=recorded["resolution"],
-                                guidance=recorded["guidance"], seed=recorded["seed"],
-                                negative_prompt=recorded.get("negative_prompt"))
-        task = await _create(resources, principal, req, request.headers.get("idempotency-key"),
-                             origin={"remixed_from": source.id})
+        req = _generate_request(
+            prompt=data.prompt,
+            model_version=recorded["model_version"],
+            duration=recorded["duration"],
+            resolution=recorded["resolution"],
+            guidance=recorded["guidance"],
+            seed=recorded["seed"],
+            negative_prompt=recorded.get("negative_prompt"),
+        )
+        task = await _create(
+            resources, principal, req, request.headers.get("idempotency-key"), origin={"remixed_from": source.id}
+        )
         return Response(video_view(task), headers=_poll_headers())

@@ -36,32 +36,61 @@ from sorapi import errors
 from sorapi.schemas import ErrorEnvelope
 
 _ERRORS: dict[int, tuple[str, str, str]] = {
-    400: ("The body is not valid JSON, or a parameter could not be parsed", errors.INVALID_JSON,
-          "the request body is not valid JSON"),
+    400: (
+        "The body is not valid JSON, or a parameter could not be parsed",
+        errors.INVALID_JSON,
+        "the request body is not valid JSON",
+    ),
     401: ("Missing, invalid or revoked API key", errors.UNAUTHORIZED, "missing Bearer API key"),
-    402: ("Not enough credits for this render", errors.INSUFFICIENT_CREDITS,
-          "this task costs 16 credits but only 4 are available"),
-    404: ("No such task for this API key (another account's task is also a 404)", errors.NOT_FOUND,
-          "no task 'sora2...'"),
+    402: (
+        "Not enough credits for this render",
+        errors.INSUFFICIENT_CREDITS,
+        "this task costs 16 credits but only 4 are available",
+    ),
+    404: (
+        "No such task for this API key (another account's task is also a 404)",
+        errors.NOT_FOUND,
+        "no task 'sora2...'",
+    ),
     409: ("The task has no content yet", errors.TASK_NOT_READY, "the task is running; content exists once it succeeds"),
     410: ("The retention window ended and the assets were deleted", errors.TASK_EXPIRED, "the task's assets expired"),
-    422: ("Validation failed; `error.details` names each field (prompt length, resolution presets...)",
-          errors.VALIDATION_ERROR, "the request is invalid"),
-    429: ("Rate limited: honour `Retry-After`, add jitter", errors.RATE_LIMITED,
-          "rate limit exceeded: generate allows 30 requests per minute per API key, bursting to 60; retry after 2 s"),
-    500: ("Unexpected server error; quote the `X-Request-ID` header when reporting it", errors.INTERNAL_ERROR,
-          "internal server error"),
-    503: ("Brief maintenance window or a dependency is down: retry with backoff (and the same idempotency_key)",
-          errors.MAINTENANCE, "SorAPI is in a brief maintenance window"),
+    422: (
+        "Validation failed; `error.details` names each field (prompt length, resolution presets...)",
+        errors.VALIDATION_ERROR,
+        "the request is invalid",
+    ),
+    429: (
+        "Rate limited: honour `Retry-After`, add jitter",
+        errors.RATE_LIMITED,
+        "rate limit exceeded: generate allows 30 requests per minute per API key, bursting to 60; retry after 2 s",
+    ),
+    500: (
+        "Unexpected server error; quote the `X-Request-ID` header when reporting it",
+        errors.INTERNAL_ERROR,
+        "internal server error",
+    ),
+    503: (
+        "Brief maintenance window or a dependency is down: retry with backoff (and the same idempotency_key)",
+        errors.MAINTENANCE,
+        "SorAPI is in a brief maintenance window",
+    ),
 }
 
 
 def error_responses(*codes: int) -> dict[int, ResponseSpec]:
     """OpenAPI response entries for the given statuses, each with our envelope and an example."""
     return {
-        code: ResponseSpec(ErrorEnvelope, description=_ERRORS[code][0], generate_examples=False, examples=[
-            Example(summary=_ERRORS[code][1], value={"error": {"code": _ERRORS[code][1],
-                                                                "message": _ERRORS[code][2], "details": []}})])
+        code: ResponseSpec(
+            ErrorEnvelope,
+            description=_ERRORS[code][0],
+            generate_examples=False,
+            examples=[
+                Example(
+                    summary=_ERRORS[code][1],
+                    value={"error": {"code": _ERRORS[code][1], "message": _ERRORS[code][2], "details": []}},
+                )
+            ],
+        )
         for code in codes
     }
 
@@ -114,13 +143,21 @@ def operation_id(route_handler: HTTPRouteHandler, http_method: Any, path_compone
 
 def config() -> OpenAPIConfig:
     return OpenAPIConfig(
-        title="SorAPI", version="0.1.0", path="/docs", render_plugins=render_plugins(),
+        title="SorAPI",
+        version="0.1.0",
+        path="/docs",
+        render_plugins=render_plugins(),
         operation_id_creator=operation_id,
         description="Asynchronous text-to-video generation: submit with `POST /api/generate`, poll "
-                    "`GET /api/status` or receive a signed webhook. OpenAI-compatible `/v1/videos` too.",
+        "`GET /api/status` or receive a signed webhook. OpenAI-compatible `/v1/videos` too.",
         security=[{"BearerAuth": []}],
-        components=Components(security_schemes={"BearerAuth": SecurityScheme(
-            type="http", scheme="bearer", description="Your SorAPI key: `Authorization: Bearer $SORA2_API_KEY`")}),
+        components=Components(
+            security_schemes={
+                "BearerAuth": SecurityScheme(
+                    type="http", scheme="bearer", description="Your SorAPI key: `Authorization: Bearer $SORA2_API_KEY`"
+                )
+            }
+        ),
     )
 
 
@@ -144,28 +181,45 @@ def docs_shortcut(request: Request[Any, Any, Any], endpoint: str) -> Redirect:
 
 
 def _header(description: str, example: str) -> OpenAPIHeader:
-    return OpenAPIHeader(schema=Schema(type="string"),  # type: ignore[arg-type]
-                         description=description, example=example)
+    return OpenAPIHeader(
+        schema=Schema(type="string"),  # type: ignore[arg-type]
+        description=description,
+        example=example,
+    )
 
 
-REQUEST_ID = _header("Id of this request (echoes a sane incoming `X-Request-ID`); quote it when reporting problems",
-                     "req_5f2c0e8f0c1b4c7e9a1d2b3c4d5e6f70")
+REQUEST_ID = _header(
+    "Id of this request (echoes a sane incoming `X-Request-ID`); quote it when reporting problems",
+    "req_5f2c0e8f0c1b4c7e9a1d2b3c4d5e6f70",
+)
 RATE_HEADERS = {
-    "RateLimit-Policy": _header("Quota policy: `q` requests per `w` seconds per API key (token bucket; "
-                                "`q` is also the burst)", '"generate";q=60;w=120'),
-    "RateLimit": _header("Remaining requests `r` and seconds `t` until the bucket is full again",
-                         '"generate";r=59;t=2'),
+    "RateLimit-Policy": _header(
+        "Quota policy: `q` requests per `w` seconds per API key (token bucket; `q` is also the burst)",
+        '"generate";q=60;w=120',
+    ),
+    "RateLimit": _header(
+        "Remaining requests `r` and seconds `t` until the bucket is full again", '"generate";r=59;t=2'
+    ),
 }
 RETRY_AFTER = _header("Seconds to wait before retrying", "2")
-LOCATION = _header("Where the content is: a short-lived presigned URL (no API key needed; clients that follow "
-                   "redirects must not forward `Authorization` to it)", "https://s3.example.com/sorapi/tasks/...")
+LOCATION = _header(
+    "Where the content is: a short-lived presigned URL (no API key needed; clients that follow "
+    "redirects must not forward `Authorization` to it)",
+    "https://s3.example.com/sorapi/tasks/...",
+)
 
 
 def _envelope_response(code: int) -> OpenAPIResponse:
     description, stable, message = _ERRORS[code]
-    return OpenAPIResponse(description=description, content={"application/json": OpenAPIMediaType(
-        schema=Reference(ref="#/components/schemas/ErrorEnvelope"), examples={stable: _example(stable, message)},
-    )})
+    return OpenAPIResponse(
+        description=description,
+        content={
+            "application/json": OpenAPIMediaType(
+                schema=Reference(ref="#/components/schemas/ErrorEnvelope"),
+                examples={stable: _example(stable, message)},
+            )
+        },
+    )
 
 
 def _example(code: str, message: str) -> Example:
@@ -173,13 +227,21 @@ def _example(code: str, message: str) -> Example:
 
 
 SHARED_ERRORS: dict[str, tuple[str, str, str]] = {
-    "400": (errors.DUPLICATE_HEADER, "send exactly one Authorization header",
-            "More than one `Authorization` header (`duplicate_header`)"),
-    "403": (errors.INSUFFICIENT_SCOPE, "this API key may not call {operation}; it needs one of the scopes: ...",
-            "The key lacks the scope this operation needs (`insufficient_scope`)"),
-    "503": (errors.SERVICE_UNAVAILABLE, "the service is briefly unavailable; retry shortly",
-            "The database or the orchestrator is briefly unavailable (`service_unavailable`): retry after "
-            "`Retry-After`"),
+    "400": (
+        errors.DUPLICATE_HEADER,
+        "send exactly one Authorization header",
+        "More than one `Authorization` header (`duplicate_header`)",
+    ),
+    "403": (
+        errors.INSUFFICIENT_SCOPE,
+        "this API key may not call {operation}; it needs one of the scopes: ...",
+        "The key lacks the scope this operation needs (`insufficient_scope`)",
+    ),
+    "503": (
+        errors.SERVICE_UNAVAILABLE,
+        "the service is briefly unavailable; retry shortly",
+        "The database or the orchestrator is briefly unavailable (`service_unavailable`): retry after `Retry-After`",
+    ),
 }
 """Status → (code, example message, description) of errors a middleware or the scope check answers
 on every operation it covers, whatever the handler lists."""
@@ -191,8 +253,14 @@ def _document_shared_error(responses: dict[str, Any], status: str, operation: st
     message = message.format(operation=operation)
     existing = responses.get(status)
     if not isinstance(existing, OpenAPIResponse) or not _is_envelope(existing) or not existing.content:
-        responses[status] = OpenAPIResponse(description=description, content={"application/json": OpenAPIMediaType(
-            schema=Reference(ref="#/components/schemas/ErrorEnvelope"), examples={code: _example(code, message)})})
+        responses[status] = OpenAPIResponse(
+            description=description,
+            content={
+                "application/json": OpenAPIMediaType(
+                    schema=Reference(ref="#/components/schemas/ErrorEnvelope"), examples={code: _example(code, message)}
+                )
+            },
+        )
         return
     media = next(iter(existing.content.values()))
     media.examples = {**(media.examples or {}), code: _example(code, message)}
@@ -209,9 +277,14 @@ def _is_envelope(response: OpenAPIResponse | Reference | None) -> bool:
 
 def _scoped_operations(app: Litestar) -> set[tuple[str, str]]:
     """(path, method) of every operation whose route declares scopes: the ones that can answer 403."""
-    return {(route.path_format, method.lower()) for route in app.routes if isinstance(route, HTTPRoute)
-            for handler in route.route_handlers if handler.opt.get(SCOPES_OPT)
-            for method in handler.http_methods}
+    return {
+        (route.path_format, method.lower())
+        for route in app.routes
+        if isinstance(route, HTTPRoute)
+        for handler in route.route_handlers
+        if handler.opt.get(SCOPES_OPT)
+        for method in handler.http_methods
+    }
 
 
 def finalize(app: Litestar) -> None:
@@ -288,9 +361,13 @@ def _link_operations(paths: dict[str, Any]) -> None:
     for (path, method, status), (field, links) in LINKS.items():
         response = paths[path][method]["responses"][status]
         response["links"] = {
-            name: {"operationId": target, "parameters": {parameter: f"$response.body#/{field}"},
-                   "description": description}
-            for name, (target, parameter, description) in links.items()}
+            name: {
+                "operationId": target,
+                "parameters": {parameter: f"$response.body#/{field}"},
+                "description": description,
+            }
+            for name, (target, parameter, description) in links.items()
+        }
 
 
 def _close_request_bodies(schemas: dict[str, Any], app: Litestar) -> None:
@@ -299,8 +376,12 @@ def _close_request_bodies(schemas: dict[str, Any], app: Litestar) -> None:
         for handler in route.route_handlers:
             data = handler.parsed_fn_signature.parameters.get("data")
             struct = data.annotation if data is not None else None
-            if isinstance(struct, type) and issubclass(struct, msgspec.Struct) \
-                    and struct.__struct_config__.forbid_unknown_fields and struct.__name__ in schemas:
+            if (
+                isinstance(struct, type)
+                and issubclass(struct, msgspec.Struct)
+                and struct.__struct_config__.forbid_unknown_fields
+                and struct.__name__ in schemas
+            ):
                 schemas[struct.__name__]["additionalProperties"] = False
 
 

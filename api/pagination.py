@@ -30,16 +30,22 @@ def cursor_pattern(tag: str) -> str:
 
 def cursor_parameter(tag: str) -> Any:
     """The `cursor` query parameter of a list paginated by row id."""
-    return Parameter(query="cursor", default=None, schema_extra={"pattern": cursor_pattern(tag)},
-                     description="`next_cursor` of the previous page." + EMPTY_MEANS_ABSENT)
+    return Parameter(
+        query="cursor",
+        default=None,
+        schema_extra={"pattern": cursor_pattern(tag)},
+        description="`next_cursor` of the previous page." + EMPTY_MEANS_ABSENT,
+    )
 
 
 TASK_CURSOR_PATTERN = f"^(?:{_TASK_POSITION})?$"
 
 
 def _invalid(field: str, what: str) -> errors.ValidationFailed:
-    return errors.ValidationFailed("invalid cursor", details=[
-        {"field": field, "message": f"not {what}: pass back a next_cursor value exactly as returned"}])
+    return errors.ValidationFailed(
+        "invalid cursor",
+        details=[{"field": field, "message": f"not {what}: pass back a next_cursor value exactly as returned"}],
+    )
 
 
 def id_cursor(tag: str, row_id: int) -> str:

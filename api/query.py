@@ -31,14 +31,23 @@ def comma_list(raw: str | None, allowed: Iterable[str], field: str) -> list[str]
     parts = raw.split(",")
     unknown = [part for part in parts if part not in choices]
     if unknown:
-        raise errors.ValidationFailed(f"unknown {field} value", details=[
-            {"field": field, "message": f"{', '.join(repr(p) for p in unknown)} is not one of {', '.join(choices)} "
-                                        "(comma-separated, no spaces)"}])
+        raise errors.ValidationFailed(
+            f"unknown {field} value",
+            details=[
+                {
+                    "field": field,
+                    "message": f"{', '.join(repr(p) for p in unknown)} is not one of {', '.join(choices)} "
+                    "(comma-separated, no spaces)",
+                }
+            ],
+        )
     return parts
 
 
-_RFC3339 = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
-                      r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))")
+_RFC3339 = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
+    r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))"
+)
 DATE_TIME = {"format": "date-time"}
 """`schema_extra` of a date-time parameter that `timestamp` reads."""
 
@@ -52,8 +61,12 @@ def timestamp(raw: str | None, field: str) -> datetime | None:
         return None
     matched = _RFC3339.fullmatch(raw)
     if matched is None or not _valid_fields(*matched.groups()):
-        raise errors.ValidationFailed("invalid date-time", details=[
-            {"field": field, "message": "must be an RFC 3339 date-time with an offset, e.g. 2026-12-01T10:00:00Z"}])
+        raise errors.ValidationFailed(
+            "invalid date-time",
+            details=[
+                {"field": field, "message": "must be an RFC 3339 date-time with an offset, e.g. 2026-12-01T10:00:00Z"}
+            ],
+        )
     year, month, day, hour, minute, second = (int(part) for part in matched.groups()[:6])
     fraction, sign, offset_h, offset_m = matched.groups()[6:]
     offset = timedelta(hours=int(offset_h or 0), minutes=int(offset_m or 0)) * (-1 if sign == "-" else 1)
@@ -68,8 +81,18 @@ def timestamp(raw: str | None, field: str) -> datetime | None:
         return latest if year > 1 else earliest
 
 
-def _valid_fields(year: str, month: str, day: str, hour: str, minute: str, second: str, _fraction: str | None,
-                  sign: str | None, offset_h: str | None, offset_m: str | None) -> bool:
+def _valid_fields(
+    year: str,
+    month: str,
+    day: str,
+    hour: str,
+    minute: str,
+    second: str,
+    _fraction: str | None,
+    sign: str | None,
+    offset_h: str | None,
+    offset_m: str | None,
+) -> bool:
     """RFC 3339's ranges: real calendar days, and a leap second (:60) only at 23:59 UTC."""
     if not 1 <= int(month) <= 12 or int(hour) > 23 or int(minute) > 59 or int(second) > 60:
         return False

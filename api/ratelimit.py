@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
 from litestar import Litestar
@@ -68,8 +68,9 @@ def policies(settings: Settings) -> dict[str, Policy]:
     return {
         GENERATE: Policy(GENERATE, settings.rate_generate_per_min, settings.rate_generate_burst),
         STATUS: Policy(STATUS, settings.rate_status_per_min, settings.rate_status_burst),
-        UNAUTHENTICATED: Policy(UNAUTHENTICATED, settings.rate_unauthenticated_per_min,
-                                settings.rate_unauthenticated_burst),
+        UNAUTHENTICATED: Policy(
+            UNAUTHENTICATED, settings.rate_unauthenticated_per_min, settings.rate_unauthenticated_burst
+        ),
     }
 
 
@@ -116,7 +117,7 @@ def key_fingerprint(authorization: str) -> str | None:
     return hashlib.sha256(key.strip().encode()).hexdigest()[:32]
 
 
-def lifespan(settings: Settings):  # type: ignore[no-untyped-def]
+def lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     """A lifespan hook that makes the limiter (and its store connection) once per process."""
 
     @asynccontextmanager
@@ -134,14 +135,20 @@ def lifespan(settings: Settings):  # type: ignore[no-untyped-def]
 def _maintenance(settings: Settings) -> errors.ServiceUnavailable:
     return errors.ServiceUnavailable(
         "SorAPI is in a brief maintenance window; retry with the same idempotency_key after Retry-After seconds",
-        code=errors.MAINTENANCE, headers={"Retry-After": str(settings.maintenance_retry_after_s)})
+        code=errors.MAINTENANCE,
+        headers={"Retry-After": str(settings.maintenance_retry_after_s)},
+    )
 
 
 def _refused(policy: Policy, take: Take, message: str) -> errors.RateLimited:
     return errors.RateLimited(
         f"{message}; retry after {whole_seconds(take.retry_after_s)} s",
-        headers={"Retry-After": str(max(1, whole_seconds(take.retry_after_s))),
-                 "RateLimit-Policy": policy.policy_header(), "RateLimit": policy.state_header(take)})
+        headers={
+            "Retry-After": str(max(1, whole_seconds(take.retry_after_s))),
+            "RateLimit-Policy": policy.policy_header(),
+            "RateLimit": policy.state_header(take),
+        },
+    )
 
 
 def client_address(scope: Scope) -> str:
@@ -170,8 +177,12 @@ class RateLimitMiddleware(ASGIMiddleware):
         take = await limiter.take(policy, caller)
         if not take.allowed:
             await _give_back(limiter, gate)  # nothing was looked up: not a failed authentication
-            raise _refused(policy, take, f"rate limit exceeded: {policy.name} allows {policy.per_minute:g} requests "
-                                         f"per minute per API key, bursting to {policy.burst}")
+            raise _refused(
+                policy,
+                take,
+                f"rate limit exceeded: {policy.name} allows {policy.per_minute:g} requests "
+                f"per minute per API key, bursting to {policy.burst}",
+            )
         try:
             await next_app(scope, receive, _announcing(send, policy, take))
         finally:
@@ -183,8 +194,12 @@ async def _pass_gate(limiter: Limiter, scope: Scope) -> str:
     policy, address = limiter.policies[UNAUTHENTICATED], client_address(scope)
     take = await limiter.take(policy, address)
     if not take.allowed:
-        raise _refused(policy, take, f"too many requests with unknown or invalid API keys from this address "
-                                     f"(at most {policy.per_minute:g} per minute, bursting to {policy.burst})")
+        raise _refused(
+            policy,
+            take,
+            f"too many requests with unknown or invalid API keys from this address "
+            f"(at most {policy.per_minute:g} per minute, bursting to {policy.burst})",
+        )
     return address
 
 

@@ -29,8 +29,12 @@ class Take:
 
 
 def _outcome(allowed: bool, tokens: float, rate_per_s: float, capacity: int) -> Take:
-    return Take(allowed=allowed, tokens=tokens, retry_after_s=max(0.0, (1 - tokens) / rate_per_s),
-                reset_s=max(0.0, (capacity - tokens) / rate_per_s))
+    return Take(
+        allowed=allowed,
+        tokens=tokens,
+        retry_after_s=max(0.0, (1 - tokens) / rate_per_s),
+        reset_s=max(0.0, (capacity - tokens) / rate_per_s),
+    )
 
 
 class BucketStore(Protocol):
@@ -114,7 +118,7 @@ class RedisBucketStore:
     async def take(self, key: str, rate_per_s: float, capacity: int, cost: int = 1) -> Take:
         try:
             allowed, tokens = await self._script(keys=[self.PREFIX + key], args=[rate_per_s, capacity, cost])
-        except Exception as exc:  # noqa: BLE001 - any Redis failure means "fail open"
+        except Exception as exc:
             log.warning("rate limit store unavailable; allowing request", error=repr(exc))
             return Take(allowed=True, tokens=float(capacity), retry_after_s=0.0, reset_s=0.0)
         return _outcome(bool(int(allowed)), float(tokens), rate_per_s, capacity)

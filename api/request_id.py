@@ -41,8 +41,13 @@ async def stamp_response(message: Message, scope: Scope) -> None:
     MutableScopeHeaders.from_message(message)[HEADER] = request_id
     status = message.get("status", 200)
     if status >= 500:
-        log.error("server error response", request_id=request_id, status=status,
-                  method=scope.get("method"), path=scope.get("path"))
+        log.error(
+            "server error response",
+            request_id=request_id,
+            status=status,
+            method=scope.get("method"),
+            path=scope.get("path"),
+        )
 
 
 class RequestIdMiddleware(ASGIMiddleware):

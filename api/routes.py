@@ -24,8 +24,10 @@ from sorapi.schemas import GenerateRequest, GenerateResponse, StatusResponse
 
 EXPANDABLE = frozenset({"events", "webhooks"})
 """Values `expand` accepts; each one adds a block to the status response (add yours here)."""
-EXPAND_DOC = ("Comma-separated extras (no spaces): `events` (the task's history, paginated with "
-              "events_cursor/events_limit), `webhooks` (every webhook delivery attempt)." + query.EMPTY_MEANS_ABSENT)
+EXPAND_DOC = (
+    "Comma-separated extras (no spaces): `events` (the task's history, paginated with "
+    "events_cursor/events_limit), `webhooks` (every webhook delivery attempt)." + query.EMPTY_MEANS_ABSENT
+)
 
 
 def parse_expand(expand: str | None) -> set[str]:
@@ -52,45 +54,73 @@ class VideoController(Controller):
     path = "/api"
     tags = ["videos"]
 
-    @post("/generate", status_code=200, opt=RATE_GENERATE | NEEDS_GENERATE, dependencies=SHARED_SESSION,
-          responses=error_responses(400, 401, 402, 422, 429, 503))
-    async def generate(self, data: GenerateRequest, principal: Principal, resources: Resources,
-                       request: Request, db: AsyncSession) -> Response[GenerateResponse]:
+    @post(
+        "/generate",
+        status_code=200,
+        opt=RATE_GENERATE | NEEDS_GENERATE,
+        dependencies=SHARED_SESSION,
+        responses=error_responses(400, 401, 402, 422, 429, 503),
+    )
+    async def generate(
+        self, data: GenerateRequest, principal: Principal, resources: Resources, request: Request, db: AsyncSession
+    ) -> Response[GenerateResponse]:
         """Submit a prompt and get a task id at once; the render runs asynchronously.
 
         Sending the same `idempotency_key` (or `Idempotency-Key` header) again returns the same
         task; the same key with a different body is rejected with `idempotency_key_reused`.
         """
-        created = await tasks.create_task(resources, principal, data, request.headers.get("idempotency-key"),
-                                          session=db)
-        body = GenerateResponse(task_id=created.task.id, status=created.task.status,
-                                credits_reserved=created.task.price, created_at=created.task.created_at)
+        created = await tasks.create_task(
+            resources, principal, data, request.headers.get("idempotency-key"), session=db
+        )
+        body = GenerateResponse(
+            task_id=created.task.id,
+            status=created.task.status,
+            credits_reserved=created.task.price,
+            created_at=created.task.created_at,
+        )
         headers = {"Idempotent-Replayed": "true"} if created.replayed else {}
         return Response(body, headers=headers)
 
-    @get("/status", opt=RATE_STATUS | NEEDS_READ, dependencies=READ_SESSION, operation_class=_StatusOperation,
-         responses=error_responses(400, 401, 404, 422, 429))
+    @get(
+        "/status",
+        opt=RATE_STATUS | NEEDS_READ,
+        dependencies=READ_SESSION,
+        operation_class=_StatusOperation,
+        responses=error_responses(400, 401, 404, 422, 429),
+    )
     async def task_status(
-        self, request: Request, resources: Resources, db: AsyncSession,
+        self,
+        request: Request,
+        resources: Resources,
+        db: AsyncSession,
         task_id: str | None = Parameter(query="task_id", default=None, description="Task id from /api/generate"),
-        id_: str | None = Parameter(query="id", default=None,
-                                    description="Deprecated alias of task_id (used only when task_id is not sent)"),
-        expand: str | None = Parameter(query="expand", default=None, description=EXPAND_DOC,
-                                       schema_extra={"pattern": query.comma_list_pattern(sorted(EXPANDABLE))}),
-        events_cursor: str | None = Parameter(query="events_cursor", default=None,
-                                              description="`events.next_cursor` of the previous page."
-                                                          + query.EMPTY_MEANS_ABSENT,
-                                              schema_extra={"pattern": pagination.EVENT_CURSOR_PATTERN}),
-        events_limit: int = Parameter(query="events_limit", default=50, ge=1, le=200,
-                                      description="Events per page (1-200)"),
+        id_: str | None = Parameter(
+            query="id", default=None, description="Deprecated alias of task_id (used only when task_id is not sent)"
+        ),
+        expand: str | None = Parameter(
+            query="expand",
+            default=None,
+            description=EXPAND_DOC,
+            schema_extra={"pattern": query.comma_list_pattern(sorted(EXPANDABLE))},
+        ),
+        events_cursor: str | None = Parameter(
+            query="events_cursor",
+            default=None,
+            description="`events.next_cursor` of the previous page." + query.EMPTY_MEANS_ABSENT,
+            schema_extra={"pattern": pagination.EVENT_CURSOR_PATTERN},
+        ),
+        events_limit: int = Parameter(
+            query="events_limit", default=50, ge=1, le=200, description="Events per page (1-200)"
+        ),
     ) -> StatusResponse:
         """Poll a task: `queued`, `running` (with `progress` and `live` queue position / denoising step),
         `succeeded` (with playable URLs), `failed` or `cancelled` (with `error_code`), or `expired`
         after the retention window. `expand=events` adds the task's history, paginated by cursor."""
         wanted = task_id or id_
         if not wanted:
-            raise errors.ValidationFailed("task_id is required", details=[
-                {"field": "task_id", "message": "pass ?task_id=... (or ?id=...)"}])
+            raise errors.ValidationFailed(
+                "task_id is required", details=[{"field": "task_id", "message": "pass ?task_id=... (or ?id=...)"}]
+            )
         extras = parse_expand(expand)
         task, position, plan = await tasks.poll_task(resources, request, db, wanted)  # commits: no connection held
         view = await tasks.status_view(resources, task, plan=plan, queue_position=position)
@@ -114,10 +144,13 @@ class HealthController(Controller):
     @get("/readyz")
     async def readyz(self, resources: Resources) -> Response[dict[str, str]]:
         """Ready only when the database, Temporal and S3 all answer."""
-        checks = await asyncio.gather(_check_db(resources), _check_temporal(resources), _check_s3(resources),
-                                      return_exceptions=True)
-        report = {name: "ok" if result is True else f"error: {result!r}"
-                  for name, result in zip(("database", "temporal", "s3"), checks)}
+        checks = await asyncio.gather(
+            _check_db(resources), _check_temporal(resources), _check_s3(resources), return_exceptions=True
+        )
+        report = {
+            name: "ok" if result is True else f"error: {result!r}"
+            for name, result in zip(("database", "temporal", "s3"), checks, strict=True)
+        }
         ok = all(result is True for result in checks)
         return Response({"status": "ok" if ok else "unavailable", **report}, status_code=200 if ok else 503)
 
@@ -134,4 +167,3 @@ async def _check_temporal(res: Resources) -> bool:
 
 async def _check_s3(res: Resources) -> bool:
     return await asyncio.to_thread(res.s3.bucket_exists, res.settings.s3_bucket)
-

@@ -47,18 +47,29 @@ class Created:
 
 def _idempotency_key(req: GenerateRequest, header_key: str | None) -> str | None:
     if header_key is not None and req.idempotency_key is not None and header_key != req.idempotency_key:
-        raise errors.ValidationFailed("Idempotency-Key header and body idempotency_key differ", details=[
-            {"field": "idempotency_key", "message": "must match the Idempotency-Key header when both are sent"}])
+        raise errors.ValidationFailed(
+            "Idempotency-Key header and body idempotency_key differ",
+            details=[
+                {"field": "idempotency_key", "message": "must match the Idempotency-Key header when both are sent"}
+            ],
+        )
     key = req.idempotency_key or header_key
     if key is not None and not 1 <= len(key) <= 64:
-        raise errors.ValidationFailed("invalid idempotency key", details=[
-            {"field": "idempotency_key", "message": "must be 1 to 64 characters"}])
+        raise errors.ValidationFailed(
+            "invalid idempotency key", details=[{"field": "idempotency_key", "message": "must be 1 to 64 characters"}]
+        )
     return key
 
 
-async def create_task(res: Resources, principal: Principal, req: GenerateRequest,
-                      header_key: str | None = None, *, origin: dict[str, str] | None = None,
-                      session: AsyncSession | None = None) -> Created:
+async def create_task(
+    res: Resources,
+    principal: Principal,
+    req: GenerateRequest,
+    header_key: str | None = None,
+    *,
+    origin: dict[str, str] | None = None,
+    session: AsyncSession | None = None,
+) -> Created:
     """Record the task and its credit hold in one transaction, then start its workflow.
 
     The account row lock serialises concurrent creates for one account, so one idempotency key
@@ -96,21 +107,34 @@ async def create_task(res: Resources, principal: Principal, req: GenerateRequest
     return Created(task=task, replayed=replayed)
 
 
-async def _record_task(session: AsyncSession, principal: Principal, req: GenerateRequest, planned: Planned,
-                       task_id: str, key: str | None, digest: str,
-                       origin: dict[str, str] | None) -> tuple[Task, bool]:
+async def _record_task(
+    session: AsyncSession,
+    principal: Principal,
+    req: GenerateRequest,
+    planned: Planned,
+    task_id: str,
+    key: str | None,
+    digest: str,
+    origin: dict[str, str] | None,
+) -> tuple[Task, bool]:
     """Under the account row lock: the existing task of this idempotency key, or a new task and its hold."""
     account = await ledger.lock_account(session, principal.account_id)
     existing = await task_rows.find_by_idempotency_key(session, principal.account_id, key) if key else None
     if existing is not None:
         if existing.fingerprint != digest:
-            raise errors.IdempotencyKeyReused(
-                "this idempotency_key was already used with a different request body")
+            raise errors.IdempotencyKeyReused("this idempotency_key was already used with a different request body")
         return existing, True
-    task = Task(id=task_id, account_id=account.id, idempotency_key=key, fingerprint=digest,
-                request={**msgspec.to_builtins(planned.request), **(origin or {})},
-                callback_headers=req.callback_headers,
-                status=status.QUEUED, price=planned.price, outputs=[])
+    task = Task(
+        id=task_id,
+        account_id=account.id,
+        idempotency_key=key,
+        fingerprint=digest,
+        request={**msgspec.to_builtins(planned.request), **(origin or {})},
+        callback_headers=req.callback_headers,
+        status=status.QUEUED,
+        price=planned.price,
+        outputs=[],
+    )
     session.add(task)  # flushed with the hold and events at commit (one unit of work, FK order)
     await ledger.reserve(session, account, task_id, planned.price, actor=principal.key_id, new_task=True)
     task_rows.add_event(session, task_id, status.QUEUED, {"credits_reserved": planned.price})
@@ -124,8 +148,13 @@ async def _abandon(res: Resources, task: Task) -> None:
     the same key starts its workflow.)"""
     async with res.sessions.begin() as session:
         await ledger.release(session, task.account_id, task.id, reason="the workflow could not start")
-        await task_rows.transition(session, task.id, status.FAILED, error_code=errors.SERVICE_UNAVAILABLE,
-                                   error_message="the orchestrator was unavailable; nothing was charged")
+        await task_rows.transition(
+            session,
+            task.id,
+            status.FAILED,
+            error_code=errors.SERVICE_UNAVAILABLE,
+            error_message="the orchestrator was unavailable; nothing was charged",
+        )
 
 
 async def _check_callback_destination(res: Resources, url: str | None) -> None:
@@ -139,8 +168,9 @@ async def _check_callback_destination(res: Resources, url: str | None) -> None:
     try:
         await netguard.check_url(url, allow_http=res.settings.webhook_allow_http, ports=res.settings.callback_ports)
     except netguard.Blocked as exc:
-        raise errors.ValidationFailed("the request is invalid", details=[
-            {"field": "callback_url", "message": str(exc)}]) from None
+        raise errors.ValidationFailed(
+            "the request is invalid", details=[{"field": "callback_url", "message": str(exc)}]
+        ) from None
     except netguard.Unresolvable as exc:
         log.info("callback host does not resolve yet; it is checked again at send time", error=str(exc))
 
@@ -148,18 +178,25 @@ async def _check_callback_destination(res: Resources, url: str | None) -> None:
 async def _ensure_workflow(res: Resources, task: Task, plan_name: str) -> None:
     """Start the task's workflow, or find it already started (a retried create heals a crash)."""
     request = msgspec.convert(task.request, TaskRequest)
-    arg = VideoTaskInput(task_id=task.id, account_id=task.account_id, price=task.price,
-                         render=render_spec(task.id, request, res.catalog),
-                         render_queue=res.settings.render_queue,
-                         upload_pickup_s=res.settings.upload_pickup_s,
-                         render_heartbeat_s=res.settings.render_heartbeat_timeout_s,
-                         retention_hours=res.catalog.plans[plan_name].retention_hours,
-                         has_callback=request.callback_url is not None,
-                         webhook_queue=webhook_policy.lane(res.settings.webhook_queue_prefix, plan_name),
-                         max_queue_s=request.max_queue_seconds or 0)
+    arg = VideoTaskInput(
+        task_id=task.id,
+        account_id=task.account_id,
+        price=task.price,
+        render=render_spec(task.id, request, res.catalog),
+        render_queue=res.settings.render_queue,
+        upload_pickup_s=res.settings.upload_pickup_s,
+        render_heartbeat_s=res.settings.render_heartbeat_timeout_s,
+        retention_hours=res.catalog.plans[plan_name].retention_hours,
+        has_callback=request.callback_url is not None,
+        webhook_queue=webhook_policy.lane(res.settings.webhook_queue_prefix, plan_name),
+        max_queue_s=request.max_queue_seconds or 0,
+    )
     try:
         await res.temporal.start_workflow(
-            names.VIDEO_TASK_WORKFLOW, arg, id=task.id, task_queue=res.settings.orchestration_queue,
+            names.VIDEO_TASK_WORKFLOW,
+            arg,
+            id=task.id,
+            task_queue=res.settings.orchestration_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             priority=task_priority(res.catalog.plans[plan_name], task.account_id),  # renders inherit it
@@ -168,8 +205,9 @@ async def _ensure_workflow(res: Resources, task: Task, plan_name: str) -> None:
         pass  # it ran to completion already: nothing to heal
     except RPCError as exc:
         log.error("could not start workflow", task_id=task.id, error=str(exc))
-        raise errors.ServiceUnavailable("the orchestrator is unavailable; retry with the same idempotency_key",
-                                        headers={"Retry-After": "5"}) from exc
+        raise errors.ServiceUnavailable(
+            "the orchestrator is unavailable; retry with the same idempotency_key", headers={"Retry-After": "5"}
+        ) from exc
 
 
 def lookup_id(given: str) -> str:
@@ -187,8 +225,9 @@ async def get_task(res: Resources, principal: Principal, task_id: str) -> Task:
     return task
 
 
-async def poll_task(res: Resources, request: Request, session: AsyncSession,
-                    task_id: str) -> tuple[Task, int | None, str]:
+async def poll_task(
+    res: Resources, request: Request, session: AsyncSession, task_id: str
+) -> tuple[Task, int | None, str]:
     """Authenticate the caller and read its task with, while queued, the task's place in the account's
     line, and the account's plan: the status poll, in one statement (sorapi.db.status_poll). 401, 403,
     then 404. Commits before answering: the audit entry is written and the connection is free."""
@@ -235,8 +274,12 @@ async def live_state(res: Resources, task: Task) -> tuple[int | None, LiveProgre
     if phase == "waiting":
         async with res.autocommit_sessions() as session:
             position = await history.render_queue_ahead(session, task)
-    return percent, LiveProgress(phase=phase, render_queue_position=position, step=beat.step if beat else 0,
-                                 total_steps=beat.total if beat else 0)
+    return percent, LiveProgress(
+        phase=phase,
+        render_queue_position=position,
+        step=beat.step if beat else 0,
+        total_steps=beat.total if beat else 0,
+    )
 
 
 def progress_percent(beat: RenderProgress) -> int:
@@ -246,8 +289,9 @@ def progress_percent(beat: RenderProgress) -> int:
     return {"loading": 5, "encoding": 92}.get(beat.phase, 5)
 
 
-async def status_view(res: Resources, task: Task, *, plan: str,
-                      queue_position: int | None | msgspec.UnsetType = msgspec.UNSET) -> StatusResponse:
+async def status_view(
+    res: Resources, task: Task, *, plan: str, queue_position: int | msgspec.UnsetType | None = msgspec.UNSET
+) -> StatusResponse:
     """The task as the client sees it, `plan` being its account's. Only a running task's workflow is
     asked for live progress: a queued one is still before its render (it waits for credits or a plan
     slot), so describing it could only answer `queued`. `queue_position` is the caller's `poll_task`
@@ -259,29 +303,52 @@ async def status_view(res: Resources, task: Task, *, plan: str,
         progress = percent or progress
     elif task.status == status.QUEUED:
         live = LiveProgress(phase=status.QUEUED)  # no render has begun: no step, no render queue place
-    links = [
-        OutputLink(format=o["format"], content_type=o["content_type"], size_bytes=o["size_bytes"],
-                   url=storage.presign(res.signer, res.settings.s3_bucket, o["key"], res.settings.presign_ttl_s))
-        for o in task.outputs
-    ] if task.status == status.SUCCEEDED else []
+    links = (
+        [
+            OutputLink(
+                format=o["format"],
+                content_type=o["content_type"],
+                size_bytes=o["size_bytes"],
+                url=storage.presign(res.signer, res.settings.s3_bucket, o["key"], res.settings.presign_ttl_s),
+            )
+            for o in task.outputs
+        ]
+        if task.status == status.SUCCEEDED
+        else []
+    )
     return StatusResponse(
-        task_id=task.id, status=task.status, request=msgspec.convert(task.request, TaskRequest),
-        response=[link.url for link in links], outputs=links, error_message=task.error_message,
-        error_code=task.error_code, progress=progress, credits_reserved=task.price,
+        task_id=task.id,
+        status=task.status,
+        request=msgspec.convert(task.request, TaskRequest),
+        response=[link.url for link in links],
+        outputs=links,
+        error_message=task.error_message,
+        error_code=task.error_code,
+        progress=progress,
+        credits_reserved=task.price,
         credits_charged=task.price if task.status in (status.SUCCEEDED, status.EXPIRED) else 0,
-        render=task.render, metadata={"idempotency_key": task.idempotency_key},
-        created_at=task.created_at, started_at=task.started_at, finished_at=task.finished_at,
-        expires_at=task.expires_at, live=live, queue_position=position,
-        eta_seconds=await res.render_times.eta(res.autocommit_sessions, res.catalog, task, plan=plan,
-                                               position=position, progress=progress),
+        render=task.render,
+        metadata={"idempotency_key": task.idempotency_key},
+        created_at=task.created_at,
+        started_at=task.started_at,
+        finished_at=task.finished_at,
+        expires_at=task.expires_at,
+        live=live,
+        queue_position=position,
+        eta_seconds=await res.render_times.eta(
+            res.autocommit_sessions, res.catalog, task, plan=plan, position=position, progress=progress
+        ),
     )
 
 
 async def events_page(res: Resources, task: Task, cursor: str | None, limit: int) -> EventsPage:
     """One page of the task's history, oldest first."""
     async with res.autocommit_sessions() as session:
-        rows, more = await history.events_page(session, task.id, after_id=pagination.decode_event_cursor(cursor),
-                                               limit=limit)
+        rows, more = await history.events_page(
+            session, task.id, after_id=pagination.decode_event_cursor(cursor), limit=limit
+        )
     return EventsPage(
         data=[HistoryEvent(id=e.id, kind=e.kind, created_at=e.created_at, data=e.data or {}) for e in rows],
-        next_cursor=pagination.event_cursor(rows[-1].id) if more and rows else None, has_more=more)
+        next_cursor=pagination.event_cursor(rows[-1].id) if more and rows else None,
+        has_more=more,
+    )

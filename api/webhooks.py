@@ -24,8 +24,7 @@ from sorapi.schemas import ErrorEnvelope, Redelivery, WebhookAttempt, WebhookDel
 from sorapi.secretbox import SecretBox, make_secret_box
 from sorapi.settings import Settings
 
-FORBIDDEN = {403: ResponseSpec(ErrorEnvelope, description="The API key lacks the `admin` scope "
-                                                          "(`insufficient_scope`)")}
+FORBIDDEN = {403: ResponseSpec(ErrorEnvelope, description="The API key lacks the `admin` scope (`insufficient_scope`)")}
 
 
 @functools.lru_cache(maxsize=4)
@@ -47,10 +46,18 @@ async def rotate_secret(res: Resources, principal: Principal) -> WebhookSecret:
 
 
 def attempt_view(row: WebhookDelivery) -> WebhookAttempt:
-    return WebhookAttempt(event_id=row.event_id, event_type=row.event_type, delivery_id=row.delivery_id,
-                          trigger=row.trigger, attempt=row.attempt, attempted_at=row.attempted_at,
-                          outcome=row.outcome, status_code=row.status_code, latency_ms=row.latency_ms,
-                          error=row.error)
+    return WebhookAttempt(
+        event_id=row.event_id,
+        event_type=row.event_type,
+        delivery_id=row.delivery_id,
+        trigger=row.trigger,
+        attempt=row.attempt,
+        attempted_at=row.attempted_at,
+        outcome=row.outcome,
+        status_code=row.status_code,
+        latency_ms=row.latency_ms,
+        error=row.error,
+    )
 
 
 async def attempts(res: Resources, task: Task) -> list[WebhookAttempt]:
@@ -67,17 +74,24 @@ async def redeliver(res: Resources, principal: Principal, task_id: str) -> Redel
         raise errors.Conflict("the task has not finished: there is no event to redeliver yet")
     event = task.status
     delivery_id = f"{webhook_workflow_id(task.id, event)}-redeliver-{uuid.uuid4().hex[:12]}"
-    arg = WebhookDeliveryInput(task_id=task.id, event=event, event_id=webhook_policy.event_id(task.id, event),
-                               lane=webhook_policy.lane(res.settings.webhook_queue_prefix, principal.plan),
-                               trigger="redeliver")
+    arg = WebhookDeliveryInput(
+        task_id=task.id,
+        event=event,
+        event_id=webhook_policy.event_id(task.id, event),
+        lane=webhook_policy.lane(res.settings.webhook_queue_prefix, principal.plan),
+        trigger="redeliver",
+    )
     try:
-        await res.temporal.start_workflow(names.WEBHOOK_DELIVERY_WORKFLOW, arg, id=delivery_id,
-                                          task_queue=res.settings.orchestration_queue)
+        await res.temporal.start_workflow(
+            names.WEBHOOK_DELIVERY_WORKFLOW, arg, id=delivery_id, task_queue=res.settings.orchestration_queue
+        )
     except RPCError as exc:
-        raise errors.ServiceUnavailable("the orchestrator is unavailable; retry shortly",
-                                        headers={"Retry-After": "5"}) from exc
-    return Redelivery(task_id=task.id, event_id=arg.event_id, event_type=webhook_policy.event_type(event),
-                      delivery_id=delivery_id)
+        raise errors.ServiceUnavailable(
+            "the orchestrator is unavailable; retry shortly", headers={"Retry-After": "5"}
+        ) from exc
+    return Redelivery(
+        task_id=task.id, event_id=arg.event_id, event_type=webhook_policy.event_type(event), delivery_id=delivery_id
+    )
 
 
 class WebhookSecretController(Controller):
@@ -94,8 +108,12 @@ class WebhookSecretController(Controller):
         """
         return await reveal_secret(resources, principal)
 
-    @post("/secret/rotate", status_code=200, opt=RATE_STATUS | NEEDS_ADMIN,
-          responses={**error_responses(401, 429), **FORBIDDEN})
+    @post(
+        "/secret/rotate",
+        status_code=200,
+        opt=RATE_STATUS | NEEDS_ADMIN,
+        responses={**error_responses(401, 429), **FORBIDDEN},
+    )
     async def rotate(self, principal: Principal, resources: Resources) -> WebhookSecret:
         """Replace the secret. Until `previous_secret_valid_until`, deliveries carry both
         signatures (`webhook-signature: v1,<new> v1,<old>`, `X-Signature` new and
@@ -111,11 +129,16 @@ class TaskWebhooksController(Controller):
     async def list_deliveries(self, principal: Principal, resources: Resources, task_id: str) -> WebhookDeliveries:
         """Every webhook delivery attempt of a task: time, HTTP status, latency, error, outcome."""
         task = await tasks.get_task(resources, principal, task_id)
-        return WebhookDeliveries(task_id=task.id, callback_url=task.request.get("callback_url"),
-                                 deliveries=await attempts(resources, task))
+        return WebhookDeliveries(
+            task_id=task.id, callback_url=task.request.get("callback_url"), deliveries=await attempts(resources, task)
+        )
 
-    @post("/{task_id:str}/webhooks/redeliver", status_code=202, opt=RATE_STATUS | NEEDS_GENERATE,
-          responses=error_responses(401, 404, 409, 429, 503))
+    @post(
+        "/{task_id:str}/webhooks/redeliver",
+        status_code=202,
+        opt=RATE_STATUS | NEEDS_GENERATE,
+        responses=error_responses(401, 404, 409, 429, 503),
+    )
     async def redeliver(self, principal: Principal, resources: Resources, task_id: str) -> Redelivery:
         """Send the task's last event again, with the same `webhook-id` (receivers dedupe on it)."""
         return await redeliver(resources, principal, task_id)

@@ -31,15 +31,17 @@ from sorapi.periods import period_of
 
 def _plan(catalog: Catalog, name: str) -> None:
     if name not in catalog.plans:
-        raise errors.ValidationFailed("unknown plan", details=[
-            {"field": "plan", "message": f"must be one of {', '.join(catalog.plans)}"}])
+        raise errors.ValidationFailed(
+            "unknown plan", details=[{"field": "plan", "message": f"must be one of {', '.join(catalog.plans)}"}]
+        )
 
 
 def _scopes(scopes: list[str]) -> str:
     unknown = [s for s in scopes if s not in SCOPES]
     if unknown or not scopes:
-        raise errors.ValidationFailed("invalid scopes", details=[
-            {"field": "scopes", "message": f"at least one of {', '.join(SCOPES)}"}])
+        raise errors.ValidationFailed(
+            "invalid scopes", details=[{"field": "scopes", "message": f"at least one of {', '.join(SCOPES)}"}]
+        )
     return ",".join(dict.fromkeys(scopes))
 
 
@@ -51,21 +53,36 @@ async def _locked(session: AsyncSession, account_id: str) -> Account:
 
 
 def key_view(record: ApiKey) -> ApiKeyView:
-    return ApiKeyView(key_id=record.id, prefix=record.prefix, scopes=record.scopes.split(","), name=record.name,
-                      created_at=record.created_at, revoked_at=record.revoked_at)
+    return ApiKeyView(
+        key_id=record.id,
+        prefix=record.prefix,
+        scopes=record.scopes.split(","),
+        name=record.name,
+        created_at=record.created_at,
+        revoked_at=record.revoked_at,
+    )
 
 
-async def _start_period(session: AsyncSession, account: Account, catalog: Catalog, actor: str,
-                        now: datetime) -> None:
+async def _start_period(session: AsyncSession, account: Account, catalog: Catalog, actor: str, now: datetime) -> None:
     """A plan with monthly credits gets this period's at once (kept: nothing of the old plan expires)."""
     if catalog.plans[account.plan].included_credits > 0:
-        await ledger.refresh(session, account, period_of(now), plan=catalog.plans[account.plan], expire=False,
-                             actor=actor)
+        await ledger.refresh(
+            session, account, period_of(now), plan=catalog.plans[account.plan], expire=False, actor=actor
+        )
 
 
-async def create_account(session: AsyncSession, catalog: Catalog, *, name: str, plan: str, actor: str,
-                         credits_: int | None = None, scopes: list[str] | None = None,
-                         key_name: str = "", now: datetime | None = None) -> CreatedAccount:
+async def create_account(
+    session: AsyncSession,
+    catalog: Catalog,
+    *,
+    name: str,
+    plan: str,
+    actor: str,
+    credits_: int | None = None,
+    scopes: list[str] | None = None,
+    key_name: str = "",
+    now: datetime | None = None,
+) -> CreatedAccount:
     """A new account with its first key; initial credits default to the plan's starter credits."""
     _plan(catalog, plan)
     scope_text = _scopes(scopes or ["generate", "read"])
@@ -73,25 +90,42 @@ async def create_account(session: AsyncSession, catalog: Catalog, *, name: str, 
     account = await accounts.create_account(session, name=name, plan=plan, credits=initial, actor=actor)
     await _start_period(session, account, catalog, actor, now or utcnow())
     record, key = await accounts.issue_key(session, account.id, scopes=scope_text, name=key_name)
-    audit.record(session, actor=actor, action="account.create", account_id=account.id, target=account.id,
-                 details={"name": name, "plan": plan, "credits": initial, "key_id": record.id})
-    return CreatedAccount(account_id=account.id, plan=plan, balance=account.balance,
-                          key=IssuedKey(key_id=record.id, api_key=key, prefix=record.prefix,
-                                        scopes=scope_text.split(","), name=key_name))
+    audit.record(
+        session,
+        actor=actor,
+        action="account.create",
+        account_id=account.id,
+        target=account.id,
+        details={"name": name, "plan": plan, "credits": initial, "key_id": record.id},
+    )
+    return CreatedAccount(
+        account_id=account.id,
+        plan=plan,
+        balance=account.balance,
+        key=IssuedKey(key_id=record.id, api_key=key, prefix=record.prefix, scopes=scope_text.split(","), name=key_name),
+    )
 
 
-async def issue_key(session: AsyncSession, catalog: Catalog, account_id: str, *, scopes: list[str],
-                    name: str, actor: str) -> IssuedKey:
+async def issue_key(
+    session: AsyncSession, catalog: Catalog, account_id: str, *, scopes: list[str], name: str, actor: str
+) -> IssuedKey:
     """Another key (seat) for the account, within the plan's `max_api_keys`."""
     account = await _locked(session, account_id)
     scope_text = _scopes(scopes)
     seats = catalog.plans[account.plan].max_api_keys
     if await accounts.active_key_count(session, account_id) >= seats:
-        raise errors.Forbidden(f"the {account.plan} plan allows {seats} active API keys; revoke one first",
-                               code=errors.PLAN_FEATURE)
+        raise errors.Forbidden(
+            f"the {account.plan} plan allows {seats} active API keys; revoke one first", code=errors.PLAN_FEATURE
+        )
     record, key = await accounts.issue_key(session, account_id, scopes=scope_text, name=name)
-    audit.record(session, actor=actor, action="key.issue", account_id=account_id, target=record.id,
-                 details={"scopes": scope_text, "name": name, "prefix": record.prefix})
+    audit.record(
+        session,
+        actor=actor,
+        action="key.issue",
+        account_id=account_id,
+        target=record.id,
+        details={"scopes": scope_text, "name": name, "prefix": record.prefix},
+    )
     return IssuedKey(key_id=record.id, api_key=key, prefix=record.prefix, scopes=scope_text.split(","), name=name)
 
 
@@ -110,11 +144,17 @@ async def revoke_key(session: AsyncSession, account_id: str, key_id: str, *, act
     return key_view(record)
 
 
-async def change_credits(session: AsyncSession, account_id: str, amount: int, *, reason: str, actor: str,
-                         adjust: bool) -> LedgerEntryView:
+async def change_credits(
+    session: AsyncSession, account_id: str, amount: int, *, reason: str, actor: str, adjust: bool
+) -> LedgerEntryView:
     """A grant (positive) or an adjustment (signed; never takes more than is available)."""
-    invalid = "an adjustment must not be zero" if adjust and amount == 0 else \
-        "a grant must be positive" if not adjust and amount <= 0 else None
+    invalid = (
+        "an adjustment must not be zero"
+        if adjust and amount == 0
+        else "a grant must be positive"
+        if not adjust and amount <= 0
+        else None
+    )
     if invalid:  # the request itself is wrong (422); what the account cannot take is a conflict (409)
         raise errors.ValidationFailed(invalid, details=[{"field": "amount", "message": invalid}])
     account = await _locked(session, account_id)
@@ -124,16 +164,24 @@ async def change_credits(session: AsyncSession, account_id: str, amount: int, *,
         else:
             entry = await ledger.grant(session, account, amount, reason=reason, actor=actor)
     except ledger.LedgerConflict as exc:  # a valid request the account's credits cannot take right now
-        raise errors.Conflict(str(exc), code=errors.LEDGER_CONFLICT,
-                              details=[{"field": "amount", "message": str(exc)}]) from exc
+        raise errors.Conflict(
+            str(exc), code=errors.LEDGER_CONFLICT, details=[{"field": "amount", "message": str(exc)}]
+        ) from exc
     await session.flush()
-    audit.record(session, actor=actor, action="credits.adjust" if adjust else "credits.grant",
-                 account_id=account_id, target=str(entry.id), details={"amount": amount, "reason": reason})
+    audit.record(
+        session,
+        actor=actor,
+        action="credits.adjust" if adjust else "credits.grant",
+        account_id=account_id,
+        target=str(entry.id),
+        details={"amount": amount, "reason": reason},
+    )
     return credits.entry_view(entry)
 
 
-async def change_plan(session: AsyncSession, catalog: Catalog, account_id: str, plan: str, *, actor: str,
-                      now: datetime | None = None) -> CreditsResponse:
+async def change_plan(
+    session: AsyncSession, catalog: Catalog, account_id: str, plan: str, *, actor: str, now: datetime | None = None
+) -> CreditsResponse:
     """Switch plans now: limits apply at once; a plan with monthly credits gets this period's unless
     the account already had a refresh this period."""
     _plan(catalog, plan)
@@ -142,8 +190,14 @@ async def change_plan(session: AsyncSession, catalog: Catalog, account_id: str, 
     if previous != plan:
         account.plan = plan
         await _start_period(session, account, catalog, actor, now or utcnow())
-        audit.record(session, actor=actor, action="plan.change", account_id=account_id, target=account_id,
-                     details={"from": previous, "to": plan})
+        audit.record(
+            session,
+            actor=actor,
+            action="plan.change",
+            account_id=account_id,
+            target=account_id,
+            details={"from": previous, "to": plan},
+        )
     await session.flush()
     return await credits.summary(session, account, catalog, now)
 
@@ -152,5 +206,9 @@ async def account_view(session: AsyncSession, catalog: Catalog, account_id: str)
     account = await session.get(Account, account_id)
     if account is None:
         raise errors.NotFound(f"no account {account_id!r}")
-    return AccountView(account_id=account.id, name=account.name, created_at=account.created_at,
-                       credits=await credits.summary(session, account, catalog))
+    return AccountView(
+        account_id=account.id,
+        name=account.name,
+        created_at=account.created_at,
+        credits=await credits.summary(session, account, catalog),
+    )

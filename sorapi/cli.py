@@ -19,8 +19,13 @@ def _api(args: argparse.Namespace) -> int:
     from api.app import create_app
 
     settings = get_settings()
-    uvicorn.run(create_app(settings), host=args.host or settings.api_host, port=args.port or settings.api_port,
-                log_config=None, access_log=False)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host or settings.api_host,
+        port=args.port or settings.api_port,
+        log_config=None,
+        access_log=False,
+    )
     return 0
 
 

@@ -31,6 +31,7 @@ def _actor() -> str:
 
 def _run(work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
     """Run one transaction against the configured database."""
+
     async def go() -> Any:
         engine = make_async_engine(get_settings().resolved_database_url)
         try:
@@ -51,15 +52,27 @@ def _scopes(text: str) -> list[str]:
 
 
 def _create_account(args: argparse.Namespace) -> Any:
-    created = _run(lambda s: administration.create_account(
-        s, get_catalog(), name=args.name, plan=args.plan, credits_=args.credits, scopes=_scopes(args.scopes),
-        key_name=args.key_name, actor=_actor()))
+    created = _run(
+        lambda s: administration.create_account(
+            s,
+            get_catalog(),
+            name=args.name,
+            plan=args.plan,
+            credits_=args.credits,
+            scopes=_scopes(args.scopes),
+            key_name=args.key_name,
+            actor=_actor(),
+        )
+    )
     print(f"account_id={created.account_id}\nkey_id={created.key.key_id}\napi_key={created.key.api_key}")
 
 
 def _issue_key(args: argparse.Namespace) -> Any:
-    issued = _run(lambda s: administration.issue_key(s, get_catalog(), args.account_id, scopes=_scopes(args.scopes),
-                                                     name=args.name, actor=_actor()))
+    issued = _run(
+        lambda s: administration.issue_key(
+            s, get_catalog(), args.account_id, scopes=_scopes(args.scopes), name=args.name, actor=_actor()
+        )
+    )
     print(f"key_id={issued.key_id}\napi_key={issued.api_key}")
 
 
@@ -73,14 +86,21 @@ def _revoke_key(args: argparse.Namespace) -> Any:
 
 def _credits(adjust: bool) -> Callable[[argparse.Namespace], Any]:
     def run(args: argparse.Namespace) -> Any:
-        _print_json(_run(lambda s: administration.change_credits(
-            s, args.account_id, args.amount, reason=args.reason, actor=_actor(), adjust=adjust)))
+        _print_json(
+            _run(
+                lambda s: administration.change_credits(
+                    s, args.account_id, args.amount, reason=args.reason, actor=_actor(), adjust=adjust
+                )
+            )
+        )
+
     return run
 
 
 def _change_plan(args: argparse.Namespace) -> Any:
-    _print_json(_run(lambda s: administration.change_plan(s, get_catalog(), args.account_id, args.plan,
-                                                          actor=_actor())))
+    _print_json(
+        _run(lambda s: administration.change_plan(s, get_catalog(), args.account_id, args.plan, actor=_actor()))
+    )
 
 
 def _show(args: argparse.Namespace) -> Any:
@@ -99,6 +119,7 @@ def _audit_log(args: argparse.Namespace) -> Any:
 
 def _handled(func: Callable[[argparse.Namespace], Any]) -> Callable[[argparse.Namespace], int]:
     """Exit 0 on success; on a domain error print its code and message and exit 1."""
+
     def run(args: argparse.Namespace) -> int:
         try:
             func(args)
@@ -107,6 +128,7 @@ def _handled(func: Callable[[argparse.Namespace], Any]) -> Callable[[argparse.Na
             print(f"error: {exc.code}: {exc.message}{details}")
             return 1
         return 0
+
     return run
 
 
@@ -139,8 +161,10 @@ def register_admin(sub: Any) -> None:
     p.add_argument("account_id")
     p.add_argument("key_id")
 
-    for name, adjust, help_ in (("grant", False, "grant credits (positive)"),
-                                ("adjust", True, "adjust credits by a signed amount (never below available)")):
+    for name, adjust, help_ in (
+        ("grant", False, "grant credits (positive)"),
+        ("adjust", True, "adjust credits by a signed amount (never below available)"),
+    ):
         p = command(name, _credits(adjust), help_)
         p.add_argument("account_id")
         p.add_argument("amount", type=int)

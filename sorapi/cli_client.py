@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from sorapi import status
-
 import httpx
+
+from sorapi import status
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 FINISHED = status.TERMINAL
@@ -38,8 +38,9 @@ class ApiFailure(Exception):
 class Client:
     def __init__(self, base_url: str, api_key: str, timeout_s: float = 30.0) -> None:
         logging.getLogger("httpx").setLevel(logging.WARNING)  # keep stderr for the progress line
-        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s,
-                                 headers={"Authorization": f"Bearer {api_key}"})
+        self.http = httpx.Client(
+            base_url=base_url.rstrip("/"), timeout=timeout_s, headers={"Authorization": f"Bearer {api_key}"}
+        )
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One call, waiting out 429s as `Retry-After` asks; other errors raise ApiFailure."""
@@ -72,8 +73,9 @@ class Client:
 
     def download(self, task_id: str, variant: str, out: Path) -> int:
         """Follow the content redirect to the presigned URL (the key is not sent to the store)."""
-        with self.http.stream("GET", f"/api/tasks/{task_id}/content", params={"variant": variant},
-                              follow_redirects=True) as response:
+        with self.http.stream(
+            "GET", f"/api/tasks/{task_id}/content", params={"variant": variant}, follow_redirects=True
+        ) as response:
             if response.status_code >= 400:
                 response.read()
                 error = response.json().get("error", {})
@@ -152,10 +154,18 @@ def _print(data: Any) -> None:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     client = _client(args)
-    payload = {"prompt": args.prompt, "duration": args.duration, "resolution": args.resolution,
-               "aspect_ratio": args.aspect_ratio, "model_version": args.model, "seed": args.seed,
-               "guidance": args.guidance, "negative_prompt": args.negative_prompt,
-               "callback_url": args.callback_url, "idempotency_key": args.idempotency_key}
+    payload = {
+        "prompt": args.prompt,
+        "duration": args.duration,
+        "resolution": args.resolution,
+        "aspect_ratio": args.aspect_ratio,
+        "model_version": args.model,
+        "seed": args.seed,
+        "guidance": args.guidance,
+        "negative_prompt": args.negative_prompt,
+        "callback_url": args.callback_url,
+        "idempotency_key": args.idempotency_key,
+    }
     created = client.generate({k: v for k, v in payload.items() if v is not None})
     task_id = created["task_id"]
     sys.stderr.write(f"task {task_id} queued ({created['credits_reserved']} credits reserved)\n")
@@ -164,8 +174,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return 0
     done = wait(client, task_id, ProgressLine(sys.stderr), args.poll_interval)
     if done["status"] != "succeeded":
-        sys.stderr.write(f"error: task {task_id} {done['status']}: {done.get('error_code')}: "
-                         f"{done.get('error_message')}\n")
+        sys.stderr.write(
+            f"error: task {task_id} {done['status']}: {done.get('error_code')}: {done.get('error_message')}\n"
+        )
         _print(done)
         return EXIT_TASK_FAILED
     if args.out:
@@ -187,8 +198,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     for task in page["data"]:
         prompt = task["prompt"] if len(task["prompt"]) <= 48 else task["prompt"][:47] + "…"
-        sys.stdout.write(f"{task['task_id']}  {task['status']:<9}  {task['progress']:3d}%  "
-                         f"{task['created_at'][:19]}  {prompt}\n")
+        sys.stdout.write(
+            f"{task['task_id']}  {task['status']:<9}  {task['progress']:3d}%  {task['created_at'][:19]}  {prompt}\n"
+        )
     return 0
 
 
@@ -198,8 +210,11 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _connection_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--base-url", default=os.environ.get("SORAPI_BASE_URL", DEFAULT_BASE_URL),
-                        help="API base URL (env SORAPI_BASE_URL)")
+    parser.add_argument(
+        "--base-url",
+        default=os.environ.get("SORAPI_BASE_URL", DEFAULT_BASE_URL),
+        help="API base URL (env SORAPI_BASE_URL)",
+    )
     parser.add_argument("--api-key", default=os.environ.get("SORA2_API_KEY"), help="API key (env SORA2_API_KEY)")
 
 

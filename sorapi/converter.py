@@ -43,10 +43,12 @@ class MsgspecPayloadConverter(CompositePayloadConverter):
     """The SDK's default converters with `json/plain` handled by msgspec."""
 
     def __init__(self) -> None:
-        super().__init__(*(
-            MsgspecJSONPayloadConverter() if c.encoding == _ENCODING else c
-            for c in DefaultPayloadConverter.default_encoding_payload_converters
-        ))
+        super().__init__(
+            *(
+                MsgspecJSONPayloadConverter() if c.encoding == _ENCODING else c
+                for c in DefaultPayloadConverter.default_encoding_payload_converters
+            )
+        )
 
 
 DATA_CONVERTER = DataConverter(payload_converter_class=MsgspecPayloadConverter)

@@ -19,8 +19,9 @@ Scopes = Annotated[list[Scope], Meta(min_length=1, description="What the key may
 Label = Annotated[str, Meta(max_length=100, pattern=NO_NUL)]
 MAX_CREDIT_CHANGE = 10**9
 """The largest grant or adjustment one request may make."""
-Reason = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL, description="Why, for the ledger and "
-                                                                                      "the audit log")]
+Reason = Annotated[
+    str, Meta(min_length=1, max_length=200, pattern=NO_NUL, description="Why, for the ledger and the audit log")
+]
 PlanName = Annotated[str, Meta(description="A plan of catalog.toml: free, pro or scale", examples=["pro"])]
 LedgerKind = Literal["grant", "refresh", "expiry", "adjust", "reserve", "capture", "release", "overage"]
 """Every kind of ledger entry (sorapi.db.ledger.KINDS, in its order)."""
@@ -43,12 +44,18 @@ class CreditsResponse(msgspec.Struct, kw_only=True):
     plan: str
     balance: Annotated[int, Meta(description="Credits owned (never negative)", examples=[4984])]
     reserved: Annotated[int, Meta(description="Credits held by queued and running tasks", examples=[16])]
-    available: Annotated[int, Meta(description="balance - reserved: what new tasks can hold without overage; "
-                                               "negative only while a plan with overage holds past it")]
+    available: Annotated[
+        int,
+        Meta(
+            description="balance - reserved: what new tasks can hold without overage; "
+            "negative only while a plan with overage holds past it"
+        ),
+    ]
     period: Annotated[str | None, Meta(description="Billing period (calendar month, UTC)", examples=["2026-12"])]
     period_start: datetime | None
-    period_end: Annotated[datetime | None, Meta(description="When the next refresh runs; null on plans "
-                                                            "without a monthly refresh")]
+    period_end: Annotated[
+        datetime | None, Meta(description="When the next refresh runs; null on plans without a monthly refresh")
+    ]
     included_credits: Annotated[int, Meta(description="Credits the plan grants each period")]
     refreshed_this_period: Annotated[int, Meta(description="Credits this period's refresh granted (0 until it ran)")]
     rollover: Annotated[bool, Meta(description="Unused credits carry over to the next period")]
@@ -62,8 +69,13 @@ class CreditsResponse(msgspec.Struct, kw_only=True):
 
 class LedgerEntryView(msgspec.Struct, kw_only=True):
     id: int
-    kind: Annotated[str, Meta(description="grant, refresh, reserve, capture, release, overage, expiry or adjust",
-                              extra_json_schema=schema_only(enum=list(get_args(LedgerKind))))]
+    kind: Annotated[
+        str,
+        Meta(
+            description="grant, refresh, reserve, capture, release, overage, expiry or adjust",
+            extra_json_schema=schema_only(enum=list(get_args(LedgerKind))),
+        ),
+    ]
     amount: Annotated[int, Meta(description="Credits (positive; an adjust may be negative)")]
     task_id: str | None = None
     reason: str = ""
@@ -98,8 +110,13 @@ class AuditEventView(msgspec.Struct, kw_only=True):
     id: int
     account_id: str | None
     actor: str
-    action: Annotated[str, Meta(description="key.use, key.issue, key.revoke, account.create, credits.grant, "
-                                            "credits.adjust, plan.change", examples=["key.use"])]
+    action: Annotated[
+        str,
+        Meta(
+            description="key.use, key.issue, key.revoke, account.create, credits.grant, credits.adjust, plan.change",
+            examples=["key.use"],
+        ),
+    ]
     target: str = ""
     details: dict[str, Any] = {}
     created_at: datetime
@@ -114,9 +131,14 @@ class AuditPage(msgspec.Struct, kw_only=True):
 class CreateAccountRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
     plan: PlanName = "free"
-    credits: Annotated[Annotated[int, Meta(ge=0, le=MAX_CREDIT_CHANGE)] | None, Meta(
-        description="Initial credits; default: the plan's starter credits (and its included credits for this period)",
-        extra_json_schema=schema_only(minimum=0, maximum=MAX_CREDIT_CHANGE))] = None  # Litestar drops the bounds
+    credits: Annotated[
+        Annotated[int, Meta(ge=0, le=MAX_CREDIT_CHANGE)] | None,
+        Meta(
+            description="Initial credits; default: the plan's starter credits "
+            "(and its included credits for this period)",
+            extra_json_schema=schema_only(minimum=0, maximum=MAX_CREDIT_CHANGE),
+        ),
+    ] = None  # Litestar drops the bounds
     # of an optional field's inner type
     scopes: Scopes = msgspec.field(default_factory=lambda: ["generate", "read"])
     key_name: Label = ""
@@ -163,8 +185,15 @@ class CreditGrant(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class CreditChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """An adjustment: it may take away only what is available (409 `ledger_conflict` otherwise)."""
 
-    amount: Annotated[int, Meta(ge=-MAX_CREDIT_CHANGE, le=MAX_CREDIT_CHANGE, description="Credits, signed; never 0",
-                                extra_json_schema=schema_only(**{"not": {"const": 0}}))]
+    amount: Annotated[
+        int,
+        Meta(
+            ge=-MAX_CREDIT_CHANGE,
+            le=MAX_CREDIT_CHANGE,
+            description="Credits, signed; never 0",
+            extra_json_schema=schema_only(**{"not": {"const": 0}}),
+        ),
+    ]
     reason: Reason
 
 

@@ -42,8 +42,14 @@ async def ensure_dev_account(settings: Settings, key_file: Path) -> str:
 
             if await session.get(Account, DEV_ACCOUNT_ID) is None:
                 credits = get_catalog().plans["free"].starter_credits
-                await create_account(session, name="Local developer", plan="free", credits=credits,
-                                     account_id=DEV_ACCOUNT_ID, actor="sorapi dev")
+                await create_account(
+                    session,
+                    name="Local developer",
+                    plan="free",
+                    credits=credits,
+                    account_id=DEV_ACCOUNT_ID,
+                    actor="sorapi dev",
+                )
             if not key or not await key_exists(session, key):
                 key = await issue_api_key(session, DEV_ACCOUNT_ID, key=key or None, scopes="generate,read,admin")
     finally:
@@ -123,11 +129,17 @@ def run_dev(settings: Settings | None = None) -> int:
     procs: list[servers.ManagedProcess] = []
     try:
         _, temporal_port = servers.host_port(settings.temporal_address)
-        procs.append(servers.start_temporal(data / "temporal", temporal_port, settings.temporal_ui_port,
-                                            log_path=logs / "temporal.log"))
+        procs.append(
+            servers.start_temporal(
+                data / "temporal", temporal_port, settings.temporal_ui_port, log_path=logs / "temporal.log"
+            )
+        )
         _, s3_port = servers.host_port(settings.s3_endpoint)
-        procs.append(servers.start_seaweedfs(data / "s3", s3_port, settings.s3_access_key,
-                                             settings.s3_secret_key, log_path=logs / "seaweedfs.log"))
+        procs.append(
+            servers.start_seaweedfs(
+                data / "s3", s3_port, settings.s3_access_key, settings.s3_secret_key, log_path=logs / "seaweedfs.log"
+            )
+        )
         _ensure_bucket(settings)
         settings, started = start_database(settings, data, logs)
         procs += started
@@ -149,10 +161,13 @@ def run_dev(settings: Settings | None = None) -> int:
             raise RuntimeError(f"{dead.name} exited during start-up:\n{dead.log_tail()}") from None
         print(_banner(settings, key), file=sys.stderr, flush=True)
         while not stopping:
-            dead = [p for p in procs if not p.alive()]
-            if dead:
-                log.error("a dev stack process exited; stopping the stack", process=dead[0].name,
-                          returncode=dead[0].popen.returncode)
+            exited = [p for p in procs if not p.alive()]
+            if exited:
+                log.error(
+                    "a dev stack process exited; stopping the stack",
+                    process=exited[0].name,
+                    returncode=exited[0].popen.returncode,
+                )
                 return 1
             time.sleep(0.5)
         return 0

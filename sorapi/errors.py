@@ -41,7 +41,7 @@ LEDGER_CONFLICT = "ledger_conflict"
 TASK_MESSAGES = {
     INSUFFICIENT_CREDITS: "the account did not have enough credits for this task; nothing was charged",
     RENDER_FAILED: "the video could not be rendered; nothing was charged. Try again, or try a lower resolution "
-                   "or a shorter duration",
+    "or a shorter duration",
     UPLOAD_FAILED: "the video was rendered but could not be stored; nothing was charged",
     TIMEOUT: "the render took too long or its worker stopped responding; nothing was charged",
     VALIDATION_ERROR: "the renderer refused the task's parameters; nothing was charged",
@@ -65,8 +65,14 @@ class ApiError(Exception):
     status_code = 400
     code = VALIDATION_ERROR
 
-    def __init__(self, message: str, *, details: list[dict[str, Any]] | None = None,
-                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: list[dict[str, Any]] | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or []

@@ -7,8 +7,9 @@ import math
 from sorapi import status
 
 
-def estimate_seconds(task_status: str, *, position: int | None, slots: int, progress: int,
-                     typical_s: float | None) -> int | None:
+def estimate_seconds(
+    task_status: str, *, position: int | None, slots: int, progress: int, typical_s: float | None
+) -> int | None:
     """Seconds until the task should finish, or None when unknown (no recent render of its model,
     or the task has ended).
 

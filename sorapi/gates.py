@@ -17,14 +17,20 @@ DEFAULT_MAX_HISTORY = 5_000
 """A gate continues as new past this many history events."""
 
 
-async def signal_gate(client: Client, account_id: str, signal: str, arg: object, task_queue: str,
-                      max_history: int = DEFAULT_MAX_HISTORY) -> None:
+async def signal_gate(
+    client: Client, account_id: str, signal: str, arg: object, task_queue: str, max_history: int = DEFAULT_MAX_HISTORY
+) -> None:
     """Signal the account's gate, starting it first if it is not running (it then rebuilds its
     state from the task rows before it grants anything)."""
     await client.start_workflow(
-        names.SLOT_GATE_WORKFLOW, GateState(account_id=account_id, max_history=max_history),
-        id=slot_gate_workflow_id(account_id), task_queue=task_queue,
-        start_signal=signal, start_signal_args=[arg], static_summary=f"slot gate of {account_id}")
+        names.SLOT_GATE_WORKFLOW,
+        GateState(account_id=account_id, max_history=max_history),
+        id=slot_gate_workflow_id(account_id),
+        task_queue=task_queue,
+        start_signal=signal,
+        start_signal_args=[arg],
+        static_summary=f"slot gate of {account_id}",
+    )
 
 
 async def tell_new_limit(client: Client, account_id: str, limit: int) -> None:

@@ -91,7 +91,9 @@ def parse_callback_url(url: str, *, allow_http: bool = False) -> ParsedUrl:
         raise Blocked(f"not a valid URL: {exc}") from None
     schemes = ("https", "http") if allow_http else ("https",)
     if parts.scheme not in schemes:
-        raise Blocked("callback_url must use https://" if not allow_http else "callback_url must use https:// or http://")
+        raise Blocked(
+            "callback_url must use https://" if not allow_http else "callback_url must use https:// or http://"
+        )
     if parts.username is not None or parts.password is not None:
         raise Blocked("callback_url must not contain credentials")
     host = (parts.hostname or "").rstrip(".")
@@ -106,8 +108,13 @@ def parse_callback_url(url: str, *, allow_http: bool = False) -> ParsedUrl:
     if parts.query:
         path += "?" + parts.query
     default_port = 443 if parts.scheme == "https" else 80
-    return ParsedUrl(scheme=parts.scheme, host=str(literal) if literal else host,
-                     port=port if port is not None else default_port, path=path, literal_ip=literal)
+    return ParsedUrl(
+        scheme=parts.scheme,
+        host=str(literal) if literal else host,
+        port=port if port is not None else default_port,
+        path=path,
+        literal_ip=literal,
+    )
 
 
 def _literal_ip(host: str) -> IPAddress | None:
@@ -185,8 +192,9 @@ async def system_resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-async def check_url(url: str, *, allow_http: bool = False, ports: frozenset[int] = DEFAULT_PORTS,
-                    resolver: Resolver = system_resolve) -> Target:
+async def check_url(
+    url: str, *, allow_http: bool = False, ports: frozenset[int] = DEFAULT_PORTS, resolver: Resolver = system_resolve
+) -> Target:
     """The checked target for a callback URL: an allowed port, every answer public, the first one pinned.
 
     Raises `Blocked` (never acceptable as it stands) or `Unresolvable` (DNS said nothing usable).
@@ -217,8 +225,11 @@ async def check_url(url: str, *, allow_http: bool = False, ports: frozenset[int]
 def warn_if_open(allow_http: bool, process: str) -> None:
     """Say it loudly: the development switch lets webhooks reach http:// and this machine."""
     if allow_http:
-        log.warning("SORAPI_WEBHOOK_ALLOW_HTTP is ON: webhooks may use http:// and reach loopback "
-                    "addresses. Development only - never enable this in production.", component=process)
+        log.warning(
+            "SORAPI_WEBHOOK_ALLOW_HTTP is ON: webhooks may use http:// and reach loopback "
+            "addresses. Development only - never enable this in production.",
+            component=process,
+        )
 
 
 def shape_problem(url: str, *, allow_http: bool = False) -> str | None:

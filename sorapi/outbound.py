@@ -29,13 +29,19 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         self._host, self._ip = host, ip
         self._inner = httpcore.AnyIOBackend()
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None,
-                          socket_options: typing.Iterable[typing.Any] | None = None) -> httpcore.AsyncNetworkStream:
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: typing.Iterable[typing.Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
         if host.strip("[]") != self._host:
             raise httpcore.ConnectError(f"refusing to connect to {host!r}: only {self._host!r} was checked")
-        return await self._inner.connect_tcp(self._ip, port, timeout=timeout, local_address=local_address,
-                                             socket_options=socket_options)
+        return await self._inner.connect_tcp(
+            self._ip, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
 
     async def connect_unix_socket(self, *args: typing.Any, **kwargs: typing.Any) -> httpcore.AsyncNetworkStream:
         raise httpcore.ConnectError("unix sockets are not allowed")
@@ -52,29 +58,43 @@ class PostResult:
     error: str | None = None
 
 
-async def post(target: Target, body: bytes, headers: dict[str, str], *, timeout_s: float = 15.0,
-               ssl_context: ssl.SSLContext | None = None) -> PostResult:
+async def post(
+    target: Target,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    timeout_s: float = 15.0,
+    ssl_context: ssl.SSLContext | None = None,
+) -> PostResult:
     """POST `body` once; every failure comes back as `error`, never as an exception, so each attempt
     is recorded as failed and retried on schedule (an exception would fail the activity instead)."""
     sent = {**headers, "Host": target.host_header, "Content-Length": str(len(body))}
-    pool = httpcore.AsyncConnectionPool(ssl_context=ssl_context or httpcore.default_ssl_context(),
-                                        network_backend=PinnedBackend(target.host, target.ip),
-                                        max_connections=1, retries=0)
+    pool = httpcore.AsyncConnectionPool(
+        ssl_context=ssl_context or httpcore.default_ssl_context(),
+        network_backend=PinnedBackend(target.host, target.ip),
+        max_connections=1,
+        retries=0,
+    )
     per_phase = {"connect": timeout_s, "read": timeout_s, "write": timeout_s, "pool": timeout_s}
     started = time.monotonic()
     try:
-        async with pool, asyncio.timeout(timeout_s):
-            async with pool.stream("POST", target.url, headers=list(sent.items()), content=body,
-                                   extensions={"timeout": per_phase}) as response:
-                read = 0
-                async for chunk in response.aiter_stream():  # read (a bounded part of) the answer, then drop it
-                    read += len(chunk)
-                    if read >= MAX_RESPONSE_BYTES:
-                        break
-                return PostResult(
-                    status_code=response.status,
-                    headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers},
-                    latency_ms=_ms_since(started))
+        async with (
+            pool,
+            asyncio.timeout(timeout_s),
+            pool.stream(
+                "POST", target.url, headers=list(sent.items()), content=body, extensions={"timeout": per_phase}
+            ) as response,
+        ):
+            read = 0
+            async for chunk in response.aiter_stream():  # read (a bounded part of) the answer, then drop it
+                read += len(chunk)
+                if read >= MAX_RESPONSE_BYTES:
+                    break
+            return PostResult(
+                status_code=response.status,
+                headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers},
+                latency_ms=_ms_since(started),
+            )
     except (TimeoutError, httpcore.TimeoutException):
         return PostResult(None, {}, _ms_since(started), error=f"timed out after {timeout_s:g} s")
     except httpcore.ConnectError as exc:
@@ -83,7 +103,7 @@ async def post(target: Target, body: bytes, headers: dict[str, str], *, timeout_
         return PostResult(None, {}, _ms_since(started), error=f"HTTP error: {exc or type(exc).__name__}")
     except ssl.SSLError as exc:
         return PostResult(None, {}, _ms_since(started), error=f"TLS error: {exc}")
-    except Exception as exc:  # noqa: BLE001 - e.g. a header httpcore cannot encode: still a failed attempt
+    except Exception as exc:
         return PostResult(None, {}, _ms_since(started), error=f"request failed: {type(exc).__name__}: {exc}")
 
 

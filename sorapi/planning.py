@@ -44,17 +44,27 @@ def _callback_errors(req: GenerateRequest, allow_http: bool) -> list[ErrorDetail
             errors.append(ErrorDetail(field="callback_url", message=problem))
     headers = req.callback_headers or {}
     if len(headers) > MAX_CALLBACK_HEADERS:
-        errors.append(ErrorDetail(field="callback_headers",
-                                  message=f"at most {MAX_CALLBACK_HEADERS} callback headers are allowed"))
+        errors.append(
+            ErrorDetail(
+                field="callback_headers", message=f"at most {MAX_CALLBACK_HEADERS} callback headers are allowed"
+            )
+        )
     for name, value in headers.items():
         if not valid_header_name(name):
             errors.append(ErrorDetail(field=f"callback_headers.{name}", message="not a valid HTTP header name"))
         elif is_reserved_header(name):
-            errors.append(ErrorDetail(field=f"callback_headers.{name}",
-                                      message="this header is set by SorAPI and cannot be overridden"))
+            errors.append(
+                ErrorDetail(
+                    field=f"callback_headers.{name}", message="this header is set by SorAPI and cannot be overridden"
+                )
+            )
         if len(value) > MAX_CALLBACK_HEADER_VALUE or not valid_header_value(value):
-            errors.append(ErrorDetail(field=f"callback_headers.{name}", message=(
-                f"header values must be printable ASCII and <= {MAX_CALLBACK_HEADER_VALUE} chars")))
+            errors.append(
+                ErrorDetail(
+                    field=f"callback_headers.{name}",
+                    message=(f"header values must be printable ASCII and <= {MAX_CALLBACK_HEADER_VALUE} chars"),
+                )
+            )
     return errors
 
 
@@ -65,9 +75,15 @@ def _duration_errors(name: str, model: ModelSpec, duration: int) -> list[ErrorDe
     frames = model.frames_for(duration)
     if model.max_frames and frames > model.max_frames:
         longest = max((s for s in range(1, duration) if model.frames_for(s) <= model.max_frames), default=0)
-        return [ErrorDetail(field="duration", message=(
-            f"{name} renders at most {model.max_frames} frames; {duration} s at {model.fps} fps needs {frames} "
-            f"(the longest clip is {longest} s)"))]
+        return [
+            ErrorDetail(
+                field="duration",
+                message=(
+                    f"{name} renders at most {model.max_frames} frames; {duration} s at {model.fps} fps needs {frames} "
+                    f"(the longest clip is {longest} s)"
+                ),
+            )
+        ]
     return []
 
 
@@ -75,12 +91,16 @@ def plan(req: GenerateRequest, catalog: Catalog, *, allow_http_callbacks: bool =
     """Resolve defaults, size, model and price; or every field-level problem at once."""
     errors: list[ErrorDetail] = []
     if not re.search(PROMPT_PATTERN, req.prompt):  # the schema's `pattern`, character for character
-        errors.append(ErrorDetail(field="prompt", message="prompt must contain non-whitespace text and no NUL "
-                                                          "character"))
+        errors.append(
+            ErrorDetail(field="prompt", message="prompt must contain non-whitespace text and no NUL character")
+        )
     model = catalog.canonical_model(req.model_version)
     if model is None:
-        errors.append(ErrorDetail(field="model_version",
-                                  message=f"model_version must be one of {', '.join(catalog.model_names())}"))
+        errors.append(
+            ErrorDetail(
+                field="model_version", message=f"model_version must be one of {', '.join(catalog.model_names())}"
+            )
+        )
     else:
         errors += _duration_errors(model, catalog.models[model], req.duration)
     try:
@@ -89,19 +109,30 @@ def plan(req: GenerateRequest, catalog: Catalog, *, allow_http_callbacks: bool =
         errors.append(ErrorDetail(field=exc.field, message=str(exc)))
     else:
         if model is not None and not catalog.models[model].renders(f"{width}x{height}"):
-            errors.append(ErrorDetail(field="resolution", message=(
-                f"{model} does not render {width}x{height}; it renders "
-                f"{', '.join(catalog.models[model].resolutions)}")))
+            errors.append(
+                ErrorDetail(
+                    field="resolution",
+                    message=(
+                        f"{model} does not render {width}x{height}; it renders "
+                        f"{', '.join(catalog.models[model].resolutions)}"
+                    ),
+                )
+            )
     errors += _callback_errors(req, allow_http_callbacks)
     if errors:
         return errors
     assert model is not None
     size = f"{width}x{height}"
     request = TaskRequest(
-        prompt=req.prompt, model_version=model, duration=req.duration, resolution=size,
-        aspect_ratio=SIZE_NAMES[size][1], guidance=req.guidance,
+        prompt=req.prompt,
+        model_version=model,
+        duration=req.duration,
+        resolution=size,
+        aspect_ratio=SIZE_NAMES[size][1],
+        guidance=req.guidance,
         seed=req.seed if req.seed is not None else secrets.randbelow(MAX_SEED + 1),
-        negative_prompt=req.negative_prompt, callback_url=req.callback_url,
+        negative_prompt=req.negative_prompt,
+        callback_url=req.callback_url,
         max_queue_seconds=req.max_queue_seconds,
     )
     return Planned(request=request, tier=tier, price=catalog.price(model, req.duration, tier))
@@ -112,15 +143,25 @@ def render_spec(task_id: str, request: TaskRequest, catalog: Catalog) -> RenderS
     model = catalog.models[request.model_version]
     width, height = (int(v) for v in request.resolution.split("x"))
     return RenderSpec(
-        task_id=task_id, model=request.model_version, family=model.family, weights=model.weights,
-        prompt=request.prompt, negative_prompt=request.negative_prompt, width=width, height=height,
-        duration_s=request.duration, fps=model.fps, guidance_scale=request.guidance,
-        steps=model.default_steps, seed=request.seed, dtype=model.dtype,
+        task_id=task_id,
+        model=request.model_version,
+        family=model.family,
+        weights=model.weights,
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        width=width,
+        height=height,
+        duration_s=request.duration,
+        fps=model.fps,
+        guidance_scale=request.guidance,
+        steps=model.default_steps,
+        seed=request.seed,
+        dtype=model.dtype,
         num_frames=model.frames_for(request.duration),
     )
 
 
-__all__ = ["Planned", "fingerprint", "plan", "render_spec", "ORIENTATION_NAMES"]
+__all__ = ["ORIENTATION_NAMES", "Planned", "fingerprint", "plan", "render_spec"]
 
 
 def with_plan_defaults(planned: Planned, plan: Plan) -> Planned:

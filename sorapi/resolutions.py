@@ -26,14 +26,23 @@ PRESETS: dict[tuple[Tier, Orientation], tuple[int, int]] = {
 }
 SIZE_NAMES = {f"{w}x{h}": key for key, (w, h) in PRESETS.items()}
 TIER_NAMES: dict[str, Tier] = {
-    "sd": "sd", "480p": "sd",
-    "hd": "hd", "720p": "hd",
-    "fhd": "fhd", "full_hd": "fhd", "1080p": "fhd",
+    "sd": "sd",
+    "480p": "sd",
+    "hd": "hd",
+    "720p": "hd",
+    "fhd": "fhd",
+    "full_hd": "fhd",
+    "1080p": "fhd",
 }
 ORIENTATION_NAMES: dict[str, Orientation] = {
-    "landscape": "landscape", "horizontal": "landscape", "16:9": "landscape",
-    "vertical": "vertical", "portrait": "vertical", "9:16": "vertical",
-    "square": "square", "1:1": "square",
+    "landscape": "landscape",
+    "horizontal": "landscape",
+    "16:9": "landscape",
+    "vertical": "vertical",
+    "portrait": "vertical",
+    "9:16": "vertical",
+    "square": "square",
+    "1:1": "square",
 }
 RESOLUTION_VALUES = sorted(SIZE_NAMES) + sorted(TIER_NAMES)
 ASPECT_RATIO_VALUES = sorted(ORIENTATION_NAMES)

@@ -34,20 +34,31 @@ from sorapi.messages import CreditRefreshInput, SweepInput
 log = structlog.get_logger()
 
 CATCHUP = timedelta(days=27)
-MONTHLY = ScheduleCalendarSpec(second=[ScheduleRange(0)], minute=[ScheduleRange(0)], hour=[ScheduleRange(0)],
-                               day_of_month=[ScheduleRange(1)], comment="1st of every month, 00:00 UTC")
+MONTHLY = ScheduleCalendarSpec(
+    second=[ScheduleRange(0)],
+    minute=[ScheduleRange(0)],
+    hour=[ScheduleRange(0)],
+    day_of_month=[ScheduleRange(1)],
+    comment="1st of every month, 00:00 UTC",
+)
 
 
 def credit_refresh_schedule(task_queue: str) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            names.CREDIT_REFRESH_WORKFLOW, CreditRefreshInput(), id="credit-refresh", task_queue=task_queue,
+            names.CREDIT_REFRESH_WORKFLOW,
+            CreditRefreshInput(),
+            id="credit-refresh",
+            task_queue=task_queue,
             execution_timeout=timedelta(days=1),
-            static_summary="Monthly credit refresh and rollover"),
+            static_summary="Monthly credit refresh and rollover",
+        ),
         spec=ScheduleSpec(calendars=[MONTHLY], time_zone_name="UTC"),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.BUFFER_ONE, catchup_window=CATCHUP),
-        state=ScheduleState(note="SorAPI: grants each plan's included credits once per month; expires or "
-                                 "rolls over what is left (see catalog.toml)"),
+        state=ScheduleState(
+            note="SorAPI: grants each plan's included credits once per month; expires or "
+            "rolls over what is left (see catalog.toml)"
+        ),
     )
 
 
@@ -57,12 +68,18 @@ SWEEP_EVERY = timedelta(minutes=1)
 def sweeper_schedule(task_queue: str) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            names.SWEEPER_WORKFLOW, SweepInput(), id="sweep-stranded", task_queue=task_queue,
-            execution_timeout=timedelta(minutes=15), static_summary="Settle tasks whose workflow is gone"),
+            names.SWEEPER_WORKFLOW,
+            SweepInput(),
+            id="sweep-stranded",
+            task_queue=task_queue,
+            execution_timeout=timedelta(minutes=15),
+            static_summary="Settle tasks whose workflow is gone",
+        ),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=SWEEP_EVERY)]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-        state=ScheduleState(note="SorAPI: fails queued or running tasks that no workflow runs for, releasing "
-                                 "their holds and slots"),
+        state=ScheduleState(
+            note="SorAPI: fails queued or running tasks that no workflow runs for, releasing their holds and slots"
+        ),
     )
 
 
@@ -78,10 +95,12 @@ async def ensure_schedule(client: Client, schedule_id: str, schedule: Schedule) 
         await client.create_schedule(schedule_id, schedule)
         log.info("created schedule", schedule_id=schedule_id)
     except ScheduleAlreadyRunningError:
+
         def _update(current: ScheduleUpdateInput) -> ScheduleUpdate:
             # keep an operator's pause: only the action, spec and policy come from code
             state = current.description.schedule.state
-            return ScheduleUpdate(schedule=Schedule(action=schedule.action, spec=schedule.spec,
-                                                    policy=schedule.policy, state=state))
+            return ScheduleUpdate(
+                schedule=Schedule(action=schedule.action, spec=schedule.spec, policy=schedule.policy, state=state)
+            )
 
         await client.get_schedule_handle(schedule_id).update(_update)

@@ -41,56 +41,89 @@ Size = Annotated[str, Meta(extra_json_schema=schema_only(enum=sorted(SIZE_NAMES)
 """A resolved render size, WIDTHxHEIGHT, published as an enum."""
 
 
-Prompt = Annotated[str, Meta(
-    min_length=1, max_length=MAX_PROMPT_CHARS,
-    description="Primary description of the scene to render; supports up to 5,000 characters.",
-    examples=["Aerial shot of bioluminescent forests at dusk with cinematic lighting"],
-    extra_json_schema=schema_only(pattern=PROMPT_PATTERN),
-)]
-ModelVersion = Annotated[str, Meta(
-    description="Model release to target. Use preview channels to test new capabilities before rollout.",
-    examples=["sora-2-preview"],
-)]
-Duration = Annotated[int, Meta(
-    ge=1, le=MAX_DURATION_S,
-    description="Clip length in seconds. Longer durations may consume additional credits.",
-    examples=[12],
-)]
-Resolution = Annotated[str, Meta(
-    description="Target render resolution (default 1280x720). Balance with credits budgets to "
-    "optimize cost vs fidelity. One of: " + ", ".join(RESOLUTION_VALUES) + ". It sets the tier "
-    "(sd, hd, fhd); a WIDTHxHEIGHT size also sets the orientation unless `aspect_ratio` is sent.",
-    examples=["1920x1080"],
-    extra_json_schema=schema_only(enum=[*RESOLUTION_VALUES, None]),
-)]
-AspectRatio = Annotated[str, Meta(
-    description="Orientation of the preset: " + ", ".join(ASPECT_RATIO_VALUES) + ". It wins over the "
-    "orientation of a WIDTHxHEIGHT `resolution`: `1920x1080` + `vertical` renders 1080x1920.",
-    examples=["vertical"],
-    extra_json_schema=schema_only(enum=[*ASPECT_RATIO_VALUES, None]),
-)]
-Guidance = Annotated[float, Meta(
-    ge=0.0, le=20.0,
-    description="Classifier-free guidance scale for adherence to the prompt. Higher values follow "
-    "the text more strictly.",
-    examples=[8.5],
-)]
-Seed = Annotated[int, Meta(
-    ge=0, le=MAX_SEED,
-    description="Use fixed seeds for reproducible frames and prompt engineering experiments.",
-    examples=[42],
-    extra_json_schema=schema_only(minimum=0),  # Litestar drops a falsy `ge` of an optional field
-)]
-NegativePrompt = Annotated[str, Meta(
-    max_length=MAX_PROMPT_CHARS, pattern=NO_NUL,
-    description="Elements to suppress in the output, such as watermarking, artifacts, or undesired subjects.",
-    examples=["no watermark, no motion blur, avoid text overlays"],
-)]
-CallbackUrl = Annotated[str, Meta(
-    max_length=2048, pattern=NO_NUL,
-    description="Webhook destination for job completion events. Must be HTTPS and respond with 2xx status.",
-    examples=["https://example.com/webhooks/sora2"],
-)]
+Prompt = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_PROMPT_CHARS,
+        description="Primary description of the scene to render; supports up to 5,000 characters.",
+        examples=["Aerial shot of bioluminescent forests at dusk with cinematic lighting"],
+        extra_json_schema=schema_only(pattern=PROMPT_PATTERN),
+    ),
+]
+ModelVersion = Annotated[
+    str,
+    Meta(
+        description="Model release to target. Use preview channels to test new capabilities before rollout.",
+        examples=["sora-2-preview"],
+    ),
+]
+Duration = Annotated[
+    int,
+    Meta(
+        ge=1,
+        le=MAX_DURATION_S,
+        description="Clip length in seconds. Longer durations may consume additional credits.",
+        examples=[12],
+    ),
+]
+Resolution = Annotated[
+    str,
+    Meta(
+        description="Target render resolution (default 1280x720). Balance with credits budgets to "
+        "optimize cost vs fidelity. One of: " + ", ".join(RESOLUTION_VALUES) + ". It sets the tier "
+        "(sd, hd, fhd); a WIDTHxHEIGHT size also sets the orientation unless `aspect_ratio` is sent.",
+        examples=["1920x1080"],
+        extra_json_schema=schema_only(enum=[*RESOLUTION_VALUES, None]),
+    ),
+]
+AspectRatio = Annotated[
+    str,
+    Meta(
+        description="Orientation of the preset: " + ", ".join(ASPECT_RATIO_VALUES) + ". It wins over the "
+        "orientation of a WIDTHxHEIGHT `resolution`: `1920x1080` + `vertical` renders 1080x1920.",
+        examples=["vertical"],
+        extra_json_schema=schema_only(enum=[*ASPECT_RATIO_VALUES, None]),
+    ),
+]
+Guidance = Annotated[
+    float,
+    Meta(
+        ge=0.0,
+        le=20.0,
+        description="Classifier-free guidance scale for adherence to the prompt. Higher values follow "
+        "the text more strictly.",
+        examples=[8.5],
+    ),
+]
+Seed = Annotated[
+    int,
+    Meta(
+        ge=0,
+        le=MAX_SEED,
+        description="Use fixed seeds for reproducible frames and prompt engineering experiments.",
+        examples=[42],
+        extra_json_schema=schema_only(minimum=0),  # Litestar drops a falsy `ge` of an optional field
+    ),
+]
+NegativePrompt = Annotated[
+    str,
+    Meta(
+        max_length=MAX_PROMPT_CHARS,
+        pattern=NO_NUL,
+        description="Elements to suppress in the output, such as watermarking, artifacts, or undesired subjects.",
+        examples=["no watermark, no motion blur, avoid text overlays"],
+    ),
+]
+CallbackUrl = Annotated[
+    str,
+    Meta(
+        max_length=2048,
+        pattern=NO_NUL,
+        description="Webhook destination for job completion events. Must be HTTPS and respond with 2xx status.",
+        examples=["https://example.com/webhooks/sora2"],
+    ),
+]
 HEADER_NAME = "^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$"
 """A callback header name: an RFC 9110 token (sorapi.webhook_signing checks the same)."""
 
@@ -99,28 +132,43 @@ def _caseless(prefix: str) -> str:
     return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in prefix)
 
 
-CallbackHeaders = Annotated[dict[str, str], Meta(
-    description="Custom headers appended to webhook deliveries for routing or verification.",
-    examples=[{"X-Env": "staging"}],
-    extra_json_schema=schema_only(  # at most 20, printable ASCII values, none of the names SorAPI sets
-        maxProperties=MAX_CALLBACK_HEADERS,
-        propertyNames={"pattern": HEADER_NAME,
-                       "not": {"pattern": "^(?:" + "|".join(_caseless(p) for p in RESERVED_PREFIXES) + ")"}},
-        additionalProperties={"type": "string", "maxLength": MAX_CALLBACK_HEADER_VALUE, "pattern": "^[ -~]*$"}),
-)]
+CallbackHeaders = Annotated[
+    dict[str, str],
+    Meta(
+        description="Custom headers appended to webhook deliveries for routing or verification.",
+        examples=[{"X-Env": "staging"}],
+        extra_json_schema=schema_only(  # at most 20, printable ASCII values, none of the names SorAPI sets
+            maxProperties=MAX_CALLBACK_HEADERS,
+            propertyNames={
+                "pattern": HEADER_NAME,
+                "not": {"pattern": "^(?:" + "|".join(_caseless(p) for p in RESERVED_PREFIXES) + ")"},
+            },
+            additionalProperties={"type": "string", "maxLength": MAX_CALLBACK_HEADER_VALUE, "pattern": "^[ -~]*$"},
+        ),
+    ),
+]
 MAX_QUEUE_SECONDS = 7 * 24 * 3600
-MaxQueueSeconds = Annotated[int, Meta(
-    ge=1, le=MAX_QUEUE_SECONDS,
-    description="Start deadline in seconds: a task still queued this long after creation ends `expired` with "
-                "error_code `queue_timeout` and its credits released in full. Default: the plan's "
-                "(Free 6 h, Pro 24 h, Scale none).",
-    examples=[600],
-)]
-IdempotencyKey = Annotated[str, Meta(
-    min_length=1, max_length=MAX_IDEMPOTENCY_KEY_CHARS, pattern=NO_NUL,
-    description="Unique key (<= 64 chars) to guarantee at-most-once task creation on retries.",
-    examples=["job-2024-03-12-001"],
-)]
+MaxQueueSeconds = Annotated[
+    int,
+    Meta(
+        ge=1,
+        le=MAX_QUEUE_SECONDS,
+        description="Start deadline in seconds: a task still queued this long after creation ends `expired` with "
+        "error_code `queue_timeout` and its credits released in full. Default: the plan's "
+        "(Free 6 h, Pro 24 h, Scale none).",
+        examples=[600],
+    ),
+]
+IdempotencyKey = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY_CHARS,
+        pattern=NO_NUL,
+        description="Unique key (<= 64 chars) to guarantee at-most-once task creation on retries.",
+        examples=["job-2024-03-12-001"],
+    ),
+]
 
 
 class GenerateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -144,28 +192,43 @@ class TaskRequest(msgspec.Struct, kw_only=True):
     """The request as the task records and echoes it: defaults applied, size resolved, seed fixed."""
 
     prompt: Annotated[str, Meta(description="The prompt as submitted")]
-    model_version: Annotated[str, Meta(description="The model release that renders it (aliases resolved)",
-                                       examples=["sora-2-latest"])]
+    model_version: Annotated[
+        str, Meta(description="The model release that renders it (aliases resolved)", examples=["sora-2-latest"])
+    ]
     duration: Annotated[int, Meta(description="Clip length in seconds", examples=[8])]
     resolution: Annotated[Size, Meta(description="The resolved preset, WIDTHxHEIGHT", examples=["720x1280"])]
     aspect_ratio: Annotated[Orientation, Meta(description="The resolved orientation", examples=["vertical"])]
     guidance: Annotated[float, Meta(description="Classifier-free guidance scale used", examples=[7.5])]
-    seed: Annotated[int, Meta(description="The seed used (random when none was sent): reuse it to reproduce",
-                              examples=[42])]
+    seed: Annotated[
+        int, Meta(description="The seed used (random when none was sent): reuse it to reproduce", examples=[42])
+    ]
     negative_prompt: Annotated[str | None, Meta(description="Elements suppressed in the output")] = None
     callback_url: Annotated[str | None, Meta(description="Webhook destination, if any")] = None
-    max_queue_seconds: Annotated[int | None, Meta(
-        description="The start deadline that applies (sent, else the plan's): past it a queued task "
-                    "expires with `queue_timeout`; null: none", examples=[21600])] = None
+    max_queue_seconds: Annotated[
+        int | None,
+        Meta(
+            description="The start deadline that applies (sent, else the plan's): past it a queued task "
+            "expires with `queue_timeout`; null: none",
+            examples=[21600],
+        ),
+    ] = None
 
 
 class GenerateResponse(msgspec.Struct, kw_only=True):
-    task_id: Annotated[str, Meta(description="The job id: poll /api/status?task_id=... or wait for the webhook",
-                                 examples=["sora2aeeccc8d1274d569475872baf49a4d6mwk4"])]
-    status: Annotated[TaskStatus, Meta(description="Always `queued` for a new task (a replay shows the current "
-                                                   "status)", examples=["queued"])]
-    credits_reserved: Annotated[int, Meta(description="Credits held for this render (charged on success)",
-                                          examples=[16])]
+    task_id: Annotated[
+        str,
+        Meta(
+            description="The job id: poll /api/status?task_id=... or wait for the webhook",
+            examples=["sora2aeeccc8d1274d569475872baf49a4d6mwk4"],
+        ),
+    ]
+    status: Annotated[
+        TaskStatus,
+        Meta(description="Always `queued` for a new task (a replay shows the current status)", examples=["queued"]),
+    ]
+    credits_reserved: Annotated[
+        int, Meta(description="Credits held for this render (charged on success)", examples=[16])
+    ]
     created_at: Annotated[datetime, Meta(description="When the task was created (UTC)")]
 
 
@@ -180,13 +243,19 @@ class HistoryEvent(msgspec.Struct, kw_only=True):
     """One entry of a task's append-only history."""
 
     id: Annotated[int, Meta(description="Monotonic event id (history order)", examples=[42])]
-    kind: Annotated[str, Meta(
-        description="queued, credits_reserved, running, rendered, uploaded, credits_captured, succeeded, "
-        "failed, cancelled, credits_released, webhook_*, expired",
-        examples=["credits_reserved"])]
+    kind: Annotated[
+        str,
+        Meta(
+            description="queued, credits_reserved, running, rendered, uploaded, credits_captured, succeeded, "
+            "failed, cancelled, credits_released, webhook_*, expired",
+            examples=["credits_reserved"],
+        ),
+    ]
     created_at: Annotated[datetime, Meta(description="When it happened (UTC)")]
-    data: Annotated[dict[str, Any], Meta(description="Kind-specific details (credits, error code, outputs...)",
-                                         examples=[{"credits": 16}])] = {}
+    data: Annotated[
+        dict[str, Any],
+        Meta(description="Kind-specific details (credits, error code, outputs...)", examples=[{"credits": 16}]),
+    ] = {}
 
 
 class EventsPage(msgspec.Struct, kw_only=True):
@@ -200,74 +269,115 @@ class EventsPage(msgspec.Struct, kw_only=True):
 class LiveProgress(msgspec.Struct, kw_only=True):
     """Where an unfinished task is right now: its place in the queue, then its denoising step."""
 
-    phase: Annotated[str, Meta(description="queued, waiting (for a render worker), loading, denoising, "
-                                           "encoding, uploading or finishing", examples=["denoising"])]
-    render_queue_position: Annotated[int | None, Meta(
-        description="While `waiting`: running tasks ahead of this one for a render worker (0: next)",
-        examples=[2])] = None
+    phase: Annotated[
+        str,
+        Meta(
+            description="queued, waiting (for a render worker), loading, denoising, encoding, uploading or finishing",
+            examples=["denoising"],
+        ),
+    ]
+    render_queue_position: Annotated[
+        int | None,
+        Meta(
+            description="While `waiting`: running tasks ahead of this one for a render worker (0: next)", examples=[2]
+        ),
+    ] = None
     step: Annotated[int, Meta(description="Denoising steps done", examples=[12])] = 0
     total_steps: Annotated[int, Meta(description="Denoising steps in total", examples=[30])] = 0
 
 
-WebhookEventType = Annotated[str, Meta(extra_json_schema=schema_only(
-    enum=[f"task.{event}" for event in sorted(status.TERMINAL)]))]
+WebhookEventType = Annotated[
+    str, Meta(extra_json_schema=schema_only(enum=[f"task.{event}" for event in sorted(status.TERMINAL)]))
+]
 
 
 class WebhookAttempt(msgspec.Struct, kw_only=True):
     """One HTTP attempt to deliver a task's webhook (every attempt is recorded)."""
 
     event_id: Annotated[str, Meta(description="The event's `webhook-id` (same on every retry and redelivery)")]
-    event_type: Annotated[WebhookEventType, Meta(description="task.succeeded, task.failed, task.cancelled or "
-                                                             "task.expired", examples=["task.succeeded"])]
+    event_type: Annotated[
+        WebhookEventType,
+        Meta(description="task.succeeded, task.failed, task.cancelled or task.expired", examples=["task.succeeded"]),
+    ]
     delivery_id: Annotated[str, Meta(description="Groups the attempts of one delivery run")]
-    trigger: Annotated[str, Meta(description="automatic, or redeliver (POST .../webhooks/redeliver)",
-                                 extra_json_schema=schema_only(enum=["automatic", "redeliver"]))]
+    trigger: Annotated[
+        str,
+        Meta(
+            description="automatic, or redeliver (POST .../webhooks/redeliver)",
+            extra_json_schema=schema_only(enum=["automatic", "redeliver"]),
+        ),
+    ]
     attempt: Annotated[int, Meta(ge=1, le=6, description="1 to 6 within a delivery run")]
     attempted_at: datetime
-    outcome: Annotated[str, Meta(description="delivered (2xx), retry (will try again), gone (410: stopped) or "
-                                             "failed (the last attempt failed)",
-                                 extra_json_schema=schema_only(enum=["delivered", "retry", "gone", "failed"]))]
+    outcome: Annotated[
+        str,
+        Meta(
+            description="delivered (2xx), retry (will try again), gone (410: stopped) or "
+            "failed (the last attempt failed)",
+            extra_json_schema=schema_only(enum=["delivered", "retry", "gone", "failed"]),
+        ),
+    ]
     status_code: Annotated[int | None, Meta(description="The receiver's HTTP status (null: no answer)")] = None
     latency_ms: Annotated[int | None, Meta(description="Time to the receiver's answer")] = None
-    error: Annotated[str | None, Meta(description="Why the attempt failed (timeout, refused, blocked address...)")] = None
+    error: Annotated[str | None, Meta(description="Why the attempt failed (timeout, refused, blocked address...)")] = (
+        None
+    )
 
 
 class StatusResponse(msgspec.Struct, kw_only=True):
     """Body of `GET /api/status`: the seed's shape plus progress, outputs and timestamps."""
 
-    task_id: Annotated[str, Meta(description="The job id returned by /api/generate",
-                                 examples=["sora2aeeccc8d1274d569475872baf49a4d6mwk4"])]
-    status: Annotated[TaskStatus, Meta(description="queued, running, succeeded, failed, cancelled or expired",
-                                       examples=["succeeded"])]
+    task_id: Annotated[
+        str,
+        Meta(description="The job id returned by /api/generate", examples=["sora2aeeccc8d1274d569475872baf49a4d6mwk4"]),
+    ]
+    status: Annotated[
+        TaskStatus, Meta(description="queued, running, succeeded, failed, cancelled or expired", examples=["succeeded"])
+    ]
     request: Annotated[TaskRequest, Meta(description="The request as recorded: defaults applied, seed fixed")]
-    response: Annotated[list[str], Meta(description="Playable URLs of the outputs once succeeded (presigned, "
-                                                    "short-lived)")]
+    response: Annotated[
+        list[str], Meta(description="Playable URLs of the outputs once succeeded (presigned, short-lived)")
+    ]
     error_message: Annotated[str | None, Meta(description="Why the task failed, for humans")]
-    error_code: Annotated[str | None, Meta(description="Stable failure code (render_failed, timeout, "
-                                                       "cancelled, insufficient_credits...)")] = None
+    error_code: Annotated[
+        str | None, Meta(description="Stable failure code (render_failed, timeout, cancelled, insufficient_credits...)")
+    ] = None
     progress: Annotated[int, Meta(ge=0, le=100, description="Percent done", examples=[42])] = 0
     outputs: Annotated[list[OutputLink], Meta(description="Each output with its format, URL and size")] = []
     credits_reserved: Annotated[int, Meta(description="Credits held for this task")] = 0
     credits_charged: Annotated[int, Meta(description="Credits charged (on success)")] = 0
-    render: Annotated[dict[str, Any] | None, Meta(description="What was actually rendered (size, frames, "
-                                                              "steps, timings)")] = None
+    render: Annotated[
+        dict[str, Any] | None, Meta(description="What was actually rendered (size, frames, steps, timings)")
+    ] = None
     metadata: Annotated[dict[str, Any], Meta(description="Client metadata such as the idempotency_key")] = {}
     created_at: Annotated[datetime | None, Meta(description="When the task was created (UTC)")] = None
     started_at: Annotated[datetime | None, Meta(description="When it started running (UTC)")] = None
     finished_at: Annotated[datetime | None, Meta(description="When it reached a final status (UTC)")] = None
     expires_at: Annotated[datetime | None, Meta(description="When the assets are deleted (retention window)")] = None
-    live: Annotated[LiveProgress | None, Meta(description="Queue position and denoising step of an "
-                                                          "unfinished task")] = None
+    live: Annotated[
+        LiveProgress | None, Meta(description="Queue position and denoising step of an unfinished task")
+    ] = None
     events: Annotated[EventsPage | None, Meta(description="History events, with `expand=events`")] = None
-    queue_position: Annotated[Annotated[int, Meta(ge=1)] | None, Meta(
-        description="While `queued`: place in the account's plan concurrency queue (1 starts next, "
-        "when one of the plan's concurrent slots frees); null otherwise", examples=[1])] = None
-    webhooks: Annotated[list[WebhookAttempt] | None, Meta(
-        description="Webhook delivery attempts, oldest first, with `expand=webhooks`")] = None
-    eta_seconds: Annotated[Annotated[int, Meta(ge=1)] | None, Meta(
-        description="Estimated seconds until the task finishes, while queued or running: from its "
-        "queue_position, the plan's concurrent slots and this model's recent render times; null when "
-        "unknown or finished", examples=[95])] = None
+    queue_position: Annotated[
+        Annotated[int, Meta(ge=1)] | None,
+        Meta(
+            description="While `queued`: place in the account's plan concurrency queue (1 starts next, "
+            "when one of the plan's concurrent slots frees); null otherwise",
+            examples=[1],
+        ),
+    ] = None
+    webhooks: Annotated[
+        list[WebhookAttempt] | None, Meta(description="Webhook delivery attempts, oldest first, with `expand=webhooks`")
+    ] = None
+    eta_seconds: Annotated[
+        Annotated[int, Meta(ge=1)] | None,
+        Meta(
+            description="Estimated seconds until the task finishes, while queued or running: from its "
+            "queue_position, the plan's concurrent slots and this model's recent render times; null when "
+            "unknown or finished",
+            examples=[95],
+        ),
+    ] = None
 
 
 class ErrorDetail(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -276,8 +386,13 @@ class ErrorDetail(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class ErrorBody(msgspec.Struct, kw_only=True):
-    code: Annotated[str, Meta(description="Stable machine-readable code: match on this, never on the message",
-                              examples=["validation_error"])]
+    code: Annotated[
+        str,
+        Meta(
+            description="Stable machine-readable code: match on this, never on the message",
+            examples=["validation_error"],
+        ),
+    ]
     message: Annotated[str, Meta(description="Human-readable explanation", examples=["the request is invalid"])]
     details: Annotated[list[ErrorDetail], Meta(description="Field-level problems (validation errors)")] = []
 
@@ -303,9 +418,13 @@ class TaskSummary(msgspec.Struct, kw_only=True):
     created_at: Annotated[datetime, Meta(description="When the task was created (UTC)")]
     finished_at: Annotated[datetime | None, Meta(description="When it reached a final status")] = None
     expires_at: Annotated[datetime | None, Meta(description="When its assets are (or were) deleted")] = None
-    eta_seconds: Annotated[int | None, Meta(
-        description="Estimated seconds until it finishes while queued or running (see /api/status); null "
-                    "when unknown or finished")] = None
+    eta_seconds: Annotated[
+        int | None,
+        Meta(
+            description="Estimated seconds until it finishes while queued or running (see /api/status); null "
+            "when unknown or finished"
+        ),
+    ] = None
 
 
 class TaskList(msgspec.Struct, kw_only=True):
@@ -348,10 +467,17 @@ class WebhookPayload(msgspec.Struct, kw_only=True):
 class WebhookSecret(msgspec.Struct, kw_only=True):
     """The account's webhook signing secret: pass it unchanged to any of the verifiers."""
 
-    secret: Annotated[str, Meta(description="whsec_... : verifies X-Signature (HMAC-SHA256 hex, keyed by this "
-                                            "string) and webhook-signature (Standard Webhooks)")]
-    previous_secret_valid_until: Annotated[datetime | None, Meta(
-        description="After a rotation, deliveries are also signed with the previous secret until then")] = None
+    secret: Annotated[
+        str,
+        Meta(
+            description="whsec_... : verifies X-Signature (HMAC-SHA256 hex, keyed by this "
+            "string) and webhook-signature (Standard Webhooks)"
+        ),
+    ]
+    previous_secret_valid_until: Annotated[
+        datetime | None,
+        Meta(description="After a rotation, deliveries are also signed with the previous secret until then"),
+    ] = None
 
 
 class WebhookDeliveries(msgspec.Struct, kw_only=True):

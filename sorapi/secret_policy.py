@@ -56,6 +56,8 @@ def refusal(settings: Settings, process: str) -> str | None:
     for secret in SECRETS:
         found = problem(secret, getattr(settings, secret.field), process)
         if found:
-            return (f"{found}: set it to at least {secret.min_chars} random characters "
-                    f"(e.g. `openssl rand -hex 32`); refusing to start")
+            return (
+                f"{found}: set it to at least {secret.min_chars} random characters "
+                f"(e.g. `openssl rand -hex 32`); refusing to start"
+            )
     return None

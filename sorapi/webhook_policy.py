@@ -18,15 +18,20 @@ from datetime import timedelta
 
 MAX_ATTEMPTS = 6
 WINDOW = timedelta(hours=24)
-OFFSETS = (timedelta(0), timedelta(minutes=1), timedelta(minutes=15), timedelta(hours=2),
-           timedelta(hours=8), timedelta(hours=24))
+OFFSETS = (
+    timedelta(0),
+    timedelta(minutes=1),
+    timedelta(minutes=15),
+    timedelta(hours=2),
+    timedelta(hours=8),
+    timedelta(hours=24),
+)
 JITTER_FRACTION = 0.2
 LAST_ATTEMPT_JITTER = timedelta(minutes=30)
 MIN_GAP = timedelta(seconds=30)
 
 
-def next_delay(attempts_done: int, elapsed: timedelta, jitter: float,
-               retry_after_s: float | None = None) -> timedelta:
+def next_delay(attempts_done: int, elapsed: timedelta, jitter: float, retry_after_s: float | None = None) -> timedelta:
     """How long to wait before attempt `attempts_done + 1`; `jitter` is uniform in [0, 1)."""
     nominal = OFFSETS[attempts_done]
     if attempts_done + 1 == MAX_ATTEMPTS:

@@ -18,8 +18,17 @@ import re
 import secrets
 
 SECRET_PREFIX = "whsec_"
-RESERVED_PREFIXES = ("webhook-", "x-signature", "content-", "host", "user-agent", "authorization",
-                     "transfer-encoding", "connection", "idempotency-key")
+RESERVED_PREFIXES = (
+    "webhook-",
+    "x-signature",
+    "content-",
+    "host",
+    "user-agent",
+    "authorization",
+    "transfer-encoding",
+    "connection",
+    "idempotency-key",
+)
 """Header names (by prefix, case-insensitive) that SorAPI sets and `callback_headers` may not."""
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
 """An RFC 9110 token. Matched whole (`fullmatch`): `$` would also accept a trailing newline."""
@@ -55,7 +64,9 @@ def standard_signature(body: bytes, secret: str, msg_id: str, timestamp: int) ->
     return "v1," + base64.b64encode(digest).decode()
 
 
-def signed_headers(body: bytes, msg_id: str, timestamp: int, current: str, previous: str | None = None) -> dict[str, str]:
+def signed_headers(
+    body: bytes, msg_id: str, timestamp: int, current: str, previous: str | None = None
+) -> dict[str, str]:
     """Signature headers for one delivery; during a rotation overlap both secrets sign."""
     signatures = [standard_signature(body, current, msg_id, timestamp)]
     headers = {"webhook-id": msg_id, "webhook-timestamp": str(timestamp), "X-Signature": x_signature(body, current)}
@@ -76,8 +87,11 @@ def merge_headers(custom: dict[str, str] | None, ours: dict[str, str]) -> dict[s
     Reserved or malformed custom headers are dropped here even though task creation already
     rejects them: rows written by older versions or edited by hand must not slip through.
     """
-    merged = {name: value for name, value in (custom or {}).items()
-              if valid_header_name(name) and not is_reserved_header(name) and valid_header_value(value)}
+    merged = {
+        name: value
+        for name, value in (custom or {}).items()
+        if valid_header_name(name) and not is_reserved_header(name) and valid_header_value(value)
+    }
     ours_lower = {k.lower() for k in ours}
     merged = {k: v for k, v in merged.items() if k.lower() not in ours_lower}
     return {**merged, **ours}

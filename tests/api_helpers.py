@@ -40,8 +40,9 @@ def serve_replica(stack: Stack, **overrides: Any) -> Iterator[str]:
     """Another API replica over real HTTP (uvicorn in a thread), on the stack's servers; yields its base URL."""
     settings = msgspec.structs.replace(settings_from_env(stack.env), **overrides)
     port = servers.free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None,
-                                           access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base_url = f"http://127.0.0.1:{port}"

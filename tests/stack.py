@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 import os
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,12 +101,24 @@ def start_stack(tmp: Path, database_url: str | None = None, **extra_env: str) ->
     if database_url:
         env["SORAPI_DATABASE_URL"] = database_url
     log_path = tmp / "sorapi-dev.log"
-    proc = subprocess.Popen([sys.executable, "-m", "sorapi", "dev"], env=env, stdout=open(log_path, "wb"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    stack = Stack(proc=proc, env=env, data_dir=data_dir, log_path=log_path,
-                  base_url=f"http://127.0.0.1:{api_port}", api_key=api_key,
-                  database_url=database_url or servers.postgres_url(pg_port, "sorapi"),
-                  temporal_address=f"127.0.0.1:{temporal_port}", s3_endpoint=f"127.0.0.1:{s3_port}")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sorapi", "dev"],
+        env=env,
+        stdout=open(log_path, "wb"),  # noqa: SIM115 - the child owns it
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    stack = Stack(
+        proc=proc,
+        env=env,
+        data_dir=data_dir,
+        log_path=log_path,
+        base_url=f"http://127.0.0.1:{api_port}",
+        api_key=api_key,
+        database_url=database_url or servers.postgres_url(pg_port, "sorapi"),
+        temporal_address=f"127.0.0.1:{temporal_port}",
+        s3_endpoint=f"127.0.0.1:{s3_port}",
+    )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -132,16 +144,22 @@ class Api:
         return {"Authorization": f"Bearer {key or self.api_key}"}
 
     async def generate(self, payload: Any, key: str | None = None, **kwargs: Any) -> httpx.Response:
-        return await self.http.post("/api/generate", json=payload, headers={**self.auth(key), **kwargs.pop("headers", {})},
-                                    **kwargs)
+        return await self.http.post(
+            "/api/generate", json=payload, headers={**self.auth(key), **kwargs.pop("headers", {})}, **kwargs
+        )
 
     async def status(self, task_id: str, key: str | None = None) -> httpx.Response:
         return await self.http.get("/api/status", params={"task_id": task_id}, headers=self.auth(key))
 
-    async def wait(self, task_id: str, until: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"}),
-                   timeout_s: float = 120, key: str | None = None) -> dict[str, Any]:
+    async def wait(
+        self,
+        task_id: str,
+        until: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"}),
+        timeout_s: float = 120,
+        key: str | None = None,
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
-        seen = []
+        seen: list[str] = []
         while time.monotonic() < deadline:
             answer = await self.status(task_id, key)
             if answer.status_code == 429:  # status polling is rate limited (60/min): wait as told

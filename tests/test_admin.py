@@ -21,8 +21,9 @@ from tests.stack import Stack
 
 def _admin(stack: Stack) -> httpx.AsyncClient:
     token = (stack.data_dir / "admin-token").read_text().strip()
-    return httpx.AsyncClient(base_url=stack.base_url, timeout=30, headers={"Authorization": f"Bearer {token}",
-                                                                         "X-Admin-Actor": "ops-alice"})
+    return httpx.AsyncClient(
+        base_url=stack.base_url, timeout=30, headers={"Authorization": f"Bearer {token}", "X-Admin-Actor": "ops-alice"}
+    )
 
 
 def _as(stack: Stack, key: str) -> httpx.AsyncClient:
@@ -59,8 +60,9 @@ async def test_accounts_keys_credits_plans_and_audit_over_http(stack: Stack) -> 
         assert credits["plan"] == "pro" and credits["refreshed_this_period"] == included
         assert credits["period_end"] and credits["overage"]["allowed"] is True
 
-        seat = (await admin.post(f"/admin/accounts/{account_id}/keys",
-                                 json={"scopes": ["read"], "name": "analyst"})).json()
+        seat = (
+            await admin.post(f"/admin/accounts/{account_id}/keys", json={"scopes": ["read"], "name": "analyst"})
+        ).json()
         listed = (await admin.get(f"/admin/accounts/{account_id}/keys")).json()["data"]
         assert [(k["name"], k["scopes"]) for k in listed] == [("owner", ["generate", "read"]), ("analyst", ["read"])]
         assert all("api_key" not in k and k["prefix"] for k in listed), "secrets are never listed"
@@ -70,41 +72,61 @@ async def test_accounts_keys_credits_plans_and_audit_over_http(stack: Stack) -> 
             assert revoked.status_code == 200 and revoked.json()["revoked_at"]
             assert (await analyst.get("/api/credits")).status_code == 401
 
-        granted = await admin.post(f"/admin/accounts/{account_id}/credits/grant", json={"amount": 100, "reason": "promo"})
+        granted = await admin.post(
+            f"/admin/accounts/{account_id}/credits/grant", json={"amount": 100, "reason": "promo"}
+        )
         assert granted.status_code == 201 and granted.json()["actor"] == "admin:ops-alice"
-        assert (await admin.post(f"/admin/accounts/{account_id}/credits/adjust",
-                                 json={"amount": -50, "reason": "refund correction"})).status_code == 201
-        overdraw = await admin.post(f"/admin/accounts/{account_id}/credits/adjust",
-                                    json={"amount": -10**9, "reason": "too much"})
+        assert (
+            await admin.post(
+                f"/admin/accounts/{account_id}/credits/adjust", json={"amount": -50, "reason": "refund correction"}
+            )
+        ).status_code == 201
+        overdraw = await admin.post(
+            f"/admin/accounts/{account_id}/credits/adjust", json={"amount": -(10**9), "reason": "too much"}
+        )
         assert overdraw.status_code == 409, "an adjustment never takes the balance below what is available"
         assert overdraw.json()["error"]["code"] == "ledger_conflict"
-        assert (await admin.post(f"/admin/accounts/{account_id}/credits/grant",
-                                 json={"amount": 0, "reason": "nothing"})).status_code == 422
+        assert (
+            await admin.post(f"/admin/accounts/{account_id}/credits/grant", json={"amount": 0, "reason": "nothing"})
+        ).status_code == 422
 
         moved = await admin.put(f"/admin/accounts/{account_id}/plan", json={"plan": "scale"})
         assert moved.status_code == 200, moved.text
-        assert moved.json()["plan"] == "scale" and moved.json()["balance"] == included + 50, \
+        assert moved.json()["plan"] == "scale" and moved.json()["balance"] == included + 50, (
             "this period's refresh already happened: no second grant"
+        )
         assert (await admin.put(f"/admin/accounts/{account_id}/plan", json={"plan": "gold"})).status_code == 422
 
         shown = (await admin.get(f"/admin/accounts/{account_id}")).json()
-        assert shown["name"] == "Acme" and shown["credits"]["max_concurrent_jobs"] == get_catalog().plans["scale"].max_concurrent_jobs
+        assert (
+            shown["name"] == "Acme"
+            and shown["credits"]["max_concurrent_jobs"] == get_catalog().plans["scale"].max_concurrent_jobs
+        )
         kinds = [e["kind"] for e in (await admin.get(f"/admin/accounts/{account_id}/ledger")).json()["data"]]
         assert kinds == ["adjust", "grant", "refresh"]
         assert (await admin.get("/admin/accounts/acct_missing")).status_code == 404
 
-        auditor = (await admin.post(f"/admin/accounts/{account_id}/keys",
-                                    json={"scopes": ["audit"], "name": "soc2"})).json()
+        auditor = (
+            await admin.post(f"/admin/accounts/{account_id}/keys", json={"scopes": ["audit"], "name": "soc2"})
+        ).json()
     async with _as(stack, owner_key) as owner:
         assert (await owner.get("/api/audit-log")).json()["error"]["code"] == "insufficient_scope"
     async with _as(stack, auditor["api_key"]) as soc2:
         log = (await soc2.get("/api/audit-log", params={"limit": 200})).json()["data"]
     actions = [e["action"] for e in reversed(log)]
     assert [a for a in actions if a != "key.use"] == [
-        "account.create", "key.issue", "key.revoke", "credits.grant", "credits.adjust", "plan.change", "key.issue"]
+        "account.create",
+        "key.issue",
+        "key.revoke",
+        "credits.grant",
+        "credits.adjust",
+        "plan.change",
+        "key.issue",
+    ]
     uses = [e for e in log if e["action"] == "key.use"]
-    assert uses and uses[0]["target"] == auditor["key_id"] and uses[0]["details"]["path"] == "/api/audit-log", \
+    assert uses and uses[0]["target"] == auditor["key_id"] and uses[0]["details"]["path"] == "/api/audit-log", (
         "Scale records each key use (the plan changed to Scale, so later calls are audited)"
+    )
     assert all(e["actor"] == "admin:ops-alice" for e in log if e["action"] != "key.use")
 
 
@@ -119,9 +141,14 @@ async def test_seats_are_limited_by_plan(stack: Stack) -> None:
 
 
 def _cli(pg_url: str, *args: str, **env: str) -> tuple[int, str]:
-    done = subprocess.run([sys.executable, "-m", "sorapi", "admin", *args], capture_output=True, text=True,
-                          env={**os.environ, "SORAPI_DATABASE_URL": pg_url, "SORAPI_LOG_LEVEL": "warning", **env},
-                          cwd=Path(__file__).parents[1], timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "sorapi", "admin", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SORAPI_DATABASE_URL": pg_url, "SORAPI_LOG_LEVEL": "warning", **env},
+        cwd=Path(__file__).parents[1],
+        timeout=60,
+    )
     return done.returncode, done.stdout
 
 
@@ -158,7 +185,13 @@ def test_cli_administers_accounts_and_placeholders_take_effect(pg_url: str) -> N
     ledger = json.loads(_cli(pg_url, "ledger", free["account_id"])[1])
     assert [e["kind"] for e in ledger] == ["refresh", "adjust", "grant", "grant"]
     audit = json.loads(_cli(pg_url, "audit-log", "--account", free["account_id"])[1])
-    assert [e["action"] for e in audit] == ["plan.change", "credits.adjust", "credits.grant", "key.revoke",
-                                            "key.issue", "account.create"]
+    assert [e["action"] for e in audit] == [
+        "plan.change",
+        "credits.adjust",
+        "credits.grant",
+        "key.revoke",
+        "key.issue",
+        "account.create",
+    ]
     assert all(e["actor"].startswith("cli") for e in audit)
     assert _cli(pg_url, "show", "acct_nope")[0] == 1

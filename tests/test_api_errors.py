@@ -26,13 +26,21 @@ async def test_every_failure_uses_the_envelope(account: Api) -> None:
     cases = [
         (await http.get("/no/such/path", headers=auth), 404, "not_found"),
         (await http.delete("/api/generate", headers=auth), 405, "method_not_allowed"),
-        (await http.post("/api/generate", content=b"{not json", headers={**auth, "content-type": "application/json"}),
-         400, "invalid_json"),
+        (
+            await http.post(
+                "/api/generate", content=b"{not json", headers={**auth, "content-type": "application/json"}
+            ),
+            400,
+            "invalid_json",
+        ),
         (await http.post("/api/generate", json=QUICK), 401, "unauthorized"),
         (await http.post("/api/generate", json=QUICK, headers=bearer("sk_sora2_wrong")), 401, "unauthorized"),
         (await http.post("/api/generate", json={**QUICK, "prompt": "x" * 5001}, headers=auth), 422, "validation_error"),
-        (await http.post("/api/generate", json={**QUICK, "resolution": "1000x1000"}, headers=auth), 422,
-         "validation_error"),
+        (
+            await http.post("/api/generate", json={**QUICK, "resolution": "1000x1000"}, headers=auth),
+            422,
+            "validation_error",
+        ),
         (await http.get("/api/status", params={"task_id": "sora2nope"}, headers=auth), 404, "not_found"),
         (await http.get("/api/tasks", params={"limit": "many"}, headers=auth), 422, "validation_error"),
     ]
@@ -103,9 +111,11 @@ async def test_a_database_outage_answers_503_with_retry_after(stack: Stack, acco
     async with app_client(stack, database_url=dead) as (client, app):
         app.register(pool_exhausted)
         auth = bearer(account.api_key)
-        for response in (await client.get("/api/status", params={"task_id": "sora2any"}, headers=auth),
-                         await client.post("/api/generate", json=QUICK, headers=auth),
-                         await client.get("/test-only/pool-exhausted")):
+        for response in (
+            await client.get("/api/status", params={"task_id": "sora2any"}, headers=auth),
+            await client.post("/api/generate", json=QUICK, headers=auth),
+            await client.get("/test-only/pool-exhausted"),
+        ):
             assert response.status_code == 503, response.text
             assert int(response.headers["retry-after"]) > 0
             _is_envelope(response.json(), "service_unavailable")

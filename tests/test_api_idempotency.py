@@ -14,13 +14,16 @@ from tests.api_helpers import QUICK
 from tests.stack import Api, Stack
 
 
-async def test_thirty_concurrent_identical_requests_make_one_task(account: Api, stack: Stack,
-                                                                  sessions: Any) -> None:
+async def test_thirty_concurrent_identical_requests_make_one_task(account: Api, stack: Stack, sessions: Any) -> None:
     body = {**QUICK, "idempotency_key": "burst-2024-03-12-001"}
-    answers = await asyncio.gather(*(
-        account.generate(body) if n % 2 else
-        account.generate({**QUICK}, headers={"Idempotency-Key": body["idempotency_key"]})
-        for n in range(30)))
+    answers = await asyncio.gather(
+        *(
+            account.generate(body)
+            if n % 2
+            else account.generate({**QUICK}, headers={"Idempotency-Key": body["idempotency_key"]})
+            for n in range(30)
+        )
+    )
     assert [a.status_code for a in answers] == [200] * 30, [a.text for a in answers if a.status_code != 200]
     task_ids = {a.json()["task_id"] for a in answers}
     assert len(task_ids) == 1
@@ -29,10 +32,16 @@ async def test_thirty_concurrent_identical_requests_make_one_task(account: Api, 
     (task_id,) = task_ids
 
     async with sessions() as session:
-        rows = await session.scalar(select(func.count()).select_from(Task).where(
-            Task.idempotency_key == body["idempotency_key"], Task.id == task_id))
-        holds = await session.scalar(select(func.count()).select_from(LedgerEntry).where(
-            LedgerEntry.task_id == task_id, LedgerEntry.kind == "reserve"))
+        rows = await session.scalar(
+            select(func.count())
+            .select_from(Task)
+            .where(Task.idempotency_key == body["idempotency_key"], Task.id == task_id)
+        )
+        holds = await session.scalar(
+            select(func.count())
+            .select_from(LedgerEntry)
+            .where(LedgerEntry.task_id == task_id, LedgerEntry.kind == "reserve")
+        )
     assert (rows, holds) == (1, 1)
     client = await Client.connect(stack.temporal_address, data_converter=DATA_CONVERTER)
     runs = [w async for w in client.list_workflows(f'WorkflowId = "{task_id}"')]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -24,8 +24,9 @@ async def _finished_task(api: Api, **extra: Any) -> str:
 
 
 async def _events(api: Api, task_id: str, **params: Any) -> httpx.Response:
-    return await api.http.get("/api/status", params={"task_id": task_id, "expand": "events", **params},
-                              headers=api.auth())
+    return await api.http.get(
+        "/api/status", params={"task_id": task_id, "expand": "events", **params}, headers=api.auth()
+    )
 
 
 async def test_events_tell_the_whole_history_and_paginate(account: Api) -> None:
@@ -61,8 +62,9 @@ async def test_status_without_expand_has_no_events_and_bad_expand_is_422(account
     task_id = (await account.generate(QUICK)).json()["task_id"]
     plain = (await account.status(task_id)).json()
     assert plain["events"] is None
-    bad = await account.http.get("/api/status", params={"task_id": task_id, "expand": "events,everything"},
-                                 headers=account.auth())
+    bad = await account.http.get(
+        "/api/status", params={"task_id": task_id, "expand": "events,everything"}, headers=account.auth()
+    )
     assert bad.status_code == 422
     assert bad.json()["error"]["details"][0]["field"] == "expand"
     forged = await _events(account, task_id, events_cursor="not-a-cursor")
@@ -96,7 +98,7 @@ async def test_live_progress_while_running(account: Api) -> None:
 async def test_task_list_is_newest_first_filtered_and_paginated(account: Api, stack: Any, sessions: Any) -> None:
     from tests.stack import make_account
 
-    before = datetime.now(timezone.utc) - timedelta(seconds=1)
+    before = datetime.now(UTC) - timedelta(seconds=1)
     ids = []
     for n in range(3):
         created = await account.generate({**QUICK, "prompt": f"{QUICK['prompt']} #{n}"})
@@ -107,20 +109,24 @@ async def test_task_list_is_newest_first_filtered_and_paginated(account: Api, st
 
     first = (await account.http.get("/api/tasks", params={"limit": 2}, headers=account.auth())).json()
     assert [t["task_id"] for t in first["data"]] == ids[:0:-1] and first["has_more"] is True
-    rest = (await account.http.get("/api/tasks", params={"limit": 2, "cursor": first["next_cursor"]},
-                                   headers=account.auth())).json()
+    rest = (
+        await account.http.get(
+            "/api/tasks", params={"limit": 2, "cursor": first["next_cursor"]}, headers=account.auth()
+        )
+    ).json()
     assert [t["task_id"] for t in rest["data"]] == ids[:1] and rest["has_more"] is False
 
     for task_id in ids:
         await account.wait(task_id)
     done = (await account.http.get("/api/tasks", params={"status": "succeeded"}, headers=account.auth())).json()
     assert len(done["data"]) == 3
-    none_running = (await account.http.get("/api/tasks", params={"status": "running,queued"},
-                                           headers=account.auth())).json()
+    none_running = (
+        await account.http.get("/api/tasks", params={"status": "running,queued"}, headers=account.auth())
+    ).json()
     assert none_running["data"] == []
-    window = {"created_after": before.isoformat(), "created_before": datetime.now(timezone.utc).isoformat()}
+    window = {"created_after": before.isoformat(), "created_before": datetime.now(UTC).isoformat()}
     assert len((await account.http.get("/api/tasks", params=window, headers=account.auth())).json()["data"]) == 3
-    future = {"created_after": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()}
+    future = {"created_after": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}
     assert (await account.http.get("/api/tasks", params=future, headers=account.auth())).json()["data"] == []
     bad = await account.http.get("/api/tasks", params={"status": "finished"}, headers=account.auth())
     assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "status"
@@ -141,15 +147,17 @@ async def test_content_redirects_to_a_fresh_presigned_url(account: Api) -> None:
     assert video.status_code == 200 and video.content[4:8] == b"ftyp"
 
     for variant, fmt in (("webm", "webm"), ("thumbnail", "jpg")):
-        answer = await account.http.get(f"/api/tasks/{task_id}/content", params={"variant": variant},
-                                        headers=account.auth())
+        answer = await account.http.get(
+            f"/api/tasks/{task_id}/content", params={"variant": variant}, headers=account.auth()
+        )
         if fmt in outputs:
             assert answer.status_code == 307
         else:
             assert answer.status_code == 404 and answer.json()["error"]["code"] == "variant_not_found"
     for unknown in ("gif", "spritesheet"):  # spritesheet exists only on /v1 (and is never produced: 404 there)
-        answer = await account.http.get(f"/api/tasks/{task_id}/content", params={"variant": unknown},
-                                        headers=account.auth())
+        answer = await account.http.get(
+            f"/api/tasks/{task_id}/content", params={"variant": unknown}, headers=account.auth()
+        )
         assert answer.status_code == 422 and answer.json()["error"]["details"][0]["field"] == "variant"
 
 

@@ -12,12 +12,16 @@ from tests.stack import Api, make_account
 PAYLOAD = {"prompt": "A paper boat drifting down a rain gutter", "duration": 1}
 
 
-@pytest.mark.parametrize("headers", [
-    {},
-    {"Authorization": "Bearer"},
-    {"Authorization": "Basic dXNlcjpwYXNz"},
-    {"Authorization": "Bearer sk_sora2_not_a_real_key"},
-], ids=["missing", "empty", "wrong-scheme", "unknown-key"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"Authorization": "Bearer sk_sora2_not_a_real_key"},
+    ],
+    ids=["missing", "empty", "wrong-scheme", "unknown-key"],
+)
 async def test_generate_and_status_need_a_valid_key(account: Api, headers: dict[str, str]) -> None:
     generate = await account.http.post("/api/generate", json=PAYLOAD, headers=headers)
     status = await account.http.get("/api/status", params={"task_id": "sora2abc"}, headers=headers)
@@ -36,8 +40,9 @@ async def test_another_accounts_task_is_404(account: Api, stack: Any, sessions: 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
     unknown = await account.status("sora2" + "0" * 32, key=other_key)
-    assert unknown.json() == response.json() | {"error": {**response.json()["error"],
-                                                          "message": unknown.json()["error"]["message"]}}
+    assert unknown.json() == response.json() | {
+        "error": {**response.json()["error"], "message": unknown.json()["error"]["message"]}
+    }
 
 
 async def test_status_accepts_id_alias_and_requires_one(account: Api) -> None:
@@ -68,9 +73,10 @@ async def test_scopes_limit_what_a_key_may_do(account: Api, sessions: Any) -> No
 
     task_id = (await account.generate(PAYLOAD)).json()["task_id"]
     async with sessions.begin() as session:
+        from sqlalchemy import select
+
         from sorapi.db.models import ApiKey
         from sorapi.ids import hash_api_key
-        from sqlalchemy import select
 
         owner = await session.scalar(select(ApiKey.account_id).where(ApiKey.key_hash == hash_api_key(account.api_key)))
         reader = await issue_api_key(session, owner, scopes="read")
@@ -147,8 +153,12 @@ async def test_changing_a_task_needs_generate_and_reading_one_needs_read(account
     async with sessions.begin() as session:
         reader = await issue_api_key(session, account.account_id, scopes="read")
         writer = await issue_api_key(session, account.account_id, scopes="generate")
-    for method, path in [("POST", f"/api/tasks/{task_id}/cancel"), ("DELETE", f"/api/tasks/{task_id}"),
-                         ("DELETE", f"/v1/videos/{task_id}"), ("POST", f"/api/tasks/{task_id}/webhooks/redeliver")]:
+    for method, path in [
+        ("POST", f"/api/tasks/{task_id}/cancel"),
+        ("DELETE", f"/api/tasks/{task_id}"),
+        ("DELETE", f"/v1/videos/{task_id}"),
+        ("POST", f"/api/tasks/{task_id}/webhooks/redeliver"),
+    ]:
         refused = await account.http.request(method, path, headers=account.auth(reader))
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "insufficient_scope", (method, path)
     cancelled = await account.http.post(f"/api/tasks/{task_id}/cancel", headers=account.auth(writer))

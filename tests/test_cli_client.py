@@ -13,20 +13,38 @@ from sorapi.cli_client import describe
 from tests.stack import Api
 
 
-async def _sorapi(account: Api, *args: str, env: dict[str, str] | None = None,
-                  timeout_s: float = 180) -> tuple[int, str, str]:
-    environment = {"SORA2_API_KEY": account.api_key, "SORAPI_BASE_URL": account.base_url, "PATH": "/usr/bin:/bin",
-                   **(env or {})}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "sorapi", *args, env=environment,
-                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+async def _sorapi(
+    account: Api, *args: str, env: dict[str, str] | None = None, timeout_s: float = 180
+) -> tuple[int, str, str]:
+    environment = {
+        "SORA2_API_KEY": account.api_key,
+        "SORAPI_BASE_URL": account.base_url,
+        "PATH": "/usr/bin:/bin",
+        **(env or {}),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sorapi", *args, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
     return proc.returncode or 0, out.decode(), err.decode()
 
 
 async def test_generate_waits_with_progress_and_downloads(account: Api, tmp_path: Path) -> None:
     clip = tmp_path / "clip.mp4"
-    code, out, err = await _sorapi(account, "generate", "A paper lantern rising over a lake", "--duration", "2",
-                                   "--resolution", "480x480", "--seed", "42", "--wait", "--out", str(clip))
+    code, out, err = await _sorapi(
+        account,
+        "generate",
+        "A paper lantern rising over a lake",
+        "--duration",
+        "2",
+        "--resolution",
+        "480x480",
+        "--seed",
+        "42",
+        "--wait",
+        "--out",
+        str(clip),
+    )
     assert code == 0, err
     done = json.loads(out)
     assert done["status"] == "succeeded" and done["request"]["seed"] == 42 and done["request"]["duration"] == 2
@@ -41,23 +59,43 @@ async def test_generate_waits_with_progress_and_downloads(account: Api, tmp_path
     assert code == 0 and json.loads(out)["events"]["data"][0]["kind"] == "queued"
     code, out, _ = await _sorapi(account, "list")
     assert code == 0 and done["task_id"] in out.splitlines()[0]
-    code, out, _ = await _sorapi(account, "list", "--json", "--base-url", account.base_url, "--api-key",
-                                 account.api_key, env={"SORA2_API_KEY": "sk_not_this_one"})
+    code, out, _ = await _sorapi(
+        account,
+        "list",
+        "--json",
+        "--base-url",
+        account.base_url,
+        "--api-key",
+        account.api_key,
+        env={"SORA2_API_KEY": "sk_not_this_one"},
+    )
     assert code == 0 and json.loads(out)["data"][0]["task_id"] == done["task_id"]
 
 
 async def test_failed_task_exits_non_zero_with_its_error(account: Api, tmp_path: Path) -> None:
     environment = {"SORA2_API_KEY": account.api_key, "SORAPI_BASE_URL": account.base_url, "PATH": "/usr/bin:/bin"}
     waiting = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sorapi", "generate", "A long tracking shot through a forest", "--duration", "12",
-        "--resolution", "1280x720", "--out", str(tmp_path / "never.mp4"), env=environment,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "sorapi",
+        "generate",
+        "A long tracking shot through a forest",
+        "--duration",
+        "12",
+        "--resolution",
+        "1280x720",
+        "--out",
+        str(tmp_path / "never.mp4"),
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert waiting.stderr is not None
     first = (await asyncio.wait_for(waiting.stderr.readline(), 60)).decode()
     task_id = first.split()[1]
-    code, out, err = await _sorapi(account, "cancel", task_id)
+    code, _out, err = await _sorapi(account, "cancel", task_id)
     assert code == 0, err
-    out_b, err_b = await asyncio.wait_for(waiting.communicate(), 120)
+    _out_b, err_b = await asyncio.wait_for(waiting.communicate(), 120)
     assert waiting.returncode == 1
     assert f"error: task {task_id} cancelled: cancelled" in err_b.decode()
     assert not (tmp_path / "never.mp4").exists()

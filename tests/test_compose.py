@@ -34,8 +34,11 @@ def test_compose_has_the_production_shape() -> None:
 
 def test_every_sorapi_command_in_compose_exists() -> None:
     parser = build_parser()
-    commands = [svc["command"] for svc in _compose()["services"].values()
-                if isinstance(svc.get("command"), list) and svc["command"][0] == "sorapi"]
+    commands = [
+        svc["command"]
+        for svc in _compose()["services"].values()
+        if isinstance(svc.get("command"), list) and svc["command"][0] == "sorapi"
+    ]
     assert len(commands) >= 4
     for command in commands:
         args = parser.parse_args(command[1:])
@@ -95,23 +98,41 @@ def test_only_the_api_is_published_beyond_this_host() -> None:
                 assert _published(port)[0] == "127.0.0.1", f"{name} publishes {port} on every interface"
 
 
-STRONG = {"SORAPI_ADMIN_TOKEN": "adm_" + "7f3a9c" * 6, "SORAPI_SECRET_KEY": "b41e0d" * 6,
-          "SORAPI_S3_SECRET_KEY": "c92f5e" * 4}
+STRONG = {
+    "SORAPI_ADMIN_TOKEN": "adm_" + "7f3a9c" * 6,
+    "SORAPI_SECRET_KEY": "b41e0d" * 6,
+    "SORAPI_S3_SECRET_KEY": "c92f5e" * 4,
+}
 
 
 def _sorapi(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SORAPI_")}
-    return subprocess.run([sys.executable, "-m", "sorapi", *args], env={**clean, **env}, capture_output=True,
-                          text=True, timeout=60, cwd=ROOT, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "sorapi", *args],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
 
 
-@pytest.mark.parametrize(("command", "variable", "value"), [
-    (["api"], "SORAPI_ADMIN_TOKEN", "change-me-admin-token-0123456789abcdef"),
-    (["api"], "SORAPI_SECRET_KEY", ""),
-    (["worker", "orchestrator"], "SORAPI_SECRET_KEY", "short-9f2c41"),
-    (["worker", "render"], "SORAPI_S3_SECRET_KEY", "sorapi-dev-secret"),
-], ids=["api-placeholder-admin-token", "api-unset-secret-key", "orchestrator-short-secret-key",
-        "render-built-in-s3-secret"])
+@pytest.mark.parametrize(
+    ("command", "variable", "value"),
+    [
+        (["api"], "SORAPI_ADMIN_TOKEN", "change-me-admin-token-0123456789abcdef"),
+        (["api"], "SORAPI_SECRET_KEY", ""),
+        (["worker", "orchestrator"], "SORAPI_SECRET_KEY", "short-9f2c41"),
+        (["worker", "render"], "SORAPI_S3_SECRET_KEY", "sorapi-dev-secret"),
+    ],
+    ids=[
+        "api-placeholder-admin-token",
+        "api-unset-secret-key",
+        "orchestrator-short-secret-key",
+        "render-built-in-s3-secret",
+    ],
+)
 def test_processes_refuse_to_start_on_a_guessable_secret(command: list[str], variable: str, value: str) -> None:
     done = _sorapi(*command, env={**STRONG, variable: value})
     assert done.returncode == secret_policy.EXIT_CONFIG, done.stderr
@@ -121,12 +142,16 @@ def test_processes_refuse_to_start_on_a_guessable_secret(command: list[str], var
 
 
 def test_strong_secrets_pass_and_only_the_dev_stack_may_skip_them() -> None:
-    strong = Settings(admin_token=STRONG["SORAPI_ADMIN_TOKEN"], secret_key=STRONG["SORAPI_SECRET_KEY"],
-                      s3_secret_key=STRONG["SORAPI_S3_SECRET_KEY"])
+    strong = Settings(
+        admin_token=STRONG["SORAPI_ADMIN_TOKEN"],
+        secret_key=STRONG["SORAPI_SECRET_KEY"],
+        s3_secret_key=STRONG["SORAPI_S3_SECRET_KEY"],
+    )
     for process in ("api", "worker orchestrator", "worker render"):
         assert secret_policy.refusal(strong, process) is None, process
-    assert secret_policy.refusal(Settings(s3_secret_key=strong.s3_secret_key), "worker render") is None, \
+    assert secret_policy.refusal(Settings(s3_secret_key=strong.s3_secret_key), "worker render") is None, (
         "render hosts need no admin token or secret key"
+    )
     assert secret_policy.refusal(Settings(), "api") is not None
     assert secret_policy.refusal(Settings(dev_stack=True), "api") is None
 

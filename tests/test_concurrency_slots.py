@@ -39,8 +39,9 @@ async def test_free_plan_runs_at_most_two_and_finishes_all_ten(stack: Stack, ses
         most_running, positions, deadline = 0, {}, time.monotonic() + 180
         while time.monotonic() < deadline:
             async with sessions() as session:
-                rows = dict((await session.execute(
-                    select(Task.id, Task.status).where(Task.account_id == account_id))).all())
+                rows = dict(
+                    (await session.execute(select(Task.id, Task.status).where(Task.account_id == account_id))).all()
+                )
             running = [t for t, s in rows.items() if s == "running"]
             queued = sorted(t for t, s in rows.items() if s == "queued")
             most_running = max(most_running, len(running))
@@ -71,8 +72,16 @@ async def test_queue_position_counts_older_queued_tasks_of_the_account(sessions:
     async with sessions.begin() as session:
         for owner in (account_id, other_id):
             for n, task_id in enumerate(ids):
-                session.add(Task(id=task_id if owner == account_id else new_task_id(), account_id=owner,
-                                 fingerprint=str(n), request={}, price=1, outputs=[]))
+                session.add(
+                    Task(
+                        id=task_id if owner == account_id else new_task_id(),
+                        account_id=owner,
+                        fingerprint=str(n),
+                        request={},
+                        price=1,
+                        outputs=[],
+                    )
+                )
                 await session.flush()
     async with sessions() as session:
         tasks = [await session.get(Task, t) for t in ids]
@@ -124,8 +133,17 @@ async def test_waiters_get_a_freed_slot_in_submission_order(sessions: Any) -> No
     start = utcnow()
     async with sessions.begin() as session:
         for n, task_id in enumerate((busy, older, newer)):
-            session.add(Task(id=task_id, account_id=account_id, fingerprint=task_id, request={}, price=1,
-                             outputs=[], created_at=start + timedelta(milliseconds=n)))
+            session.add(
+                Task(
+                    id=task_id,
+                    account_id=account_id,
+                    fingerprint=task_id,
+                    request={},
+                    price=1,
+                    outputs=[],
+                    created_at=start + timedelta(milliseconds=n),
+                )
+            )
     async with sessions.begin() as session:
         assert (await slots.try_acquire(session, busy, limit=1)).acquired
     for task_id in (newer, older):  # the newer task asks first: both wait behind the busy one

@@ -23,8 +23,12 @@ async def _document(api: Api) -> dict[str, Any]:
 
 
 def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    return [(path, method, operation) for path, item in document["paths"].items()
-            for method, operation in item.items() if method in ("get", "post", "put", "patch", "delete")]
+    return [
+        (path, method, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method in ("get", "post", "put", "patch", "delete")
+    ]
 
 
 def _validator(document: dict[str, Any], schema: dict[str, Any]) -> Any:
@@ -50,8 +54,10 @@ async def test_every_example_validates_against_its_own_schema(api: Api) -> None:
     document = await _document(api)
     checked = 0
     for schema, example in _examples(document["components"]["schemas"]) + _examples(document["paths"]):
-        assert _validator(document, {k: v for k, v in schema.items() if k != "examples"}).is_valid(example), \
-            (schema, example)
+        assert _validator(document, {k: v for k, v in schema.items() if k != "examples"}).is_valid(example), (
+            schema,
+            example,
+        )
         checked += 1
     for path, method, operation in _operations(document):
         for status, response in operation["responses"].items():
@@ -81,7 +87,13 @@ async def test_closed_sets_are_enums_and_the_ledger_kinds_are_the_ledgers(api: A
     assert "1920x1080" in generate["resolution"]["enum"] and "vertical" in generate["aspect_ratio"]["enum"]
     assert "sora-2-preview" in generate["model_version"]["enum"]
     assert set(schemas["StatusResponse"]["properties"]["status"]["enum"]) == {
-        "queued", "running", "succeeded", "failed", "cancelled", "expired"}
+        "queued",
+        "running",
+        "succeeded",
+        "failed",
+        "cancelled",
+        "expired",
+    }
     assert get_args(LedgerKind) == ledger.KINDS
     kind = next(p for p in document["paths"]["/api/credits/ledger"]["get"]["parameters"] if p["name"] == "kind")
     assert set(kind["schema"]["enum"]) - {None} == set(ledger.KINDS)
@@ -114,9 +126,12 @@ async def test_status_requires_task_id_in_the_schema_and_still_answers_the_id_al
 
 async def test_an_empty_cursor_is_the_first_page_on_every_list(account: Api) -> None:
     task_id = (await account.generate(QUICK)).json()["task_id"]
-    for path, params in (("/api/tasks", {"cursor": ""}), ("/api/credits/ledger", {"cursor": "", "kind": "reserve"}),
-                         ("/v1/videos", {"after": ""}),
-                         ("/api/status", {"task_id": task_id, "expand": "", "events_cursor": ""})):
+    for path, params in (
+        ("/api/tasks", {"cursor": ""}),
+        ("/api/credits/ledger", {"cursor": "", "kind": "reserve"}),
+        ("/v1/videos", {"after": ""}),
+        ("/api/status", {"task_id": task_id, "expand": "", "events_cursor": ""}),
+    ):
         answer = await account.http.get(path, params=params, headers=account.auth())
         assert answer.status_code == 200, (path, answer.text)
     first = (await account.http.get("/v1/videos", params={"after": ""}, headers=account.auth())).json()
@@ -133,19 +148,27 @@ async def test_cursors_keep_their_published_pattern(account: Api) -> None:
 
 
 async def test_created_after_is_an_rfc_3339_date_time_not_a_number(account: Api) -> None:
-    for value, status in (("0.5", 422), ("2026-01-01T00:00:00", 422), ("2026-01-01T00:00:00Z", 200),
-                          ("2026-12-31T23:59:60Z", 200)):
+    for value, status in (
+        ("0.5", 422),
+        ("2026-01-01T00:00:00", 422),
+        ("2026-01-01T00:00:00Z", 200),
+        ("2026-12-31T23:59:60Z", 200),
+    ):
         answer = await account.http.get("/api/tasks", params={"created_before": value}, headers=account.auth())
         assert answer.status_code == status, (value, answer.text)
 
 
-@pytest.mark.parametrize(("body", "resolution"), [
-    ({"resolution": "1920x1080", "aspect_ratio": "vertical"}, "1080x1920"),
-    ({"resolution": "hd", "aspect_ratio": "square"}, "720x720"),
-    ({"resolution": "480x854"}, "480x854"),
-])
-async def test_resolution_names_the_tier_and_aspect_ratio_the_orientation(account: Api, body: dict[str, str],
-                                                                         resolution: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "resolution"),
+    [
+        ({"resolution": "1920x1080", "aspect_ratio": "vertical"}, "1080x1920"),
+        ({"resolution": "hd", "aspect_ratio": "square"}, "720x720"),
+        ({"resolution": "480x854"}, "480x854"),
+    ],
+)
+async def test_resolution_names_the_tier_and_aspect_ratio_the_orientation(
+    account: Api, body: dict[str, str], resolution: str
+) -> None:
     quote = await account.http.post("/api/credits/estimate", json={"prompt": "p", **body}, headers=account.auth())
     assert quote.status_code == 200 and quote.json()["resolution"] == resolution, quote.text
     query = await account.http.get("/api/credits/estimate", params=body, headers=account.auth())
@@ -163,21 +186,25 @@ async def test_a_nul_character_is_refused_naming_the_field_and_names_no_task(acc
 
 
 def _multipart(boundary: str, fields: dict[str, bytes]) -> bytes:
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + value + b"\r\n"
-             for name, value in fields.items()]
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + value + b"\r\n"
+        for name, value in fields.items()
+    ]
     return b"".join(parts) + f"--{boundary}--\r\n".encode()
 
 
 async def test_a_form_field_that_is_not_utf8_is_a_422_naming_it_and_a_broken_form_a_400(account: Api) -> None:
     headers = {**account.auth(), "content-type": "multipart/form-data; boundary=XyZ"}
-    not_text = await account.http.post("/v1/videos", headers=headers,
-                                       content=_multipart("XyZ", {"prompt": b"A kite", "size": b"\xff\xfe"}))
+    not_text = await account.http.post(
+        "/v1/videos", headers=headers, content=_multipart("XyZ", {"prompt": b"A kite", "size": b"\xff\xfe"})
+    )
     assert not_text.status_code == 422, not_text.text
     assert not_text.json()["error"]["details"] == [{"field": "size", "message": "not valid UTF-8 text"}]
     broken = await account.http.post("/v1/videos", headers=headers, content=b"--XyZ\r\nno end")
     assert broken.status_code == 400 and broken.json()["error"]["code"] == "invalid_form"
-    no_boundary = await account.http.post("/v1/videos", content=b"x",
-                                          headers={**account.auth(), "content-type": "multipart/form-data"})
+    no_boundary = await account.http.post(
+        "/v1/videos", content=b"x", headers={**account.auth(), "content-type": "multipart/form-data"}
+    )
     assert no_boundary.status_code == 400 and no_boundary.json()["error"]["details"][0]["field"] == "body"
     form = {**account.auth(), "content-type": "application/x-www-form-urlencoded"}
     urlencoded = await account.http.post("/v1/videos", content=b"prompt=%FF", headers=form)
@@ -187,17 +214,21 @@ async def test_a_form_field_that_is_not_utf8_is_a_422_naming_it_and_a_broken_for
 async def test_input_reference_is_not_offered_and_is_refused(account: Api) -> None:
     create = (await _document(account))["components"]["schemas"]["CreateVideo"]
     assert "input_reference" not in create["properties"]
-    refused = await account.http.post("/v1/videos", json={"prompt": "A cat", "input_reference": "cat.png"},
-                                      headers=account.auth())
+    refused = await account.http.post(
+        "/v1/videos", json={"prompt": "A cat", "input_reference": "cat.png"}, headers=account.auth()
+    )
     assert refused.status_code == 422 and refused.json()["error"]["code"] == "unsupported_parameter"
 
 
-@pytest.mark.parametrize(("path", "allowed"), [
-    ("/v1/videos", "GET, OPTIONS, POST"),
-    ("/v1/videos/sora2x", "DELETE, GET, OPTIONS"),
-    ("/api/credits/estimate", "GET, OPTIONS, POST"),
-    ("/api/tasks/sora2x", "DELETE, OPTIONS"),
-])
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/v1/videos", "GET, OPTIONS, POST"),
+        ("/v1/videos/sora2x", "DELETE, GET, OPTIONS"),
+        ("/api/credits/estimate", "GET, OPTIONS, POST"),
+        ("/api/tasks/sora2x", "DELETE, OPTIONS"),
+    ],
+)
 async def test_options_allow_lists_every_method_of_the_path(api: Api, path: str, allowed: str) -> None:
     """Whichever controller declares each method (a CORS preflight trusts this header)."""
     answer = await api.http.options(path)

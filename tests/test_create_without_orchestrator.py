@@ -31,9 +31,16 @@ async def unreachable_temporal(sessions: Any, pg_url: str, tmp_path: Path) -> Re
         client = await connect(settings)
     finally:
         temporal.stop()
-    return Resources(settings=settings, catalog=get_catalog(), engine=None, sessions=sessions,  # type: ignore[arg-type]
-                     autocommit_sessions=sessions,
-                     temporal=client, s3=storage.make_client(settings), signer=storage.make_client(settings))
+    return Resources(
+        settings=settings,
+        catalog=get_catalog(),
+        engine=None,
+        sessions=sessions,  # type: ignore[arg-type]
+        autocommit_sessions=sessions,
+        temporal=client,
+        s3=storage.make_client(settings),
+        signer=storage.make_client(settings),
+    )
 
 
 async def _principal(sessions: Any) -> Principal:
@@ -44,8 +51,13 @@ async def _principal(sessions: Any) -> Principal:
 async def _rows(sessions: Any, account_id: str) -> tuple[list[Task], list[str], Account]:
     async with sessions() as session:
         tasks = list((await session.scalars(select(Task).where(Task.account_id == account_id))).all())
-        kinds = list((await session.scalars(select(LedgerEntry.kind).where(LedgerEntry.account_id == account_id)
-                                            .order_by(LedgerEntry.id))).all())
+        kinds = list(
+            (
+                await session.scalars(
+                    select(LedgerEntry.kind).where(LedgerEntry.account_id == account_id).order_by(LedgerEntry.id)
+                )
+            ).all()
+        )
         return tasks, kinds, await session.get(Account, account_id)
 
 

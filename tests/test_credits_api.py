@@ -30,8 +30,13 @@ async def _account_state(sessions: Any, account_id: str) -> tuple[Account, ledge
     async with sessions() as session:
         account = await session.get(Account, account_id)
         totals = await ledger.entry_totals(session, account_id)
-        counts = dict((await session.execute(select(Task.status, func.count()).where(Task.account_id == account_id)
-                                             .group_by(Task.status))).all())
+        counts = dict(
+            (
+                await session.execute(
+                    select(Task.status, func.count()).where(Task.account_id == account_id).group_by(Task.status)
+                )
+            ).all()
+        )
     return account, totals, counts
 
 
@@ -51,8 +56,9 @@ async def test_estimate_quotes_what_generate_reserves(stack: Stack, sessions: An
     try:
         quotes = {}
         for resolution, duration in (("1280x720", 8), ("1920x1080", 8), ("1280x720", 12)):
-            got = await api.http.get("/api/credits/estimate", headers=api.auth(),
-                                     params={"resolution": resolution, "duration": duration})
+            got = await api.http.get(
+                "/api/credits/estimate", headers=api.auth(), params={"resolution": resolution, "duration": duration}
+            )
             assert got.status_code == 200, got.text
             quotes[resolution, duration] = got.json()
         assert quotes["1280x720", 8]["credits"] == 16 and quotes["1280x720", 8]["tier"] == "hd"
@@ -65,15 +71,19 @@ async def test_estimate_quotes_what_generate_reserves(stack: Stack, sessions: An
         assert quoted.status_code == 200, quoted.text
         created = await api.generate(body)
         assert created.status_code == 200, created.text
-        assert created.json()["credits_reserved"] == quoted.json()["credits"] == 2  # 1 s × 1 credit/s (sd) × 1.5, rounded up
+        assert (
+            created.json()["credits_reserved"] == quoted.json()["credits"] == 2
+        )  # 1 s × 1 credit/s (sd) × 1.5, rounded up
         async with sessions() as session:
             task = await session.get(Task, created.json()["task_id"])
             hold = (await ledger.task_entries(session, task.id))["reserve"]
         assert task.price == hold.amount == 2
         client = await Client.connect(stack.temporal_address, data_converter=DATA_CONVERTER)
         described = await client.get_workflow_handle(task.id).describe()
-        assert described.raw_description.workflow_execution_info.priority.priority_key == \
-            get_catalog().plans["free"].priority, "the plan's priority reaches Temporal (renders inherit it)"
+        assert (
+            described.raw_description.workflow_execution_info.priority.priority_key
+            == get_catalog().plans["free"].priority
+        ), "the plan's priority reaches Temporal (renders inherit it)"
 
         bad = await api.http.get("/api/credits/estimate", headers=api.auth(), params={"resolution": "999x1"})
         assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "resolution"
@@ -124,8 +134,13 @@ async def test_50_concurrent_creates_never_overdraw(stack: Stack, sessions: Any)
     account, totals, _ = await _account_state(sessions, account_id)
     assert (account.balance, account.reserved) == (totals.balance, totals.reserved) == (0, 0)
     async with sessions() as session:
-        kinds = (await session.execute(select(LedgerEntry.kind, func.count()).where(
-            LedgerEntry.account_id == account_id).group_by(LedgerEntry.kind))).all()
+        kinds = (
+            await session.execute(
+                select(LedgerEntry.kind, func.count())
+                .where(LedgerEntry.account_id == account_id)
+                .group_by(LedgerEntry.kind)
+            )
+        ).all()
     assert dict(kinds) == {"grant": 1, "reserve": 5, "capture": 5}
 
 
@@ -134,17 +149,30 @@ async def test_a_race_past_the_api_fails_the_task_holding_nothing(stack: Stack, 
     the workflow's own reserve refuses, and the task fails with insufficient_credits."""
     account_id, _ = await make_account(sessions, credits=3)
     task_id = new_task_id()
-    request = TaskRequest(prompt="raced", model_version="sora-2-latest", duration=4, resolution="480x480",
-                          aspect_ratio="square", guidance=7.5, seed=1)
+    request = TaskRequest(
+        prompt="raced",
+        model_version="sora-2-latest",
+        duration=4,
+        resolution="480x480",
+        aspect_ratio="square",
+        guidance=7.5,
+        seed=1,
+    )
     async with sessions.begin() as session:
-        session.add(Task(id=task_id, account_id=account_id, fingerprint="raced", price=4, outputs=[],
-                         request={"prompt": "raced"}))
+        session.add(
+            Task(
+                id=task_id, account_id=account_id, fingerprint="raced", price=4, outputs=[], request={"prompt": "raced"}
+            )
+        )
     client = await Client.connect(stack.temporal_address, data_converter=DATA_CONVERTER)
     handle = await client.start_workflow(
         names.VIDEO_TASK_WORKFLOW,
-        VideoTaskInput(task_id=task_id, account_id=account_id, price=4,
-                       render=render_spec(task_id, request, get_catalog())),
-        id=task_id, task_queue="sorapi-orchestration")
+        VideoTaskInput(
+            task_id=task_id, account_id=account_id, price=4, render=render_spec(task_id, request, get_catalog())
+        ),
+        id=task_id,
+        task_queue="sorapi-orchestration",
+    )
     try:
         await asyncio.wait_for(handle.result(), 60)
         raise AssertionError("the workflow should have failed")
@@ -191,13 +219,17 @@ async def test_credits_and_ledger_pages(stack: Stack, sessions: Any) -> None:
         assert {e["kind"] for e in seen} >= {"grant", "reserve"}
         reserves = (await api.http.get("/api/credits/ledger", headers=api.auth(), params={"kind": "reserve"})).json()
         assert {e["kind"] for e in reserves["data"]} == {"reserve"} and all(e["task_id"] for e in reserves["data"])
-        assert (await api.http.get("/api/credits/ledger", headers=api.auth(), params={"cursor": "nope"})).status_code == 422
-        assert (await api.http.get("/api/audit-log", headers=api.auth())).json()["error"]["code"] == \
-            "insufficient_scope", "the route's scope is checked first"
+        assert (
+            await api.http.get("/api/credits/ledger", headers=api.auth(), params={"cursor": "nope"})
+        ).status_code == 422
+        assert (await api.http.get("/api/audit-log", headers=api.auth())).json()["error"][
+            "code"
+        ] == "insufficient_scope", "the route's scope is checked first"
         async with sessions.begin() as session:
             auditor = await issue_api_key(session, account_id, scopes="audit")
-        assert (await api.http.get("/api/audit-log", headers=api.auth(auditor))).json()["error"]["code"] == \
-            "plan_feature_unavailable"
+        assert (await api.http.get("/api/audit-log", headers=api.auth(auditor))).json()["error"][
+            "code"
+        ] == "plan_feature_unavailable"
     finally:
         await api.close()
     await _wait_all_finished(sessions, account_id)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -26,8 +26,8 @@ from sorapi import names
 from sorapi.catalog import Plan, get_catalog
 from sorapi.converter import DATA_CONVERTER
 from sorapi.db import ledger
-from sorapi.db.accounts import create_account
 from sorapi.db import tasks as task_rows
+from sorapi.db.accounts import create_account
 from sorapi.db.models import Account, LedgerEntry, Task
 from sorapi.ids import new_task_id
 from sorapi.messages import CreditRefreshInput, CreditRefreshResult
@@ -42,8 +42,13 @@ INCLUDED = 1000
 async def _figures(sessions: Any, account_id: str) -> tuple[int, list[tuple[str, int, str | None]]]:
     async with sessions() as session:
         account = await session.get(Account, account_id)
-        rows = (await session.execute(select(LedgerEntry.kind, LedgerEntry.amount, LedgerEntry.period)
-                                      .where(LedgerEntry.account_id == account_id).order_by(LedgerEntry.id))).all()
+        rows = (
+            await session.execute(
+                select(LedgerEntry.kind, LedgerEntry.amount, LedgerEntry.period)
+                .where(LedgerEntry.account_id == account_id)
+                .order_by(LedgerEntry.id)
+            )
+        ).all()
         totals = await ledger.entry_totals(session, account_id)
     assert totals.balance == account.balance
     return ledger.available(account), [tuple(r) for r in rows]
@@ -51,8 +56,9 @@ async def _figures(sessions: Any, account_id: str) -> tuple[int, list[tuple[str,
 
 async def _spend(sessions: Any, account_id: str, amount: int) -> None:
     async with sessions.begin() as session:
-        await ledger.adjust(session, await ledger.lock_account(session, account_id), -amount, reason="usage",
-                            actor="test")
+        await ledger.adjust(
+            session, await ledger.lock_account(session, account_id), -amount, reason="usage", actor="test"
+        )
 
 
 async def _stranded_hold(sessions: Any) -> str:
@@ -67,17 +73,27 @@ async def _stranded_hold(sessions: Any) -> str:
     return task_id
 
 
-async def test_refresh_grants_once_per_period_with_expiry_and_rollover(time_env: WorkflowEnvironment,
-                                                                       sessions: Any) -> None:
+async def test_refresh_grants_once_per_period_with_expiry_and_rollover(
+    time_env: WorkflowEnvironment, sessions: Any
+) -> None:
     # plans that only this test's accounts are on, so the walk over "every monthly account" is ours alone
     tag = uuid.uuid4().hex[:8]
     pro_like, scale_like = f"pro-{tag}", f"scale-{tag}"
     base = get_catalog()
-    catalog = msgspec.structs.replace(base, plans={
-        pro_like: Plan(max_concurrent_jobs=8, retention_hours=24, commercial_use=True, included_credits=INCLUDED),
-        scale_like: Plan(max_concurrent_jobs=8, retention_hours=24, commercial_use=True, included_credits=INCLUDED,
-                         rollover=True, rollover_cap_credits=1500),
-    })
+    catalog = msgspec.structs.replace(
+        base,
+        plans={
+            pro_like: Plan(max_concurrent_jobs=8, retention_hours=24, commercial_use=True, included_credits=INCLUDED),
+            scale_like: Plan(
+                max_concurrent_jobs=8,
+                retention_hours=24,
+                commercial_use=True,
+                included_credits=INCLUDED,
+                rollover=True,
+                rollover_cap_credits=1500,
+            ),
+        },
+    )
     async with sessions.begin() as session:
         pro_id = (await create_account(session, name="pro", plan=pro_like, credits=0)).id
         scale_id = (await create_account(session, name="scale", plan=scale_like, credits=0)).id
@@ -86,16 +102,24 @@ async def test_refresh_grants_once_per_period_with_expiry_and_rollover(time_env:
 
     queue = f"refresh-{uuid.uuid4().hex}"
     acts = CreditRefreshActivities(sessions, catalog=catalog)
-    async with Worker(time_env.client, task_queue=queue, workflows=[CreditRefreshWorkflow],
-                      activities=[acts.refresh_credits, acts.release_expired_holds],
-                      workflow_runner=sandbox_runner()):
+    async with Worker(
+        time_env.client,
+        task_queue=queue,
+        workflows=[CreditRefreshWorkflow],
+        activities=[acts.refresh_credits, acts.release_expired_holds],
+        workflow_runner=sandbox_runner(),
+    ):
 
         async def run() -> CreditRefreshResult:
             """One scheduled run; time moves only when the test says so (`next_period`)."""
             with time_env.auto_time_skipping_disabled():
                 return await time_env.client.execute_workflow(
-                    names.CREDIT_REFRESH_WORKFLOW, CreditRefreshInput(batch_size=1),
-                    id=f"refresh-{uuid.uuid4().hex}", task_queue=queue, result_type=CreditRefreshResult)
+                    names.CREDIT_REFRESH_WORKFLOW,
+                    CreditRefreshInput(batch_size=1),
+                    id=f"refresh-{uuid.uuid4().hex}",
+                    task_queue=queue,
+                    result_type=CreditRefreshResult,
+                )
 
         async def next_period() -> None:
             """Skip server time to one hour into the next calendar month."""
@@ -151,8 +175,9 @@ async def test_the_schedule_exists_is_monthly_and_grants_once(stack: Stack, sess
                 break
             await asyncio.sleep(0.1)
         started = described.info.recent_actions[-1].action
-        result = await client.get_workflow_handle(started.workflow_id, run_id=started.first_execution_run_id,
-                                                  result_type=CreditRefreshResult).result()
-        assert result.period == period_of(datetime.now(timezone.utc))
+        result = await client.get_workflow_handle(
+            started.workflow_id, run_id=started.first_execution_run_id, result_type=CreditRefreshResult
+        ).result()
+        assert result.period == period_of(datetime.now(UTC))
         balance, rows = await _figures(sessions, account_id)
         assert balance == included and [k for k, _, _ in rows] == ["refresh"], f"run {trigger + 1}: {rows}"

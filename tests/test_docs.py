@@ -12,14 +12,17 @@ README = (ROOT / "README.md").read_text()
 
 
 def test_every_setting_is_documented_in_the_readme() -> None:
-    missing = [ENV_PREFIX + name.upper() for name in Settings.__struct_fields__
-               if ENV_PREFIX + name.upper() not in README]
+    missing = [
+        ENV_PREFIX + name.upper() for name in Settings.__struct_fields__ if ENV_PREFIX + name.upper() not in README
+    ]
     assert not missing, f"README.md does not document {missing}"
 
 
 def test_every_documented_setting_exists() -> None:
-    known = {ENV_PREFIX + name.upper() for name in Settings.__struct_fields__} | {"SORAPI_CATALOG_PATH",
-                                                                                  "SORAPI_BASE_URL"}
+    known = {ENV_PREFIX + name.upper() for name in Settings.__struct_fields__} | {
+        "SORAPI_CATALOG_PATH",
+        "SORAPI_BASE_URL",
+    }
     documented = set(re.findall(r"SORAPI_[A-Z0-9_]+[A-Z0-9]", README))
     assert documented <= known, f"README.md names settings that do not exist: {documented - known}"
 

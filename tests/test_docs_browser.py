@@ -22,8 +22,10 @@ CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
-MISSING = (f"{CHROMIUM} is missing: the docs browser tests drive the system Chromium. Install it with "
-           "`apt-get install -y chromium` (.ci/run does so).")
+MISSING = (
+    f"{CHROMIUM} is missing: the docs browser tests drive the system Chromium. Install it with "
+    "`apt-get install -y chromium` (.ci/run does so)."
+)
 WAIT_MS = 60_000  # two shared cores: parsing the bundles and rendering every operation can be slow
 
 expect.set_options(timeout=WAIT_MS)
@@ -60,16 +62,17 @@ async def visit(browser: Browser, base_url: str, path: str, rendered: str) -> As
     page.set_default_timeout(WAIT_MS)
     seen = Visit(page)
     page.on("pageerror", lambda error: seen.problems.append(f"page error: {error}"))
-    page.on("console", lambda message: seen.problems.append(f"console error: {message.text}")
-            if message.type == "error" else None)
+    page.on(
+        "console",
+        lambda message: seen.problems.append(f"console error: {message.text}") if message.type == "error" else None,
+    )
     page.on("response", lambda response: _note_failure(seen, response))
 
     async def offline(route: Route, request: Request) -> None:
         seen.problems.append(f"left the app (no internet in production): {request.url}")
         await route.abort()
 
-    await context.route(lambda url: url.startswith(("http:", "https:")) and not url.startswith(base_url + "/"),
-                        offline)
+    await context.route(lambda url: url.startswith(("http:", "https:")) and not url.startswith(base_url + "/"), offline)
     try:
         await page.goto(base_url + path)
         await expect(page.locator("body")).to_have_attribute("data-rendered", rendered)
@@ -85,8 +88,9 @@ def _note_failure(seen: Visit, response: Response) -> None:
 
 def operations(document: dict[str, Any]) -> list[tuple[str, str]]:
     """(METHOD, path) of every operation in the OpenAPI document."""
-    return sorted((method.upper(), path) for path, item in document["paths"].items()
-                  for method in item if method in METHODS)
+    return sorted(
+        (method.upper(), path) for path, item in document["paths"].items() for method in item if method in METHODS
+    )
 
 
 async def screenshot(page: Page, name: str) -> None:
@@ -103,7 +107,8 @@ async def test_docs_lists_every_operation_in_chromium(browser: Browser, api: Api
         await expect(page.get_by_text("Unable to render this definition")).to_have_count(0)
         shown = await page.locator(".opblock").evaluate_all(
             "blocks => blocks.map(b => [b.querySelector('.opblock-summary-method').textContent,"
-            " b.querySelector('.opblock-summary-path').dataset.path])")
+            " b.querySelector('.opblock-summary-path').dataset.path])"
+        )
         assert sorted(map(tuple, shown)) == expected
         await expect(page.locator(".opblock.is-open")).to_have_count(0)
         await screenshot(page, "docs-swagger.png")
@@ -111,8 +116,9 @@ async def test_docs_lists_every_operation_in_chromium(browser: Browser, api: Api
 
 
 @pytest.mark.parametrize("endpoint", sorted(SEED_DOC_PAGES))
-async def test_seed_doc_path_opens_its_operation_expanded_in_chromium(browser: Browser, api: Api,
-                                                                     endpoint: str) -> None:
+async def test_seed_doc_path_opens_its_operation_expanded_in_chromium(
+    browser: Browser, api: Api, endpoint: str
+) -> None:
     path, method = SEED_DOC_PAGES[endpoint]
     operation = (await api.http.get("/openapi.json")).json()["paths"][path][method]
     tag, operation_id = operation["tags"][0], operation["operationId"]
@@ -137,7 +143,8 @@ async def test_redoc_shows_every_operation_in_chromium(browser: Browser, api: Ap
         page = seen.page
         await expect(page.locator(".http-verb")).to_have_count(len(expected))
         shown = await page.locator(".http-verb").evaluate_all(
-            "verbs => verbs.map(v => [v.textContent.toUpperCase(), v.nextElementSibling.textContent])")
+            "verbs => verbs.map(v => [v.textContent.toUpperCase(), v.nextElementSibling.textContent])"
+        )
         assert sorted(map(tuple, shown)) == expected
         await expect(page.locator("[role=menuitem][data-item-id*='operation/']")).to_have_count(len(expected))
         await expect(page.locator("h1").first).to_contain_text("SorAPI")

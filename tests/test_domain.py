@@ -14,27 +14,33 @@ from sorapi.resolutions import ResolutionError, resolve
 from sorapi.schemas import GenerateRequest
 
 
-@pytest.mark.parametrize(("resolution", "aspect", "expected"), [
-    (None, None, (1280, 720, "hd")),
-    ("hd", "vertical", (720, 1280, "hd")),
-    ("720p", "square", (720, 720, "hd")),
-    ("1920x1080", None, (1920, 1080, "fhd")),
-    ("1920x1080", "16:9", (1920, 1080, "fhd")),
-    (None, "portrait", (720, 1280, "hd")),
-    ("854x480", None, (854, 480, "sd")),
-    ("FHD", "Vertical", (1080, 1920, "fhd")),
-    ("1920x1080", "vertical", (1080, 1920, "fhd")),  # the size names the tier, aspect_ratio turns it
-    ("480x854", "square", (480, 480, "sd")),
-])
+@pytest.mark.parametrize(
+    ("resolution", "aspect", "expected"),
+    [
+        (None, None, (1280, 720, "hd")),
+        ("hd", "vertical", (720, 1280, "hd")),
+        ("720p", "square", (720, 720, "hd")),
+        ("1920x1080", None, (1920, 1080, "fhd")),
+        ("1920x1080", "16:9", (1920, 1080, "fhd")),
+        (None, "portrait", (720, 1280, "hd")),
+        ("854x480", None, (854, 480, "sd")),
+        ("FHD", "Vertical", (1080, 1920, "fhd")),
+        ("1920x1080", "vertical", (1080, 1920, "fhd")),  # the size names the tier, aspect_ratio turns it
+        ("480x854", "square", (480, 480, "sd")),
+    ],
+)
 def test_resolution_resolves_to_a_preset(resolution: str | None, aspect: str | None, expected: tuple) -> None:
     assert resolve(resolution, aspect) == expected
 
 
-@pytest.mark.parametrize(("resolution", "aspect", "field"), [
-    ("1000x1000", None, "resolution"),
-    ("4k", None, "resolution"),
-    (None, "diagonal", "aspect_ratio"),
-])
+@pytest.mark.parametrize(
+    ("resolution", "aspect", "field"),
+    [
+        ("1000x1000", None, "resolution"),
+        ("4k", None, "resolution"),
+        (None, "diagonal", "aspect_ratio"),
+    ],
+)
 def test_bad_resolution_names_the_field(resolution: str | None, aspect: str | None, field: str) -> None:
     with pytest.raises(ResolutionError) as caught:
         resolve(resolution, aspect)
@@ -45,8 +51,11 @@ def test_longer_and_higher_resolution_cost_more() -> None:
     catalog = get_catalog()
     assert catalog.price("sora-2-latest", 8, "hd") == 16
     assert catalog.price("sora-2-latest", 12, "hd") > catalog.price("sora-2-latest", 8, "hd")
-    assert catalog.price("sora-2-latest", 8, "fhd") > catalog.price("sora-2-latest", 8, "hd") > \
-        catalog.price("sora-2-latest", 8, "sd")
+    assert (
+        catalog.price("sora-2-latest", 8, "fhd")
+        > catalog.price("sora-2-latest", 8, "hd")
+        > catalog.price("sora-2-latest", 8, "sd")
+    )
 
 
 def test_fingerprint_ignores_the_key_and_header_order_but_not_the_body() -> None:
@@ -63,15 +72,17 @@ def test_structs_cross_temporal_as_plain_json() -> None:
     assert payload.metadata["encoding"] == b"json/plain"
     assert payload.data == b'{"format":"mp4","key":"tasks/t/video.mp4","content_type":"video/mp4","size_bytes":3}'
     assert DATA_CONVERTER.payload_converter.from_payloads([payload], [StoredObject]) == [value]
-    assert DATA_CONVERTER.payload_converter.from_payloads([payload], None) == [{
-        "format": "mp4", "key": "tasks/t/video.mp4", "content_type": "video/mp4", "size_bytes": 3}]
+    assert DATA_CONVERTER.payload_converter.from_payloads([payload], None) == [
+        {"format": "mp4", "key": "tasks/t/video.mp4", "content_type": "video/mp4", "size_bytes": 3}
+    ]
 
 
 def test_older_payloads_still_decode_when_structs_grow() -> None:
     """New fields have defaults, so histories recorded before they existed replay."""
     old = Payload(metadata={"encoding": b"json/plain"}, data=b'{"phase":"loading"}')
     assert DATA_CONVERTER.payload_converter.from_payloads([old], [RenderProgress]) == [
-        RenderProgress(phase="loading", step=0, total=0)]
+        RenderProgress(phase="loading", step=0, total=0)
+    ]
 
 
 def test_render_spec_is_deterministic_from_the_recorded_request() -> None:

@@ -85,9 +85,13 @@ async def test_embedded_stack_renders_stops_cleanly_and_restarts_on_its_data(tmp
     finally:
         first.stop()
     assert first.proc.returncode == 0
-    servers_of_the_stack = (first.base_url.removeprefix("http://"), first.temporal_address, first.s3_endpoint,
-                            f"127.0.0.1:{first.env['SORAPI_DEV_POSTGRES_PORT']}",
-                            f"127.0.0.1:{first.env['SORAPI_DEV_VALKEY_PORT']}")
+    servers_of_the_stack = (
+        first.base_url.removeprefix("http://"),
+        first.temporal_address,
+        first.s3_endpoint,
+        f"127.0.0.1:{first.env['SORAPI_DEV_POSTGRES_PORT']}",
+        f"127.0.0.1:{first.env['SORAPI_DEV_VALKEY_PORT']}",
+    )
     for address in servers_of_the_stack:
         assert _port_closed(address), f"{address} still open after SIGTERM"
 

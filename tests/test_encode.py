@@ -13,8 +13,17 @@ from activities.encode import EncodedFile, encode_mp4, encode_webm, write_thumbn
 
 # Distinct flat colours per frame: survive lossy coding and reveal channel swaps or frame mix-ups.
 COLOURS = np.array(
-    [[200, 30, 30], [30, 200, 30], [30, 30, 200], [200, 200, 30], [30, 200, 200],
-     [200, 30, 200], [120, 120, 120], [240, 240, 240], [20, 20, 20]],
+    [
+        [200, 30, 30],
+        [30, 200, 30],
+        [30, 30, 200],
+        [200, 200, 30],
+        [30, 200, 200],
+        [200, 30, 200],
+        [120, 120, 120],
+        [240, 240, 240],
+        [20, 20, 20],
+    ],
     dtype=np.uint8,
 )
 

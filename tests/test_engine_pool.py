@@ -27,8 +27,10 @@ def own_db() -> Iterator[str]:
 def _terminate(url: str) -> int:
     """Kill every server process connected to the database, as a restart would."""
     with psycopg.connect(pg_admin_url(), autocommit=True) as admin:
-        rows = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                             "WHERE datname = %s AND pid <> pg_backend_pid()", (make_url(url).database,)).fetchall()
+        rows = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (make_url(url).database,),
+        ).fetchall()
     return len(rows)
 
 

@@ -80,8 +80,9 @@ async def test_delete_removes_assets_early_with_the_same_guarantees(lc: Lifecycl
     _, principal = await lc.create(plan="scale", path=path)  # another account: a 404, not a deletion
     with pytest.raises(errors.NotFound):
         await delete_task(lc.res, principal, task_id)
-    owner = principal.__class__(account_id=(await lc.task(task_id)).account_id, plan="scale", key_id="k",
-                                scopes=frozenset({"generate", "read"}))
+    owner = principal.__class__(
+        account_id=(await lc.task(task_id)).account_id, plan="scale", key_id="k", scopes=frozenset({"generate", "read"})
+    )
     assert lc.objects(task_id)
 
     task = await delete_task(lc.res, owner, task_id)

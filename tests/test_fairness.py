@@ -24,16 +24,30 @@ BOUND = 20
 async def test_one_accounts_backlog_does_not_stall_another_accounts_task(local_env: WorkflowEnvironment) -> None:
     client, free = local_env.client, get_catalog().plans["free"]
     queue, render_queue = f"fair-{uuid.uuid4().hex}", f"fair-render-{uuid.uuid4().hex}"
-    async with Worker(client, task_queue=queue, workflows=[FairnessProbeWorkflow], workflow_runner=sandbox_runner(),
-                      max_concurrent_workflow_tasks=50):
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[FairnessProbeWorkflow],
+        workflow_runner=sandbox_runner(),
+        max_concurrent_workflow_tasks=50,
+    ):
         busy = task_priority(free, "acct_busy")
-        starts = [client.start_workflow(FairnessProbeWorkflow.run, render_queue, id=f"busy-{uuid.uuid4().hex}",
-                                        task_queue=queue, priority=busy) for _ in range(BACKLOG)]
+        starts = [
+            client.start_workflow(
+                FairnessProbeWorkflow.run, render_queue, id=f"busy-{uuid.uuid4().hex}", task_queue=queue, priority=busy
+            )
+            for _ in range(BACKLOG)
+        ]
         for chunk in range(0, BACKLOG, 100):
-            await asyncio.gather(*starts[chunk:chunk + 100])
+            await asyncio.gather(*starts[chunk : chunk + 100])
         lone_id = f"lone-{uuid.uuid4().hex}"
-        lone = await client.start_workflow(FairnessProbeWorkflow.run, render_queue, id=lone_id, task_queue=queue,
-                                           priority=task_priority(free, "acct_lone"))
+        lone = await client.start_workflow(
+            FairnessProbeWorkflow.run,
+            render_queue,
+            id=lone_id,
+            task_queue=queue,
+            priority=task_priority(free, "acct_lone"),
+        )
         await _until_scheduled(local_env, render_queue, BACKLOG + 1)
         order: list[str] = []
 
@@ -54,9 +68,14 @@ async def _until_scheduled(env: WorkflowEnvironment, render_queue: str, count: i
     from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
     for _ in range(600):
-        described = await env.client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
-            namespace=env.client.namespace, task_queue=TaskQueue(name=render_queue),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY, report_stats=True))
+        described = await env.client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=env.client.namespace,
+                task_queue=TaskQueue(name=render_queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+                report_stats=True,
+            )
+        )
         if described.stats.approximate_backlog_count >= count:
             return
         await asyncio.sleep(0.1)

@@ -29,9 +29,24 @@ def generate_client(spec: bytes, into: Path) -> Path:
     spec_path.write_bytes(spec)
     config.write_text("post_hooks: []\n")
     run = subprocess.run(
-        [str(Path(sys.executable).parent / "openapi-python-client"), "generate", "--path", str(spec_path),
-         "--output-path", str(into / PACKAGE), "--meta", "none", "--config", str(config), "--fail-on-warning"],
-        capture_output=True, text=True, timeout=180, cwd=into)
+        [
+            str(Path(sys.executable).parent / "openapi-python-client"),
+            "generate",
+            "--path",
+            str(spec_path),
+            "--output-path",
+            str(into / PACKAGE),
+            "--meta",
+            "none",
+            "--config",
+            str(config),
+            "--fail-on-warning",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=into,
+    )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     return into
 
@@ -56,8 +71,11 @@ def _module(name: str) -> Any:
 async def _poll_until_done(client: Any, task_id: str, timeout_s: float = 180) -> Any:
     """`getTaskStatus` once a second (the status budget is 60 a minute) until a final status."""
     get_task_status, models = _module("api.videos.get_task_status"), _module("models")
-    final = {models.StatusResponseStatus.SUCCEEDED, models.StatusResponseStatus.FAILED,
-             models.StatusResponseStatus.CANCELLED}
+    final = {
+        models.StatusResponseStatus.SUCCEEDED,
+        models.StatusResponseStatus.FAILED,
+        models.StatusResponseStatus.CANCELLED,
+    }
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         answer = await get_task_status.asyncio_detailed(client=client, task_id=task_id)
@@ -71,15 +89,18 @@ async def _poll_until_done(client: Any, task_id: str, timeout_s: float = 180) ->
     raise TimeoutError(f"task {task_id} did not finish in {timeout_s} s")
 
 
-async def test_a_generated_client_creates_polls_and_downloads_the_mp4(client_package: ModuleType,
-                                                                       account: Api) -> None:
+async def test_a_generated_client_creates_polls_and_downloads_the_mp4(client_package: ModuleType, account: Api) -> None:
     models = _module("models")
     generate, download = _module("api.videos.generate"), _module("api.videos.download_task_content")
-    client = client_package.AuthenticatedClient(base_url=account.base_url, token=account.api_key,
-                                                follow_redirects=True, timeout=httpx.Timeout(60))
+    client = client_package.AuthenticatedClient(
+        base_url=account.base_url, token=account.api_key, follow_redirects=True, timeout=httpx.Timeout(60)
+    )
 
-    body = models.GenerateRequest(prompt="A paper boat drifting down a rain gutter", duration=1,
-                                  resolution=models.GenerateRequestResolutionType1("480x480"))
+    body = models.GenerateRequest(
+        prompt="A paper boat drifting down a rain gutter",
+        duration=1,
+        resolution=models.GenerateRequestResolutionType1("480x480"),
+    )
     created = await generate.asyncio_detailed(client=client, body=body)
     assert created.status_code == 200 and isinstance(created.parsed, models.GenerateResponse), created.content
     assert created.parsed.status == models.GenerateResponseStatus.QUEUED
@@ -92,8 +113,9 @@ async def test_a_generated_client_creates_polls_and_downloads_the_mp4(client_pac
     assert video.status_code == 200 and video.content[4:8] == b"ftyp", video.headers
 
 
-async def test_a_generated_client_reads_documented_errors_as_typed_values(client_package: ModuleType,
-                                                                           account: Api) -> None:
+async def test_a_generated_client_reads_documented_errors_as_typed_values(
+    client_package: ModuleType, account: Api
+) -> None:
     models, generate = _module("models"), _module("api.videos.generate")
     client = client_package.AuthenticatedClient(base_url=account.base_url, token=account.api_key)
     refused = await generate.asyncio(client=client, body=models.GenerateRequest(prompt="   "))

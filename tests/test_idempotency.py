@@ -17,8 +17,11 @@ PAYLOAD = {"prompt": "A lighthouse beam sweeping through fog", "duration": 1, "i
 async def _rows(sessions: Any, task_id: str) -> tuple[int, int]:
     async with sessions() as session:
         tasks = await session.scalar(select(func.count()).select_from(Task).where(Task.id == task_id))
-        holds = await session.scalar(select(func.count()).select_from(LedgerEntry).where(
-            LedgerEntry.task_id == task_id, LedgerEntry.kind == "reserve"))
+        holds = await session.scalar(
+            select(func.count())
+            .select_from(LedgerEntry)
+            .where(LedgerEntry.task_id == task_id, LedgerEntry.kind == "reserve")
+        )
     return tasks, holds
 
 

@@ -28,8 +28,13 @@ from sorapi.errors import InsufficientCredits
 from sorapi.ids import new_task_id
 
 PREPAID = Plan(max_concurrent_jobs=2, retention_hours=24, commercial_use=False)
-WITH_OVERAGE = Plan(max_concurrent_jobs=8, retention_hours=24, commercial_use=True, overage_limit_credits=150,
-                    overage_usd_per_credit=0.012)
+WITH_OVERAGE = Plan(
+    max_concurrent_jobs=8,
+    retention_hours=24,
+    commercial_use=True,
+    overage_limit_credits=150,
+    overage_usd_per_credit=0.012,
+)
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +61,7 @@ class LedgerMachine(RuleBasedStateMachine):
         async def go() -> Any:
             async with self.sessions.begin() as session:
                 return await work(session)
+
         return self.loop.run_until_complete(go())
 
     @initialize(overage=st.booleans(), credits=st.integers(0, 200))
@@ -64,6 +70,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
         async def work(session: Any) -> str:
             return (await create_account(session, name="prop", plan="pro" if overage else "free", credits=credits)).id
+
         self.account_id = self._tx(work)
         self.balance = credits
 
@@ -71,6 +78,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def grant(self, amount: int) -> None:
         async def work(session: Any) -> None:
             await ledger.grant(session, await ledger.lock_account(session, self.account_id), amount, reason="top-up")
+
         self._tx(work)
         self.balance += amount
 
@@ -81,9 +89,11 @@ class LedgerMachine(RuleBasedStateMachine):
         async def work(session: Any) -> int:
             account = await ledger.lock_account(session, self.account_id)
             return (await ledger.reserve(session, account, task_id, amount, plan=self.plan)).amount
+
         fits = self.balance - self.reserved >= amount or (
             self.plan.allows_overage
-            and self.overage + self.reserved + amount - self.balance <= self.plan.overage_limit_credits)
+            and self.overage + self.reserved + amount - self.balance <= self.plan.overage_limit_credits
+        )
         try:
             assert self._tx(work) == amount
         except InsufficientCredits:
@@ -98,6 +108,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def capture(self, task_id: str) -> None:
         async def work(session: Any) -> int:
             return await ledger.capture(session, self.account_id, task_id)
+
         open_hold = task_id in self.holds and task_id not in self.resolved
         try:
             charged = self._tx(work)
@@ -118,6 +129,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def release(self, task_id: str) -> None:
         async def work(session: Any) -> int:
             return await ledger.release(session, self.account_id, task_id, reason="failed")
+
         released = self._tx(work)
         state = self.resolved.get(task_id)
         if task_id not in self.holds or state == "capture":
@@ -135,9 +147,15 @@ class LedgerMachine(RuleBasedStateMachine):
 
         async def work(session: Any) -> tuple[Account, ledger.Totals, list[Any]]:
             account = await session.get(Account, self.account_id)
-            rows = (await session.execute(select(LedgerEntry.task_id, LedgerEntry.kind, LedgerEntry.amount)
-                                          .where(LedgerEntry.account_id == self.account_id))).all()
+            rows = (
+                await session.execute(
+                    select(LedgerEntry.task_id, LedgerEntry.kind, LedgerEntry.amount).where(
+                        LedgerEntry.account_id == self.account_id
+                    )
+                )
+            ).all()
             return account, await ledger.entry_totals(session, self.account_id), rows
+
         account, totals, rows = self._tx(work)
         assert (account.balance, account.reserved) == (totals.balance, totals.reserved) == (self.balance, self.reserved)
         assert account.balance >= 0, "the balance never goes negative"
@@ -157,5 +175,7 @@ def test_ledger_invariants_hold_for_random_sequences(db: tuple[asyncio.AbstractE
     loop, sessions = db
     run_state_machine_as_test(
         lambda: LedgerMachine(loop, sessions),
-        settings=settings(max_examples=25, stateful_step_count=25, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow]))
+        settings=settings(
+            max_examples=25, stateful_step_count=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+        ),
+    )

@@ -27,9 +27,13 @@ PRICE = 16
 async def _snapshot(sessions: Any, account_id: str) -> tuple[tuple[int, int], list[tuple[str, int, str | None]]]:
     async with sessions() as session:
         account = await session.get(Account, account_id)
-        entries = (await session.execute(
-            select(LedgerEntry.kind, LedgerEntry.amount, LedgerEntry.task_id)
-            .where(LedgerEntry.account_id == account_id).order_by(LedgerEntry.id))).all()
+        entries = (
+            await session.execute(
+                select(LedgerEntry.kind, LedgerEntry.amount, LedgerEntry.task_id)
+                .where(LedgerEntry.account_id == account_id)
+                .order_by(LedgerEntry.id)
+            )
+        ).all()
         totals = await ledger.entry_totals(session, account_id)
     assert (totals.balance, totals.reserved) == (account.balance, account.reserved), "cache matches entries"
     return (account.balance, account.reserved), [tuple(e) for e in entries]
@@ -42,8 +46,9 @@ async def _task(sessions: Any, account_id: str) -> str:
     return task_id
 
 
-async def _twice(activity: Any, arg: Any, sessions: Any, account_id: str, *,
-                 same_result: bool = True) -> tuple[Any, Any]:
+async def _twice(
+    activity: Any, arg: Any, sessions: Any, account_id: str, *, same_result: bool = True
+) -> tuple[Any, Any]:
     env = ActivityEnvironment()
     first = await env.run(activity, arg)
     after_first = await _snapshot(sessions, account_id)
@@ -82,12 +87,22 @@ async def test_monthly_refresh_is_idempotent_per_period(sessions: Any) -> None:
         await create_account(session, name="refresh", plan="pro", credits=300, account_id=account_id)
     refresh = CreditRefreshActivities(sessions)
     included = catalog.plans["pro"].included_credits
-    first, (figures, _) = await _twice(refresh.refresh_credits, RefreshBatch(
-        period="2030-12", after_account_id=account_id[:-1], limit=1), sessions, account_id, same_result=False)
+    first, (figures, _) = await _twice(
+        refresh.refresh_credits,
+        RefreshBatch(period="2030-12", after_account_id=account_id[:-1], limit=1),
+        sessions,
+        account_id,
+        same_result=False,
+    )
     assert first.last_account_id == account_id and first.refreshed == 1
     assert figures == (300 + included, 0), "a first period only adds"
-    second, (figures, entries) = await _twice(refresh.refresh_credits, RefreshBatch(
-        period="2031-01", after_account_id=account_id[:-1], limit=1), sessions, account_id, same_result=False)
+    second, (figures, entries) = await _twice(
+        refresh.refresh_credits,
+        RefreshBatch(period="2031-01", after_account_id=account_id[:-1], limit=1),
+        sessions,
+        account_id,
+        same_result=False,
+    )
     assert second.refreshed == 1
     assert figures == (included, 0), "Pro: the unused credits expire, the period's included credits arrive"
     assert entries[-2:] == [("expiry", 300 + included, None), ("refresh", included, None)]
@@ -113,7 +128,8 @@ async def test_expired_hold_release_is_idempotent(sessions: Any) -> None:
         await ledger.reserve(session, await ledger.lock_account(session, account_id), task_id, PRICE)
         await task_rows.transition(session, task_id, "cancelled", error_code="cancelled", error_message="stopped")
     sweep = CreditRefreshActivities(sessions).release_expired_holds
-    released, (figures, entries) = await _twice(sweep, RefreshBatch(period="2031-01"), sessions, account_id,
-                                                same_result=False)
+    released, (figures, entries) = await _twice(
+        sweep, RefreshBatch(period="2031-01"), sessions, account_id, same_result=False
+    )
     assert released >= PRICE and figures == (100, 0)
     assert [k for k, _, t in entries if t == task_id] == ["reserve", "release"]

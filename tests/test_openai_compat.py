@@ -51,7 +51,7 @@ async def test_create_and_poll_then_remix_keeps_the_seed(sdk: openai.OpenAI, acc
     assert remix.remixed_from_video_id == done.id and remix.id != done.id
     assert remix.prompt == "Waves on a pebble beach at night" and (remix.seconds, remix.size) == ("1", "480x480")
     source = (await account.status(done.id)).json()["request"]
-    remixed = (await account.wait(remix.id))
+    remixed = await account.wait(remix.id)
     assert remixed["status"] == "succeeded"
     assert remixed["request"]["seed"] == source["seed"]
     assert sdk.videos.retrieve(remix.id).remixed_from_video_id == done.id
@@ -81,11 +81,13 @@ async def test_errors_and_status_mapping(sdk: openai.OpenAI, account: Api) -> No
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=account.base_url + "/v1", api_key="sk_wrong", max_retries=0).videos.list()
 
-    as_json = await account.http.post("/v1/videos", json={"prompt": "A red kite", "seconds": 4, "size": "480x480"},
-                                      headers=account.auth())
+    as_json = await account.http.post(
+        "/v1/videos", json={"prompt": "A red kite", "seconds": 4, "size": "480x480"}, headers=account.auth()
+    )
     assert as_json.status_code == 200 and as_json.json()["seconds"] == "4"
-    bad_seconds = await account.http.post("/v1/videos", json={"prompt": "A red kite", "seconds": "soon"},
-                                          headers=account.auth())
+    bad_seconds = await account.http.post(
+        "/v1/videos", json={"prompt": "A red kite", "seconds": "soon"}, headers=account.auth()
+    )
     assert bad_seconds.status_code == 422 and bad_seconds.json()["error"]["details"][0]["field"] == "seconds"
 
     task_id = as_json.json()["id"]

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from activities.pipelines import (  # noqa: E402
+from activities.pipelines import (
     SUPPORTED_FAMILIES,
     RenderInterrupted,
     build_tiny_pipeline,
@@ -229,12 +229,15 @@ def test_load_pipeline_reads_a_local_diffusers_directory(pipes: dict[str, Any], 
 # --- worker options ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("options", [
-    {"attention_backend": "flash_hub"},  # would download kernels from the Hub
-    {"attention_backend": "warp_drive"},
-    {"offload": "everything"},
-    {"dtype": "int8"},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"attention_backend": "flash_hub"},  # would download kernels from the Hub
+        {"attention_backend": "warp_drive"},
+        {"offload": "everything"},
+        {"dtype": "int8"},
+    ],
+)
 def test_options_that_cannot_work_offline_are_rejected(options: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         load_pipeline("wan", None, **options)

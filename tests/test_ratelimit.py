@@ -13,9 +13,10 @@ import pytest
 
 from api.ratelimit_store import MemoryBucketStore, RedisBucketStore
 from sorapi import servers
-from tests.backing import redis_url
 from tests.api_helpers import QUICK, app_client, bearer
+from tests.backing import redis_url
 from tests.stack import Api, Stack, make_account
+
 
 @pytest.fixture(params=["memory", "redis"])
 async def store(request: pytest.FixtureRequest) -> Any:
@@ -86,8 +87,10 @@ async def _alternate(clients: list[Any], key: str, count: int) -> list[int]:
 async def test_two_replicas_share_one_budget_through_redis(stack: Stack, sessions: Any) -> None:
     _, key = await make_account(sessions, credits=100)
     limits = {"rate_status_per_min": 6.0, "rate_status_burst": 4}
-    async with app_client(stack, redis_url=redis_url(), **limits) as (one, _), \
-            app_client(stack, redis_url=redis_url(), **limits) as (two, _):
+    async with (
+        app_client(stack, redis_url=redis_url(), **limits) as (one, _),
+        app_client(stack, redis_url=redis_url(), **limits) as (two, _),
+    ):
         codes = await _alternate([one, two], key, 10)
     assert codes.count(200) in (4, 5), codes  # one budget (a refill may land in between)
     assert codes[:4] == [200] * 4
@@ -112,8 +115,14 @@ async def test_a_second_authorization_header_is_refused_not_metered_as_another_c
     task_id = (await account.generate(QUICK)).json()["task_id"]
 
     async def poll() -> httpx.Response:
-        return await account.http.get("/api/status", params={"task_id": task_id}, headers=[
-            ("Authorization", f"Bearer {account.api_key}"), ("Authorization", f"Bearer sk_{uuid.uuid4().hex}")])
+        return await account.http.get(
+            "/api/status",
+            params={"task_id": task_id},
+            headers=[
+                ("Authorization", f"Bearer {account.api_key}"),
+                ("Authorization", f"Bearer sk_{uuid.uuid4().hex}"),
+            ],
+        )
 
     answers, _ = await _burst(poll, 65)
     assert {a.status_code for a in answers} <= {400, 429}, [a.status_code for a in answers]

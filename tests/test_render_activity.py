@@ -31,9 +31,21 @@ from sorapi.settings import Settings
 
 def make_spec(task_id: str = "sora2test", **overrides: Any) -> RenderSpec:
     base: dict[str, Any] = dict(
-        task_id=task_id, model="sora-2-latest", family="wan", weights="tiny-wan", prompt="a lighthouse in a storm",
-        negative_prompt="blurry", width=854, height=480, duration_s=1, fps=16, guidance_scale=5.0, steps=3, seed=11,
-        dtype="bfloat16", num_frames=17,
+        task_id=task_id,
+        model="sora-2-latest",
+        family="wan",
+        weights="tiny-wan",
+        prompt="a lighthouse in a storm",
+        negative_prompt="blurry",
+        width=854,
+        height=480,
+        duration_s=1,
+        fps=16,
+        guidance_scale=5.0,
+        steps=3,
+        seed=11,
+        dtype="bfloat16",
+        num_frames=17,
     )
     return RenderSpec(**(base | overrides))
 
@@ -193,16 +205,26 @@ def test_real_weights_render_at_the_models_fps_and_frames(tmp: Path) -> None:
     """With SORAPI_MODEL_DIR set, the model's own size, fps, frame count and steps are used."""
     build_tiny_pipeline("ltx").save_pretrained(tmp / "models" / "tiny-ltx")
     acts = make_activities(tmp, model_dir=str(tmp / "models"), render_dtype="fp32")
-    spec = make_spec("sora2ltx", model="ltx-video-0.9", family="ltx", weights="tiny-ltx", width=480, height=480,
-                     fps=8, num_frames=9, steps=2)
+    spec = make_spec(
+        "sora2ltx",
+        model="ltx-video-0.9",
+        family="ltx",
+        weights="tiny-ltx",
+        width=480,
+        height=480,
+        fps=8,
+        num_frames=9,
+        steps=2,
+    )
     meta = ActivityEnvironment().run(acts.render_video, spec).meta
     assert (meta.width, meta.height, meta.fps, meta.num_frames, meta.steps) == (480, 480, 8, 9, 2)
     assert not meta.dev_model and meta.dtype == "float32"
 
 
 def test_worker_settings_reach_the_pipeline(tmp: Path) -> None:
-    acts = make_activities(tmp, render_vae_tiling=True, render_vae_slicing=True, render_attention_backend="native",
-                           render_compile=True)
+    acts = make_activities(
+        tmp, render_vae_tiling=True, render_vae_slicing=True, render_attention_backend="native", render_compile=True
+    )
     pipe = acts.pipeline("wan", None, "bfloat16")
     assert pipe.vae.use_tiling and pipe.vae.use_slicing
     processors = [m.processor for m in pipe.transformer.modules() if hasattr(m, "processor")]

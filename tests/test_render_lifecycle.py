@@ -61,8 +61,13 @@ fps = 8
 max_duration_s = 2
 default_steps = 2
 """
-SLOW = {"prompt": "a lighthouse beam sweeping over a stormy sea", "model_version": "test-slow",
-        "resolution": "480x480", "duration": 1, "guidance": 1.0}  # guidance 1: no CFG pass, half the compute
+SLOW = {
+    "prompt": "a lighthouse beam sweeping over a stormy sea",
+    "model_version": "test-slow",
+    "resolution": "480x480",
+    "duration": 1,
+    "guidance": 1.0,
+}  # guidance 1: no CFG pass, half the compute
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +81,16 @@ def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack,
     catalog.write_text(DEFAULT_CATALOG_PATH.read_text() + TEST_MODELS)
     pg_url = create_pg_database()
     upgrade(pg_url)
-    stack = start_stack(root, pg_url, SORAPI_MODEL_DIR=str(models), SORAPI_CATALOG_PATH=str(catalog),
-                        SORAPI_RENDER_HEARTBEAT_TIMEOUT_S="4", SORAPI_DEV_STEP_DELAY_S="0.3",
-                        SORAPI_RATE_STATUS_PER_MIN="100000",
-                        SORAPI_RATE_STATUS_BURST="100000")
+    stack = start_stack(
+        root,
+        pg_url,
+        SORAPI_MODEL_DIR=str(models),
+        SORAPI_CATALOG_PATH=str(catalog),
+        SORAPI_RENDER_HEARTBEAT_TIMEOUT_S="4",
+        SORAPI_DEV_STEP_DELAY_S="0.3",
+        SORAPI_RATE_STATUS_PER_MIN="100000",
+        SORAPI_RATE_STATUS_BURST="100000",
+    )
     try:
         yield stack, pg_url
     finally:
@@ -116,8 +127,9 @@ async def create(api: Api, payload: dict[str, Any]) -> str:
 async def render_activity(temporal: Client, task_id: str) -> Any | None:
     """The task's pending render activity (worker identity, attempt, last heartbeat), if any."""
     desc = await temporal.get_workflow_handle(task_id).describe()
-    return next((p for p in desc.raw_description.pending_activities
-                 if p.activity_type.name == names.RENDER_VIDEO), None)
+    return next(
+        (p for p in desc.raw_description.pending_activities if p.activity_type.name == names.RENDER_VIDEO), None
+    )
 
 
 def progress_of(pending: Any) -> RenderProgress:
@@ -149,7 +161,8 @@ def log_records(logs: str, task_id: str, event: str) -> list[dict[str, Any]]:
 
 
 async def test_progress_moves_strictly_between_0_and_100_while_rendering(
-        lifecycle: tuple[Stack, str], client: Api) -> None:
+    lifecycle: tuple[Stack, str], client: Api
+) -> None:
     task_id = await create(client, SLOW)
     seen: list[int] = []
     deadline = time.monotonic() + 120
@@ -171,7 +184,8 @@ async def test_progress_moves_strictly_between_0_and_100_while_rendering(
 
 
 async def test_cancel_stops_the_render_cleans_up_and_releases_credits(
-        lifecycle: tuple[Stack, str], client: Api, temporal: Client, db: async_sessionmaker[AsyncSession]) -> None:
+    lifecycle: tuple[Stack, str], client: Api, temporal: Client, db: async_sessionmaker[AsyncSession]
+) -> None:
     stack = lifecycle[0]
     task_id = await create(client, SLOW)
     pending = await denoising(temporal, task_id)
@@ -196,24 +210,33 @@ async def test_cancel_stops_the_render_cleans_up_and_releases_credits(
     assert not (stack.data_dir / "renders" / task_id / "attempt-1").exists(), "partial files are removed"
     assert await ledger_kinds(db, task_id) == ["release", "reserve"]
     async with db() as session:
-        account = (await session.scalars(select(Account).join(LedgerEntry, LedgerEntry.account_id == Account.id)
-                                          .where(LedgerEntry.task_id == task_id))).first()
+        account = (
+            await session.scalars(
+                select(Account)
+                .join(LedgerEntry, LedgerEntry.account_id == Account.id)
+                .where(LedgerEntry.task_id == task_id)
+            )
+        ).first()
     assert account is not None and account.reserved == 0 and account.balance == 10_000
 
     again = await client.http.post(f"/api/tasks/{task_id}/cancel", headers=client.auth())
     assert again.status_code == 409 and again.json()["error"]["code"] == "task_not_cancellable"
 
 
-@pytest.mark.parametrize(("model", "detail"), [
-    ("test-missing", "weights for test-missing not found at "),
-    ("test-broken", "render failed: "),
-])
+@pytest.mark.parametrize(
+    ("model", "detail"),
+    [
+        ("test-missing", "weights for test-missing not found at "),
+        ("test-broken", "render failed: "),
+    ],
+)
 async def test_a_pipeline_that_cannot_render_fails_the_task_with_render_failed(
-        lifecycle: tuple[Stack, str], client: Api, db: async_sessionmaker[AsyncSession], model: str,
-        detail: str) -> None:
+    lifecycle: tuple[Stack, str], client: Api, db: async_sessionmaker[AsyncSession], model: str, detail: str
+) -> None:
     """The customer gets the code and its fixed message; the paths and exception text go to the log."""
-    task_id = await create(client, {"prompt": "a red kite over a beach", "model_version": model,
-                                    "resolution": "854x480", "duration": 1})
+    task_id = await create(
+        client, {"prompt": "a red kite over a beach", "model_version": model, "resolution": "854x480", "duration": 1}
+    )
     done = await client.wait(task_id, timeout_s=60)
     assert done["status"] == "failed" and done["error_code"] == "render_failed", done
     assert done["error_message"] == errors.task_message("render_failed") and detail not in done["error_message"]
@@ -222,11 +245,16 @@ async def test_a_pipeline_that_cannot_render_fails_the_task_with_render_failed(
 
 
 async def test_sigkilled_render_worker_costs_a_retry_not_the_task(
-        lifecycle: tuple[Stack, str], client: Api, temporal: Client, db: async_sessionmaker[AsyncSession]) -> None:
+    lifecycle: tuple[Stack, str], client: Api, temporal: Client, db: async_sessionmaker[AsyncSession]
+) -> None:
     stack = lifecycle[0]
     log_path = stack.data_dir / "extra-render-worker.log"
-    extra = subprocess.Popen([sys.executable, "-m", "sorapi", "worker", "render"], env=stack.env,
-                             stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+    extra = subprocess.Popen(
+        [sys.executable, "-m", "sorapi", "worker", "render"],
+        env=stack.env,
+        stdout=open(log_path, "wb"),  # noqa: SIM115 - the child owns it
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         while "workers started" not in log_path.read_text(errors="replace"):
@@ -250,10 +278,12 @@ async def test_sigkilled_render_worker_costs_a_retry_not_the_task(
     assert [o["format"] for o in done["outputs"]] == ["mp4", "webm", "jpg", "json"]
     settings = settings_from_env(stack.env)
     s3 = storage.make_client(settings)
-    keys = sorted(o.object_name for o in s3.list_objects(settings.s3_bucket, prefix=storage.task_prefix(victim),
-                                                         recursive=True))
-    assert keys == sorted(storage.object_key(victim, name)
-                          for name in ("video.mp4", "video.webm", "thumbnail.jpg", "metadata.json")), keys
+    keys = sorted(
+        o.object_name for o in s3.list_objects(settings.s3_bucket, prefix=storage.task_prefix(victim), recursive=True)
+    )
+    assert keys == sorted(
+        storage.object_key(victim, name) for name in ("video.mp4", "video.webm", "thumbnail.jpg", "metadata.json")
+    ), keys
     assert await ledger_kinds(db, victim) == ["capture", "reserve"], "one hold, one capture"
     logs = log_path.read_text(errors="replace") + stack.logs()
     starts = log_records(logs, victim, "render started")

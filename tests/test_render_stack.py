@@ -31,8 +31,11 @@ async def download(url: str) -> bytes:
 def decode(data: bytes) -> tuple[dict[str, Any], list[np.ndarray]]:
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.video[0]
-        facts = {"codec": stream.codec_context.name, "pix_fmt": stream.codec_context.pix_fmt,
-                 "format": container.format.name}
+        facts = {
+            "codec": stream.codec_context.name,
+            "pix_fmt": stream.codec_context.pix_fmt,
+            "format": container.format.name,
+        }
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
     return facts, frames
 
@@ -50,11 +53,18 @@ async def mp4_frames(done: dict[str, Any]) -> list[np.ndarray]:
 
 
 async def test_outputs_are_mp4_webm_thumbnail_and_metadata_under_one_prefix(account: Api) -> None:
-    done = await render(account, {
-        "prompt": "一只红狐狸在新雪中奔跑，电影感光线",  # multilingual: the UMT5/ByT5 text stack takes it
-        "negative_prompt": "no watermark, no motion blur", "resolution": "hd", "aspect_ratio": "vertical",
-        "duration": 2, "guidance": 8.5, "seed": 7,
-    })
+    done = await render(
+        account,
+        {
+            "prompt": "一只红狐狸在新雪中奔跑，电影感光线",  # multilingual: the UMT5/ByT5 text stack takes it
+            "negative_prompt": "no watermark, no motion blur",
+            "resolution": "hd",
+            "aspect_ratio": "vertical",
+            "duration": 2,
+            "guidance": 8.5,
+            "seed": 7,
+        },
+    )
     task_id, meta = done["task_id"], done["render"]
     assert done["request"]["resolution"] == "720x1280" and done["request"]["aspect_ratio"] == "vertical"
     assert (meta["requested_width"], meta["requested_height"]) == (720, 1280)
@@ -65,7 +75,11 @@ async def test_outputs_are_mp4_webm_thumbnail_and_metadata_under_one_prefix(acco
 
     outputs = done["outputs"]
     assert [(o["format"], o["content_type"]) for o in outputs] == [
-        ("mp4", "video/mp4"), ("webm", "video/webm"), ("jpg", "image/jpeg"), ("json", "application/json")]
+        ("mp4", "video/mp4"),
+        ("webm", "video/webm"),
+        ("jpg", "image/jpeg"),
+        ("json", "application/json"),
+    ]
     assert done["response"] == [o["url"] for o in outputs], "response: the URLs, MP4 first"
     assert all(f"/tasks/{task_id}/" in o["url"] for o in outputs), "one prefix per task"
     mp4, webm, jpg, metadata = [await download(o["url"]) for o in outputs]
@@ -83,10 +97,16 @@ async def test_outputs_are_mp4_webm_thumbnail_and_metadata_under_one_prefix(acco
 
 
 async def test_same_seed_and_request_give_identical_frames(account: Api) -> None:
-    request = {"prompt": "A paper boat drifting down a rain-soaked street", "resolution": "854x480",
-               "duration": 1, "seed": 42, "guidance": 6.0}
-    runs = await asyncio.gather(render(account, request), render(account, request),
-                                render(account, {**request, "seed": 43}))
+    request = {
+        "prompt": "A paper boat drifting down a rain-soaked street",
+        "resolution": "854x480",
+        "duration": 1,
+        "seed": 42,
+        "guidance": 6.0,
+    }
+    runs = await asyncio.gather(
+        render(account, request), render(account, request), render(account, {**request, "seed": 43})
+    )
     first, again, other_seed = [await mp4_frames(done) for done in runs]
     assert len(first) == len(again) == 9
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True)), "same seed, same frames"
@@ -102,10 +122,16 @@ async def test_model_limits_are_checked_before_anything_is_reserved(stack: Stack
     api = Api(stack.base_url, key)
     try:
         cases = [
-            ({"model_version": "wan2.1-t2v-1.3b", "resolution": "1920x1080"}, "resolution",
-             "wan2.1-t2v-1.3b does not render 1920x1080; it renders 854x480, 480x854, 480x480"),
-            ({"model_version": "ltx-video-0.9", "duration": 12}, "duration",
-             "ltx-video-0.9 renders at most 257 frames; 12 s at 24 fps needs 289 (the longest clip is 10 s)"),
+            (
+                {"model_version": "wan2.1-t2v-1.3b", "resolution": "1920x1080"},
+                "resolution",
+                "wan2.1-t2v-1.3b does not render 1920x1080; it renders 854x480, 480x854, 480x480",
+            ),
+            (
+                {"model_version": "ltx-video-0.9", "duration": 12},
+                "duration",
+                "ltx-video-0.9 renders at most 257 frames; 12 s at 24 fps needs 289 (the longest clip is 10 s)",
+            ),
             ({"model_version": "sora-3"}, "model_version", "model_version must be one of sora-2-latest"),
         ]
         for fields, field, message in cases:
@@ -118,14 +144,24 @@ async def test_model_limits_are_checked_before_anything_is_reserved(stack: Stack
         await api.close()
     async with sessions() as session:
         tasks = await session.scalar(select(func.count()).select_from(Task).where(Task.account_id == account_id))
-        holds = await session.scalar(select(func.count()).select_from(LedgerEntry).where(
-            LedgerEntry.account_id == account_id, LedgerEntry.kind == "reserve"))
+        holds = await session.scalar(
+            select(func.count())
+            .select_from(LedgerEntry)
+            .where(LedgerEntry.account_id == account_id, LedgerEntry.kind == "reserve")
+        )
     assert (tasks, holds) == (0, 0)
 
 
 async def test_ltx_model_renders_and_a_finished_task_cannot_be_cancelled(account: Api, api: Api) -> None:
-    done = await render(account, {"prompt": "Timelapse of clouds over a mountain ridge",
-                                  "model_version": "ltx-video-0.9", "resolution": "854x480", "duration": 1})
+    done = await render(
+        account,
+        {
+            "prompt": "Timelapse of clouds over a mountain ridge",
+            "model_version": "ltx-video-0.9",
+            "resolution": "854x480",
+            "duration": 1,
+        },
+    )
     assert done["render"]["family"] == "ltx"
     assert done["render"]["num_frames"] == 9, "1 s at 8 fps rounded to LTX's 8k+1 frames"
     assert len(await mp4_frames(done)) == 9

@@ -22,8 +22,14 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 def test_every_workflow_has_recorded_histories() -> None:
     names = {path.stem.split("-")[-1] for path in HISTORIES}
-    assert {"video_task_succeeded", "video_task_render_failed", "video_task_queue_timeout", "slot_gate",
-            "webhook_delivery", "task_retention"} <= names
+    assert {
+        "video_task_succeeded",
+        "video_task_render_failed",
+        "video_task_queue_timeout",
+        "slot_gate",
+        "webhook_delivery",
+        "task_retention",
+    } <= names
     assert any(path.name.startswith("before-discard-patch-") for path in HISTORIES)
     assert any(path.name.startswith("before-slot-gate-") for path in HISTORIES)
 
@@ -31,6 +37,7 @@ def test_every_workflow_has_recorded_histories() -> None:
 @pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
 async def test_recorded_history_replays_on_todays_code(path: Path) -> None:
     replayer = Replayer(workflows=WORKFLOWS, workflow_runner=sandbox_runner(), data_converter=DATA_CONVERTER)
-    result = await replayer.replay_workflow(WorkflowHistory.from_json(path.stem, path.read_text()),
-                                            raise_on_replay_failure=True)
+    result = await replayer.replay_workflow(
+        WorkflowHistory.from_json(path.stem, path.read_text()), raise_on_replay_failure=True
+    )
     assert result.replay_failure is None

@@ -17,9 +17,11 @@ SMALL = {"prompt": "a paper boat on a pond", "duration": 1, "resolution": "480x4
 
 async def _key_uses(sessions: Any, account_id: str) -> list[tuple[str, str]]:
     async with sessions() as session:
-        rows = await session.scalars(select(AuditEvent).where(AuditEvent.account_id == account_id,
-                                                              AuditEvent.action == "key.use")
-                                     .order_by(AuditEvent.id))
+        rows = await session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.account_id == account_id, AuditEvent.action == "key.use")
+            .order_by(AuditEvent.id)
+        )
         return [(e.details["method"], e.details["path"]) for e in rows]
 
 
@@ -35,7 +37,11 @@ async def test_each_request_is_audited_once_whatever_its_outcome(stack: Stack, s
         reused = await api.generate({**SMALL, "prompt": "another prompt", "idempotency_key": "audit-1"})
         assert reused.status_code == 422 and reused.json()["error"]["code"] == "idempotency_key_reused"
         assert await _key_uses(sessions, account_id) == [
-            ("POST", "/api/generate"), ("GET", "/api/status"), ("GET", "/api/status"), ("POST", "/api/generate")]
+            ("POST", "/api/generate"),
+            ("GET", "/api/status"),
+            ("GET", "/api/status"),
+            ("POST", "/api/generate"),
+        ]
         async with sessions() as session:
             tasks = (await session.scalars(select(Task.id).where(Task.account_id == account_id))).all()
         assert tasks == [task_id], "the refused create left nothing but its audit entry"

@@ -18,26 +18,58 @@ from tests.stack import Api, Stack
 
 # The seed's "POST /api/generate parameters" table: description and example of each field.
 SEED_FIELDS = {
-    "prompt": ("Primary description of the scene to render; supports up to 5,000 characters.",
-               "Aerial shot of bioluminescent forests at dusk with cinematic lighting"),
-    "model_version": ("Model release to target. Use preview channels to test new capabilities before rollout.",
-                      "sora-2-preview"),
+    "prompt": (
+        "Primary description of the scene to render; supports up to 5,000 characters.",
+        "Aerial shot of bioluminescent forests at dusk with cinematic lighting",
+    ),
+    "model_version": (
+        "Model release to target. Use preview channels to test new capabilities before rollout.",
+        "sora-2-preview",
+    ),
     "duration": ("Clip length in seconds. Longer durations may consume additional credits.", 12),
-    "guidance": ("Classifier-free guidance scale for adherence to the prompt. Higher values follow the text "
-                 "more strictly.", 8.5),
+    "guidance": (
+        "Classifier-free guidance scale for adherence to the prompt. Higher values follow the text more strictly.",
+        8.5,
+    ),
     "seed": ("Use fixed seeds for reproducible frames and prompt engineering experiments.", 42),
-    "negative_prompt": ("Elements to suppress in the output, such as watermarking, artifacts, or undesired "
-                        "subjects.", "no watermark, no motion blur, avoid text overlays"),
-    "callback_url": ("Webhook destination for job completion events. Must be HTTPS and respond with 2xx status.",
-                     "https://example.com/webhooks/sora2"),
-    "callback_headers": ("Custom headers appended to webhook deliveries for routing or verification.",
-                         {"X-Env": "staging"}),
-    "idempotency_key": ("Unique key (<= 64 chars) to guarantee at-most-once task creation on retries.",
-                        "job-2024-03-12-001"),
+    "negative_prompt": (
+        "Elements to suppress in the output, such as watermarking, artifacts, or undesired subjects.",
+        "no watermark, no motion blur, avoid text overlays",
+    ),
+    "callback_url": (
+        "Webhook destination for job completion events. Must be HTTPS and respond with 2xx status.",
+        "https://example.com/webhooks/sora2",
+    ),
+    "callback_headers": (
+        "Custom headers appended to webhook deliveries for routing or verification.",
+        {"X-Env": "staging"},
+    ),
+    "idempotency_key": (
+        "Unique key (<= 64 chars) to guarantee at-most-once task creation on retries.",
+        "job-2024-03-12-001",
+    ),
 }
-DOCUMENTED = ["GenerateRequest", "GenerateResponse", "StatusResponse", "TaskRequest", "OutputLink", "HistoryEvent",
-              "EventsPage", "LiveProgress", "TaskList", "TaskSummary", "ErrorEnvelope", "ErrorBody", "ErrorDetail",
-              "Video", "VideoList", "VideoError", "VideoDeleted", "CreateVideo", "RemixVideo"]
+DOCUMENTED = [
+    "GenerateRequest",
+    "GenerateResponse",
+    "StatusResponse",
+    "TaskRequest",
+    "OutputLink",
+    "HistoryEvent",
+    "EventsPage",
+    "LiveProgress",
+    "TaskList",
+    "TaskSummary",
+    "ErrorEnvelope",
+    "ErrorBody",
+    "ErrorDetail",
+    "Video",
+    "VideoList",
+    "VideoError",
+    "VideoDeleted",
+    "CreateVideo",
+    "RemixVideo",
+]
 
 
 def _property(schema: dict[str, Any], name: str) -> dict[str, Any]:
@@ -100,8 +132,14 @@ async def test_docs_pages_load_only_the_apps_own_assets_and_seed_doc_paths_deep_
 FUZZ_SEED = "20261125"
 FUZZ_EXAMPLES = "12"
 """Cases per operation and phase: the whole run (about 1,800 requests) takes about a minute."""
-UNLIMITED = {"rate_generate_per_min": 1e6, "rate_generate_burst": 10**6, "rate_status_per_min": 1e6,
-             "rate_status_burst": 10**6, "rate_unauthenticated_per_min": 1e6, "rate_unauthenticated_burst": 10**6}
+UNLIMITED = {
+    "rate_generate_per_min": 1e6,
+    "rate_generate_burst": 10**6,
+    "rate_status_per_min": 1e6,
+    "rate_status_burst": 10**6,
+    "rate_unauthenticated_per_min": 1e6,
+    "rate_unauthenticated_burst": 10**6,
+}
 RESOURCE_STATES = ["2xx", "3xx", "401", "403", "404", "409", "410", "429", "5xx"]
 """Answers to a schema-valid request that depend on the resource, not the request (schemathesis'
 defaults, plus 410: the task's retention window ended). 5xx is `not_a_server_error`'s to judge."""
@@ -110,7 +148,7 @@ defaults, plus 410: the task's retention window ended). 5xx is `not_a_server_err
 def fuzz_config(key: str, admin_token: str) -> str:
     """schemathesis.toml: the customer key everywhere, the operator token under /admin, and the two
     things a schema cannot say, each confined to the operations it concerns."""
-    return f'''headers = {{ Authorization = "Bearer {key}" }}
+    return f"""headers = {{ Authorization = "Bearer {key}" }}
 
 [checks.positive_data_acceptance]
 expected-statuses = {json.dumps(RESOURCE_STATES)}
@@ -130,7 +168,7 @@ checks.positive_data_acceptance.expected-statuses = {json.dumps([*RESOURCE_STATE
 [[operations]]
 include-method = "DELETE"
 phases.stateful.enabled = false
-'''
+"""
 
 
 async def _admin_of_a_scale_account(sessions: Any) -> tuple[str, str]:
@@ -144,9 +182,16 @@ async def _admin_of_a_scale_account(sessions: Any) -> tuple[str, str]:
 
 def _multipart_creates(har: Path) -> int:
     entries = json.loads(har.read_text())["log"]["entries"]
-    return sum(1 for e in entries if e["request"]["method"] == "POST" and e["request"]["url"].endswith("/v1/videos")
-               and any(h["name"].lower() == "content-type" and h["value"].startswith("multipart/form-data")
-                       for h in e["request"]["headers"]))
+    return sum(
+        1
+        for e in entries
+        if e["request"]["method"] == "POST"
+        and e["request"]["url"].endswith("/v1/videos")
+        and any(
+            h["name"].lower() == "content-type" and h["value"].startswith("multipart/form-data")
+            for h in e["request"]["headers"]
+        )
+    )
 
 
 async def test_schemathesis_every_check_passes_on_every_operation(stack: Stack, sessions: Any, tmp_path: Path) -> None:
@@ -162,12 +207,40 @@ async def test_schemathesis_every_check_passes_on_every_operation(stack: Stack, 
         assert httpx.get(f"{base_url}/openapi.json").json() == httpx.get(f"{stack.base_url}/openapi.json").json()
         started = time.monotonic()
         run = subprocess.run(
-            [str(Path(sys.executable).parent / "schemathesis"), "--config-file", str(config), "run",
-             f"{base_url}/openapi.json", "--checks", "all", "--mode", "all",
-             "--phases", "examples,coverage,fuzzing,stateful", "--max-examples", FUZZ_EXAMPLES, "--seed", FUZZ_SEED,
-             "--no-shrink", "--max-redirects", "0", "--request-timeout", "20", "--generation-database", "none",
-             "--report", "junit,har", "--report-dir", str(tmp_path), "--no-color"],
-            capture_output=True, text=True, timeout=300, cwd=tmp_path)  # its caches stay out of the repo
+            [
+                str(Path(sys.executable).parent / "schemathesis"),
+                "--config-file",
+                str(config),
+                "run",
+                f"{base_url}/openapi.json",
+                "--checks",
+                "all",
+                "--mode",
+                "all",
+                "--phases",
+                "examples,coverage,fuzzing,stateful",
+                "--max-examples",
+                FUZZ_EXAMPLES,
+                "--seed",
+                FUZZ_SEED,
+                "--no-shrink",
+                "--max-redirects",
+                "0",
+                "--request-timeout",
+                "20",
+                "--generation-database",
+                "none",
+                "--report",
+                "junit,har",
+                "--report-dir",
+                str(tmp_path),
+                "--no-color",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )  # its caches stay out of the repo
         elapsed = time.monotonic() - started
         await _settle(base_url, key)
     assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
@@ -197,8 +270,9 @@ async def _unfinished(client: httpx.AsyncClient) -> set[str]:
     found: set[str] = set()
     cursor = ""  # the first page
     while True:
-        page = (await client.get("/api/tasks", params={"status": "queued,running", "limit": 100,
-                                                       "cursor": cursor})).json()
+        page = (
+            await client.get("/api/tasks", params={"status": "queued,running", "limit": 100, "cursor": cursor})
+        ).json()
         found |= {task["task_id"] for task in page["data"]}
         if not page["has_more"]:
             return found

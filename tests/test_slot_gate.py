@@ -26,10 +26,10 @@ from activities.sweeper import SweeperActivities
 from activities.task_state import TaskStateActivities
 from sorapi import gates, names
 from sorapi.db import ledger
+from sorapi.db.engine import make_async_engine, make_sessionmaker
 from sorapi.db.models import Account, LedgerEntry, Task, utcnow
 from sorapi.ids import new_task_id, slot_gate_workflow_id
 from sorapi.messages import GateState, RenderResult, RenderSpec, StoredObject, SweepInput, UploadInput, VideoTaskInput
-from sorapi.db.engine import make_async_engine, make_sessionmaker
 from tests.stack import fresh_pg_database, make_account
 from tests.test_workflow import PRICE, _meta, _spec
 from workers.orchestrator import WORKFLOWS, sandbox_runner
@@ -82,9 +82,17 @@ class Orchestra:
     async def start(self, account_id: str, task_id: str, max_queue_s: int = 0) -> WorkflowHandle[Any, Any]:
         return await self.env.client.start_workflow(
             names.VIDEO_TASK_WORKFLOW,
-            VideoTaskInput(task_id=task_id, account_id=account_id, price=PRICE, render=_spec(task_id),
-                           render_queue=self.render_queue, max_queue_s=max_queue_s),
-            id=task_id, task_queue=self.queue)
+            VideoTaskInput(
+                task_id=task_id,
+                account_id=account_id,
+                price=PRICE,
+                render=_spec(task_id),
+                render_queue=self.render_queue,
+                max_queue_s=max_queue_s,
+            ),
+            id=task_id,
+            task_queue=self.queue,
+        )
 
     def gate(self, account_id: str) -> WorkflowHandle[Any, Any]:
         return self.env.client.get_workflow_handle(slot_gate_workflow_id(account_id))
@@ -94,21 +102,41 @@ class Orchestra:
 
 
 @asynccontextmanager
-async def orchestra(env: WorkflowEnvironment, sessions: Any, renders: Renders,
-                    gate_max_history: int = 5_000) -> AsyncIterator[Orchestra]:
+async def orchestra(
+    env: WorkflowEnvironment, sessions: Any, renders: Renders, gate_max_history: int = 5_000
+) -> AsyncIterator[Orchestra]:
     queue, render_queue = f"orch-{uuid.uuid4().hex}", f"render-{uuid.uuid4().hex}"
     ledger_acts, state = LedgerActivities(sessions), TaskStateActivities(sessions)
-    db_activities = [ledger_acts.reserve_credits, ledger_acts.capture_credits, ledger_acts.release_credits,
-                     state.mark_succeeded, state.mark_failed,
-                     *GateActivities(sessions, gate_max_history=gate_max_history).all()]
-    async with Worker(env.client, task_queue=queue, workflows=WORKFLOWS, activities=db_activities,
-                      workflow_runner=sandbox_runner(), max_concurrent_activities=64), \
-            Worker(env.client, task_queue=render_queue, activities=[renders.activity(), upload]):
+    db_activities = [
+        ledger_acts.reserve_credits,
+        ledger_acts.capture_credits,
+        ledger_acts.release_credits,
+        state.mark_succeeded,
+        state.mark_failed,
+        *GateActivities(sessions, gate_max_history=gate_max_history).all(),
+    ]
+    async with (
+        Worker(
+            env.client,
+            task_queue=queue,
+            workflows=WORKFLOWS,
+            activities=db_activities,
+            workflow_runner=sandbox_runner(),
+            max_concurrent_activities=64,
+        ),
+        Worker(env.client, task_queue=render_queue, activities=[renders.activity(), upload]),
+    ):
         yield Orchestra(env, queue, render_queue)
 
 
-async def _tasks(sessions: Any, count: int, *, plan: str = "free", account_id: str | None = None,
-                 spacing: timedelta = timedelta(milliseconds=1)) -> tuple[str, list[str]]:
+async def _tasks(
+    sessions: Any,
+    count: int,
+    *,
+    plan: str = "free",
+    account_id: str | None = None,
+    spacing: timedelta = timedelta(milliseconds=1),
+) -> tuple[str, list[str]]:
     """`count` queued tasks with their holds, created `spacing` apart (oldest first)."""
     if account_id is None:
         account_id, _ = await make_account(sessions, plan=plan, credits=PRICE * count + 1000)
@@ -116,8 +144,17 @@ async def _tasks(sessions: Any, count: int, *, plan: str = "free", account_id: s
     async with sessions.begin() as session:
         account = await ledger.lock_account(session, account_id)
         for n, task_id in enumerate(ids):
-            session.add(Task(id=task_id, account_id=account_id, fingerprint=task_id, request={}, price=PRICE,
-                             outputs=[], created_at=start + n * spacing))
+            session.add(
+                Task(
+                    id=task_id,
+                    account_id=account_id,
+                    fingerprint=task_id,
+                    request={},
+                    price=PRICE,
+                    outputs=[],
+                    created_at=start + n * spacing,
+                )
+            )
             await session.flush()
             await ledger.reserve(session, account, task_id, PRICE)
     return account_id, ids
@@ -137,7 +174,8 @@ async def _statuses(sessions: Any, ids: list[str]) -> dict[str, str]:
 
 
 async def test_fifty_tasks_at_once_never_exceed_the_plan_limit_across_continue_as_new(
-        local_env: WorkflowEnvironment, sessions: Any) -> None:
+    local_env: WorkflowEnvironment, sessions: Any
+) -> None:
     renders = Renders()
     account_id, ids = await _tasks(sessions, 50)
     async with orchestra(local_env, sessions, renders, gate_max_history=150) as run:
@@ -155,8 +193,9 @@ async def test_fifty_tasks_at_once_never_exceed_the_plan_limit_across_continue_a
     assert account.reserved == 0 and account.balance == 1000
 
 
-async def test_the_line_is_fifo_by_creation_whatever_order_tasks_ask_in(local_env: WorkflowEnvironment,
-                                                                       sessions: Any) -> None:
+async def test_the_line_is_fifo_by_creation_whatever_order_tasks_ask_in(
+    local_env: WorkflowEnvironment, sessions: Any
+) -> None:
     renders = Renders(hold=True)
     account_id, ids = await _tasks(sessions, 6)
     busy, waiting = ids[:2], ids[2:]
@@ -168,7 +207,7 @@ async def test_the_line_is_fifo_by_creation_whatever_order_tasks_ask_in(local_en
         assert [w.task_id for w in (await run.gate_state(account_id)).waiting] == waiting
         renders.gate.set()
         assert await asyncio.gather(*(h.result() for h in handles)) == ["succeeded"] * 6
-    pairs = [set(renders.order[n:n + 2]) for n in (0, 2, 4)]  # two slots: tasks start two by two
+    pairs = [set(renders.order[n : n + 2]) for n in (0, 2, 4)]  # two slots: tasks start two by two
     assert pairs == [set(busy), set(waiting[:2]), set(waiting[2:])]
 
 
@@ -187,8 +226,9 @@ async def test_a_plan_change_reaches_tasks_already_waiting(local_env: WorkflowEn
         await asyncio.gather(*(h.result() for h in handles))
 
 
-async def test_a_terminated_task_gives_its_slot_back_through_the_sweeper(local_env: WorkflowEnvironment,
-                                                                         sessions: Any) -> None:
+async def test_a_terminated_task_gives_its_slot_back_through_the_sweeper(
+    local_env: WorkflowEnvironment, sessions: Any
+) -> None:
     renders = Renders(hold=True)
     account_id, (dead, alive, waiter) = await _tasks(sessions, 3)
     async with orchestra(local_env, sessions, renders) as run:
@@ -196,8 +236,9 @@ async def test_a_terminated_task_gives_its_slot_back_through_the_sweeper(local_e
         await _until(lambda: renders.now == 2)
         await _until(lambda: _gate_waits(run, account_id, 1))
         await handles[dead].terminate("an operator's terminate skips every settlement")
-        sweeper = SweeperActivities(sessions, local_env.client, orchestration_queue=run.queue,
-                                    webhook_queue_prefix="unused")
+        sweeper = SweeperActivities(
+            sessions, local_env.client, orchestration_queue=run.queue, webhook_queue_prefix="unused"
+        )
         swept = await ActivityEnvironment().run(sweeper.sweep_stranded, SweepInput())
         assert swept.settled == [dead]
         await _until(lambda: renders.now == 2)  # the waiter got the freed slot
@@ -210,8 +251,9 @@ async def test_a_terminated_task_gives_its_slot_back_through_the_sweeper(local_e
     assert sorted(kinds) == ["release", "reserve"]
 
 
-async def test_a_restarted_gate_rebuilds_its_line_from_the_task_rows(local_env: WorkflowEnvironment,
-                                                                     sessions: Any) -> None:
+async def test_a_restarted_gate_rebuilds_its_line_from_the_task_rows(
+    local_env: WorkflowEnvironment, sessions: Any
+) -> None:
     renders = Renders(hold=True)
     account_id, ids = await _tasks(sessions, 5)
     async with orchestra(local_env, sessions, renders) as run:
@@ -224,8 +266,9 @@ async def test_a_restarted_gate_rebuilds_its_line_from_the_task_rows(local_env: 
     assert renders.most == 2
 
 
-async def test_a_task_past_its_start_deadline_expires_with_its_hold_released(local_env: WorkflowEnvironment,
-                                                                             sessions: Any) -> None:
+async def test_a_task_past_its_start_deadline_expires_with_its_hold_released(
+    local_env: WorkflowEnvironment, sessions: Any
+) -> None:
     renders = Renders(hold=True)
     account_id, (one, two, late) = await _tasks(sessions, 3)
     async with orchestra(local_env, sessions, renders) as run:
@@ -242,14 +285,17 @@ async def test_a_task_past_its_start_deadline_expires_with_its_hold_released(loc
     assert account.reserved == 0 and account.balance == 3 * PRICE + 1000 - 2 * PRICE
 
 
-async def test_the_sweeper_settles_a_task_whose_workflow_never_started(local_env: WorkflowEnvironment,
-                                                                       sessions: Any) -> None:
+async def test_the_sweeper_settles_a_task_whose_workflow_never_started(
+    local_env: WorkflowEnvironment, sessions: Any
+) -> None:
     account_id, (stranded,) = await _tasks(sessions, 1)
     async with sessions.begin() as session:
-        await session.execute(update(Task).where(Task.id == stranded)
-                              .values(created_at=utcnow() - timedelta(minutes=5)))
-    sweeper = SweeperActivities(sessions, local_env.client, orchestration_queue=f"orch-{uuid.uuid4().hex}",
-                                webhook_queue_prefix="unused")
+        await session.execute(
+            update(Task).where(Task.id == stranded).values(created_at=utcnow() - timedelta(minutes=5))
+        )
+    sweeper = SweeperActivities(
+        sessions, local_env.client, orchestration_queue=f"orch-{uuid.uuid4().hex}", webhook_queue_prefix="unused"
+    )
     swept = await ActivityEnvironment().run(sweeper.sweep_stranded, SweepInput())
     assert stranded in swept.settled
     again = await ActivityEnvironment().run(sweeper.sweep_stranded, SweepInput(since=swept.next_since))

@@ -26,17 +26,20 @@ def resolver(table: dict[str, list[str]]) -> netguard.Resolver:
         if host not in table:
             raise netguard.Unresolvable(f"{host} does not resolve")
         return table[host]
+
     return resolve
 
 
-DNS = resolver({
-    "hooks.example.com": ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"],
-    "rebind.example.com": ["127.0.0.1"],
-    "private.example.com": ["10.1.2.3"],
-    "mixed.example.com": ["93.184.216.34", "192.168.0.10"],
-    "metadata.example.com": ["169.254.169.254"],
-    "mapped.example.com": ["::ffff:127.0.0.1"],
-})
+DNS = resolver(
+    {
+        "hooks.example.com": ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"],
+        "rebind.example.com": ["127.0.0.1"],
+        "private.example.com": ["10.1.2.3"],
+        "mixed.example.com": ["93.184.216.34", "192.168.0.10"],
+        "metadata.example.com": ["169.254.169.254"],
+        "mapped.example.com": ["::ffff:127.0.0.1"],
+    }
+)
 
 BLOCKED = [
     ("plain http", "http://hooks.example.com/hook"),
@@ -94,27 +97,33 @@ async def test_blocked(case: str, url: str) -> None:
 
 
 async def test_localhost_resolving_to_loopback_is_blocked_with_the_system_resolver() -> None:
-    with pytest.raises(netguard.Blocked, match="127.0.0.1"):
+    with pytest.raises(netguard.Blocked, match=r"127\.0\.0\.1"):
         await netguard.check_url("https://localhost/hook")
 
 
-@pytest.mark.parametrize(("url", "ip"), [
-    ("https://hooks.example.com/a?b=1", "93.184.216.34"),
-    ("https://hooks.example.com:8443/a", "93.184.216.34"),
-    ("https://8.8.8.8/hook", "8.8.8.8"),
-    ("https://[2606:4700::1111]/hook", "2606:4700::1111"),
-])
+@pytest.mark.parametrize(
+    ("url", "ip"),
+    [
+        ("https://hooks.example.com/a?b=1", "93.184.216.34"),
+        ("https://hooks.example.com:8443/a", "93.184.216.34"),
+        ("https://8.8.8.8/hook", "8.8.8.8"),
+        ("https://[2606:4700::1111]/hook", "2606:4700::1111"),
+    ],
+)
 async def test_public_destinations_pass_and_pin_the_checked_address(url: str, ip: str) -> None:
     target = await netguard.check_url(url, resolver=DNS)
     assert target.ip == ip
     assert target.url == url
 
 
-@pytest.mark.parametrize(("url", "ports", "allowed"), [
-    ("https://hooks.example.com:9443/hook", frozenset({443, 9443}), True),
-    ("https://hooks.example.com/hook", frozenset({9443}), False),
-    ("https://hooks.example.com:8443/hook", frozenset({443}), False),
-])
+@pytest.mark.parametrize(
+    ("url", "ports", "allowed"),
+    [
+        ("https://hooks.example.com:9443/hook", frozenset({443, 9443}), True),
+        ("https://hooks.example.com/hook", frozenset({9443}), False),
+        ("https://hooks.example.com:8443/hook", frozenset({443}), False),
+    ],
+)
 async def test_callback_ports_are_the_configured_ones(url: str, ports: frozenset[int], allowed: bool) -> None:
     if allowed:
         assert (await netguard.check_url(url, ports=ports, resolver=DNS)).port == 9443
@@ -137,14 +146,17 @@ async def test_unresolvable_names_are_reported_as_such() -> None:
         await netguard.check_url("https://nowhere.example.com/hook", resolver=DNS)
 
 
-@pytest.mark.parametrize(("url", "allowed"), [
-    ("http://127.0.0.1:8080/hook", True),
-    ("http://localhost:8080/hook", True),
-    ("https://[::1]/hook", True),
-    ("http://10.0.0.1/hook", False),
-    ("http://169.254.169.254/", False),
-    ("http://2130706433/hook", False),
-])
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("http://127.0.0.1:8080/hook", True),
+        ("http://localhost:8080/hook", True),
+        ("https://[::1]/hook", True),
+        ("http://10.0.0.1/hook", False),
+        ("http://169.254.169.254/", False),
+        ("http://2130706433/hook", False),
+    ],
+)
 async def test_the_development_switch_opens_http_and_loopback_only(url: str, allowed: bool) -> None:
     if allowed:
         assert await netguard.check_url(url, allow_http=True)
@@ -198,20 +210,35 @@ async def test_redirects_are_not_followed(receiver: Receiver) -> None:
 
 def _tls_material(tmp: Path, name: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """A private CA and a server certificate for `name`: (server context, client context trusting the CA)."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(1).not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
-            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(2)
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     (tmp / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                    serialization.NoEncryption()))
+    (tmp / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(tmp / "cert.pem", tmp / "key.pem")
     client = ssl.create_default_context(cadata=ca.public_bytes(serialization.Encoding.PEM).decode())

@@ -35,22 +35,34 @@ async def _tasks(sessions: Any, account_id: str, count: int) -> list[str]:
     ids = [new_task_id() for _ in range(count)]
     async with sessions.begin() as session:
         for n, task_id in enumerate(ids):
-            session.add(Task(id=task_id, account_id=account_id, fingerprint=str(n), request={"prompt": f"p{n}"},
-                             price=3, outputs=[]))
+            session.add(
+                Task(
+                    id=task_id,
+                    account_id=account_id,
+                    fingerprint=str(n),
+                    request={"prompt": f"p{n}"},
+                    price=3,
+                    outputs=[],
+                )
+            )
             await session.flush()
     return ids
 
 
 async def _key_uses(sessions: Any, account_id: str) -> list[dict[str, Any]]:
     async with sessions() as session:
-        return [e.details for e in await session.scalars(
-            select(AuditEvent).where(AuditEvent.account_id == account_id, AuditEvent.action == "key.use"))]
+        return [
+            e.details
+            for e in await session.scalars(
+                select(AuditEvent).where(AuditEvent.account_id == account_id, AuditEvent.action == "key.use")
+            )
+        ]
 
 
 async def test_owner_task_and_queue_place_come_back_together(db: Any) -> None:
     sessions, reads = db
     account_id, key = await make_account(sessions, plan="scale", credits=100)
-    first, second = await _tasks(sessions, account_id, 2)
+    _first, second = await _tasks(sessions, account_id, 2)
     async with reads() as session:
         owner, found = await owner_and_task(session, key, _use(), second)
         await session.commit()
@@ -60,7 +72,8 @@ async def test_owner_task_and_queue_place_come_back_together(db: Any) -> None:
     assert (task.id, task.status, task.price, task.request) == (second, status.QUEUED, 3, {"prompt": "p1"})
     assert position == 2, "one older queued task of the account is ahead"
     assert await _key_uses(sessions, account_id) == [
-        {"method": "GET", "path": "/api/status", "key_name": "", "client": "10.0.0.7"}]
+        {"method": "GET", "path": "/api/status", "key_name": "", "client": "10.0.0.7"}
+    ]
 
 
 async def test_a_task_past_the_queue_has_no_place(db: Any) -> None:
@@ -86,8 +99,10 @@ async def test_another_tenants_task_and_a_bad_key_read_nothing(db: Any) -> None:
         await session.commit()
     assert await _key_uses(sessions, account_id) == [], "free keeps no audit log"
     async with sessions() as session:
-        assert await session.scalar(select(func.count()).select_from(AuditEvent)
-                                    .where(AuditEvent.account_id == other_id)) == 0
+        assert (
+            await session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.account_id == other_id))
+            == 0
+        )
 
 
 async def test_postgresql_reads_it_all_in_one_statement(db: Any) -> None:

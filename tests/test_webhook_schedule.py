@@ -4,6 +4,7 @@ delivery activity over HTTP to a loopback receiver, real PostgreSQL delivery log
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -55,11 +56,16 @@ async def test_fails_five_times_then_delivered_on_the_sixth_attempt_within_24h(l
 
     assert (report.outcome, report.attempts) == ("delivered", 6)
     assert [(r.attempt, r.outcome, r.status_code) for r in rows] == [
-        (1, "retry", 500), (2, "retry", 500), (3, "retry", 500), (4, "retry", 500), (5, "retry", 500),
-        (6, "delivered", 200)]
+        (1, "retry", 500),
+        (2, "retry", 500),
+        (3, "retry", 500),
+        (4, "retry", 500),
+        (5, "retry", 500),
+        (6, "delivered", 200),
+    ]
     assert all(r.error == "HTTP 500" and r.latency_ms is not None for r in rows[:5])
     assert timedelta(hours=23) < _span(rows) <= DAY, "the schedule spans (but never exceeds) 24 hours"
-    gaps = [later.attempted_at - earlier.attempted_at for earlier, later in zip(rows, rows[1:])]
+    gaps = [later.attempted_at - earlier.attempted_at for earlier, later in itertools.pairwise(rows)]
     assert all(gap > timedelta(seconds=29) for gap in gaps), gaps
     assert gaps[0] < timedelta(minutes=2), "the first retry comes about a minute later"
 
@@ -125,8 +131,16 @@ async def test_failed_and_cancelled_tasks_are_announced_after_the_row_says_so(lc
     bodies = {json.loads(r.body)["task_id"]: (json.loads(r.body), r.extra) for r in lc.receiver.at(path)}
     failed, seen = bodies[failed_id]
     assert (failed["type"], failed["status"], failed["error_code"], seen) == (
-        "task.failed", "failed", "render_failed", "failed")
+        "task.failed",
+        "failed",
+        "render_failed",
+        "failed",
+    )
     assert failed["response"] == [] and failed["request"]["prompt"] == "please fail"
     cancelled, seen = bodies[cancelled_id]
     assert (cancelled["type"], cancelled["status"], cancelled["error_code"], seen) == (
-        "task.cancelled", "cancelled", "cancelled", "cancelled")
+        "task.cancelled",
+        "cancelled",
+        "cancelled",
+        "cancelled",
+    )

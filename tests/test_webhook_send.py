@@ -5,6 +5,7 @@ backoff schedule's arithmetic. Real PostgreSQL and a real receiver on loopback."
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import uuid
 from collections.abc import Iterator
@@ -40,28 +41,64 @@ def receiver() -> Iterator[Receiver]:
 async def _task(sessions: Any, callback_url: str, headers: dict[str, str] | None = None) -> tuple[str, str]:
     account_id, _ = await make_account(sessions, plan="pro")
     task_id = "sora2" + uuid.uuid4().hex
-    request = {"prompt": "p", "model_version": "sora-2-latest", "duration": 1, "resolution": "854x480",
-               "aspect_ratio": "landscape", "guidance": 7.5, "seed": 1, "callback_url": callback_url}
+    request = {
+        "prompt": "p",
+        "model_version": "sora-2-latest",
+        "duration": 1,
+        "resolution": "854x480",
+        "aspect_ratio": "landscape",
+        "guidance": 7.5,
+        "seed": 1,
+        "callback_url": callback_url,
+    }
     async with sessions.begin() as session:
-        session.add(Task(id=task_id, account_id=account_id, fingerprint="f", request=request, price=1, outputs=[],
-                         status="failed", error_code="render_failed", error_message="boom", callback_headers=headers))
+        session.add(
+            Task(
+                id=task_id,
+                account_id=account_id,
+                fingerprint="f",
+                request=request,
+                price=1,
+                outputs=[],
+                status="failed",
+                error_code="render_failed",
+                error_message="boom",
+                callback_headers=headers,
+            )
+        )
     return task_id, account_id
 
 
-def _activities(sessions: Any, allow_http: bool, resolver: netguard.Resolver = netguard.system_resolve) -> WebhookActivities:
+def _activities(
+    sessions: Any, allow_http: bool, resolver: netguard.Resolver = netguard.system_resolve
+) -> WebhookActivities:
     settings = Settings(webhook_allow_http=allow_http, secret_key="unused")
     return WebhookActivities(sessions, settings, storage.make_client(settings, public=True), BOX, resolver=resolver)
 
 
 def _step(task_id: str, attempt: int = 1) -> DeliverWebhook:
-    return DeliverWebhook(task_id=task_id, event="failed", event_id=webhook_policy.event_id(task_id, "failed"),
-                          delivery_id=f"{task_id}-webhook-failed", attempt=attempt, max_attempts=6)
+    return DeliverWebhook(
+        task_id=task_id,
+        event="failed",
+        event_id=webhook_policy.event_id(task_id, "failed"),
+        delivery_id=f"{task_id}-webhook-failed",
+        attempt=attempt,
+        max_attempts=6,
+    )
 
 
 async def test_callback_headers_never_replace_signature_or_content_headers(sessions: Any, receiver: Receiver) -> None:
-    forged = {"X-Signature": "forged", "webhook-id": "evt_forged", "Webhook-Signature": "v1,forged",
-              "Content-Type": "text/plain", "Host": "evil.example", "X-Env": "staging", "X-Bad": "a\r\nX-Evil: 1",
-              "X-Accent": "caf\u00e9", "X-Trailing\n": "v"}  # rows older than today's validation
+    forged = {
+        "X-Signature": "forged",
+        "webhook-id": "evt_forged",
+        "Webhook-Signature": "v1,forged",
+        "Content-Type": "text/plain",
+        "Host": "evil.example",
+        "X-Env": "staging",
+        "X-Bad": "a\r\nX-Evil: 1",
+        "X-Accent": "caf\u00e9",
+        "X-Trailing\n": "v",
+    }  # rows older than today's validation
     task_id, account_id = await _task(sessions, receiver.url("/hook"), forged)
     outcome = await ActivityEnvironment().run(_activities(sessions, True).deliver_webhook, _step(task_id))
 
@@ -80,7 +117,9 @@ async def test_callback_headers_never_replace_signature_or_content_headers(sessi
     assert json.loads(got.body)["error_code"] == "render_failed"
 
 
-async def test_loopback_is_refused_at_send_time_without_the_development_switch(sessions: Any, receiver: Receiver) -> None:
+async def test_loopback_is_refused_at_send_time_without_the_development_switch(
+    sessions: Any, receiver: Receiver
+) -> None:
     task_id, _ = await _task(sessions, receiver.url("/hook"))
     outcome = await ActivityEnvironment().run(_activities(sessions, False).deliver_webhook, _step(task_id))
     assert outcome.outcome == "retry" and (outcome.error or "").startswith("blocked: ")
@@ -125,7 +164,7 @@ def test_the_schedule_spans_24_hours_with_jitter_and_never_exceeds_it(jitter: fl
         starts.append(elapsed)
     assert len(starts) == 6
     assert timedelta(hours=23, minutes=30) <= starts[-1] <= timedelta(hours=24)
-    assert all(b - a >= webhook_policy.MIN_GAP for a, b in zip(starts, starts[1:]))
+    assert all(b - a >= webhook_policy.MIN_GAP for a, b in itertools.pairwise(starts))
     assert starts[1] <= timedelta(minutes=1)
 
 

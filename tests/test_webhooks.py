@@ -30,11 +30,11 @@ PROMPT = "夕暮れの東京、ネオンの街並み — a neon-lit city skyline
 def verify_sora2_webhook(payload: str, signature: str, secret: str) -> bool:
     """The seed's TypeScript `verifySora2Webhook`, line by line:
 
-        const digest = createHmac('sha256', secret).update(payload, 'utf8').digest('hex')
-        const safeDigest = Buffer.from(digest)
-        const provided = Buffer.from(signature)
-        if (safeDigest.length !== provided.length) return false
-        return timingSafeEqual(safeDigest, provided)
+    const digest = createHmac('sha256', secret).update(payload, 'utf8').digest('hex')
+    const safeDigest = Buffer.from(digest)
+    const provided = Buffer.from(signature)
+    if (safeDigest.length !== provided.length) return false
+    return timingSafeEqual(safeDigest, provided)
     """
     digest = hmac.new(secret.encode("utf-8"), payload.encode("utf-8"), hashlib.sha256).hexdigest()
     safe_digest = digest.encode("utf-8")  # Buffer.from(string) encodes UTF-8
@@ -52,8 +52,12 @@ def hook_db() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def hook_stack(tmp_path_factory: pytest.TempPathFactory, hook_db: str) -> Iterator[Stack]:
-    running = start_stack(tmp_path_factory.mktemp("stack-webhooks"), hook_db, SORAPI_WEBHOOK_ALLOW_HTTP="true",
-                          SORAPI_SECRET_KEY="webhook-test-server-key")
+    running = start_stack(
+        tmp_path_factory.mktemp("stack-webhooks"),
+        hook_db,
+        SORAPI_WEBHOOK_ALLOW_HTTP="true",
+        SORAPI_SECRET_KEY="webhook-test-server-key",
+    )
     yield running
     running.stop()
 
@@ -95,11 +99,16 @@ async def tenant(hook_stack: Stack, hook_sessions: async_sessionmaker[AsyncSessi
 @pytest.fixture
 def receiver(hook_stack: Stack) -> Iterator[Receiver]:
     """Polls GET /api/status the moment each webhook arrives, like a careful integration would."""
+
     def poll_status(got: Received) -> str:
         body = json.loads(got.body)
         key = got.headers["x-test-key"]
-        answer = httpx.get(f"{hook_stack.base_url}/api/status", params={"task_id": body["task_id"]},
-                           headers={"Authorization": f"Bearer {key}"}, timeout=10)
+        answer = httpx.get(
+            f"{hook_stack.base_url}/api/status",
+            params={"task_id": body["task_id"]},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+        )
         return answer.json()["status"]
 
     running = Receiver(on_receive=poll_status).start()
@@ -129,11 +138,16 @@ async def test_signed_deliveries_rotation_redelivery_and_early_delete(
     secret = (await tenant.get("/api/webhooks/secret", tenant.admin)).json()["secret"]
     assert secret.startswith("whsec_")
 
-    created = await tenant.generate({
-        "prompt": PROMPT, "duration": 1, "resolution": "854x480", "idempotency_key": "job-2024-03-12-001",
-        "callback_url": receiver.url("/hooks/sora2?source=test"),
-        "callback_headers": {"X-Env": "staging", "X-Test-Key": tenant.api_key},
-    })
+    created = await tenant.generate(
+        {
+            "prompt": PROMPT,
+            "duration": 1,
+            "resolution": "854x480",
+            "idempotency_key": "job-2024-03-12-001",
+            "callback_url": receiver.url("/hooks/sora2?source=test"),
+            "callback_headers": {"X-Env": "staging", "X-Test-Key": tenant.api_key},
+        }
+    )
     assert created.status_code == 200, created.text
     task_id = created.json()["task_id"]
     (first,) = await receiver.wait_for(lambda got: len(got) >= 1)
@@ -153,10 +167,14 @@ async def test_signed_deliveries_rotation_redelivery_and_early_delete(
 
     log = (await tenant.get(f"/api/tasks/{task_id}/webhooks")).json()
     assert [(d["event_type"], d["attempt"], d["outcome"], d["status_code"]) for d in log["deliveries"]] == [
-        ("task.succeeded", 1, "delivered", 200)]
+        ("task.succeeded", 1, "delivered", 200)
+    ]
     assert log["deliveries"][0]["latency_ms"] >= 0 and log["deliveries"][0]["event_id"] == event["id"]
-    expanded = (await tenant.http.get("/api/status", params={"task_id": task_id, "expand": "events,webhooks"},
-                                      headers=tenant.auth())).json()
+    expanded = (
+        await tenant.http.get(
+            "/api/status", params={"task_id": task_id, "expand": "events,webhooks"}, headers=tenant.auth()
+        )
+    ).json()
     assert expanded["webhooks"] == log["deliveries"]
     assert "webhook_delivered" in [e["kind"] for e in expanded["events"]["data"]]
 
@@ -188,8 +206,10 @@ async def test_signed_deliveries_rotation_redelivery_and_early_delete(
 
     log = (await tenant.get(f"/api/tasks/{task_id}/webhooks")).json()["deliveries"]
     assert [(d["event_type"], d["trigger"], d["outcome"]) for d in log] == [
-        ("task.succeeded", "automatic", "delivered"), ("task.succeeded", "redeliver", "delivered"),
-        ("task.expired", "automatic", "delivered")]
+        ("task.succeeded", "automatic", "delivered"),
+        ("task.succeeded", "redeliver", "delivered"),
+        ("task.expired", "automatic", "delivered"),
+    ]
 
 
 async def test_tenants_cannot_see_or_touch_each_others_webhooks(
@@ -213,5 +233,7 @@ def test_secrets_are_encrypted_at_rest(hook_db: str, hook_stack: Stack) -> None:
     import psycopg
 
     with psycopg.connect(hook_db) as conn:
-        stored = [row[0] for row in conn.execute("SELECT webhook_secret FROM accounts WHERE webhook_secret IS NOT NULL")]
+        stored = [
+            row[0] for row in conn.execute("SELECT webhook_secret FROM accounts WHERE webhook_secret IS NOT NULL")
+        ]
     assert stored and all(s.startswith("v1.") and "whsec_" not in s for s in stored)

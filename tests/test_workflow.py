@@ -42,15 +42,39 @@ PRICE = 16
 
 
 def _spec(task_id: str) -> RenderSpec:
-    return RenderSpec(task_id=task_id, model="sora-2-latest", family="wan", weights="w", prompt="p",
-                      negative_prompt=None, width=1280, height=720, duration_s=8, fps=16,
-                      guidance_scale=7.5, steps=4, seed=1)
+    return RenderSpec(
+        task_id=task_id,
+        model="sora-2-latest",
+        family="wan",
+        weights="w",
+        prompt="p",
+        negative_prompt=None,
+        width=1280,
+        height=720,
+        duration_s=8,
+        fps=16,
+        guidance_scale=7.5,
+        steps=4,
+        seed=1,
+    )
 
 
 def _meta() -> RenderMeta:
-    return RenderMeta(model="sora-2-latest", family="wan", width=128, height=64, num_frames=65, fps=8, steps=4,
-                      seed=1, guidance_scale=7.5, requested_width=1280, requested_height=720, dev_model=True,
-                      host="test")
+    return RenderMeta(
+        model="sora-2-latest",
+        family="wan",
+        width=128,
+        height=64,
+        num_frames=65,
+        fps=8,
+        steps=4,
+        seed=1,
+        guidance_scale=7.5,
+        requested_width=1280,
+        requested_height=720,
+        dev_model=True,
+        host="test",
+    )
 
 
 async def _queued_task(sessions: Any, *, credits: int = 1000, hold: bool = True) -> tuple[str, str]:
@@ -64,26 +88,58 @@ async def _queued_task(sessions: Any, *, credits: int = 1000, hold: bool = True)
     return account_id, task_id
 
 
-async def _run(env: WorkflowEnvironment, sessions: Any, account_id: str, task_id: str,
-               render_activities: list[Any], upload_pickup_s: float = 60.0, capture: Any = None,
-               replace: Sequence[Any] = (), execution_timeout: timedelta | None = None) -> Any:
+async def _run(
+    env: WorkflowEnvironment,
+    sessions: Any,
+    account_id: str,
+    task_id: str,
+    render_activities: list[Any],
+    upload_pickup_s: float = 60.0,
+    capture: Any = None,
+    replace: Sequence[Any] = (),
+    execution_timeout: timedelta | None = None,
+) -> Any:
     """Run one task to its end; `replace`: fakes that stand in for the real orchestrator activities of their names."""
     queue, render_queue = f"orch-{uuid.uuid4().hex}", f"render-{uuid.uuid4().hex}"
     ledger_acts, state = LedgerActivities(sessions), TaskStateActivities(sessions)
     fakes = {_name(fake): fake for fake in [*replace, *([capture] if capture else [])]}
-    db_activities = [fakes.pop(_name(real), real) for real in (
-        ledger_acts.reserve_credits, ledger_acts.capture_credits, ledger_acts.release_credits,
-        state.mark_succeeded, state.mark_failed, *GateActivities(sessions).all())]
+    db_activities = [
+        fakes.pop(_name(real), real)
+        for real in (
+            ledger_acts.reserve_credits,
+            ledger_acts.capture_credits,
+            ledger_acts.release_credits,
+            state.mark_succeeded,
+            state.mark_failed,
+            *GateActivities(sessions).all(),
+        )
+    ]
     assert not fakes, f"no real activity of these names: {sorted(fakes)}"
-    async with Worker(env.client, task_queue=queue, workflows=WORKFLOWS, activities=db_activities,
-                      workflow_runner=sandbox_runner()), \
-            Worker(env.client, task_queue=render_queue, activities=render_activities[:1]), \
-            Worker(env.client, task_queue="live-host", activities=render_activities[1:]):
+    async with (
+        Worker(
+            env.client,
+            task_queue=queue,
+            workflows=WORKFLOWS,
+            activities=db_activities,
+            workflow_runner=sandbox_runner(),
+        ),
+        Worker(env.client, task_queue=render_queue, activities=render_activities[:1]),
+        Worker(env.client, task_queue="live-host", activities=render_activities[1:]),
+    ):
         return await env.client.execute_workflow(
             names.VIDEO_TASK_WORKFLOW,
-            VideoTaskInput(task_id=task_id, account_id=account_id, price=PRICE, render=_spec(task_id),
-                           render_queue=render_queue, upload_pickup_s=upload_pickup_s),
-            id=task_id, task_queue=queue, execution_timeout=execution_timeout)
+            VideoTaskInput(
+                task_id=task_id,
+                account_id=account_id,
+                price=PRICE,
+                render=_spec(task_id),
+                render_queue=render_queue,
+                upload_pickup_s=upload_pickup_s,
+            ),
+            id=task_id,
+            task_queue=queue,
+            execution_timeout=execution_timeout,
+        )
 
 
 def _name(fn: Any) -> str:
@@ -94,8 +150,11 @@ async def _state(sessions: Any, account_id: str, task_id: str) -> tuple[Task, Ac
     async with sessions() as session:
         task = await session.get(Task, task_id)
         account = await session.get(Account, account_id)
-        kinds = (await session.scalars(select(LedgerEntry.kind).where(LedgerEntry.task_id == task_id)
-                                       .order_by(LedgerEntry.id))).all()
+        kinds = (
+            await session.scalars(
+                select(LedgerEntry.kind).where(LedgerEntry.task_id == task_id).order_by(LedgerEntry.id)
+            )
+        ).all()
     return task, account, list(kinds)
 
 
@@ -104,7 +163,9 @@ async def fake_upload(arg: UploadInput) -> list[StoredObject]:
     return [StoredObject(format="mp4", key=f"tasks/{arg.task_id}/video.mp4", content_type="video/mp4", size_bytes=1)]
 
 
-async def test_render_failure_fails_the_task_and_releases_the_hold(time_env: WorkflowEnvironment, sessions: Any) -> None:
+async def test_render_failure_fails_the_task_and_releases_the_hold(
+    time_env: WorkflowEnvironment, sessions: Any
+) -> None:
     @activity.defn(name=names.RENDER_VIDEO)
     async def broken_render(spec: RenderSpec) -> RenderResult:
         raise ApplicationError("CUDA out of memory", type="render_failed", non_retryable=True)
@@ -113,8 +174,11 @@ async def test_render_failure_fails_the_task_and_releases_the_hold(time_env: Wor
     with pytest.raises(WorkflowFailureError):
         await _run(time_env, sessions, account_id, task_id, [broken_render, fake_upload])
     task, account, kinds = await _state(sessions, account_id, task_id)
-    assert (task.status, task.error_code, task.error_message) == ("failed", "render_failed",
-                                                                  errors.task_message("render_failed"))
+    assert (task.status, task.error_code, task.error_message) == (
+        "failed",
+        "render_failed",
+        errors.task_message("render_failed"),
+    )
     assert kinds == ["reserve", "release"]
     assert (account.balance, account.reserved) == (1000, 0)
 
@@ -148,8 +212,9 @@ async def test_success_captures_exactly_once(time_env: WorkflowEnvironment, sess
     assert await _run(time_env, sessions, account_id, task_id, [render, fake_upload]) == "succeeded"
     task, account, kinds = await _state(sessions, account_id, task_id)
     assert task.status == "succeeded" and task.progress == 100
-    assert task.outputs == [{"format": "mp4", "key": f"tasks/{task_id}/video.mp4", "content_type": "video/mp4",
-                             "size_bytes": 1}]
+    assert task.outputs == [
+        {"format": "mp4", "key": f"tasks/{task_id}/video.mp4", "content_type": "video/mp4", "size_bytes": 1}
+    ]
     assert kinds == ["reserve", "capture"]
     assert (account.balance, account.reserved) == (1000 - PRICE, 0)
 
@@ -166,8 +231,7 @@ async def test_lost_render_host_means_render_again(local_env: WorkflowEnvironmen
         return RenderResult(host_queue=queue, files=[], meta=_meta())
 
     account_id, task_id = await _queued_task(sessions)
-    assert await _run(local_env, sessions, account_id, task_id, [render, fake_upload],
-                      upload_pickup_s=2) == "succeeded"
+    assert await _run(local_env, sessions, account_id, task_id, [render, fake_upload], upload_pickup_s=2) == "succeeded"
     task, _, kinds = await _state(sessions, account_id, task_id)
     assert renders == 2
     assert task.status == "succeeded" and kinds == ["reserve", "capture"]
@@ -222,8 +286,9 @@ async def doomed_render(spec: RenderSpec) -> RenderResult:
     raise ApplicationError("CUDA out of memory", type="render_failed", non_retryable=True)
 
 
-async def test_a_cancel_during_the_failure_settlement_lets_it_finish(time_env: WorkflowEnvironment,
-                                                                     sessions: Any) -> None:
+async def test_a_cancel_during_the_failure_settlement_lets_it_finish(
+    time_env: WorkflowEnvironment, sessions: Any
+) -> None:
     """The cancel lands while the failed task's hold is being released: the row still ends `failed`,
     the hold released, the slot given back."""
     ledger_acts, state, gate = LedgerActivities(sessions), TaskStateActivities(sessions), GateActivities(sessions)
@@ -247,16 +312,23 @@ async def test_a_cancel_during_the_failure_settlement_lets_it_finish(time_env: W
 
     account_id, task_id = await _queued_task(sessions)
     with pytest.raises(WorkflowFailureError):
-        await _run(time_env, sessions, account_id, task_id, [doomed_render, fake_upload],
-                   replace=[release_during_cancel, mark_failed, release_slot])
+        await _run(
+            time_env,
+            sessions,
+            account_id,
+            task_id,
+            [doomed_render, fake_upload],
+            replace=[release_during_cancel, mark_failed, release_slot],
+        )
     task, account, kinds = await _state(sessions, account_id, task_id)
     assert (task.status, task.error_code) == ("failed", "render_failed")
     assert kinds == ["reserve", "release"] and (account.balance, account.reserved) == (1000, 0)
     assert ended == ["marked", "slot"]
 
 
-async def test_a_capture_that_conflicts_with_the_ledger_fails_at_once(time_env: WorkflowEnvironment,
-                                                                      sessions: Any) -> None:
+async def test_a_capture_that_conflicts_with_the_ledger_fails_at_once(
+    time_env: WorkflowEnvironment, sessions: Any
+) -> None:
     """The API released the hold of a task it gave up on: capturing it can never succeed, so the task
     settles as `ledger_conflict` instead of retrying the capture for ever."""
     account_id, task_id = await _queued_task(sessions)
@@ -268,8 +340,14 @@ async def test_a_capture_that_conflicts_with_the_ledger_fails_at_once(time_env: 
         return RenderResult(host_queue="live-host", files=[], meta=_meta())
 
     with pytest.raises(WorkflowFailureError) as failed:  # an hour of skipped time: the capture retries no longer
-        await _run(time_env, sessions, account_id, task_id, [render_after_release, fake_upload],
-                   execution_timeout=timedelta(hours=1))
+        await _run(
+            time_env,
+            sessions,
+            account_id,
+            task_id,
+            [render_after_release, fake_upload],
+            execution_timeout=timedelta(hours=1),
+        )
     assert isinstance(failed.value.cause, ApplicationError) and failed.value.cause.type == errors.LEDGER_CONFLICT
     task, account, kinds = await _state(sessions, account_id, task_id)
     assert (task.status, task.error_code) == ("failed", errors.LEDGER_CONFLICT)
@@ -282,8 +360,9 @@ async def test_capturing_a_released_hold_is_a_non_retryable_ledger_conflict(sess
     async with sessions.begin() as session:
         await ledger.release(session, account_id, task_id, reason="the API gave up on the task")
     with pytest.raises(ApplicationError) as raised:
-        await ActivityEnvironment().run(LedgerActivities(sessions).capture_credits,
-                                        HoldInput(task_id=task_id, account_id=account_id, amount=PRICE))
+        await ActivityEnvironment().run(
+            LedgerActivities(sessions).capture_credits, HoldInput(task_id=task_id, account_id=account_id, amount=PRICE)
+        )
     assert raised.value.type == errors.LEDGER_CONFLICT and raised.value.non_retryable
 
 
@@ -301,8 +380,7 @@ def _flaky_upload(failures: int) -> tuple[Any, list[int]]:
     return upload, attempts
 
 
-async def test_a_store_outage_of_minutes_does_not_lose_the_render(time_env: WorkflowEnvironment,
-                                                                  sessions: Any) -> None:
+async def test_a_store_outage_of_minutes_does_not_lose_the_render(time_env: WorkflowEnvironment, sessions: Any) -> None:
     """Eight failed uploads (more than two minutes of backoff) and the ninth works: the task succeeds."""
     upload, attempts = _flaky_upload(failures=8)
     account_id, task_id = await _queued_task(sessions)
@@ -311,8 +389,9 @@ async def test_a_store_outage_of_minutes_does_not_lose_the_render(time_env: Work
     assert len(attempts) == 9 and task.status == "succeeded" and kinds == ["reserve", "capture"]
 
 
-async def test_an_upload_that_never_works_fails_the_task_as_upload_failed(time_env: WorkflowEnvironment,
-                                                                          sessions: Any) -> None:
+async def test_an_upload_that_never_works_fails_the_task_as_upload_failed(
+    time_env: WorkflowEnvironment, sessions: Any
+) -> None:
     upload, attempts = _flaky_upload(failures=10_000)
     account_id, task_id = await _queued_task(sessions)
     with pytest.raises(WorkflowFailureError):

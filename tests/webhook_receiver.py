@@ -41,10 +41,11 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                got = Received(path=self.path, headers={k.lower(): v for k, v in self.headers.items()},
-                               body=body, at=time.time())
+                got = Received(
+                    path=self.path, headers={k.lower(): v for k, v in self.headers.items()}, body=body, at=time.time()
+                )
                 if receiver.on_receive is not None:
                     got.extra = receiver.on_receive(got)
                 receiver.received.append(got)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,20 +22,26 @@ from activities.sweeper import SweeperActivities
 from activities.task_state import TaskStateActivities
 from sorapi import storage
 from sorapi.db.engine import make_async_engine, make_sessionmaker
+from sorapi.schedules import ensure_schedules
 from sorapi.settings import Settings
 from sorapi.temporal import connect
-from sorapi.schedules import ensure_schedules
 from workers.run import run_until_signalled
 from workers.webhooks import create_webhook_workers
 from workflows.credit_refresh import CreditRefreshWorkflow
-from workflows.video_task import VideoTaskWorkflow
 from workflows.retention import TaskRetentionWorkflow
 from workflows.slot_gate import SlotGateWorkflow
 from workflows.sweeper import SweepStrandedWorkflow
+from workflows.video_task import VideoTaskWorkflow
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
-WORKFLOWS = [VideoTaskWorkflow, SlotGateWorkflow, SweepStrandedWorkflow, CreditRefreshWorkflow,
-             WebhookDeliveryWorkflow, TaskRetentionWorkflow]
+WORKFLOWS = [
+    VideoTaskWorkflow,
+    SlotGateWorkflow,
+    SweepStrandedWorkflow,
+    CreditRefreshWorkflow,
+    WebhookDeliveryWorkflow,
+    TaskRetentionWorkflow,
+]
 
 
 def sandbox_runner() -> SandboxedWorkflowRunner:
@@ -49,21 +57,32 @@ def create_worker(client: Client, settings: Settings, sessions: async_sessionmak
         client,
         task_queue=settings.orchestration_queue,
         workflows=WORKFLOWS,
-        activities=[ledger.reserve_credits, ledger.capture_credits, ledger.release_credits,
-                    state.mark_succeeded, state.mark_failed,
-                    SlotActivities(sessions, client=client).acquire_slot,
-                    *GateActivities(sessions, webhook_queue_prefix=settings.webhook_queue_prefix).all(),
-                    SweeperActivities(sessions, client, orchestration_queue=settings.orchestration_queue,
-                                      webhook_queue_prefix=settings.webhook_queue_prefix).sweep_stranded,
-                    refresh.refresh_credits, refresh.release_expired_holds,
-                    expiry.expire_task, expiry.discard_outputs,
-                    *_follow_ups(client, settings)],
+        activities=[
+            ledger.reserve_credits,
+            ledger.capture_credits,
+            ledger.release_credits,
+            state.mark_succeeded,
+            state.mark_failed,
+            SlotActivities(sessions, client=client).acquire_slot,
+            *GateActivities(sessions, webhook_queue_prefix=settings.webhook_queue_prefix).all(),
+            SweeperActivities(
+                sessions,
+                client,
+                orchestration_queue=settings.orchestration_queue,
+                webhook_queue_prefix=settings.webhook_queue_prefix,
+            ).sweep_stranded,
+            refresh.refresh_credits,
+            refresh.release_expired_holds,
+            expiry.expire_task,
+            expiry.discard_outputs,
+            *_follow_ups(client, settings),
+        ],
         workflow_runner=sandbox_runner(),
         graceful_shutdown_timeout=timedelta(seconds=20),
     )
 
 
-def _follow_ups(client: Client, settings: Settings) -> list[object]:
+def _follow_ups(client: Client, settings: Settings) -> list[Callable[..., Any]]:
     starts = FollowUpActivities(client, settings.orchestration_queue)
     return [starts.start_webhook_delivery, starts.start_retention]
 
@@ -75,5 +94,6 @@ async def main(settings: Settings) -> None:
     except Exception as exc:  # the workers are still useful; the schedules are retried on the next start
         structlog.get_logger().error("could not create the schedules", error=repr(exc))
     sessions = make_sessionmaker(make_async_engine(settings.resolved_database_url))  # one pool for every worker
-    await run_until_signalled(create_worker(client, settings, sessions),
-                              *create_webhook_workers(client, settings, sessions=sessions))
+    await run_until_signalled(
+        create_worker(client, settings, sessions), *create_webhook_workers(client, settings, sessions=sessions)
+    )

@@ -37,21 +37,29 @@ def make_render_activities(settings: Settings) -> RenderActivities:
     return RenderActivities(settings, s3, host_queue_name(settings))
 
 
-def create_workers(client: Client, settings: Settings,
-                   renders: RenderActivities | None = None) -> tuple[Worker, Worker]:
+def create_workers(
+    client: Client, settings: Settings, renders: RenderActivities | None = None
+) -> tuple[Worker, Worker]:
     renders = renders or make_render_activities(settings)
     render = Worker(
-        client, task_queue=settings.render_queue, activities=[renders.render_video],
+        client,
+        task_queue=settings.render_queue,
+        activities=[renders.render_video],
         activity_executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="render"),
-        max_concurrent_activities=1, graceful_shutdown_timeout=timedelta(seconds=5),
+        max_concurrent_activities=1,
+        graceful_shutdown_timeout=timedelta(seconds=5),
         # The SDK sends at most one heartbeat per 0.8 × heartbeat timeout (24 s by default), and a
         # cancel only arrives in a heartbeat's response: keep both progress and cancellation prompt.
-        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE, default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+        default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
     )
     uploads = Worker(
-        client, task_queue=renders.host_queue, activities=[renders.upload_outputs],
+        client,
+        task_queue=renders.host_queue,
+        activities=[renders.upload_outputs],
         activity_executor=ThreadPoolExecutor(max_workers=2, thread_name_prefix="upload"),
-        max_concurrent_activities=2, graceful_shutdown_timeout=timedelta(seconds=30),
+        max_concurrent_activities=2,
+        graceful_shutdown_timeout=timedelta(seconds=30),
     )
     return render, uploads
 

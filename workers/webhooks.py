@@ -26,17 +26,27 @@ DEDICATED_LANE_SLOTS = 64
 """Concurrent attempts per lane; an attempt mostly waits on the network (at most 15 s)."""
 
 
-def create_webhook_workers(client: Client, settings: Settings, *, catalog: Catalog | None = None,
-                           sessions: async_sessionmaker[AsyncSession] | None = None,
-                           **activity_options: Any) -> list[Worker]:
+def create_webhook_workers(
+    client: Client,
+    settings: Settings,
+    *,
+    catalog: Catalog | None = None,
+    sessions: async_sessionmaker[AsyncSession] | None = None,
+    **activity_options: Any,
+) -> list[Worker]:
     catalog = catalog or get_catalog()
     sessions = sessions or make_sessionmaker(make_async_engine(settings.resolved_database_url))
     netguard.warn_if_open(settings.webhook_allow_http, "webhook workers")
-    deliveries = WebhookActivities(sessions, settings, storage.make_client(settings, public=True),
-                                   make_secret_box(settings), **activity_options)
+    deliveries = WebhookActivities(
+        sessions, settings, storage.make_client(settings, public=True), make_secret_box(settings), **activity_options
+    )
     return [
-        Worker(client, task_queue=lane(settings.webhook_queue_prefix, name), activities=[deliveries.deliver_webhook],
-               max_concurrent_activities=DEDICATED_LANE_SLOTS if plan.dedicated_webhook_lane else LANE_SLOTS,
-               graceful_shutdown_timeout=timedelta(seconds=20))
+        Worker(
+            client,
+            task_queue=lane(settings.webhook_queue_prefix, name),
+            activities=[deliveries.deliver_webhook],
+            max_concurrent_activities=DEDICATED_LANE_SLOTS if plan.dedicated_webhook_lane else LANE_SLOTS,
+            graceful_shutdown_timeout=timedelta(seconds=20),
+        )
         for name, plan in catalog.plans.items()
     ]

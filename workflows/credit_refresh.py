@@ -29,17 +29,28 @@ class CreditRefreshWorkflow:
         period = arg.period or period_of(workflow.now())
         workflow.set_current_details(f"refreshing credits for {period}")
         await workflow.execute_activity(  # holds a stopped workflow left open come back before refreshing
-            names.RELEASE_EXPIRED_HOLDS, RefreshBatch(period=period), start_to_close_timeout=BATCH_TIMEOUT,
-            retry_policy=BATCH_RETRY)
+            names.RELEASE_EXPIRED_HOLDS,
+            RefreshBatch(period=period),
+            start_to_close_timeout=BATCH_TIMEOUT,
+            retry_policy=BATCH_RETRY,
+        )
         totals = CreditRefreshResult(period=period)
         after = ""
         while True:
             batch: RefreshBatchResult = await workflow.execute_activity(
-                names.REFRESH_CREDITS, RefreshBatch(period=period, after_account_id=after, limit=arg.batch_size),
-                result_type=RefreshBatchResult, start_to_close_timeout=BATCH_TIMEOUT, retry_policy=BATCH_RETRY)
+                names.REFRESH_CREDITS,
+                RefreshBatch(period=period, after_account_id=after, limit=arg.batch_size),
+                result_type=RefreshBatchResult,
+                start_to_close_timeout=BATCH_TIMEOUT,
+                retry_policy=BATCH_RETRY,
+            )
             totals = CreditRefreshResult(
-                period=period, accounts=totals.accounts + batch.accounts, refreshed=totals.refreshed + batch.refreshed,
-                granted=totals.granted + batch.granted, expired=totals.expired + batch.expired)
+                period=period,
+                accounts=totals.accounts + batch.accounts,
+                refreshed=totals.refreshed + batch.refreshed,
+                granted=totals.granted + batch.granted,
+                expired=totals.expired + batch.expired,
+            )
             if batch.done:
                 break
             after = batch.last_account_id

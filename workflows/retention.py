@@ -41,21 +41,27 @@ class TaskRetentionWorkflow:
         try:
             left = arg.expires_at - workflow.now()
             if left > timedelta(0):
-                await workflow.wait_condition(lambda: self._delete_requested, timeout=left,
-                                              timeout_summary="retention window")
+                await workflow.wait_condition(
+                    lambda: self._delete_requested, timeout=left, timeout_summary="retention window"
+                )
             elif not self._delete_requested:
                 reason = "retention"
         except asyncio.TimeoutError:
             reason = "retention"
         except asyncio.CancelledError:
             reason = "cancelled"
-        await workflow.execute_activity(names.EXPIRE_TASK, ExpireTask(task_id=arg.task_id, reason=reason),
-                                        start_to_close_timeout=EXPIRE_TIMEOUT, retry_policy=EXPIRE_RETRY)
+        await workflow.execute_activity(
+            names.EXPIRE_TASK,
+            ExpireTask(task_id=arg.task_id, reason=reason),
+            start_to_close_timeout=EXPIRE_TIMEOUT,
+            retry_policy=EXPIRE_RETRY,
+        )
         await announce(arg.task_id, status.EXPIRED, arg.has_callback, arg.webhook_queue)
         return reason
 
 
 async def retain(arg: RetentionInput) -> None:
     """From a task's workflow: start its retention window (its own long-lived workflow)."""
-    await workflow.execute_activity(names.START_RETENTION, arg, start_to_close_timeout=START_TIMEOUT,
-                                    retry_policy=START_RETRY)
+    await workflow.execute_activity(
+        names.START_RETENTION, arg, start_to_close_timeout=START_TIMEOUT, retry_policy=START_RETRY
+    )

@@ -55,8 +55,10 @@ class SlotGateWorkflow:
             await self._recover()
         while True:
             try:
-                await workflow.wait_condition(lambda: self._grantable() or self._history_full() or self._line_read(),
-                                              timeout=AUDIT_AFTER if self._waiting else None)
+                await workflow.wait_condition(
+                    lambda: self._grantable() or self._history_full() or self._line_read(),
+                    timeout=AUDIT_AFTER if self._waiting else None,
+                )
             except asyncio.TimeoutError:
                 await self._audit()
                 continue
@@ -151,10 +153,17 @@ class SlotGateWorkflow:
             self._running.pop(task_id, None)
 
     async def _db(self, activity: str, arg: Any, result_type: type) -> Any:
-        return await workflow.execute_activity(activity, arg, result_type=result_type,
-                                               start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
+        return await workflow.execute_activity(
+            activity, arg, result_type=result_type, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
+        )
 
     def _state(self, *, recovered: bool) -> GateState:
-        return GateState(account_id=self._account_id, limit=self._limit, running=list(self._running),
-                         waiting=list(self._waiting), recovered=recovered, more_in_rows=self._more_in_rows,
-                         max_history=self._max_history)
+        return GateState(
+            account_id=self._account_id,
+            limit=self._limit,
+            running=list(self._running),
+            waiting=list(self._waiting),
+            recovered=recovered,
+            more_in_rows=self._more_in_rows,
+            max_history=self._max_history,
+        )

@@ -26,5 +26,9 @@ class SweepStrandedWorkflow:
         last = workflow.get_last_completion_result(SweepResult) if workflow.has_last_completion_result() else None
         since = arg.since or (last.next_since if last is not None else None)
         return await workflow.execute_activity(
-            names.SWEEP_STRANDED, SweepInput(since=since, min_age_s=arg.min_age_s, limit=arg.limit),
-            result_type=SweepResult, start_to_close_timeout=SWEEP_TIMEOUT, retry_policy=SWEEP_RETRY)
+            names.SWEEP_STRANDED,
+            SweepInput(since=since, min_age_s=arg.min_age_s, limit=arg.limit),
+            result_type=SweepResult,
+            start_to_close_timeout=SWEEP_TIMEOUT,
+            retry_policy=SWEEP_RETRY,
+        )

@@ -12,8 +12,8 @@ workflow that later expires the task.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
 from collections.abc import Coroutine
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -27,43 +27,53 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from sorapi import names as act
     from sorapi import errors, status
+    from sorapi import names as act
     from sorapi.messages import (
         HoldInput,
         MarkFailed,
-        SlotRequest,
         MarkSucceeded,
         RenderMeta,
         RenderResult,
+        RetentionInput,
+        SlotRequest,
         StoredObject,
         UploadInput,
         VideoTaskInput,
     )
-    from sorapi.messages import RetentionInput
     from workflows.retention import retain
     from workflows.webhook_delivery import announce
 
 DB_TIMEOUT = timedelta(seconds=30)
-SLOT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=1.0,
-                         maximum_interval=timedelta(seconds=1), maximum_attempts=0)
+SLOT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=1.0,
+    maximum_interval=timedelta(seconds=1),
+    maximum_attempts=0,
+)
 """Legacy: tasks started before the slot gate wait by retrying `acquire_slot` every second."""
 SLOT_GATE_PATCH = "slot-gate"
 """Tasks started since ask their account's slot gate once and wait for its signal."""
 ENDED_ELSEWHERE = "ended_elsewhere"
 """Result of a task that was already settled by someone else (the API, the sweeper) when it asked."""
-DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
-                       non_retryable_error_types=[errors.INSUFFICIENT_CREDITS])
+DB_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=[errors.INSUFFICIENT_CREDITS],
+)
 RENDER_TIMEOUT = timedelta(hours=2)
-RENDER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=3,
-                           non_retryable_error_types=[errors.RENDER_FAILED])
+RENDER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2), maximum_attempts=3, non_retryable_error_types=[errors.RENDER_FAILED]
+)
 UPLOAD_TIMEOUT = timedelta(minutes=15)
-UPLOAD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1),
-                           maximum_attempts=12)
+UPLOAD_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=12
+)
 """About seven minutes of tries: a short S3 outage must not throw away a finished GPU render."""
 MAX_RENDERS = 3
-DISCARD_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=10),
-                            maximum_attempts=12)
+DISCARD_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=10), maximum_attempts=12
+)
 """About an hour of tries: an unreachable store must not keep a finished task's workflow open for ever."""
 DISCARD_OUTPUTS_PATCH = "discard-outputs-of-unsuccessful-tasks"
 STAGE_MEMO = "stage"
@@ -100,13 +110,20 @@ class VideoTaskWorkflow:
                 if slot == ENDED_ELSEWHERE:
                     return ENDED_ELSEWHERE
                 if slot == status.EXPIRED:
-                    await self._settle(hold, status.EXPIRED, errors.QUEUE_TIMEOUT,
-                                       f"the task did not start within max_queue_seconds ({task.max_queue_s} s)")
+                    await self._settle(
+                        hold,
+                        status.EXPIRED,
+                        errors.QUEUE_TIMEOUT,
+                        f"the task did not start within max_queue_seconds ({task.max_queue_s} s)",
+                    )
                     return status.EXPIRED
             else:
                 await workflow.execute_activity(
-                    act.ACQUIRE_SLOT, SlotRequest(task_id=task.task_id, account_id=task.account_id),
-                    start_to_close_timeout=DB_TIMEOUT, retry_policy=SLOT_RETRY)
+                    act.ACQUIRE_SLOT,
+                    SlotRequest(task_id=task.task_id, account_id=task.account_id),
+                    start_to_close_timeout=DB_TIMEOUT,
+                    retry_policy=SLOT_RETRY,
+                )
             outputs, meta = await self._render_and_upload(task)
             await _past_cancelling(self._succeed(hold, outputs, meta))
             await _past_cancelling(self._hand_over())
@@ -130,14 +147,16 @@ class VideoTaskWorkflow:
         """Join the account's line and sleep until the gate grants a slot: `running`, or
         `expired` when `max_queue_s` passes first, or ENDED_ELSEWHERE."""
         request = SlotRequest(task_id=task.task_id, account_id=task.account_id, gate_queue=workflow.info().task_queue)
-        if not await workflow.execute_activity(act.REQUEST_SLOT, request, result_type=bool,
-                                               start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY):
+        if not await workflow.execute_activity(
+            act.REQUEST_SLOT, request, result_type=bool, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
+        ):
             return ENDED_ELSEWHERE
         self._asked_gate = True
         deadline = timedelta(seconds=task.max_queue_s) if task.max_queue_s else None
         try:
-            await workflow.wait_condition(lambda: self._granted, timeout=deadline,
-                                          timeout_summary="start deadline (max_queue_seconds)")
+            await workflow.wait_condition(
+                lambda: self._granted, timeout=deadline, timeout_summary="start deadline (max_queue_seconds)"
+            )
         except asyncio.TimeoutError:
             if not self._granted:
                 return status.EXPIRED
@@ -152,8 +171,10 @@ class VideoTaskWorkflow:
             return
         self._asked_gate = False
         task = self._task
-        await self._db(act.RELEASE_SLOT, SlotRequest(task_id=task.task_id, account_id=task.account_id,
-                                                     gate_queue=workflow.info().task_queue))
+        await self._db(
+            act.RELEASE_SLOT,
+            SlotRequest(task_id=task.task_id, account_id=task.account_id, gate_queue=workflow.info().task_queue),
+        )
 
     async def _render_and_upload(self, task: VideoTaskInput) -> tuple[list[StoredObject], RenderMeta]:
         """Render, then upload from the same host; if that host vanished, render again elsewhere."""
@@ -161,17 +182,24 @@ class VideoTaskWorkflow:
         for _ in range(MAX_RENDERS):
             workflow.upsert_memo({STAGE_MEMO: "render"})
             rendered: RenderResult = await workflow.execute_activity(
-                act.RENDER_VIDEO, task.render, task_queue=task.render_queue, result_type=RenderResult,
-                start_to_close_timeout=RENDER_TIMEOUT, heartbeat_timeout=timedelta(seconds=task.render_heartbeat_s),
+                act.RENDER_VIDEO,
+                task.render,
+                task_queue=task.render_queue,
+                result_type=RenderResult,
+                start_to_close_timeout=RENDER_TIMEOUT,
+                heartbeat_timeout=timedelta(seconds=task.render_heartbeat_s),
                 retry_policy=RENDER_RETRY,
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
             workflow.upsert_memo({STAGE_MEMO: "upload"})
             try:
                 outputs: list[StoredObject] = await workflow.execute_activity(
-                    act.UPLOAD_OUTPUTS, UploadInput(task_id=task.task_id, files=rendered.files),
-                    task_queue=rendered.host_queue, result_type=list[StoredObject],
-                    schedule_to_start_timeout=timedelta(seconds=task.upload_pickup_s), start_to_close_timeout=UPLOAD_TIMEOUT,
+                    act.UPLOAD_OUTPUTS,
+                    UploadInput(task_id=task.task_id, files=rendered.files),
+                    task_queue=rendered.host_queue,
+                    result_type=list[StoredObject],
+                    schedule_to_start_timeout=timedelta(seconds=task.upload_pickup_s),
+                    start_to_close_timeout=UPLOAD_TIMEOUT,
                     retry_policy=UPLOAD_RETRY,
                     # A cancel during the upload lets it finish: the task then succeeds ("too late to
                     # cancel") instead of ending cancelled with files left behind in S3.
@@ -186,13 +214,14 @@ class VideoTaskWorkflow:
 
     async def _succeed(self, hold: HoldInput, outputs: list[StoredObject], meta: RenderMeta) -> None:
         await self._db(act.CAPTURE_CREDITS, hold)
-        await self._db(act.MARK_SUCCEEDED, MarkSucceeded(task_id=hold.task_id, outputs=outputs, render=meta,
-                                                         expires_at=self._retain_until()))
+        await self._db(
+            act.MARK_SUCCEEDED,
+            MarkSucceeded(task_id=hold.task_id, outputs=outputs, render=meta, expires_at=self._retain_until()),
+        )
         await self._release_slot()
 
     async def _db(self, name: str, arg: Any) -> Any:
-        return await workflow.execute_activity(name, arg, start_to_close_timeout=DB_TIMEOUT,
-                                               retry_policy=DB_RETRY)
+        return await workflow.execute_activity(name, arg, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
 
     async def _settle(self, hold: HoldInput, final: str, code: str, detail: str) -> None:
         """End the task as `final` with `code`, even if a cancel arrives meanwhile: a settlement cut
@@ -200,24 +229,28 @@ class VideoTaskWorkflow:
         code's fixed message; `detail` (exception text) goes to the log, bound to the task."""
         log = workflow.logger.warning if final == status.FAILED else workflow.logger.info
         log("task %s ends %s (%s): %s", hold.task_id, final, code, detail)
-        await _past_cancelling(self._record_end(hold, final, code), "cancel requested while the task settles; "
-                                                                       "it settles first")
+        await _past_cancelling(
+            self._record_end(hold, final, code), "cancel requested while the task settles; it settles first"
+        )
 
     async def _record_end(self, hold: HoldInput, final: str, code: str) -> None:
         """Return the hold (capture never happened on this path), then record the end state: a
         client that sees `failed`/`cancelled` also sees its credits back. Last, delete whatever an
         upload that failed part-way left in S3: nothing of such a task is ever served."""
         await self._db(act.RELEASE_CREDITS, hold)
-        await self._db(act.MARK_FAILED, MarkFailed(task_id=hold.task_id, status=final, error_code=code,
-                                                  error_message=errors.task_message(code)))
+        await self._db(
+            act.MARK_FAILED,
+            MarkFailed(task_id=hold.task_id, status=final, error_code=code, error_message=errors.task_message(code)),
+        )
         await self._release_slot()
         await announce(self._task.task_id, final, self._task.has_callback, self._task.webhook_queue)
         if self._gated and not self._rendering:
             return  # nothing was rendered, so nothing can have been uploaded
         if workflow.patched(DISCARD_OUTPUTS_PATCH):  # workflows that settled before this step replay without it
             try:
-                await workflow.execute_activity(act.DISCARD_OUTPUTS, hold.task_id, start_to_close_timeout=DB_TIMEOUT,
-                                                retry_policy=DISCARD_RETRY)
+                await workflow.execute_activity(
+                    act.DISCARD_OUTPUTS, hold.task_id, start_to_close_timeout=DB_TIMEOUT, retry_policy=DISCARD_RETRY
+                )
             except ActivityError:  # the task's end is already recorded and announced; leftovers get logged
                 workflow.logger.warning("could not delete the partial outputs of %s", hold.task_id)
 
@@ -231,13 +264,20 @@ class VideoTaskWorkflow:
         task) and announce success; both run as their own workflows, and this one ends."""
         task = self._task
         if self._expires_at is not None:
-            await retain(RetentionInput(task_id=task.task_id, expires_at=self._expires_at,
-                                        has_callback=task.has_callback, webhook_queue=task.webhook_queue))
+            await retain(
+                RetentionInput(
+                    task_id=task.task_id,
+                    expires_at=self._expires_at,
+                    has_callback=task.has_callback,
+                    webhook_queue=task.webhook_queue,
+                )
+            )
         await announce(task.task_id, status.SUCCEEDED, task.has_callback, task.webhook_queue)
 
 
-async def _past_cancelling(step: Coroutine[Any, Any, None],
-                           note: str = "cancel requested after the video was made; the task completes") -> None:
+async def _past_cancelling(
+    step: Coroutine[Any, Any, None], note: str = "cancel requested after the video was made; the task completes"
+) -> None:
     """Run `step` to its end even if a cancel arrives meanwhile: once the video is uploaded, the task
     is charged and succeeds (a cancel then is too late), never `cancelled` but charged; and a task
     that is settling finishes settling."""
@@ -270,5 +310,14 @@ def _failure(exc: ActivityError) -> tuple[str, str]:
     return fallback, detail
 
 
-KNOWN_CODES = frozenset({errors.INSUFFICIENT_CREDITS, errors.RENDER_FAILED, errors.UPLOAD_FAILED,
-                         errors.TIMEOUT, errors.VALIDATION_ERROR, errors.QUEUE_TIMEOUT, errors.LEDGER_CONFLICT})
+KNOWN_CODES = frozenset(
+    {
+        errors.INSUFFICIENT_CREDITS,
+        errors.RENDER_FAILED,
+        errors.UPLOAD_FAILED,
+        errors.TIMEOUT,
+        errors.VALIDATION_ERROR,
+        errors.QUEUE_TIMEOUT,
+        errors.LEDGER_CONFLICT,
+    }
+)

@@ -40,18 +40,28 @@ class WebhookDeliveryWorkflow:
             outcome = result.outcome
             if outcome != "retry" or attempt == policy.MAX_ATTEMPTS:
                 break
-            delay = policy.next_delay(attempt, workflow.now() - first, workflow.random().random(),
-                                      result.retry_after_s)
+            delay = policy.next_delay(attempt, workflow.now() - first, workflow.random().random(), result.retry_after_s)
             await workflow.sleep(delay, summary=f"webhook retry {attempt + 1}")
         return DeliveryReport(event_id=arg.event_id, outcome=outcome, attempts=attempt)
 
     async def _attempt(self, arg: WebhookDeliveryInput, delivery_id: str, attempt: int) -> DeliveryOutcome:
-        step = DeliverWebhook(task_id=arg.task_id, event=arg.event, event_id=arg.event_id, delivery_id=delivery_id,
-                              attempt=attempt, max_attempts=policy.MAX_ATTEMPTS, trigger=arg.trigger)
+        step = DeliverWebhook(
+            task_id=arg.task_id,
+            event=arg.event,
+            event_id=arg.event_id,
+            delivery_id=delivery_id,
+            attempt=attempt,
+            max_attempts=policy.MAX_ATTEMPTS,
+            trigger=arg.trigger,
+        )
         try:
             return await workflow.execute_activity(
-                names.DELIVER_WEBHOOK, step, task_queue=arg.lane, result_type=DeliveryOutcome,
-                start_to_close_timeout=ATTEMPT_TIMEOUT, retry_policy=ATTEMPT_RETRY,
+                names.DELIVER_WEBHOOK,
+                step,
+                task_queue=arg.lane,
+                result_type=DeliveryOutcome,
+                start_to_close_timeout=ATTEMPT_TIMEOUT,
+                retry_policy=ATTEMPT_RETRY,
             )
         except ActivityError as exc:
             workflow.logger.warning("webhook attempt %s could not run: %s", attempt, exc.cause or exc)
@@ -68,5 +78,6 @@ async def announce(task_id: str, event: str, has_callback: bool, lane: str) -> N
     await workflow.execute_activity(
         names.START_WEBHOOK_DELIVERY,
         WebhookDeliveryInput(task_id=task_id, event=event, event_id=policy.event_id(task_id, event), lane=lane),
-        start_to_close_timeout=START_TIMEOUT, retry_policy=START_RETRY,
+        start_to_close_timeout=START_TIMEOUT,
+        retry_policy=START_RETRY,
     )

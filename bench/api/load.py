@@ -25,9 +25,16 @@ class Result:
         return self.requests / self.seconds
 
     def as_dict(self) -> dict[str, float | int | str]:
-        return {"name": self.name, "requests": self.requests, "errors": self.errors, "seconds": round(self.seconds, 3),
-                "rps": round(self.rps, 1), "p50_ms": round(self.p50_ms, 2), "p99_ms": round(self.p99_ms, 2),
-                "client_cpu_pct": round(self.client_cpu_pct, 1)}
+        return {
+            "name": self.name,
+            "requests": self.requests,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 3),
+            "rps": round(self.rps, 1),
+            "p50_ms": round(self.p50_ms, 2),
+            "p99_ms": round(self.p99_ms, 2),
+            "client_cpu_pct": round(self.client_cpu_pct, 1),
+        }
 
 
 async def run(name: str, call: Callable[[int], Awaitable[bool]], *, concurrency: int, seconds: float) -> Result:
@@ -44,7 +51,7 @@ async def run(name: str, call: Callable[[int], Awaitable[bool]], *, concurrency:
             started = time.perf_counter()
             try:
                 ok = await call(counter)
-            except Exception:  # noqa: BLE001 - a dropped connection is a failed request, not the end of the run
+            except Exception:
                 ok = False
             latencies.append(time.perf_counter() - started)
             errors += not ok
@@ -55,6 +62,12 @@ async def run(name: str, call: Callable[[int], Awaitable[bool]], *, concurrency:
     client_cpu_pct = 100 * (time.process_time() - cpu_started) / elapsed
     ordered = sorted(latencies)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else 0.0
-    return Result(name=name, requests=len(latencies), errors=errors, seconds=elapsed,
-                  p50_ms=statistics.median(ordered) * 1000 if ordered else 0.0, p99_ms=p99 * 1000,
-                  client_cpu_pct=client_cpu_pct)
+    return Result(
+        name=name,
+        requests=len(latencies),
+        errors=errors,
+        seconds=elapsed,
+        p50_ms=statistics.median(ordered) * 1000 if ordered else 0.0,
+        p99_ms=p99 * 1000,
+        client_cpu_pct=client_cpu_pct,
+    )

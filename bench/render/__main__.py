@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +61,9 @@ TARGET_RATIO = 1.10
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.render", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.render", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="sora-2-latest")
     parser.add_argument("--resolution", default="854x480")
     parser.add_argument("--duration", type=int, default=4)
@@ -80,17 +81,29 @@ def bench_settings(args: argparse.Namespace, data_dir: Path, s3_port: int) -> Se
     """The worker's own settings (SORAPI_* honoured), on a private data dir, S3 and queue."""
     base = settings_from_env()
     return msgspec.structs.replace(
-        base, data_dir=str(data_dir), render_dir="", s3_endpoint=f"127.0.0.1:{s3_port}", render_queue="bench-render",
-        dev_scale=args.scale, dev_fps=args.fps, dev_steps=args.steps, dev_step_delay_s=0.0,
-        render_device=args.device or base.render_device, log_level="warning",
+        base,
+        data_dir=str(data_dir),
+        render_dir="",
+        s3_endpoint=f"127.0.0.1:{s3_port}",
+        render_queue="bench-render",
+        dev_scale=args.scale,
+        dev_fps=args.fps,
+        dev_steps=args.steps,
+        dev_step_delay_s=0.0,
+        render_device=args.device or base.render_device,
+        log_level="warning",
     )
 
 
 def request_spec(args: argparse.Namespace, task_id: str) -> RenderSpec:
     """The render the API would hand the worker for this request (same planning code)."""
     catalog = get_catalog()
-    planned = plan(GenerateRequest(prompt=PROMPT, model_version=args.model, duration=args.duration,
-                                   resolution=args.resolution, seed=args.seed), catalog)
+    planned = plan(
+        GenerateRequest(
+            prompt=PROMPT, model_version=args.model, duration=args.duration, resolution=args.resolution, seed=args.seed
+        ),
+        catalog,
+    )
     if isinstance(planned, list):
         raise SystemExit(f"invalid bench request: {planned}")
     return render_spec(task_id, planned.request, catalog)
@@ -102,9 +115,18 @@ def bare_render(renders: RenderActivities, settings: Settings, spec: RenderSpec,
     weights_dir = str(Path(settings.model_dir) / spec.weights) if settings.model_dir else None
     pipe = renders.pipeline(spec.family, weights_dir, canonical_dtype(settings.render_dtype or spec.dtype))
     shape = effective_render(spec, settings, dev_model=weights_dir is None)
-    frames = run_pipeline(pipe, prompt=spec.prompt, negative_prompt=spec.negative_prompt, width=shape.width,
-                          height=shape.height, num_frames=shape.num_frames, guidance_scale=spec.guidance_scale,
-                          num_inference_steps=shape.steps, seed=spec.seed, fps=shape.fps)
+    frames = run_pipeline(
+        pipe,
+        prompt=spec.prompt,
+        negative_prompt=spec.negative_prompt,
+        width=shape.width,
+        height=shape.height,
+        num_frames=shape.num_frames,
+        guidance_scale=spec.guidance_scale,
+        num_inference_steps=shape.steps,
+        seed=spec.seed,
+        fps=shape.fps,
+    )
     encode_mp4(frames, shape.fps, workdir / "video.mp4")
     encode_webm(frames, shape.fps, workdir / "video.webm")
     write_thumbnail(frames, workdir / "thumbnail.jpg")
@@ -131,12 +153,22 @@ async def worker_task(client: Client, args: argparse.Namespace, settings: Settin
     task_id = f"bench-{uuid.uuid4().hex[:12]}"
     started = time.perf_counter()
     meta: RenderMeta = await client.execute_workflow(
-        BENCH_WORKFLOW, BenchTaskInput(render=request_spec(args, task_id), render_queue=settings.render_queue),
-        id=task_id, task_queue="bench-orchestration", result_type=RenderMeta)
+        BENCH_WORKFLOW,
+        BenchTaskInput(render=request_spec(args, task_id), render_queue=settings.render_queue),
+        id=task_id,
+        task_queue="bench-orchestration",
+        result_type=RenderMeta,
+    )
     wall = time.perf_counter() - started
-    return {"task_s": wall, "render_activity_s": await render_activity_seconds(client, task_id),
-            "load_s": meta.load_s, "denoise_s": meta.denoise_s, "encode_s": meta.encode_s,
-            "shape": f"{meta.width}x{meta.height}x{meta.num_frames}f/{meta.steps} steps", "dev_model": meta.dev_model}
+    return {
+        "task_s": wall,
+        "render_activity_s": await render_activity_seconds(client, task_id),
+        "load_s": meta.load_s,
+        "denoise_s": meta.denoise_s,
+        "encode_s": meta.encode_s,
+        "shape": f"{meta.width}x{meta.height}x{meta.num_frames}f/{meta.steps} steps",
+        "dev_model": meta.dev_model,
+    }
 
 
 def wait_for_s3(settings: Settings, timeout_s: float = 30) -> RenderActivities:
@@ -153,16 +185,22 @@ def wait_for_s3(settings: Settings, timeout_s: float = 30) -> RenderActivities:
 async def worker_benchmark(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     s3_port = servers.free_port()
     probe = bench_settings(args, root / "data", s3_port)
-    weed = servers.start_seaweedfs(root / "s3", s3_port, probe.s3_access_key, probe.s3_secret_key,
-                                   log_path=root / "seaweedfs.log")
+    weed = servers.start_seaweedfs(
+        root / "s3", s3_port, probe.s3_access_key, probe.s3_secret_key, log_path=root / "seaweedfs.log"
+    )
     try:
         settings = probe
         renders = wait_for_s3(settings)
         async with await WorkflowEnvironment.start_local(
-                dev_server_existing_path=servers.venv_binary("temporal"), data_converter=DATA_CONVERTER) as env:
+            dev_server_existing_path=servers.venv_binary("temporal"), data_converter=DATA_CONVERTER
+        ) as env:
             render_worker, upload_worker = create_workers(env.client, settings, renders)
-            orchestration = Worker(env.client, task_queue="bench-orchestration", workflows=[BenchRenderTask],
-                                   workflow_runner=sandbox_runner())
+            orchestration = Worker(
+                env.client,
+                task_queue="bench-orchestration",
+                workflows=[BenchRenderTask],
+                workflow_runner=sandbox_runner(),
+            )
             async with render_worker, upload_worker, orchestration:
                 cold = await worker_task(env.client, args, settings)
                 warm, bare = [], []
@@ -170,8 +208,11 @@ async def worker_benchmark(args: argparse.Namespace, root: Path) -> dict[str, An
                     warm.append(await worker_task(env.client, args, settings))
                     workdir = root / f"bare-{i}"
                     workdir.mkdir()
-                    bare.append(await asyncio.to_thread(bare_render, renders, settings,
-                                                        request_spec(args, f"bare-{i}"), workdir))
+                    bare.append(
+                        await asyncio.to_thread(
+                            bare_render, renders, settings, request_spec(args, f"bare-{i}"), workdir
+                        )
+                    )
     finally:
         weed.stop()
     return {"cold": cold, "warm": warm, "bare_s": bare}
@@ -188,8 +229,22 @@ def synthetic_frames(count: int, width: int = 1280, height: int = 720) -> np.nda
 
 FFMPEG_ARGS = {
     "mp4": ["-c:v", "libx264", "-crf", "20", "-preset", "medium", "-pix_fmt", "yuv420p", "-movflags", "+faststart"],
-    "webm": ["-c:v", "libvpx-vp9", "-crf", "32", "-b:v", "0", "-deadline", "good", "-cpu-used", "4", "-row-mt", "1",
-             "-pix_fmt", "yuv420p"],
+    "webm": [
+        "-c:v",
+        "libvpx-vp9",
+        "-crf",
+        "32",
+        "-b:v",
+        "0",
+        "-deadline",
+        "good",
+        "-cpu-used",
+        "4",
+        "-row-mt",
+        "1",
+        "-pix_fmt",
+        "yuv420p",
+    ],
 }
 """The ffmpeg flags equal to activities.encode's PyAV options, codec by codec."""
 
@@ -205,12 +260,36 @@ def encode_benchmark(count: int, root: Path) -> dict[str, Any]:
         pyav_s = time.perf_counter() - started
         out = root / f"ffmpeg.{fmt}"
         started = time.perf_counter()
-        subprocess.run([ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
-                        "-s", f"{width}x{height}", "-r", "24", "-i", "-", *FFMPEG_ARGS[fmt], str(out)],
-                       input=frames.tobytes(), check=True)
+        subprocess.run(
+            [
+                ffmpeg,
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "rgb24",
+                "-s",
+                f"{width}x{height}",
+                "-r",
+                "24",
+                "-i",
+                "-",
+                *FFMPEG_ARGS[fmt],
+                str(out),
+            ],
+            input=frames.tobytes(),
+            check=True,
+        )
         ffmpeg_s = time.perf_counter() - started
-        results[fmt] = {"pyav_fps": count / pyav_s, "ffmpeg_fps": count / ffmpeg_s, "pyav_bytes": pyav.size_bytes,
-                        "ffmpeg_bytes": out.stat().st_size}
+        results[fmt] = {
+            "pyav_fps": count / pyav_s,
+            "ffmpeg_fps": count / ffmpeg_s,
+            "pyav_bytes": pyav.size_bytes,
+            "ffmpeg_bytes": out.stat().st_size,
+        }
     return results
 
 
@@ -221,17 +300,23 @@ def report(work: dict[str, Any], encode: dict[str, Any]) -> dict[str, Any]:
     activity = [w["render_activity_s"] for w in warm]
     overhead = [w["render_activity_s"] - w["load_s"] - w["denoise_s"] - w["encode_s"] for w in warm]
     summary = {
-        "shape": work["cold"]["shape"], "dev_model": work["cold"]["dev_model"],
+        "shape": work["cold"]["shape"],
+        "dev_model": work["cold"]["dev_model"],
         "bare_s": {"median": statistics.median(bare), "min": min(bare)},
         "render_activity_s": {"median": statistics.median(activity), "min": min(activity)},
         "task_s": {"median": statistics.median(task), "min": min(task)},
         "activity_overhead_s": {"median": statistics.median(overhead), "max": max(overhead)},
-        "ratio_render_activity_vs_bare": {"median": statistics.median(activity) / statistics.median(bare),
-                                          "min": min(activity) / min(bare)},
-        "ratio_task_vs_bare": {"median": statistics.median(task) / statistics.median(bare),
-                               "min": min(task) / min(bare)},
+        "ratio_render_activity_vs_bare": {
+            "median": statistics.median(activity) / statistics.median(bare),
+            "min": min(activity) / min(bare),
+        },
+        "ratio_task_vs_bare": {
+            "median": statistics.median(task) / statistics.median(bare),
+            "min": min(task) / min(bare),
+        },
         "target_ratio": TARGET_RATIO,
-        "cold_task_s": work["cold"]["task_s"], "cold_load_s": work["cold"]["load_s"],
+        "cold_task_s": work["cold"]["task_s"],
+        "cold_load_s": work["cold"]["load_s"],
         "warm_load_s": max(w["load_s"] for w in warm),
     }
     summary["meets_target"] = summary["ratio_render_activity_vs_bare"]["min"] <= TARGET_RATIO
@@ -243,25 +328,39 @@ def report(work: dict[str, Any], encode: dict[str, Any]) -> dict[str, Any]:
         return f"{summary[key]['median']:.3f}x median, {summary[key]['min']:.3f}x min"
 
     rows = [
-        ("request", summary["shape"] + (" (tiny dev model)" if summary["dev_model"] else "")
-         + f", {len(warm)} warm runs of each"),
+        (
+            "request",
+            summary["shape"]
+            + (" (tiny dev model)" if summary["dev_model"] else "")
+            + f", {len(warm)} warm runs of each",
+        ),
         ("bare pipeline call + encode", pair("bare_s")),
         ("worker: render activity (warm)", pair("render_activity_s")),
         ("  ratio to bare (target <= 1.10x)", ratio("ratio_render_activity_vs_bare")),
-        ("  time outside load/denoise/encode", f"median {summary['activity_overhead_s']['median']:.3f} s, "
-                                               f"max {summary['activity_overhead_s']['max']:.3f} s"),
+        (
+            "  time outside load/denoise/encode",
+            f"median {summary['activity_overhead_s']['median']:.3f} s, "
+            f"max {summary['activity_overhead_s']['max']:.3f} s",
+        ),
         ("worker: whole task incl. upload", pair("task_s")),
         ("  ratio to bare", ratio("ratio_task_vs_bare")),
-        ("cold task (first of the model)", f"{summary['cold_task_s']:.3f} s, pipeline load {summary['cold_load_s']:.3f} s"),
+        (
+            "cold task (first of the model)",
+            f"{summary['cold_task_s']:.3f} s, pipeline load {summary['cold_load_s']:.3f} s",
+        ),
         ("warm tasks", f"median {summary['task_s']['median']:.3f} s, pipeline load <= {summary['warm_load_s']:.3f} s"),
     ]
     for fmt, codec in (("mp4", "H.264"), ("webm", "VP9")):
         e = encode[fmt]
-        rows.append((f"{codec} encode, {encode['frames']} frames {encode['size']}",
-                     f"PyAV {e['pyav_fps']:.1f} fps vs ffmpeg {e['ffmpeg_fps']:.1f} fps "
-                     f"({e['pyav_fps'] / e['ffmpeg_fps']:.2f}x); {e['pyav_bytes']} vs {e['ffmpeg_bytes']} bytes"))
+        rows.append(
+            (
+                f"{codec} encode, {encode['frames']} frames {encode['size']}",
+                f"PyAV {e['pyav_fps']:.1f} fps vs ffmpeg {e['ffmpeg_fps']:.1f} fps "
+                f"({e['pyav_fps'] / e['ffmpeg_fps']:.2f}x); {e['pyav_bytes']} vs {e['ffmpeg_bytes']} bytes",
+            )
+        )
     width = max(len(name) for name, _ in rows)
-    print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))  # noqa: T201 - a CLI's output
+    print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
     return summary
 
 
@@ -274,14 +373,27 @@ def main() -> None:
         encode = encode_benchmark(args.encode_frames, root)
     summary = report(work, encode)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS / f"render-{stamp}.json"
-    out.write_text(json.dumps({
-        "args": vars(args), "summary": summary, "worker": work, "encode": encode,
-        "host": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                 "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()},
-    }, indent=2))
-    print(f"\nwritten to {out}")  # noqa: T201
+    out.write_text(
+        json.dumps(
+            {
+                "args": vars(args),
+                "summary": summary,
+                "worker": work,
+                "encode": encode,
+                "host": {
+                    "platform": platform.platform(),
+                    "cpus": os.cpu_count(),
+                    "torch": torch.__version__,
+                    "torch_threads": torch.get_num_threads(),
+                    "cuda": torch.cuda.is_available(),
+                },
+            },
+            indent=2,
+        )
+    )
+    print(f"\nwritten to {out}")
 
 
 if __name__ == "__main__":

@@ -28,12 +28,18 @@ class BenchRenderTask:
     @workflow.run
     async def run(self, task: BenchTaskInput) -> RenderMeta:
         rendered: RenderResult = await workflow.execute_activity(
-            names.RENDER_VIDEO, task.render, task_queue=task.render_queue, result_type=RenderResult,
-            start_to_close_timeout=timedelta(hours=2), heartbeat_timeout=timedelta(seconds=30),
+            names.RENDER_VIDEO,
+            task.render,
+            task_queue=task.render_queue,
+            result_type=RenderResult,
+            start_to_close_timeout=timedelta(hours=2),
+            heartbeat_timeout=timedelta(seconds=30),
         )
         await workflow.execute_activity(
-            names.UPLOAD_OUTPUTS, UploadInput(task_id=task.render.task_id, files=rendered.files),
-            task_queue=rendered.host_queue, result_type=list[StoredObject],
+            names.UPLOAD_OUTPUTS,
+            UploadInput(task_id=task.render.task_id, files=rendered.files),
+            task_queue=rendered.host_queue,
+            result_type=list[StoredObject],
             start_to_close_timeout=timedelta(minutes=15),
         )
         return rendered.meta

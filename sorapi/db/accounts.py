@@ -16,8 +16,9 @@ from sorapi.db.models import Account, ApiKey, AuditEvent, utcnow
 from sorapi.ids import hash_api_key, new_account_id, new_api_key
 
 
-async def create_account(session: AsyncSession, *, name: str, plan: str, credits: int,
-                         account_id: str | None = None, actor: str = "admin") -> Account:
+async def create_account(
+    session: AsyncSession, *, name: str, plan: str, credits: int, account_id: str | None = None, actor: str = "admin"
+) -> Account:
     account = Account(id=account_id or new_account_id(), name=name, plan=plan, balance=0, reserved=0)
     session.add(account)
     await session.flush()
@@ -26,25 +27,34 @@ async def create_account(session: AsyncSession, *, name: str, plan: str, credits
     return account
 
 
-async def issue_api_key(session: AsyncSession, account_id: str, *, key: str | None = None,
-                        scopes: str = "generate,read") -> str:
+async def issue_api_key(
+    session: AsyncSession, account_id: str, *, key: str | None = None, scopes: str = "generate,read"
+) -> str:
     """Store a new key for the account and return its plaintext (the only time it is visible)."""
     return (await issue_key(session, account_id, key=key, scopes=scopes))[1]
 
 
-async def issue_key(session: AsyncSession, account_id: str, *, key: str | None = None,
-                    scopes: str = "generate,read", name: str = "") -> tuple[ApiKey, str]:
+async def issue_key(
+    session: AsyncSession, account_id: str, *, key: str | None = None, scopes: str = "generate,read", name: str = ""
+) -> tuple[ApiKey, str]:
     """Store a new key; returns its record and its plaintext (shown once, stored only hashed)."""
     key = key or new_api_key()
-    record = ApiKey(id="key_" + uuid.uuid4().hex[:20], account_id=account_id, prefix=key[:12],
-                    key_hash=hash_api_key(key), scopes=scopes, name=name)
+    record = ApiKey(
+        id="key_" + uuid.uuid4().hex[:20],
+        account_id=account_id,
+        prefix=key[:12],
+        key_hash=hash_api_key(key),
+        scopes=scopes,
+        name=name,
+    )
     session.add(record)
     return record, key
 
 
 async def list_keys(session: AsyncSession, account_id: str) -> list[ApiKey]:
-    rows = await session.scalars(select(ApiKey).where(ApiKey.account_id == account_id)
-                                 .order_by(ApiKey.created_at, ApiKey.id))
+    rows = await session.scalars(
+        select(ApiKey).where(ApiKey.account_id == account_id).order_by(ApiKey.created_at, ApiKey.id)
+    )
     return list(rows.all())
 
 
@@ -54,8 +64,11 @@ async def active_key_count(session: AsyncSession, account_id: str) -> int:
 
 async def revoke_key(session: AsyncSession, account_id: str, key_id: str) -> ApiKey | None:
     """Revoke one of the account's keys (again: a no-op); None if the account has no such key."""
-    record = (await session.scalars(select(ApiKey).where(ApiKey.id == key_id, ApiKey.account_id == account_id)
-                                    .with_for_update())).one_or_none()
+    record = (
+        await session.scalars(
+            select(ApiKey).where(ApiKey.id == key_id, ApiKey.account_id == account_id).with_for_update()
+        )
+    ).one_or_none()
     if record is not None and record.revoked_at is None:
         record.revoked_at = utcnow()
     return record
@@ -88,32 +101,67 @@ class KeyUse:
 
     def entry(self, owner: KeyOwner) -> dict[str, Any]:
         """The entry as `audit.append` arguments."""
-        return {"actor": owner.key_id, "action": KEY_USE, "account_id": owner.account_id, "target": owner.key_id,
-                "details": {"method": self.method, "path": self.path, "key_name": owner.key_name,
-                            "client": self.client}}
+        return {
+            "actor": owner.key_id,
+            "action": KEY_USE,
+            "account_id": owner.account_id,
+            "target": owner.key_id,
+            "details": {"method": self.method, "path": self.path, "key_name": owner.key_name, "client": self.client},
+        }
 
 
-_KEY_OWNER = (select(Account.id.label("account_id"), Account.plan, ApiKey.id.label("key_id"),
-                     ApiKey.name.label("key_name"), ApiKey.scopes, ApiKey.key_hash)
-              .join_from(ApiKey, Account, ApiKey.account_id == Account.id)
-              .where(ApiKey.key_hash == bindparam("digest"), ApiKey.revoked_at.is_(None)))
+_KEY_OWNER = (
+    select(
+        Account.id.label("account_id"),
+        Account.plan,
+        ApiKey.id.label("key_id"),
+        ApiKey.name.label("key_name"),
+        ApiKey.scopes,
+        ApiKey.key_hash,
+    )
+    .join_from(ApiKey, Account, ApiKey.account_id == Account.id)
+    .where(ApiKey.key_hash == bindparam("digest"), ApiKey.revoked_at.is_(None))
+)
 OWNER = _KEY_OWNER.cte("owner")
 """PostgreSQL statements select from this CTE to read more in the key lookup's round trip; its six
 columns come first in their rows (`owner_of`). Add `USE_LOGGED` and pass `owner_params`."""
-USE_LOGGED = insert(AuditEvent).from_select(
-    ["account_id", "actor", "action", "target", "details", "created_at"],
-    select(OWNER.c.account_id, OWNER.c.key_id, literal(KEY_USE), OWNER.c.key_id,
-           func.json_build_object("method", bindparam("method", type_=String), "path", bindparam("path", type_=String),
-                                  "key_name", OWNER.c.key_name, "client", bindparam("client", type_=String)),
-           bindparam("at", type_=DateTime(timezone=True)))
-    .where(OWNER.c.plan == func.any(bindparam("audit_plans", type_=ARRAY(String))))).cte("key_use")
+USE_LOGGED = (
+    insert(AuditEvent)
+    .from_select(
+        ["account_id", "actor", "action", "target", "details", "created_at"],
+        select(
+            OWNER.c.account_id,
+            OWNER.c.key_id,
+            literal(KEY_USE),
+            OWNER.c.key_id,
+            func.json_build_object(
+                "method",
+                bindparam("method", type_=String),
+                "path",
+                bindparam("path", type_=String),
+                "key_name",
+                OWNER.c.key_name,
+                "client",
+                bindparam("client", type_=String),
+            ),
+            bindparam("at", type_=DateTime(timezone=True)),
+        ).where(OWNER.c.plan == func.any(bindparam("audit_plans", type_=ARRAY(String)))),
+    )
+    .cte("key_use")
+)
 """The key-use audit entry, written by the lookup's own statement (a data-modifying CTE runs even unread)."""
 _KEY_OWNER_AND_USE = select(OWNER).add_cte(USE_LOGGED)
 
 
 def owner_params(key: str, use: KeyUse) -> dict[str, Any]:
-    return {"digest": hash_api_key(key), "audit_plans": sorted(use.plans), "method": use.method, "path": use.path,
-            "client": use.client, "at": use.at}
+    return {
+        "digest": hash_api_key(key),
+        "audit_plans": sorted(use.plans),
+        "method": use.method,
+        "path": use.path,
+        "client": use.client,
+        "at": use.at,
+    }
 
 
 def owner_of(row: Any, digest: str) -> KeyOwner | None:

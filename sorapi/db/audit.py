@@ -10,25 +10,49 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sorapi.db.models import AuditEvent, utcnow
 
 
-def record(session: AsyncSession, *, actor: str, action: str, account_id: str | None = None,
-           target: str = "", details: dict[str, Any] | None = None) -> AuditEvent:
+def record(
+    session: AsyncSession,
+    *,
+    actor: str,
+    action: str,
+    account_id: str | None = None,
+    target: str = "",
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
     event = AuditEvent(account_id=account_id, actor=actor, action=action, target=target, details=details or {})
     session.add(event)
     return event
 
 
-_INSERT = insert(AuditEvent.__table__)
+_INSERT = insert(AuditEvent)
 
 
-async def append(session: AsyncSession, *, actor: str, action: str, account_id: str | None = None,
-                 target: str = "", details: dict[str, Any] | None = None) -> None:
+async def append(
+    session: AsyncSession,
+    *,
+    actor: str,
+    action: str,
+    account_id: str | None = None,
+    target: str = "",
+    details: dict[str, Any] | None = None,
+) -> None:
     """`record` as one INSERT sent now, without the unit of work: for the per-request key-use entry."""
-    await session.execute(_INSERT, {"account_id": account_id, "actor": actor, "action": action, "target": target,
-                                    "details": details or {}, "created_at": utcnow()})
+    await session.execute(
+        _INSERT,
+        {
+            "account_id": account_id,
+            "actor": actor,
+            "action": action,
+            "target": target,
+            "details": details or {},
+            "created_at": utcnow(),
+        },
+    )
 
 
-async def page(session: AsyncSession, account_id: str | None, *, before_id: int | None,
-               limit: int) -> tuple[list[AuditEvent], bool]:
+async def page(
+    session: AsyncSession, account_id: str | None, *, before_id: int | None, limit: int
+) -> tuple[list[AuditEvent], bool]:
     """Newest first, strictly before `before_id`; None account means every account (operators)."""
     stmt = select(AuditEvent)
     if account_id is not None:

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import msgspec
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
 
 def _with_psycopg(url: str) -> str:
     parsed = make_url(url)
     if parsed.get_backend_name() != "postgresql":
-        raise ValueError(f"unsupported database {parsed.get_backend_name()!r}: SorAPI runs on PostgreSQL "
-                         "(postgresql://user:password@host:port/database)")
+        raise ValueError(
+            f"unsupported database {parsed.get_backend_name()!r}: SorAPI runs on PostgreSQL "
+            "(postgresql://user:password@host:port/database)"
+        )
     return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
@@ -33,17 +37,17 @@ def _ping_after_idle(sync_engine: Engine, idle_s: float) -> None:
     """
 
     @event.listens_for(sync_engine, "checkin")
-    def _checkin(_dbapi_connection, record):  # type: ignore[no-untyped-def]
+    def _checkin(_dbapi_connection: Any, record: Any) -> None:
         record.info["idle_since"] = time.monotonic()
 
     @event.listens_for(sync_engine, "checkout")
-    def _checkout(dbapi_connection, record, _proxy):  # type: ignore[no-untyped-def]
+    def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         idle_since = record.info.get("idle_since")
         if idle_since is None or time.monotonic() - idle_since <= idle_s:
             return
         try:
             sync_engine.dialect.do_ping(dbapi_connection)
-        except Exception as exc:  # noqa: BLE001 - any failure means the connection is unusable
+        except Exception as exc:
             raise DisconnectionError(f"pooled connection failed its ping: {exc!r}") from exc
 
 
@@ -53,8 +57,13 @@ def make_async_engine(url: str, pool_size: int = 20, ping_after_idle_s: float = 
     # to the requests in flight.
     # JSON columns (task requests, outputs, event data) through msgspec: several times faster than the
     # stdlib json psycopg uses by default, on every task written and every status read.
-    engine = create_async_engine(_with_psycopg(url), pool_size=pool_size, max_overflow=10,
-                                 json_serializer=msgspec.json.encode, json_deserializer=msgspec.json.decode)
+    engine = create_async_engine(
+        _with_psycopg(url),
+        pool_size=pool_size,
+        max_overflow=10,
+        json_serializer=msgspec.json.encode,
+        json_deserializer=msgspec.json.decode,
+    )
     _ping_after_idle(engine.sync_engine, ping_after_idle_s)
     return engine
 

@@ -12,8 +12,9 @@ from sorapi import status as st
 from sorapi.db.models import Task, TaskEvent
 
 
-async def events_page(session: AsyncSession, task_id: str, *, after_id: int | None,
-                      limit: int) -> tuple[list[TaskEvent], bool]:
+async def events_page(
+    session: AsyncSession, task_id: str, *, after_id: int | None, limit: int
+) -> tuple[list[TaskEvent], bool]:
     """Events oldest first, strictly after `after_id`; returns (page, has_more)."""
     stmt = select(TaskEvent).where(TaskEvent.task_id == task_id)
     if after_id is not None:
@@ -22,10 +23,17 @@ async def events_page(session: AsyncSession, task_id: str, *, after_id: int | No
     return rows[:limit], len(rows) > limit
 
 
-async def tasks_page(session: AsyncSession, account_id: str, *, statuses: Sequence[str] = (),
-                     created_from: datetime | None = None, created_to: datetime | None = None,
-                     after: tuple[datetime, str] | None = None, newest_first: bool = True,
-                     limit: int = 20) -> tuple[list[Task], bool]:
+async def tasks_page(
+    session: AsyncSession,
+    account_id: str,
+    *,
+    statuses: Sequence[str] = (),
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    after: tuple[datetime, str] | None = None,
+    newest_first: bool = True,
+    limit: int = 20,
+) -> tuple[list[Task], bool]:
     """The account's tasks ordered by (created_at, id), continuing after the `after` position."""
     stmt = select(Task).where(Task.account_id == account_id)
     if statuses:
@@ -49,6 +57,5 @@ async def render_queue_ahead(session: AsyncSession, task: Task) -> int:
     """Running tasks (any account) that got their slot before this one: ahead of it for a render worker."""
     if task.started_at is None:
         return 0
-    stmt = select(func.count()).select_from(Task).where(
-        Task.status == st.RUNNING, Task.started_at < task.started_at)
+    stmt = select(func.count()).select_from(Task).where(Task.status == st.RUNNING, Task.started_at < task.started_at)
     return int(await session.scalar(stmt) or 0)

@@ -45,8 +45,14 @@ RELEASE = "release"
 OVERAGE = "overage"
 
 EFFECTS: dict[str, tuple[int, int]] = {
-    GRANT: (1, 0), REFRESH: (1, 0), EXPIRY: (-1, 0), ADJUST: (1, 0),
-    RESERVE: (0, 1), CAPTURE: (-1, -1), RELEASE: (0, -1), OVERAGE: (1, 0),
+    GRANT: (1, 0),
+    REFRESH: (1, 0),
+    EXPIRY: (-1, 0),
+    ADJUST: (1, 0),
+    RESERVE: (0, 1),
+    CAPTURE: (-1, -1),
+    RELEASE: (0, -1),
+    OVERAGE: (1, 0),
 }
 """kind → (sign on balance, sign on reserved)."""
 KINDS = tuple(EFFECTS)
@@ -75,14 +81,15 @@ def fold(entries: Iterable[tuple[str, int]]) -> Totals:
 async def entry_totals(session: AsyncSession, account_id: str) -> Totals:
     rows = await session.execute(
         select(LedgerEntry.kind, func.sum(LedgerEntry.amount))
-        .where(LedgerEntry.account_id == account_id).group_by(LedgerEntry.kind))
+        .where(LedgerEntry.account_id == account_id)
+        .group_by(LedgerEntry.kind)
+    )
     return fold((kind, int(total)) for kind, total in rows.all())
 
 
 async def lock_account(session: AsyncSession, account_id: str) -> Account:
     """The account row, locked, with its figures re-read even if the session had loaded it before."""
-    stmt = (select(Account).where(Account.id == account_id).with_for_update()
-            .execution_options(populate_existing=True))
+    stmt = select(Account).where(Account.id == account_id).with_for_update().execution_options(populate_existing=True)
     return (await session.execute(stmt)).scalar_one()
 
 
@@ -99,14 +106,24 @@ def plan_of(account: Account, plan: Plan | None = None) -> Plan:
     return plan if plan is not None else get_catalog().plans[account.plan]
 
 
-def _add(session: AsyncSession, account: Account, kind: str, amount: int, *, task_id: str | None = None,
-         reason: str = "", actor: str = "system", period: str | None = None) -> LedgerEntry:
+def _add(
+    session: AsyncSession,
+    account: Account,
+    kind: str,
+    amount: int,
+    *,
+    task_id: str | None = None,
+    reason: str = "",
+    actor: str = "system",
+    period: str | None = None,
+) -> LedgerEntry:
     """Append one entry and move the cached figures by exactly its effect."""
     on_balance, on_reserved = EFFECTS[kind]
     account.balance += on_balance * amount
     account.reserved += on_reserved * amount
-    entry = LedgerEntry(account_id=account.id, task_id=task_id, kind=kind, amount=amount, reason=reason,
-                        actor=actor, period=period)
+    entry = LedgerEntry(
+        account_id=account.id, task_id=task_id, kind=kind, amount=amount, reason=reason, actor=actor, period=period
+    )
     session.add(entry)
     return entry
 
@@ -116,21 +133,25 @@ async def period_overage(session: AsyncSession, account_id: str, now: datetime |
     start, end = period_bounds(period_of(now or utcnow()))
     total = await session.scalar(
         select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
-            LedgerEntry.account_id == account_id, LedgerEntry.kind == OVERAGE,
-            LedgerEntry.created_at >= start, LedgerEntry.created_at < end))
+            LedgerEntry.account_id == account_id,
+            LedgerEntry.kind == OVERAGE,
+            LedgerEntry.created_at >= start,
+            LedgerEntry.created_at < end,
+        )
+    )
     return int(total or 0)
 
 
-async def grant(session: AsyncSession, account: Account, amount: int, *, reason: str,
-                actor: str = "system") -> LedgerEntry:
+async def grant(
+    session: AsyncSession, account: Account, amount: int, *, reason: str, actor: str = "system"
+) -> LedgerEntry:
     """Add credits to a (locked) account."""
     if amount <= 0:
         raise LedgerConflict("a grant must be positive")
     return _add(session, account, GRANT, amount, reason=reason, actor=actor)
 
 
-async def adjust(session: AsyncSession, account: Account, amount: int, *, reason: str,
-                 actor: str) -> LedgerEntry:
+async def adjust(session: AsyncSession, account: Account, amount: int, *, reason: str, actor: str) -> LedgerEntry:
     """Correct a (locked) account by a signed amount; never takes away credits it does not have free."""
     if amount == 0:
         raise LedgerConflict("an adjustment must not be zero")
@@ -150,8 +171,16 @@ async def can_hold(session: AsyncSession, account: Account, amount: int, plan: P
     return await period_overage(session, account.id) + shortfall <= rules.overage_limit_credits
 
 
-async def reserve(session: AsyncSession, account: Account, task_id: str, amount: int, *,
-                  actor: str = "system", plan: Plan | None = None, new_task: bool = False) -> LedgerEntry:
+async def reserve(
+    session: AsyncSession,
+    account: Account,
+    task_id: str,
+    amount: int,
+    *,
+    actor: str = "system",
+    plan: Plan | None = None,
+    new_task: bool = False,
+) -> LedgerEntry:
     """Hold `amount` for a task on a locked account; an existing hold is returned unchanged.
 
     Prepaid plans hold only what is available. A plan with overage may also hold past the
@@ -164,7 +193,8 @@ async def reserve(session: AsyncSession, account: Account, task_id: str, amount:
         return existing
     if not await can_hold(session, account, amount, plan):
         raise InsufficientCredits(
-            f"this task costs {amount} credits but only {max(available(account), 0)} are available")
+            f"this task costs {amount} credits but only {max(available(account), 0)} are available"
+        )
     return _add(session, account, RESERVE, amount, task_id=task_id, reason="hold for render", actor=actor)
 
 
@@ -179,8 +209,14 @@ async def capture(session: AsyncSession, account_id: str, task_id: str) -> int:
         raise LedgerConflict(f"task {task_id} has no open hold to capture")
     _add(session, account, CAPTURE, hold.amount, task_id=task_id, reason="render succeeded")
     if account.balance < 0:
-        _add(session, account, OVERAGE, -account.balance, task_id=task_id,
-             reason="usage past the balance, invoiced at the overage rate")
+        _add(
+            session,
+            account,
+            OVERAGE,
+            -account.balance,
+            task_id=task_id,
+            reason="usage past the balance, invoiced at the overage rate",
+        )
     return hold.amount
 
 
@@ -205,8 +241,15 @@ class Refreshed:
     already: bool
 
 
-async def refresh(session: AsyncSession, account: Account, period: str, *, plan: Plan | None = None,
-                  expire: bool = True, actor: str = "schedule") -> Refreshed:
+async def refresh(
+    session: AsyncSession,
+    account: Account,
+    period: str,
+    *,
+    plan: Plan | None = None,
+    expire: bool = True,
+    actor: str = "schedule",
+) -> Refreshed:
     """Start `period` for a locked account: expire what does not roll over, grant the included credits.
 
     Runs at most once per account and period (a `refresh` entry marks it done), so schedule
@@ -215,18 +258,41 @@ async def refresh(session: AsyncSession, account: Account, period: str, *, plan:
     the credits bought under the old plan are kept.
     """
     rules = plan_of(account, plan)
-    refreshed = dict((await session.execute(select(LedgerEntry.period, LedgerEntry.amount).where(
-        LedgerEntry.account_id == account.id, LedgerEntry.kind == REFRESH))).all())
+    refreshed = dict(
+        (
+            await session.execute(
+                select(LedgerEntry.period, LedgerEntry.amount).where(
+                    LedgerEntry.account_id == account.id, LedgerEntry.kind == REFRESH
+                )
+            )
+        ).all()
+    )
     if period in refreshed or rules.included_credits <= 0:
         return Refreshed(period, 0, int(refreshed.get(period) or 0), already=period in refreshed)
     unused = max(available(account), 0)
-    carried = (min(unused, rules.rollover_cap_credits) if rules.rollover_cap_credits else unused) \
-        if rules.rollover else 0
+    carried = (
+        (min(unused, rules.rollover_cap_credits) if rules.rollover_cap_credits else unused) if rules.rollover else 0
+    )
     expired = unused - carried if expire and refreshed else 0  # a first period has nothing of ours to expire
     if expired:
-        _add(session, account, EXPIRY, expired, period=period, actor=actor,
-             reason="unused credits expire at the end of the period" if not rules.rollover
-             else "unused credits above the rollover cap expire")
-    _add(session, account, REFRESH, rules.included_credits, period=period, actor=actor,
-         reason=f"{account.plan} credits included for {period}")
+        _add(
+            session,
+            account,
+            EXPIRY,
+            expired,
+            period=period,
+            actor=actor,
+            reason="unused credits expire at the end of the period"
+            if not rules.rollover
+            else "unused credits above the rollover cap expire",
+        )
+    _add(
+        session,
+        account,
+        REFRESH,
+        rules.included_credits,
+        period=period,
+        actor=actor,
+        reason=f"{account.plan} credits included for {period}",
+    )
     return Refreshed(period, expired, rules.included_credits, already=False)

@@ -20,7 +20,9 @@ async def typical_seconds(session: AsyncSession, now: datetime) -> dict[str, flo
     rows = await session.execute(
         select(Task.request["model_version"].as_string(), Task.started_at, Task.finished_at)
         .where(Task.status == status.SUCCEEDED, Task.finished_at > now - WINDOW, Task.started_at.is_not(None))
-        .order_by(Task.finished_at.desc()).limit(SAMPLE))
+        .order_by(Task.finished_at.desc())
+        .limit(SAMPLE)
+    )
     durations: dict[str, list[float]] = {}
     for model, started, finished in rows.all():
         durations.setdefault(model, []).append((finished - started).total_seconds())

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, bindparam, case, delete, func, or_, select
-from sqlalchemy.orm import aliased
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from sorapi import errors, status
 from sorapi.db import ledger
@@ -41,19 +41,22 @@ class SlotDecision:
 
 
 async def running_task_ids(session: AsyncSession, account_id: str) -> list[str]:
-    rows = await session.execute(select(Task.id).where(Task.account_id == account_id,
-                                                       Task.status == status.RUNNING))
+    rows = await session.execute(select(Task.id).where(Task.account_id == account_id, Task.status == status.RUNNING))
     return list(rows.scalars())
 
 
-async def try_acquire(session: AsyncSession, task_id: str, limit: int | None = None,
-                      now: datetime | None = None) -> SlotDecision:
+async def try_acquire(
+    session: AsyncSession, task_id: str, limit: int | None = None, now: datetime | None = None
+) -> SlotDecision:
     """Move a queued task to running if the account has a free slot and the task is next in line."""
     now = now or utcnow()
     account_id = (await session.execute(select(Task.account_id).where(Task.id == task_id))).scalar_one()
     account = await ledger.lock_account(session, account_id)
-    task = (await session.execute(select(Task).where(Task.id == task_id).with_for_update()
-                                  .execution_options(populate_existing=True))).scalar_one()
+    task = (
+        await session.execute(
+            select(Task).where(Task.id == task_id).with_for_update().execution_options(populate_existing=True)
+        )
+    ).scalar_one()
     if task.status == status.RUNNING:
         return SlotDecision(acquired=True)
     if task.status != status.QUEUED:
@@ -70,26 +73,53 @@ async def try_acquire(session: AsyncSession, task_id: str, limit: int | None = N
 
     running = await running_task_ids(session, account_id)
     free = limit - len(running)
-    waiting = (await session.execute(
-        select(SlotWaiter.task_id).join(Task, Task.id == SlotWaiter.task_id)
-        .where(SlotWaiter.account_id == account_id, Task.status == status.QUEUED,
-               SlotWaiter.seen_at >= now - WAITER_TTL)
-        .order_by(SlotWaiter.queued_at, SlotWaiter.task_id))).scalars().all()
+    waiting = (
+        (
+            await session.execute(
+                select(SlotWaiter.task_id)
+                .join(Task, Task.id == SlotWaiter.task_id)
+                .where(
+                    SlotWaiter.account_id == account_id,
+                    Task.status == status.QUEUED,
+                    SlotWaiter.seen_at >= now - WAITER_TTL,
+                )
+                .order_by(SlotWaiter.queued_at, SlotWaiter.task_id)
+            )
+        )
+        .scalars()
+        .all()
+    )
     ahead = waiting.index(task_id)
     if ahead >= free:
         return SlotDecision(acquired=False, ahead=ahead, running=running)
     await task_rows.transition(session, task_id, status.RUNNING)
-    await session.execute(delete(SlotWaiter).where(
-        SlotWaiter.account_id == account_id,
-        or_(SlotWaiter.task_id == task_id, SlotWaiter.seen_at < now - WAITER_TTL)))
+    await session.execute(
+        delete(SlotWaiter).where(
+            SlotWaiter.account_id == account_id,
+            or_(SlotWaiter.task_id == task_id, SlotWaiter.seen_at < now - WAITER_TTL),
+        )
+    )
     return SlotDecision(acquired=True)
 
 
 _earlier = aliased(Task)
-POSITION = case((Task.status == status.QUEUED, select(func.count() + 1).select_from(_earlier).where(
-    _earlier.account_id == Task.account_id, _earlier.status == status.QUEUED,
-    or_(_earlier.created_at < Task.created_at,
-        and_(_earlier.created_at == Task.created_at, _earlier.id < Task.id))).correlate(Task).scalar_subquery()))
+POSITION = case(
+    (
+        Task.status == status.QUEUED,
+        select(func.count() + 1)
+        .select_from(_earlier)
+        .where(
+            _earlier.account_id == Task.account_id,
+            _earlier.status == status.QUEUED,
+            or_(
+                _earlier.created_at < Task.created_at,
+                and_(_earlier.created_at == Task.created_at, _earlier.id < Task.id),
+            ),
+        )
+        .correlate(Task)
+        .scalar_subquery(),
+    )
+)
 """A task's place in its account's line of queued tasks (1 = next to get a slot); NULL unless queued."""
 _POSITION_OF = select(POSITION).where(Task.id == bindparam("task_id"))
 
@@ -108,14 +138,17 @@ async def queue_position(session: AsyncSession, task: Task) -> int | None:
     return await session.scalar(_POSITION_OF, {"task_id": task.id})
 
 
-
-async def snapshot(session: AsyncSession, account_id: str,
-                   cap: int = SNAPSHOT_LINE_CAP) -> tuple[list[str], list[tuple[datetime, str]]]:
+async def snapshot(
+    session: AsyncSession, account_id: str, cap: int = SNAPSHOT_LINE_CAP
+) -> tuple[list[str], list[tuple[datetime, str]]]:
     """The account's running task ids and its line of queued tasks, oldest first."""
     running = await running_task_ids(session, account_id)
     line = await session.execute(
-        select(Task.created_at, Task.id).where(Task.account_id == account_id, Task.status == status.QUEUED)
-        .order_by(Task.created_at, Task.id).limit(cap))
+        select(Task.created_at, Task.id)
+        .where(Task.account_id == account_id, Task.status == status.QUEUED)
+        .order_by(Task.created_at, Task.id)
+        .limit(cap)
+    )
     return running, [(created, task_id) for created, task_id in line.all()]
 
 
@@ -123,8 +156,13 @@ async def ended_among(session: AsyncSession, task_ids: list[str]) -> list[str]:
     """Those of `task_ids` whose row is terminal or missing: they hold no slot."""
     if not task_ids:
         return []
-    live = set((await session.execute(select(Task.id).where(
-        Task.id.in_(task_ids), Task.status.in_((status.QUEUED, status.RUNNING))))).scalars())
+    live = set(
+        (
+            await session.execute(
+                select(Task.id).where(Task.id.in_(task_ids), Task.status.in_((status.QUEUED, status.RUNNING)))
+            )
+        ).scalars()
+    )
     return [task_id for task_id in task_ids if task_id not in live]
 
 
@@ -133,8 +171,9 @@ async def fail_orphan(session: AsyncSession, task_id: str) -> Task | None:
     task = await session.get(Task, task_id)
     if task is None or task.status not in (status.QUEUED, status.RUNNING):
         return None
-    moved = await task_rows.transition(session, task_id, status.FAILED, error_code=errors.INTERNAL_ERROR,
-                                       error_message=ORPHAN_MESSAGE)
+    moved = await task_rows.transition(
+        session, task_id, status.FAILED, error_code=errors.INTERNAL_ERROR, error_message=ORPHAN_MESSAGE
+    )
     if moved is not None:
         await ledger.release(session, moved.account_id, task_id, reason="workflow ended without the task")
     return moved

@@ -21,8 +21,9 @@ class SigningSecrets:
     previous_until: datetime | None
 
 
-async def signing_secrets(session: AsyncSession, account_id: str, box: SecretBox,
-                          now: datetime | None = None) -> SigningSecrets:
+async def signing_secrets(
+    session: AsyncSession, account_id: str, box: SecretBox, now: datetime | None = None
+) -> SigningSecrets:
     """The account's secrets, creating the first one on demand (row-locked: one secret, ever, per race)."""
     now = now or utcnow()
     account = await session.get(Account, account_id)
@@ -35,8 +36,11 @@ async def signing_secrets(session: AsyncSession, account_id: str, box: SecretBox
     previous = None
     if account.webhook_previous_secret and account.webhook_previous_until and account.webhook_previous_until > now:
         previous = box.open(account.webhook_previous_secret, account_id)
-    return SigningSecrets(current=box.open(account.webhook_secret, account_id), previous=previous,
-                          previous_until=account.webhook_previous_until if previous else None)
+    return SigningSecrets(
+        current=box.open(account.webhook_secret, account_id),
+        previous=previous,
+        previous_until=account.webhook_previous_until if previous else None,
+    )
 
 
 async def rotate_secret(session: AsyncSession, account_id: str, box: SecretBox, overlap: timedelta) -> SigningSecrets:
@@ -47,13 +51,13 @@ async def rotate_secret(session: AsyncSession, account_id: str, box: SecretBox, 
     account.webhook_previous_secret, account.webhook_previous_until = account.webhook_secret, until
     fresh = new_secret()
     account.webhook_secret = box.seal(fresh, account_id)
-    return SigningSecrets(current=fresh, previous=box.open(account.webhook_previous_secret or "", account_id),
-                          previous_until=until)
+    return SigningSecrets(
+        current=fresh, previous=box.open(account.webhook_previous_secret or "", account_id), previous_until=until
+    )
 
 
 async def find_attempt(session: AsyncSession, delivery_id: str, attempt: int) -> WebhookDelivery | None:
-    stmt = select(WebhookDelivery).where(WebhookDelivery.delivery_id == delivery_id,
-                                         WebhookDelivery.attempt == attempt)
+    stmt = select(WebhookDelivery).where(WebhookDelivery.delivery_id == delivery_id, WebhookDelivery.attempt == attempt)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -43,14 +44,19 @@ def main() -> None:
 def _record_at(ref: str, prefix: str) -> int:
     """Run this module inside a worktree of `ref`, writing into this tree's histories folder."""
     tree = Path(tempfile.mkdtemp(prefix="sorapi-history-"))
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), ref], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), ref], check=True, capture_output=True
+    )
     try:
         (tree / "tests" / "histories").mkdir(exist_ok=True)
         shutil.copy(Path(__file__), tree / "tests" / "histories" / "record.py")
         env = {**os.environ, "PYTHONPATH": str(tree)}
-        return subprocess.run([sys.executable, "-m", "tests.histories.record", "--prefix", prefix, "--out", str(HERE)],
-                              cwd=tree, env=env, check=False).returncode
+        return subprocess.run(
+            [sys.executable, "-m", "tests.histories.record", "--prefix", prefix, "--out", str(HERE)],
+            cwd=tree,
+            env=env,
+            check=False,
+        ).returncode
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
 
@@ -63,8 +69,8 @@ async def record_all(out: Path, prefix: str) -> None:
 
     for name, scenario in _scenarios().items():  # a server each: one scenario's leftovers never stop time
         async with await WorkflowEnvironment.start_time_skipping(
-                data_converter=DATA_CONVERTER,
-                test_server_existing_path=servers.venv_binary("temporal-test-server")) as env:
+            data_converter=DATA_CONVERTER, test_server_existing_path=servers.venv_binary("temporal-test-server")
+        ) as env:
             history = await asyncio.wait_for(scenario(env), timeout=120)
         (out / f"{prefix}{name}.json").write_text(history.to_json())
         print(f"recorded {prefix}{name}.json")
@@ -90,25 +96,52 @@ def _fakes(render: Callable[..., Any] | None = None) -> list[Any]:
         @activity.defn(name=name)
         async def run(*_: Any) -> Any:
             return result(*_) if callable(result) else result
+
         return run
 
-    meta = messages.RenderMeta(model="sora-2-latest", family="wan", width=48, height=48, num_frames=9, fps=8,
-                               steps=4, seed=1, guidance_scale=7.5, requested_width=480, requested_height=480,
-                               dev_model=True, host="recorder")
+    meta = messages.RenderMeta(
+        model="sora-2-latest",
+        family="wan",
+        width=48,
+        height=48,
+        num_frames=9,
+        fps=8,
+        steps=4,
+        seed=1,
+        guidance_scale=7.5,
+        requested_width=480,
+        requested_height=480,
+        dev_model=True,
+        host="recorder",
+    )
     rendered = messages.RenderResult(host_queue="recorder-render", files=[], meta=meta)
     stored = [messages.StoredObject(format="mp4", key="tasks/t/video.mp4", content_type="video/mp4", size_bytes=1)]
     table: dict[str, Any] = {
-        "reserve_credits": 16, "capture_credits": 16, "release_credits": 16, "mark_succeeded": True,
-        "mark_failed": True, "acquire_slot": True, "render_video": render or rendered, "upload_outputs": stored,
-        "start_webhook_delivery": "wh", "start_retention": "ret", "discard_outputs": 0, "expire_task": 0,
+        "reserve_credits": 16,
+        "capture_credits": 16,
+        "release_credits": 16,
+        "mark_succeeded": True,
+        "mark_failed": True,
+        "acquire_slot": True,
+        "render_video": render or rendered,
+        "upload_outputs": stored,
+        "start_webhook_delivery": "wh",
+        "start_retention": "ret",
+        "discard_outputs": 0,
+        "expire_task": 0,
         "deliver_webhook": messages.DeliveryOutcome(outcome="delivered", status_code=200),
-        "release_slot": None, "mark_running": True,
+        "release_slot": None,
+        "mark_running": True,
         "gate_snapshot": lambda *_: messages.GateSnapshot(limit=1, running=[], waiting=[]),
-        "ended_tasks": [], "settle_orphan": True,
+        "ended_tasks": [],
+        "settle_orphan": True,
     }
     known = {value for key, value in vars(names).items() if key.isupper() and isinstance(value, str)}
-    fakes = [result if hasattr(result, "__temporal_activity_definition") else fake(name, result)
-             for name, result in table.items() if name in known]
+    fakes = [
+        result if hasattr(result, "__temporal_activity_definition") else fake(name, result)
+        for name, result in table.items()
+        if name in known
+    ]
     return fakes + ([_request_slot()] if "request_slot" in known else [])
 
 
@@ -133,22 +166,41 @@ async def _run_video_task(env: Any, task_id: str, *, render: Any = None, max_que
     from sorapi import messages, names
     from workers.orchestrator import WORKFLOWS, sandbox_runner
 
-    spec = messages.RenderSpec(task_id=task_id, model="sora-2-latest", family="wan", weights="w", prompt="p",
-                               negative_prompt=None, width=480, height=480, duration_s=1, fps=8,
-                               guidance_scale=7.5, steps=4, seed=1)
+    spec = messages.RenderSpec(
+        task_id=task_id,
+        model="sora-2-latest",
+        family="wan",
+        weights="w",
+        prompt="p",
+        negative_prompt=None,
+        width=480,
+        height=480,
+        duration_s=1,
+        fps=8,
+        guidance_scale=7.5,
+        steps=4,
+        seed=1,
+    )
     fields = {"max_queue_s": max_queue_s} if max_queue_s else {}
-    arg = messages.VideoTaskInput(task_id=task_id, account_id="acct_recorder", price=16, render=spec,
-                                  render_queue="recorder-render", retention_hours=1, has_callback=True, **fields)
+    arg = messages.VideoTaskInput(
+        task_id=task_id,
+        account_id="acct_recorder",
+        price=16,
+        render=spec,
+        render_queue="recorder-render",
+        retention_hours=1,
+        has_callback=True,
+        **fields,
+    )
     queue = f"recorder-{uuid.uuid4().hex}"
     fakes = _fakes(render)
-    async with Worker(env.client, task_queue=queue, workflows=WORKFLOWS, activities=fakes,
-                      workflow_runner=sandbox_runner()), \
-            Worker(env.client, task_queue="recorder-render", activities=fakes):
+    async with (
+        Worker(env.client, task_queue=queue, workflows=WORKFLOWS, activities=fakes, workflow_runner=sandbox_runner()),
+        Worker(env.client, task_queue="recorder-render", activities=fakes),
+    ):
         handle = await env.client.start_workflow(names.VIDEO_TASK_WORKFLOW, arg, id=task_id, task_queue=queue)
-        try:
+        with contextlib.suppress(Exception):  # a failed task's workflow fails: its history is what we keep
             await handle.result()
-        except Exception:  # a failed task's workflow fails: its history is what we keep
-            pass
         return await handle.fetch_history()
 
 
@@ -179,10 +231,12 @@ async def _slot_gate(env: Any) -> Any:
     from workers.orchestrator import WORKFLOWS, sandbox_runner
 
     queue, gate_id = f"recorder-{uuid.uuid4().hex}", f"slot-gate-recorder-{uuid.uuid4().hex[:8]}"
-    async with Worker(env.client, task_queue=queue, workflows=WORKFLOWS, activities=_fakes(),
-                      workflow_runner=sandbox_runner()):
-        handle = await env.client.start_workflow(names.SLOT_GATE_WORKFLOW, messages.GateState(account_id="acct_r"),
-                                                 id=gate_id, task_queue=queue)
+    async with Worker(
+        env.client, task_queue=queue, workflows=WORKFLOWS, activities=_fakes(), workflow_runner=sandbox_runner()
+    ):
+        handle = await env.client.start_workflow(
+            names.SLOT_GATE_WORKFLOW, messages.GateState(account_id="acct_r"), id=gate_id, task_queue=queue
+        )
         for n in range(2):
             waiter = messages.GateWaiter(queued_at=1_700_000_000.0 + n, task_id=f"gone-{n}")
             await handle.signal(names.GATE_REQUEST_SIGNAL, messages.GateRequest(waiter=waiter, limit=1))
@@ -200,17 +254,29 @@ async def _webhook_delivery(env: Any) -> Any:
     from sorapi import messages, names
     from sorapi import webhook_policy as policy
 
-    return await _run_to_end(env, names.WEBHOOK_DELIVERY_WORKFLOW, lambda queue: messages.WebhookDeliveryInput(
-        task_id="sora2recorded", event="succeeded", event_id=policy.event_id("sora2recorded", "succeeded"),
-        lane=queue))
+    return await _run_to_end(
+        env,
+        names.WEBHOOK_DELIVERY_WORKFLOW,
+        lambda queue: messages.WebhookDeliveryInput(
+            task_id="sora2recorded",
+            event="succeeded",
+            event_id=policy.event_id("sora2recorded", "succeeded"),
+            lane=queue,
+        ),
+    )
 
 
 async def _task_retention(env: Any) -> Any:
     from sorapi import messages, names
 
     expires_at = await env.get_current_time() + timedelta(hours=24)
-    return await _run_to_end(env, names.TASK_RETENTION_WORKFLOW, lambda queue: messages.RetentionInput(
-        task_id="sora2recorded", expires_at=expires_at, has_callback=True, webhook_queue=queue))
+    return await _run_to_end(
+        env,
+        names.TASK_RETENTION_WORKFLOW,
+        lambda queue: messages.RetentionInput(
+            task_id="sora2recorded", expires_at=expires_at, has_callback=True, webhook_queue=queue
+        ),
+    )
 
 
 async def _run_to_end(env: Any, workflow: str, make_arg: Callable[[str], Any]) -> Any:
@@ -220,10 +286,12 @@ async def _run_to_end(env: Any, workflow: str, make_arg: Callable[[str], Any]) -
     from workers.orchestrator import WORKFLOWS, sandbox_runner
 
     queue = f"recorder-{uuid.uuid4().hex}"
-    async with Worker(env.client, task_queue=queue, workflows=WORKFLOWS, activities=_fakes(),
-                      workflow_runner=sandbox_runner()):
-        handle = await env.client.start_workflow(workflow, make_arg(queue), id=f"{workflow}-{uuid.uuid4().hex}",
-                                                 task_queue=queue)
+    async with Worker(
+        env.client, task_queue=queue, workflows=WORKFLOWS, activities=_fakes(), workflow_runner=sandbox_runner()
+    ):
+        handle = await env.client.start_workflow(
+            workflow, make_arg(queue), id=f"{workflow}-{uuid.uuid4().hex}", task_queue=queue
+        )
         await handle.result()
         return await handle.fetch_history()
 

@@ -18,11 +18,16 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_tasks_queued_line", "tasks", ["account_id", "created_at", "id"],
-                    postgresql_where=sa.text("status = 'queued'"))
+    op.create_index(
+        "ix_tasks_queued_line",
+        "tasks",
+        ["account_id", "created_at", "id"],
+        postgresql_where=sa.text("status = 'queued'"),
+    )
     op.create_index("ix_tasks_running", "tasks", ["account_id"], postgresql_where=sa.text("status = 'running'"))
-    op.create_index("ix_tasks_recent_successes", "tasks", ["finished_at"],
-                    postgresql_where=sa.text("status = 'succeeded'"))
+    op.create_index(
+        "ix_tasks_recent_successes", "tasks", ["finished_at"], postgresql_where=sa.text("status = 'succeeded'")
+    )
 
 
 def downgrade() -> None:
