@@ -2,7 +2,8 @@
 
 The API does not delete anything itself: it signals the task's retention workflow, which runs the same
 steps as at the end of the retention window (task marked expired, objects deleted, event
-recorded, `expired` webhook sent), then waits briefly for the row to show it.
+recorded, `expired` webhook sent), then waits briefly for the row to show it. The signal starts that
+workflow if the task's own has not yet (it starts it just after marking the task succeeded).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import time
 
 import structlog
 from litestar import Controller, Response, delete
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from api import tasks
@@ -19,10 +22,11 @@ from api.auth import NEEDS_GENERATE, Principal
 from api.openapi import error_responses
 from api.ratelimit import RATE_STATUS
 from api.state import Resources
-from sorapi import errors, names, status
+from sorapi import errors, names, status, webhook_policy
 from sorapi.db import tasks as task_rows
-from sorapi.db.models import Task
+from sorapi.db.models import Task, utcnow
 from sorapi.ids import retention_workflow_id
+from sorapi.messages import RetentionInput
 from sorapi.schemas import StatusResponse
 
 log = structlog.get_logger()
@@ -43,13 +47,32 @@ async def delete_task(res: Resources, principal: Principal, task_id: str) -> Tas
     if task.status != status.SUCCEEDED:
         return task
     try:
-        await res.temporal.get_workflow_handle(retention_workflow_id(task.id)).signal(names.DELETE_ASSETS_SIGNAL)
+        await res.temporal.start_workflow(
+            names.TASK_RETENTION_WORKFLOW,
+            _retention_of(res, task, principal.plan),
+            id=retention_workflow_id(task.id),
+            task_queue=res.settings.orchestration_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            start_signal=names.DELETE_ASSETS_SIGNAL,
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # its retention window already ended: the task is expiring
     except RPCError as exc:
         log.error("could not signal the task's workflow to delete its assets", task_id=task.id, error=str(exc))
         raise errors.ServiceUnavailable(
             "the orchestrator is unavailable; retry shortly", headers={"Retry-After": "5"}
         ) from exc
     return await _wait_for_expiry(res, principal, task_id)
+
+
+def _retention_of(res: Resources, task: Task, plan: str) -> RetentionInput:
+    """The retention workflow's input, exactly as the task's workflow starts it."""
+    return RetentionInput(
+        task_id=task.id,
+        expires_at=task.expires_at or utcnow(),
+        has_callback=task.request.get("callback_url") is not None,
+        webhook_queue=webhook_policy.lane(res.settings.webhook_queue_prefix, plan),
+    )
 
 
 async def _wait_for_expiry(res: Resources, principal: Principal, task_id: str) -> Task:

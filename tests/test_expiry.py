@@ -18,6 +18,7 @@ from api.tasks import status_view
 from sorapi import errors
 from sorapi.catalog import get_catalog
 from sorapi.db import ledger
+from sorapi.db.models import Task, utcnow
 from sorapi.messages import DeliveryReport
 from tests.lifecycle_env import Lifecycle, lifecycle_env
 
@@ -94,6 +95,32 @@ async def test_delete_removes_assets_early_with_the_same_guarantees(lc: Lifecycl
     events = {e.kind: e.data for e in await lc.events(task_id)}
     assert events["assets_deleted"] == {"objects": 2, "reason": "deleted"}
     assert (await delete_task(lc.res, owner, task_id)).status == "expired", "deleting again is a no-op"
+
+
+async def test_delete_just_after_success_starts_the_retention_window_itself(lc: Lifecycle) -> None:
+    """The task row says `succeeded` a moment before its workflow starts the retention workflow:
+    a delete in that moment starts it (signal-with-start) instead of answering 503."""
+    first, principal = await lc.create(plan="pro", path=f"/early-{uuid.uuid4().hex[:8]}")
+    await lc.finished(first)
+    task_id = f"sora2early{uuid.uuid4().hex[:16]}"
+    async with lc.sessions.begin() as session:
+        session.add(
+            Task(
+                id=task_id,
+                account_id=principal.account_id,
+                fingerprint=task_id,
+                status="succeeded",
+                request={"prompt": "p"},
+                price=1,
+                outputs=[],
+                expires_at=utcnow() + timedelta(days=7),
+            )
+        )
+
+    task = await delete_task(lc.res, principal, task_id)
+
+    assert task.status == "expired"
+    assert await lc.finished(f"{task_id}-retention") == "deleted"
 
 
 async def test_a_task_that_fails_mid_upload_keeps_nothing_in_s3(lc: Lifecycle) -> None:
