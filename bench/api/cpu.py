@@ -37,6 +37,23 @@ def pids_of(prefix: str) -> set[int]:
     return found
 
 
+def tree_of(root: int) -> set[int]:
+    """`root` and every process below it: a server and what it forks (PostgreSQL's backends)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = set(), [root]
+    while todo:
+        found.add(pid := todo.pop())
+        todo += children.get(pid, [])
+    return found
+
+
 def command_ticks(prefix: str) -> int:
     """All processes whose command name starts with `prefix`, together."""
     return sum(process_ticks(pid) for pid in pids_of(prefix))
@@ -45,14 +62,25 @@ def command_ticks(prefix: str) -> int:
 class CpuMeter:
     """Snapshot at `start()`, percentages of one core (machine: of all cores) at `stop()`."""
 
-    def __init__(self, pids: dict[str, int], commands: tuple[str, ...] = ("postgres", "temporal")) -> None:
-        self.pids, self.commands = pids, commands
+    def __init__(
+        self,
+        pids: dict[str, int],
+        commands: tuple[str, ...] = ("postgres", "temporal"),
+        trees: dict[str, int] | None = None,
+    ) -> None:
+        """`commands` count every process on the machine by name; `trees` count one root's whole
+        tree (`tree_of`), so that a shared machine's other servers of the same name stay out."""
+        self.pids, self.commands, self.trees = pids, commands, trees or {}
 
     def _snapshot(self) -> dict[str, int]:
         busy, total = machine_busy_ticks()
-        return {"machine_busy": busy, "machine_total": total,
-                **{prefix: command_ticks(prefix) for prefix in self.commands},
-                **{name: process_ticks(pid) for name, pid in self.pids.items()}}
+        return {
+            "machine_busy": busy,
+            "machine_total": total,
+            **{prefix: command_ticks(prefix) for prefix in self.commands},
+            **{name: process_ticks(pid) for name, pid in self.pids.items()},
+            **{name: sum(map(process_ticks, tree_of(root))) for name, root in self.trees.items()},
+        }
 
     def start(self) -> None:
         self._before = self._snapshot()
@@ -60,8 +88,11 @@ class CpuMeter:
     def stop(self, seconds: float) -> dict[str, float]:
         after = self._snapshot()
         delta = {name: after[name] - self._before[name] for name in after}
-        usage = {f"{name}_cpu_pct": round(100 * delta[name] / TICKS / seconds, 1)
-                 for name in delta if not name.startswith("machine")}
+        usage = {
+            f"{name}_cpu_pct": round(100 * delta[name] / TICKS / seconds, 1)
+            for name in delta
+            if not name.startswith("machine")
+        }
         usage["machine_cpu_pct"] = round(100 * delta["machine_busy"] / max(1, delta["machine_total"]), 1)
         return usage
 

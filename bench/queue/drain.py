@@ -1,0 +1,83 @@
+"""Drain: M tasks across K accounts of mixed plans run to the end, and nothing is lost.
+
+Every task must end `succeeded`, charged exactly once, and every account's balance must equal its
+starting credits minus its `capture` entries, with nothing left reserved: a slot, a hold or a
+task dropped anywhere between the API, the gates and the workflows shows up here.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bench.queue import tasks
+from sorapi.db.ledger import CAPTURE
+from sorapi.db.models import Account, LedgerEntry, Task
+
+PLANS = ("free", "pro", "scale")
+
+
+async def run(
+    api: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], count: int, accounts: int, timeout_s: float
+) -> dict[str, object]:
+    made = await tasks.accounts(sessions, [PLANS[n % len(PLANS)] for n in range(accounts)], credits=100_000)
+    ids = [account_id for account_id, _ in made]
+    start = await _balances(sessions, ids)
+    began, began_at = time.monotonic(), datetime.now(UTC)
+    created = await tasks.submit(api, [key for _, key in made], count)
+    submitted_s = time.monotonic() - began
+    await tasks.wait_ended(sessions, created, timeout_s)
+    async with sessions() as session:
+        last = await session.scalar(select(func.max(Task.finished_at)).where(Task.id.in_(created)))
+        ends = dict(
+            (
+                await session.execute(
+                    select(Task.status, func.count()).where(Task.id.in_(created)).group_by(Task.status)
+                )
+            ).all()
+        )
+        captures = dict(
+            (
+                await session.execute(
+                    select(LedgerEntry.account_id, func.coalesce(func.sum(LedgerEntry.amount), 0))
+                    .where(LedgerEntry.account_id.in_(ids), LedgerEntry.kind == CAPTURE)
+                    .group_by(LedgerEntry.account_id)
+                )
+            ).all()
+        )
+        charged = await session.scalar(
+            select(func.count(func.distinct(LedgerEntry.task_id))).where(
+                LedgerEntry.task_id.in_(created), LedgerEntry.kind == CAPTURE
+            )
+        )
+        captured = await session.scalar(
+            select(func.count()).where(LedgerEntry.task_id.in_(created), LedgerEntry.kind == CAPTURE)
+        )
+    end = await _balances(sessions, ids)
+    wrong = [
+        account_id for account_id in ids if end[account_id] != (start[account_id][0] - captures.get(account_id, 0), 0)
+    ]
+    wall = (last - began_at).total_seconds() if last else float("nan")
+    return {
+        "tasks": count,
+        "accounts": accounts,
+        "plans": list(PLANS),
+        "submit_s": round(submitted_s, 1),
+        "wall_s": round(wall, 1),
+        "tasks_per_s": round(count / wall, 2),
+        "ends": ends,
+        "charged_tasks": charged,
+        "captures": captured,
+        "accounts_off": wrong,
+        "ok": ends == {"succeeded": count} and charged == captured == count and not wrong,
+    }
+
+
+async def _balances(sessions: async_sessionmaker[AsyncSession], ids: list[str]) -> dict[str, tuple[int, int]]:
+    async with sessions() as session:
+        rows = await session.execute(select(Account.id, Account.balance, Account.reserved).where(Account.id.in_(ids)))
+    return {account_id: (balance, reserved) for account_id, balance, reserved in rows.all()}

@@ -1,0 +1,65 @@
+"""The stack's processes by role, found in /proc, so their CPU is measured and the render worker paused.
+
+On a shared machine other engineers run stacks of their own: every process here is found below
+this bench's own processes (the `sorapi dev` it started, the PostgreSQL the suite's helper started).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench.api.cpu import tree_of
+
+ROLES = {"orchestrator": ("worker", "orchestrator"), "render": ("worker", "render"), "api": ("sorapi", "api")}
+"""Role → how its command line ends (`python -m sorapi worker render`...)."""
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+    except OSError:
+        return []
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def stack_processes(stack_pid: int) -> dict[str, int]:
+    """orchestrator, render, api and temporal of the `sorapi dev` at `stack_pid`; postgres: the
+    postmaster this process started (its backends are its children: measure it with `tree_of`)."""
+    found = {}
+    for pid in tree_of(stack_pid):
+        for role, tail in ROLES.items():
+            if tuple(_cmdline(pid)[-2:]) == tail:
+                found[role] = pid
+        if _comm(pid) == "temporal":
+            found["temporal"] = pid
+    for pid in tree_of(os.getpid()):
+        if _comm(pid) == "postgres" and pid not in found.values() and _parent(pid) == os.getpid():
+            found["postgres"] = pid
+    missing = {*ROLES, "temporal", "postgres"} - set(found)
+    if missing:
+        raise RuntimeError(f"stack processes not found: {sorted(missing)}")
+    return found
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+@contextmanager
+def paused(pid: int) -> Iterator[None]:
+    """SIGSTOP `pid` for the block (no render can run), SIGCONT after, whatever happens."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)

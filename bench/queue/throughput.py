@@ -1,0 +1,147 @@
+"""Orchestration throughput: tasks/s end to end with a no-op render, against a raw Temporal workflow
+that runs as many no-op activities as a task's workflow does, both started `concurrency` at a time.
+
+The tasks go through a second API process whose SORAPI_RENDER_QUEUE is a queue of the bench's own,
+served here by a render host that renders nothing and uploads nothing: what is left is the API, the
+gates, the workflows and their database work. The stack's render worker never sees these tasks.
+The raw workflow and its activity are served here too, in the orchestrator's sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from bench.queue import noop, tasks
+from sorapi import names, servers, status
+from sorapi.db.models import Task
+from sorapi.messages import RenderMeta, RenderResult, RenderSpec, StoredObject, UploadInput
+from workers.orchestrator import sandbox_runner
+
+
+class NoopRenderHost:
+    """Answers render and upload at once: a render host with infinitely fast hardware."""
+
+    def __init__(self, host_queue: str) -> None:
+        self.host_queue = host_queue
+
+    @activity.defn(name=names.RENDER_VIDEO)
+    async def render_video(self, spec: RenderSpec) -> RenderResult:
+        meta = RenderMeta(
+            model=spec.model,
+            family=spec.family,
+            width=spec.width,
+            height=spec.height,
+            num_frames=spec.num_frames,
+            fps=spec.fps,
+            steps=0,
+            seed=spec.seed,
+            guidance_scale=spec.guidance_scale,
+            requested_width=spec.width,
+            requested_height=spec.height,
+            dev_model=True,
+            host="bench-noop",
+        )
+        return RenderResult(host_queue=self.host_queue, files=[], meta=meta)
+
+    @activity.defn(name=names.UPLOAD_OUTPUTS)
+    async def upload_outputs(self, arg: UploadInput) -> list[StoredObject]:
+        return []
+
+
+async def run(
+    stack_env: dict[str, str],
+    workdir: Path,
+    sessions: async_sessionmaker[AsyncSession],
+    temporal: Client,
+    count: int,
+    concurrency: int,
+) -> dict[str, object]:
+    render_queue = f"bench-noop-render-{uuid.uuid4().hex[:8]}"
+    host = NoopRenderHost(render_queue + "-host")
+    port = servers.free_port()
+    env = {**stack_env, "SORAPI_RENDER_QUEUE": render_queue, "SORAPI_API_PORT": str(port)}
+    with open(workdir / "noop-api.log", "wb") as log:
+        api_proc = subprocess.Popen(
+            [sys.executable, "-m", "sorapi", "api"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    try:
+        servers.wait_for_http(f"http://127.0.0.1:{port}/readyz", [api_proc], 120)
+        # Scale accounts (32 slots each), enough that no task waits for a slot: orchestration, not plans.
+        made = await tasks.accounts(sessions, ["scale"] * math.ceil(count / 32))
+        async with (
+            Worker(temporal, task_queue=render_queue, activities=[host.render_video]),
+            Worker(temporal, task_queue=host.host_queue, activities=[host.upload_outputs]),
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as api,
+        ):
+            began_at, began = datetime.now(UTC), time.monotonic()
+            created = await tasks.submit(api, [key for _, key in made], count, concurrency)
+            submit_s = time.monotonic() - began
+            await tasks.wait_ended(sessions, created, 60 + count)
+        async with sessions() as session:
+            last = await session.scalar(select(func.max(Task.finished_at)).where(Task.id.in_(created)))
+            succeeded = await session.scalar(
+                select(func.count()).where(Task.id.in_(created), Task.status == status.SUCCEEDED)
+            )
+        assert last is not None, "no task finished"
+        task_s = (last - began_at).total_seconds()
+        history = await temporal.get_workflow_handle(created[0]).fetch_history()
+        activities = sum(event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED for event in history.events)
+    finally:
+        api_proc.terminate()
+        api_proc.wait(timeout=30)
+
+    raw_queue = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        temporal,
+        task_queue=raw_queue,
+        workflows=[noop.RawTaskWorkflow],
+        activities=[noop.noop],
+        workflow_runner=sandbox_runner(),
+    ):
+        began = time.monotonic()
+        todo, handles = iter(range(count)), []
+
+        async def starter() -> None:
+            for n in todo:
+                handles.append(
+                    await temporal.start_workflow(
+                        noop.RawTaskWorkflow.run, activities, id=f"{raw_queue}-{n}", task_queue=raw_queue
+                    )
+                )
+
+        await asyncio.gather(*(starter() for _ in range(concurrency)))
+        raw_submit_s = time.monotonic() - began
+        await asyncio.gather(*(handle.result() for handle in handles))
+        raw_s = time.monotonic() - began
+    return {
+        "tasks": count,
+        "concurrency": concurrency,
+        "activities_per_task": activities,
+        "task": {
+            "submit_s": round(submit_s, 1),
+            "wall_s": round(task_s, 1),
+            "per_s": round(count / task_s, 1),
+            "succeeded": succeeded,
+        },
+        "raw": {"submit_s": round(raw_submit_s, 1), "wall_s": round(raw_s, 1), "per_s": round(count / raw_s, 1)},
+        "ratio": round(raw_s / task_s, 3),
+    }
