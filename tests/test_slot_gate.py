@@ -20,10 +20,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.ledger import LedgerActivities
-from activities.slot_gate import GateActivities
 from activities.sweeper import SweeperActivities
-from activities.task_state import TaskStateActivities
 from sorapi import gates, names
 from sorapi.db import ledger
 from sorapi.db.engine import make_async_engine, make_sessionmaker
@@ -31,7 +28,7 @@ from sorapi.db.models import Account, LedgerEntry, Task, utcnow
 from sorapi.ids import new_task_id, slot_gate_workflow_id
 from sorapi.messages import GateState, RenderResult, RenderSpec, StoredObject, SweepInput, UploadInput, VideoTaskInput
 from tests.stack import fresh_pg_database, make_account
-from tests.test_workflow import PRICE, _meta, _spec
+from tests.test_workflow import PRICE, _meta, _spec, orchestration_activities
 from workers.orchestrator import WORKFLOWS, sandbox_runner
 
 
@@ -106,15 +103,7 @@ async def orchestra(
     env: WorkflowEnvironment, sessions: Any, renders: Renders, gate_max_history: int = 5_000
 ) -> AsyncIterator[Orchestra]:
     queue, render_queue = f"orch-{uuid.uuid4().hex}", f"render-{uuid.uuid4().hex}"
-    ledger_acts, state = LedgerActivities(sessions), TaskStateActivities(sessions)
-    db_activities = [
-        ledger_acts.reserve_credits,
-        ledger_acts.capture_credits,
-        ledger_acts.release_credits,
-        state.mark_succeeded,
-        state.mark_failed,
-        *GateActivities(sessions, gate_max_history=gate_max_history).all(),
-    ]
+    db_activities = orchestration_activities(sessions, gate_max_history)
     async with (
         Worker(
             env.client,

@@ -88,6 +88,19 @@ async def _queued_task(sessions: Any, *, credits: int = 1000, hold: bool = True)
     return account_id, task_id
 
 
+def orchestration_activities(sessions: Any, gate_max_history: int = 5_000) -> list[Any]:
+    """The orchestrator's real database activities (ledger, task rows, slot gate)."""
+    ledger_acts, state = LedgerActivities(sessions), TaskStateActivities(sessions)
+    return [
+        ledger_acts.reserve_credits,
+        ledger_acts.capture_credits,
+        ledger_acts.release_credits,
+        state.mark_succeeded,
+        state.mark_failed,
+        *GateActivities(sessions, gate_max_history=gate_max_history).all(),
+    ]
+
+
 async def _run(
     env: WorkflowEnvironment,
     sessions: Any,
@@ -101,19 +114,8 @@ async def _run(
 ) -> Any:
     """Run one task to its end; `replace`: fakes that stand in for the real orchestrator activities of their names."""
     queue, render_queue = f"orch-{uuid.uuid4().hex}", f"render-{uuid.uuid4().hex}"
-    ledger_acts, state = LedgerActivities(sessions), TaskStateActivities(sessions)
     fakes = {_name(fake): fake for fake in [*replace, *([capture] if capture else [])]}
-    db_activities = [
-        fakes.pop(_name(real), real)
-        for real in (
-            ledger_acts.reserve_credits,
-            ledger_acts.capture_credits,
-            ledger_acts.release_credits,
-            state.mark_succeeded,
-            state.mark_failed,
-            *GateActivities(sessions).all(),
-        )
-    ]
+    db_activities = [fakes.pop(_name(real), real) for real in orchestration_activities(sessions)]
     assert not fakes, f"no real activity of these names: {sorted(fakes)}"
     async with (
         Worker(
