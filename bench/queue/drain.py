@@ -3,6 +3,9 @@
 Every task must end `succeeded`, charged exactly once, and every account's balance must equal its
 starting credits minus its `capture` entries, with nothing left reserved: a slot, a hold or a
 task dropped anywhere between the API, the gates and the workflows shows up here.
+
+With one account (a Free line of N tasks, as a newcomer would try on `make dev`) the drain also has
+a bound: 1.6 × N × (one task's end-to-end time, measured alone) / the plan's slots.
 """
 
 from __future__ import annotations
@@ -15,14 +18,36 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bench.queue import tasks
+from sorapi.catalog import get_catalog
 from sorapi.db.ledger import CAPTURE
 from sorapi.db.models import Account, LedgerEntry, Task
 
 PLANS = ("free", "pro", "scale")
 
 
+BOUND = 1.6
+"""The issue's allowance over a perfect drain (N × one task / slots) for scheduling and contention."""
+
+
+async def single_task_s(api: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]) -> float:
+    """End-to-end seconds of one task alone on a fresh account (created → finished, as the rows say)."""
+    ((_, key),) = await tasks.accounts(sessions, ["free"])
+    task_id = await tasks.create(api, key)
+    await tasks.wait_ended(sessions, [task_id], 300)
+    async with sessions() as session:
+        task = await session.get(Task, task_id)
+    assert task is not None and task.finished_at is not None
+    return (task.finished_at - task.created_at).total_seconds()
+
+
 async def run(
-    api: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], count: int, accounts: int, timeout_s: float
+    api: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    count: int,
+    accounts: int,
+    timeout_s: float,
+    *,
+    single_s: float | None = None,
 ) -> dict[str, object]:
     made = await tasks.accounts(sessions, [PLANS[n % len(PLANS)] for n in range(accounts)], credits=100_000)
     ids = [account_id for account_id, _ in made]
@@ -62,6 +87,13 @@ async def run(
         account_id for account_id in ids if end[account_id] != (start[account_id][0] - captures.get(account_id, 0), 0)
     ]
     wall = (last - began_at).total_seconds() if last else float("nan")
+    bound: dict[str, object] = {}
+    if accounts == 1 and single_s is not None:
+        slots = get_catalog().plans[PLANS[0]].max_concurrent_jobs
+        limit = BOUND * count * single_s / slots
+        bound = {"single_task_s": round(single_s, 2), "slots": slots, "bound_s": round(limit, 1)}
+        bound["within"] = wall <= limit
+    ok = ends == {"succeeded": count} and charged == captured == count and not wrong
     return {
         "tasks": count,
         "accounts": accounts,
@@ -73,7 +105,8 @@ async def run(
         "charged_tasks": charged,
         "captures": captured,
         "accounts_off": wrong,
-        "ok": ends == {"succeeded": count} and charged == captured == count and not wrong,
+        **bound,
+        "ok": ok and bound.get("within", True),
     }
 
 

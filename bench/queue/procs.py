@@ -43,12 +43,18 @@ def stack_processes(stack_pid: int) -> dict[str, int]:
         if _comm(pid) == "temporal":
             found["temporal"] = pid
     for pid in tree_of(os.getpid()):
-        if _comm(pid) == "postgres" and pid not in found.values() and _parent(pid) == os.getpid():
+        if _comm(pid) == "postgres" and _parent(pid) == os.getpid():
             found["postgres"] = pid
     missing = {*ROLES, "temporal", "postgres"} - set(found)
     if missing:
         raise RuntimeError(f"stack processes not found: {sorted(missing)}")
     return found
+
+
+def flag(pid: int, name: str) -> str:
+    """The value of `name` on a process's command line (`--metrics-port 4321` → "4321")."""
+    args = _cmdline(pid)
+    return args[args.index(name) + 1]
 
 
 def _parent(pid: int) -> int:

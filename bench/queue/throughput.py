@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -63,19 +65,14 @@ class NoopRenderHost:
         return []
 
 
-async def run(
-    stack_env: dict[str, str],
-    workdir: Path,
-    sessions: async_sessionmaker[AsyncSession],
-    temporal: Client,
-    count: int,
-    concurrency: int,
-) -> dict[str, object]:
+@asynccontextmanager
+async def noop_api(stack_env: dict[str, str], workdir: Path, temporal: Client) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a second API process whose tasks render on a no-op host served here (see above)."""
     render_queue = f"bench-noop-render-{uuid.uuid4().hex[:8]}"
     host = NoopRenderHost(render_queue + "-host")
     port = servers.free_port()
     env = {**stack_env, "SORAPI_RENDER_QUEUE": render_queue, "SORAPI_API_PORT": str(port)}
-    with open(workdir / "noop-api.log", "wb") as log:
+    with open(workdir / f"noop-api-{port}.log", "wb") as log:
         api_proc = subprocess.Popen(
             [sys.executable, "-m", "sorapi", "api"],
             stdout=log,
@@ -85,29 +82,41 @@ async def run(
         )
     try:
         servers.wait_for_http(f"http://127.0.0.1:{port}/readyz", [api_proc], 120)
-        # Scale accounts (32 slots each), enough that no task waits for a slot: orchestration, not plans.
-        made = await tasks.accounts(sessions, ["scale"] * math.ceil(count / 32))
         async with (
-            Worker(temporal, task_queue=render_queue, activities=[host.render_video]),
+            Worker(temporal, task_queue=render_queue, activities=[host.render_video], max_concurrent_activities=200),
             Worker(temporal, task_queue=host.host_queue, activities=[host.upload_outputs]),
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as api,
         ):
-            began_at, began = datetime.now(UTC), time.monotonic()
-            created = await tasks.submit(api, [key for _, key in made], count, concurrency)
-            submit_s = time.monotonic() - began
-            await tasks.wait_ended(sessions, created, 60 + count)
-        async with sessions() as session:
-            last = await session.scalar(select(func.max(Task.finished_at)).where(Task.id.in_(created)))
-            succeeded = await session.scalar(
-                select(func.count()).where(Task.id.in_(created), Task.status == status.SUCCEEDED)
-            )
-        assert last is not None, "no task finished"
-        task_s = (last - began_at).total_seconds()
-        history = await temporal.get_workflow_handle(created[0]).fetch_history()
-        activities = sum(event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED for event in history.events)
+            yield api
     finally:
         api_proc.terminate()
         api_proc.wait(timeout=30)
+
+
+async def run(
+    stack_env: dict[str, str],
+    workdir: Path,
+    sessions: async_sessionmaker[AsyncSession],
+    temporal: Client,
+    count: int,
+    concurrency: int,
+) -> dict[str, object]:
+    # Scale accounts (32 slots each), enough that no task waits for a slot: orchestration, not plans.
+    made = await tasks.accounts(sessions, ["scale"] * math.ceil(count / 32))
+    async with noop_api(stack_env, workdir, temporal) as api:
+        began_at, began = datetime.now(UTC), time.monotonic()
+        created = await tasks.submit(api, [key for _, key in made], count, concurrency)
+        submit_s = time.monotonic() - began
+        await tasks.wait_ended(sessions, created, 60 + count)
+    async with sessions() as session:
+        last = await session.scalar(select(func.max(Task.finished_at)).where(Task.id.in_(created)))
+        succeeded = await session.scalar(
+            select(func.count()).where(Task.id.in_(created), Task.status == status.SUCCEEDED)
+        )
+    assert last is not None, "no task finished"
+    task_s = (last - began_at).total_seconds()
+    history = await temporal.get_workflow_handle(created[0]).fetch_history()
+    activities = sum(event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED for event in history.events)
 
     raw_queue = f"bench-raw-{uuid.uuid4().hex[:8]}"
     async with Worker(

@@ -2,10 +2,15 @@
 
 Waiting cost: CPU-seconds per second of the orchestrator worker, the Temporal server, PostgreSQL
 and the API over a quiet window while the tasks wait and no render can run. The window opens once
-the queue has settled: every live task is in its gate's line, and the sweeper, which looks at each
+the queue has settled: every live task is in its gate's line; the sweeper, which looks at each
 queued task once when it is `min_age_s` old (a cost per arrival, not per second of waiting), has
-passed the newest. Create pace: POST /api/generate on the account with the line, between two runs
-on fresh accounts (empty lines) whose mean is the baseline, the same client all three times.
+passed the newest; and the tail of the burst is through (no slot request reached Temporal for
+`QUIET_S`: requests that timed out while a gate was swamped are retried for a while). Each window
+also records what the Temporal server did meanwhile (its Prometheus counters), so that a figure
+says where its CPU went.
+
+Create pace: POST /api/generate on the account with the line, between two runs on fresh accounts
+(empty lines) whose mean is the baseline, the same client all three times.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import asyncio
 import os
 import statistics
 import time
+from collections import Counter
 from datetime import datetime, timedelta
 
 import httpx
@@ -29,6 +35,8 @@ from sorapi.ids import slot_gate_workflow_id
 from sorapi.messages import GateState, SweepResult
 
 MEASURED = ("orchestrator", "temporal", "postgres", "api")
+QUIET_S = 20.0
+"""The burst is through when no slot request reached Temporal for this long."""
 QUERY_TIMEOUT = timedelta(seconds=60)
 """A gate with a long line answers a query with all of it, after replaying its history if it was evicted."""
 
@@ -62,18 +70,39 @@ async def _gates_hold(temporal: Client, live: dict[str, int]) -> bool:
     return True
 
 
+def temporal_ops(metrics_port: str) -> Counter[str]:
+    """Requests the Temporal server has answered so far by operation, and `forwarded`: tasks its
+    matching service passed between task-queue partitions (a backlog with no poller to take it)."""
+    ops: Counter[str] = Counter()
+    for line in httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).text.splitlines():
+        if line.startswith("service_requests{") and 'service_name="frontend"' in line:
+            ops[line.split('operation="')[1].split('"')[0]] += int(float(line.rsplit(" ", 1)[1]))
+        elif line.startswith("forwarded_per_tl{"):
+            ops["forwarded"] += int(float(line.rsplit(" ", 1)[1]))
+    return ops
+
+
 async def settle(
-    sessions: async_sessionmaker[AsyncSession], temporal: Client, *, sweeper: bool = True, timeout_s: float = 1800
+    sessions: async_sessionmaker[AsyncSession],
+    temporal: Client,
+    metrics_port: str | None = None,
+    *,
+    timeout_s: float = 1800,
 ) -> float:
-    """Seconds until the queue has settled (see the module docstring); without `sweeper`, until the
-    gates hold every live task (the backlog of creates is through)."""
+    """Seconds until the queue has settled (see the module docstring); without `metrics_port`, only
+    until the gates hold every live task (the backlog of creates is through)."""
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
-        newest, since = await tasks.newest_queued(sessions), await _sweeper_since(temporal) if sweeper else None
-        if (not sweeper or newest is None or (since is not None and since > newest)) and await _gates_hold(
-            temporal, await tasks.live_per_account(sessions)
-        ):
-            return time.monotonic() - started
+        newest = await tasks.newest_queued(sessions)
+        since = await _sweeper_since(temporal) if metrics_port else None
+        swept = not metrics_port or newest is None or (since is not None and since > newest)
+        if swept and await _gates_hold(temporal, await tasks.live_per_account(sessions)):
+            if not metrics_port:
+                return time.monotonic() - started
+            before = temporal_ops(metrics_port)
+            await asyncio.sleep(QUIET_S)
+            if not (temporal_ops(metrics_port) - before)["SignalWithStartWorkflowExecution"]:
+                return time.monotonic() - started
         await asyncio.sleep(3)
     raise TimeoutError(f"the queue did not settle within {timeout_s:.0f} s")
 
@@ -83,22 +112,30 @@ def _others(usage: dict[str, float]) -> float:
     return round(usage["machine_cpu_pct"] / 100 * (os.cpu_count() or 1) - usage["ours_cpu_pct"] / 100, 2)
 
 
-async def window(processes: dict[str, int], seconds: float) -> dict[str, float]:
-    """CPU-seconds per second of each measured process over `seconds`, their total, and the machine's."""
+async def window(processes: dict[str, int], metrics_port: str, seconds: float) -> dict[str, object]:
+    """CPU-seconds per second of each measured process over `seconds`, their total, the machine's,
+    and the Temporal requests meanwhile (long polls and worker heartbeats left out: always there)."""
     meter = CpuMeter(
         {role: processes[role] for role in MEASURED if role != "postgres"},
         commands=(),
         trees={"postgres": processes["postgres"], "ours": os.getpid()},
     )
+    ops = temporal_ops(metrics_port)
     meter.start()
     await asyncio.sleep(seconds)
     usage = meter.stop(seconds)
+    done = {
+        op: int(n)
+        for op, n in (temporal_ops(metrics_port) - ops).most_common()
+        if not op.startswith(("Poll", "RecordWorkerHeartbeat"))
+    }
     cores = {role: usage[f"{role}_cpu_pct"] / 100 for role in MEASURED}
     return {
         **cores,
         "total": round(sum(cores.values()), 4),
         "machine_pct": usage["machine_cpu_pct"],
         "others_cores": _others(usage),
+        "temporal_ops": done,
     }
 
 
@@ -124,7 +161,7 @@ async def pace(
             await tasks.create(api, key)
             return True
 
-        await settle(sessions, temporal, sweeper=False)
+        await settle(sessions, temporal)
         meter = CpuMeter({"api": processes["api"]}, commands=(), trees={"ours": os.getpid()})
         meter.start()
         result = await load.run("generate", call, concurrency=concurrency, seconds=seconds)
