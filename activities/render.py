@@ -99,6 +99,11 @@ class RenderActivities:
         self.host_queue = host_queue
         self._pipelines: dict[tuple[str, str | None, str], Any] = {}
         self._load_lock = threading.Lock()
+        self._awaiting_upload: set[str] = set()
+        """Tasks rendered here whose files wait on this host for their upload (a drain waits for them)."""
+
+    def awaiting_upload(self) -> int:
+        return len(self._awaiting_upload)
 
     def _weights_dir(self, spec: RenderSpec) -> str | None:
         if not self._settings.model_dir:
@@ -150,7 +155,8 @@ class RenderActivities:
                 return self._render(spec, workdir, beat)
         except RenderInterrupted as stop:
             shutil.rmtree(workdir, ignore_errors=True)
-            if activity.is_worker_shutdown() and not activity.is_cancelled():
+            details = activity.cancellation_details()
+            if details is not None and details.worker_shutdown and not details.cancel_requested:
                 log.warning("render stopped: worker shutting down", task_id=spec.task_id, at=str(stop))
                 raise ApplicationError(
                     "the render worker shut down; retrying elsewhere", type=WORKER_SHUTDOWN
@@ -195,7 +201,7 @@ class RenderActivities:
             )  # after the last step comes the decode
             if self._settings.dev_step_delay_s:
                 time.sleep(self._settings.dev_step_delay_s)
-            return activity.is_cancelled() or activity.is_worker_shutdown()
+            return activity.is_cancelled()  # a draining worker finishes its render (cancelled after the grace)
 
         frames = run_pipeline(
             pipe,
@@ -249,6 +255,7 @@ class RenderActivities:
             denoise_s=meta.denoise_s,
             encode_s=meta.encode_s,
         )
+        self._awaiting_upload.add(spec.task_id)
         return RenderResult(host_queue=self.host_queue, files=[_local(f) for f in files], meta=meta)
 
     @activity.defn(name=names.UPLOAD_OUTPUTS)
@@ -263,7 +270,8 @@ class RenderActivities:
                 StoredObject(format=file.format, key=key, content_type=file.content_type, size_bytes=file.size_bytes)
             )
         shutil.rmtree(self._settings.resolved_render_dir / arg.task_id, ignore_errors=True)
-        log.info("outputs uploaded", task_id=arg.task_id, keys=[s.key for s in stored])
+        self._awaiting_upload.discard(arg.task_id)
+        log.info("outputs uploaded", task_id=arg.task_id, keys=[s.key for s in stored], pid=os.getpid())
         return stored
 
 
@@ -281,7 +289,7 @@ def sweep_scratch(render_dir: Path, older_than_s: float = SCRATCH_TTL_S) -> int:
 
 def _stop_if_cancelled(where: str) -> None:
     """Between phases (load, decode) there is no step callback: look for a cancel here too."""
-    if activity.is_cancelled() or activity.is_worker_shutdown():
+    if activity.is_cancelled():
         raise RenderInterrupted(f"stopped {where}")
 
 

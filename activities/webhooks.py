@@ -24,7 +24,7 @@ from sorapi.db import tasks as task_rows
 from sorapi.db import webhooks as rows
 from sorapi.db.models import Task, WebhookDelivery, utcnow
 from sorapi.messages import DeliverWebhook, DeliveryOutcome
-from sorapi.schemas import TaskRequest, WebhookMetadata, WebhookOutput, WebhookPayload
+from sorapi.schemas import TaskRequest, WebhookOutput, WebhookPayload
 from sorapi.secretbox import SecretBox
 from sorapi.settings import Settings
 from sorapi.webhook_policy import event_type
@@ -127,7 +127,7 @@ class WebhookActivities:
             status=arg.event,
             response=outputs,
             request=request,
-            metadata=WebhookMetadata(idempotency_key=task.idempotency_key),
+            metadata=task_rows.shown_metadata(task),
             error_code=task.error_code if failed else None,
             error_message=task.error_message if failed else None,
             expires_at=task.expires_at,

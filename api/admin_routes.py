@@ -2,7 +2,8 @@
 
 Authenticated by the operator token (`SORAPI_ADMIN_TOKEN`), never by a customer API key; with no
 token configured the whole surface answers 403. Every change is written to the audit log with
-the actor `admin:<X-Admin-Actor header or "http">`.
+the actor `admin:<X-Admin-Actor header or "http">`. Every route is rate limited per token (the
+`admin` bucket, `SORAPI_RATE_ADMIN_*`): each can add rows (accounts, keys, audit entries).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from api import credits, pagination, query, tasks
-from api.auth import authorization_header
+from api.auth import AUTHENTICATED, authorization_header
+from api.ratelimit import RATE_ADMIN
 from api.state import Resources
 from sorapi import administration, errors, gates, names
 from sorapi.credit_schemas import (
@@ -64,6 +66,7 @@ def require_admin(connection: ASGIConnection, _handler: BaseRouteHandler) -> Non
     scheme, _, token = authorization_header(connection.scope["headers"]).partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
         raise errors.Unauthorized("missing or wrong admin token", headers={"WWW-Authenticate": "Bearer"})
+    connection.scope.setdefault("state", {})[AUTHENTICATED] = True  # the limiter's evidence, as for a key
 
 
 def actor(request: Request) -> str:
@@ -74,6 +77,7 @@ class AdminController(Controller):
     path = "/admin"
     tags = ["admin"]
     guards = [require_admin]
+    opt = RATE_ADMIN
 
     @post("/accounts", status_code=201, responses=ERRORS)
     async def create_account(

@@ -25,6 +25,8 @@ from api.ratelimit import RateLimitMiddleware
 from api.request_id import RequestIdMiddleware, stamp_response
 from api.routes import HealthController, VideoController
 from api.state import Resources
+from api.task_events import StreamSlots, TaskEventHub
+from api.task_stream import TaskEventsController
 from api.webhooks import TaskWebhooksController, WebhookSecretController
 from sorapi import netguard, storage
 from sorapi.catalog import get_catalog
@@ -67,11 +69,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
             temporal=await connect(settings),
             s3=storage.make_client(settings),
             signer=storage.make_client(settings, public=True),
+            task_events=TaskEventHub(settings.resolved_database_url),
+            streams=StreamSlots(settings.streams_per_key),
         )
+        await app.state.resources.news.start()
         tune_garbage_collector()
         try:
             yield
         finally:
+            await app.state.resources.news.stop()
             await engine.dispose()
 
     def provide_resources(state: State) -> Resources:
@@ -89,6 +95,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             LifecycleController,
             WebhookSecretController,
             TaskWebhooksController,
+            TaskEventsController,
             openapi.openapi_json,
             openapi.docs_shortcut,
             openapi.docs_assets(),

@@ -20,7 +20,7 @@ from temporalio.service import RPCError
 from api import tasks
 from api.auth import NEEDS_GENERATE, Principal
 from api.openapi import error_responses
-from api.ratelimit import RATE_STATUS
+from api.ratelimit import RATE_DELETE
 from api.state import Resources
 from sorapi import errors, names, status, webhook_policy
 from sorapi.db import tasks as task_rows
@@ -93,7 +93,7 @@ class LifecycleController(Controller):
     @delete(
         "/{task_id:str}",
         status_code=200,
-        opt=RATE_STATUS | NEEDS_GENERATE,
+        opt=RATE_DELETE | NEEDS_GENERATE,
         responses=error_responses(401, 404, 409, 429, 503),
     )
     async def delete_assets(self, principal: Principal, resources: Resources, task_id: str) -> Response[StatusResponse]:

@@ -3,10 +3,14 @@ to a fresh short-lived presigned URL of one output)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from litestar import Controller, get
+from litestar import Controller, Request, get
+from litestar.enums import ParamType
+from litestar.openapi.spec import OpenAPIType, Operation, Schema
+from litestar.openapi.spec import Parameter as OpenAPIParameter
 from litestar.params import Parameter
 from litestar.response import Redirect
 
@@ -18,7 +22,13 @@ from api.state import Resources
 from sorapi import errors, status, storage
 from sorapi.db import history
 from sorapi.db.models import Task
-from sorapi.schemas import TaskList, TaskSummary
+from sorapi.schemas import (
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_KEYS,
+    MAX_METADATA_VALUE_CHARS,
+    TaskList,
+    TaskSummary,
+)
 
 VARIANT_FORMATS: dict[str, tuple[str, ...]] = {
     "video": ("mp4",),
@@ -27,6 +37,31 @@ VARIANT_FORMATS: dict[str, tuple[str, ...]] = {
     "spritesheet": ("spritesheet",),
 }
 """Public variant names → the `format` of the task outputs that can serve them."""
+
+
+@dataclass
+class MetadataFilterOperation(Operation):
+    """Publishes `metadata[KEY]=VALUE` (a deepObject); the handler reads it from the raw query."""
+
+    def __post_init__(self) -> None:
+        self.parameters = [
+            *(self.parameters or []),
+            OpenAPIParameter(
+                name="metadata",
+                param_in=ParamType.QUERY,
+                required=False,
+                style="deepObject",
+                explode=True,
+                description="Only tasks whose `metadata` has these labels, e.g. `metadata[order_id]=ord_1042` "
+                "(exact match; several must all match)",
+                schema=Schema(
+                    type=OpenAPIType.OBJECT,
+                    max_properties=MAX_METADATA_KEYS,
+                    property_names=Schema(type=OpenAPIType.STRING, min_length=1, max_length=MAX_METADATA_KEY_CHARS),
+                    additional_properties=Schema(type=OpenAPIType.STRING, max_length=MAX_METADATA_VALUE_CHARS),
+                ),
+            ),
+        ]
 
 
 def summary(task: Task, eta_seconds: int | None = None) -> TaskSummary:
@@ -45,6 +80,7 @@ def summary(task: Task, eta_seconds: int | None = None) -> TaskSummary:
         created_at=task.created_at,
         finished_at=task.finished_at,
         expires_at=task.expires_at,
+        metadata=task.client_metadata,
     )
 
 
@@ -61,6 +97,7 @@ async def list_tasks(
     created_to: datetime | None,
     cursor: str | None,
     limit: int,
+    metadata: dict[str, str] | None = None,
 ) -> TaskList:
     after = pagination.decode_task_cursor(cursor)
     async with res.sessions() as session:
@@ -72,6 +109,7 @@ async def list_tasks(
             created_to=created_to,
             after=after,
             limit=limit,
+            metadata=metadata,
         )
     last = rows[-1] if rows else None
     etas = await res.render_times.etas(res.autocommit_sessions, res.catalog, rows, plan=principal.plan)
@@ -106,9 +144,15 @@ class TasksController(Controller):
     path = "/api/tasks"
     tags = ["videos"]
 
-    @get("/", opt=RATE_STATUS | NEEDS_READ, responses=error_responses(400, 401, 422, 429))
+    @get(
+        "/",
+        opt=RATE_STATUS | NEEDS_READ,
+        responses=error_responses(400, 401, 422, 429),
+        operation_class=MetadataFilterOperation,
+    )
     async def list_tasks(
         self,
+        request: Request,
         principal: Principal,
         resources: Resources,
         status_: str | None = Parameter(
@@ -138,7 +182,8 @@ class TasksController(Controller):
         ),
         limit: int = Parameter(query="limit", default=20, ge=1, le=100, description="Tasks per page (1-100)"),
     ) -> TaskList:
-        """The account's tasks, newest first, filtered by status and creation time; cursor-paginated."""
+        """The account's tasks, newest first, filtered by status, creation time and `metadata` labels
+        (`metadata[order_id]=ord_1042`: exact match; several must all match); cursor-paginated."""
         return await list_tasks(
             resources,
             principal,
@@ -147,6 +192,7 @@ class TasksController(Controller):
             limit=limit,
             created_from=query.timestamp(created_after, "created_after"),
             created_to=query.timestamp(created_before, "created_before"),
+            metadata=query.metadata_filter(request.query_params.multi_items()),
         )
 
     @get(

@@ -8,7 +8,7 @@ import msgspec
 from msgspec import Meta
 
 from sorapi.resolutions import RESOLUTION_VALUES
-from sorapi.schemas import MAX_DURATION_S, PROMPT_PATTERN, Size
+from sorapi.schemas import MAX_DURATION_S, PROMPT_PATTERN, ClientMetadata, Size
 
 SECONDS_PATTERN = "^(?:" + "|".join(str(n) for n in range(MAX_DURATION_S, 0, -1)) + ")$"
 """`seconds` as text: a whole number of seconds from 1 to 20, digits only (the handler matches it whole)."""
@@ -51,6 +51,7 @@ class Video(msgspec.Struct, kw_only=True):
             "null when unknown or finished"
         ),
     ] = None
+    metadata: Annotated[dict[str, str], Meta(description="SorAPI extension: the `metadata` sent at creation")] = {}
 
 
 class VideoList(msgspec.Struct, kw_only=True):
@@ -107,6 +108,10 @@ class CreateVideo(msgspec.Struct, kw_only=True):
             extra_json_schema={"enum": RESOLUTION_VALUES},
         ),
     ] = "720x1280"
+    metadata: Annotated[
+        ClientMetadata | None,
+        Meta(description="SorAPI extension: your labels, as `metadata` of /api/generate (form fields `metadata[KEY]`)"),
+    ] = None
 
 
 class RemixVideo(msgspec.Struct, kw_only=True):

@@ -23,7 +23,7 @@ from api import credits, forms, lifecycle, listing, openapi, query, tasks
 from api.auth import NEEDS_GENERATE, NEEDS_READ, Principal
 from api.openai_shapes import SECONDS_PATTERN, CreateVideo, RemixVideo, Video, VideoDeleted, VideoError, VideoList
 from api.openapi import error_responses
-from api.ratelimit import RATE_GENERATE, RATE_STATUS
+from api.ratelimit import RATE_DELETE, RATE_GENERATE, RATE_STATUS
 from api.state import Resources
 from sorapi import errors, status
 from sorapi.db import history
@@ -72,6 +72,7 @@ def video_view(task: Task, progress: int | None = None, eta_seconds: int | None 
         size=request["resolution"],
         status=_openai_status(task),  # type: ignore[arg-type]
         eta_seconds=eta_seconds,
+        metadata=task.client_metadata,
     )
 
 
@@ -122,12 +123,29 @@ async def _read_create_body(request: Request[Any, Any, Any]) -> CreateVideo:
             code=errors.UNSUPPORTED_PARAMETER,
             details=[{"field": "input_reference", "message": "image conditioning is not available on this server"}],
         )
+    raw = _form_metadata(raw)
     try:
         return msgspec.convert({k: v for k, v in raw.items() if not isinstance(v, bytes)}, CreateVideo, strict=False)
     except msgspec.ValidationError as exc:
         raise errors.ValidationFailed(
             "the request is invalid", details=[{"field": _error_path(str(exc)), "message": str(exc)}]
         ) from exc
+
+
+def _form_metadata(raw: dict[str, Any]) -> dict[str, Any]:
+    """`metadata` of a form: fields `metadata[KEY]=VALUE` (how the SDK flattens an object into a form),
+    or one field holding the object as JSON (OpenAPI's default encoding of an object in a form)."""
+    labels = {k[len("metadata[") : -1]: v for k, v in raw.items() if k.startswith("metadata[") and k.endswith("]")}
+    if labels:
+        return {**{k: v for k, v in raw.items() if not k.startswith("metadata[")}, "metadata": labels}
+    if isinstance(raw.get("metadata"), str | bytes):
+        try:
+            return {**raw, "metadata": msgspec.json.decode(raw["metadata"])}
+        except msgspec.DecodeError:
+            raise errors.ValidationFailed(
+                "the request is invalid", details=[{"field": "metadata", "message": "expected a JSON object"}]
+            ) from None
+    return raw
 
 
 async def _raw_fields(request: Request[Any, Any, Any]) -> dict[str, Any]:
@@ -245,7 +263,11 @@ class OpenAIVideosController(Controller):
         """Create a video job (OpenAI `videos.create`): `prompt`, `model`, `seconds`, `size`."""
         body = await _read_create_body(request)
         req = _generate_request(
-            prompt=body.prompt, model_version=body.model, duration=_seconds(body.seconds), resolution=body.size
+            prompt=body.prompt,
+            model_version=body.model,
+            duration=_seconds(body.seconds),
+            resolution=body.size,
+            metadata=body.metadata,
         )
         task = await _create(resources, principal, req, request.headers.get("idempotency-key"))
         return Response(video_view(task), headers=_poll_headers())
@@ -291,7 +313,7 @@ class OpenAIVideosController(Controller):
     @delete(
         "/{video_id:str}",
         status_code=200,
-        opt=RATE_STATUS | NEEDS_GENERATE,
+        opt=RATE_DELETE | NEEDS_GENERATE,
         responses=error_responses(400, 401, 404, 409, 429),
     )
     async def delete_video(self, principal: Principal, resources: Resources, video_id: str) -> VideoDeleted:

@@ -104,6 +104,7 @@ OPERATION_IDS = {
     "LifecycleController.delete_assets": "deleteTaskAssets",
     "TaskWebhooksController.list_deliveries": "listTaskWebhooks",
     "TaskWebhooksController.redeliver": "redeliverTaskWebhook",
+    "TaskEventsController.events": "streamTaskEvents",
     "WebhookSecretController.get_secret": "getWebhookSecret",
     "WebhookSecretController.rotate": "rotateWebhookSecret",
     "CreditsController.balance": "getCredits",

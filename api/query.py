@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 
 from sorapi import errors
+from sorapi.schemas import MAX_METADATA_KEY_CHARS, MAX_METADATA_KEYS, MAX_METADATA_VALUE_CHARS
 
 EMPTY_MEANS_ABSENT = " An empty value is the same as leaving it out."
 """Appended to the description of every optional parameter that treats `?name=` as absent."""
@@ -103,3 +104,38 @@ def _valid_fields(
         return False
     offset = (int(offset_h or 0) * 60 + int(offset_m or 0)) * (-1 if sign == "-" else 1)
     return int(second) < 60 or (int(hour) * 60 + int(minute) - offset) % 1440 == 23 * 60 + 59
+
+
+METADATA_PARAM = re.compile(r"^metadata\[(.*)\]$")
+
+
+def metadata_filter(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """`metadata[KEY]=VALUE` query parameters (OpenAPI deepObject) as a dict, held to the limits of
+    `metadata` itself (sorapi.schemas.ClientMetadata): a label that no task can have is a 422."""
+    found: dict[str, str] = {}
+    for name, value in items:
+        match = METADATA_PARAM.match(name)
+        if match is None:
+            continue
+        key = match.group(1)
+        problem = _metadata_problem(key, value)
+        if problem:
+            raise errors.ValidationFailed(
+                "invalid metadata filter",
+                details=[{"field": f"metadata[{key[:MAX_METADATA_KEY_CHARS]}]", "message": problem}],
+            )
+        found[key] = value
+    if len(found) > MAX_METADATA_KEYS:
+        raise errors.ValidationFailed(
+            "invalid metadata filter",
+            details=[{"field": "metadata", "message": f"at most {MAX_METADATA_KEYS} labels, as a task has"}],
+        )
+    return found
+
+
+def _metadata_problem(key: str, value: str) -> str | None:
+    if not 1 <= len(key) <= MAX_METADATA_KEY_CHARS or "\x00" in key:
+        return f"a label name has 1 to {MAX_METADATA_KEY_CHARS} characters and no NUL"
+    if len(value) > MAX_METADATA_VALUE_CHARS or "\x00" in value:
+        return f"a label value has at most {MAX_METADATA_VALUE_CHARS} characters and no NUL"
+    return None

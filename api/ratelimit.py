@@ -1,6 +1,7 @@
 """Per-API-key rate limits as token buckets, announced with the IETF RateLimit headers.
 
-Handlers opt in by name (`opt=RATE_GENERATE` / `opt=RATE_STATUS`); the middleware takes one
+Handlers opt in by name (`opt=RATE_GENERATE`, `RATE_STATUS`, `RATE_DELETE`, `RATE_REDELIVER`; the
+admin controller `RATE_ADMIN`); the middleware takes one
 token from the caller's bucket for that policy before the handler runs, answers 429 with
 `Retry-After` when it is empty, and stamps `RateLimit-Policy` / `RateLimit`
 (draft-ietf-httpapi-ratelimit-headers) on every response of a limited route.
@@ -35,11 +36,20 @@ from sorapi.settings import Settings
 
 GENERATE = "generate"
 STATUS = "status"
+DELETE = "delete"
+REDELIVER = "redeliver"
+ADMIN = "admin"
 UNAUTHENTICATED = "unauthenticated"
 RATE_GENERATE = {"rate_limit": GENERATE}
 """Handler `opt` for endpoints that create tasks (POST /api/generate, /v1/videos, remix)."""
 RATE_STATUS = {"rate_limit": STATUS}
 """Handler `opt` for task reads (GET /api/status, /api/tasks, /v1/videos...)."""
+RATE_DELETE = {"rate_limit": DELETE}
+"""Handler `opt` for deleting a task's assets (DELETE /v1/videos/{id}): S3 work, not a read."""
+RATE_REDELIVER = {"rate_limit": REDELIVER}
+"""Handler `opt` for webhook redelivery: each one starts a delivery workflow of up to 6 attempts."""
+RATE_ADMIN = {"rate_limit": ADMIN}
+"""Controller `opt` of `/admin/*`, metered per admin token."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,8 @@ class Policy:
     name: str
     per_minute: float
     burst: int
+    caller: str = "API key"
+    """Whose bucket it is, for the 429's message."""
 
     @property
     def rate_per_s(self) -> float:
@@ -68,6 +80,9 @@ def policies(settings: Settings) -> dict[str, Policy]:
     return {
         GENERATE: Policy(GENERATE, settings.rate_generate_per_min, settings.rate_generate_burst),
         STATUS: Policy(STATUS, settings.rate_status_per_min, settings.rate_status_burst),
+        DELETE: Policy(DELETE, settings.rate_delete_per_min, settings.rate_delete_burst),
+        REDELIVER: Policy(REDELIVER, settings.rate_redeliver_per_min, settings.rate_redeliver_burst),
+        ADMIN: Policy(ADMIN, settings.rate_admin_per_min, settings.rate_admin_burst, caller="admin token"),
         UNAUTHENTICATED: Policy(
             UNAUTHENTICATED, settings.rate_unauthenticated_per_min, settings.rate_unauthenticated_burst
         ),
@@ -181,7 +196,7 @@ class RateLimitMiddleware(ASGIMiddleware):
                 policy,
                 take,
                 f"rate limit exceeded: {policy.name} allows {policy.per_minute:g} requests "
-                f"per minute per API key, bursting to {policy.burst}",
+                f"per minute per {policy.caller}, bursting to {policy.burst}",
             )
         try:
             await next_app(scope, receive, _announcing(send, policy, take))

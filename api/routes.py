@@ -6,20 +6,22 @@ import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 
+import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import ResponseHeader
 from litestar.openapi.spec import OpenAPIType, Operation, Schema
 from litestar.openapi.spec import Parameter as OpenAPIParameter
 from litestar.params import Parameter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import pagination, query, tasks, webhooks
+from api import pagination, query, task_stream, tasks, webhooks
 from api.auth import NEEDS_GENERATE, NEEDS_READ, Principal
 from api.openapi import error_responses
 from api.ratelimit import RATE_GENERATE, RATE_STATUS
 from api.request_db import READ_SESSION, SHARED_SESSION
 from api.state import Resources
-from sorapi import errors
+from sorapi import errors, status
 from sorapi.schemas import GenerateRequest, GenerateResponse, StatusResponse
 
 EXPANDABLE = frozenset({"events", "webhooks"})
@@ -27,6 +29,14 @@ EXPANDABLE = frozenset({"events", "webhooks"})
 EXPAND_DOC = (
     "Comma-separated extras (no spaces): `events` (the task's history, paginated with "
     "events_cursor/events_limit), `webhooks` (every webhook delivery attempt)." + query.EMPTY_MEANS_ABSENT
+)
+
+
+PREFERENCE_APPLIED = ResponseHeader(
+    name="Preference-Applied",
+    description="`wait=N` when `Prefer: wait=N` was sent and the task ended within N seconds",
+    required=False,
+    documentation_only=True,
 )
 
 
@@ -60,6 +70,7 @@ class VideoController(Controller):
         opt=RATE_GENERATE | NEEDS_GENERATE,
         dependencies=SHARED_SESSION,
         responses=error_responses(400, 401, 402, 422, 429, 503),
+        response_headers=[PREFERENCE_APPLIED],
     )
     async def generate(
         self, data: GenerateRequest, principal: Principal, resources: Resources, request: Request, db: AsyncSession
@@ -68,6 +79,10 @@ class VideoController(Controller):
 
         Sending the same `idempotency_key` (or `Idempotency-Key` header) again returns the same
         task; the same key with a different body is rejected with `idempotency_key_reused`.
+
+        `Prefer: wait=N` (RFC 7240, N at most 60) holds the answer until the task ends or N seconds
+        pass, and adds the task as `/api/status` shows it in `result`; `Preference-Applied: wait=N`
+        says it ended in time.
         """
         created = await tasks.create_task(
             resources, principal, data, request.headers.get("idempotency-key"), session=db
@@ -79,6 +94,15 @@ class VideoController(Controller):
             created_at=created.task.created_at,
         )
         headers = {"Idempotent-Replayed": "true"} if created.replayed else {}
+        wait_s = task_stream.preferred_wait(request)
+        if wait_s is not None:
+            ended = await task_stream.wait_until_ended(resources, created.task.id, wait_s)
+            body.result = await tasks.status_view(
+                resources, await tasks.get_task(resources, principal, created.task.id), plan=principal.plan
+            )
+            body.status = body.result.status
+            if ended:
+                headers["Preference-Applied"] = f"wait={wait_s}"
         return Response(body, headers=headers)
 
     @get(
@@ -87,6 +111,7 @@ class VideoController(Controller):
         dependencies=READ_SESSION,
         operation_class=_StatusOperation,
         responses=error_responses(400, 401, 404, 422, 429),
+        response_headers=[PREFERENCE_APPLIED],
     )
     async def task_status(
         self,
@@ -112,10 +137,12 @@ class VideoController(Controller):
         events_limit: int = Parameter(
             query="events_limit", default=50, ge=1, le=200, description="Events per page (1-200)"
         ),
-    ) -> StatusResponse:
+    ) -> Response[StatusResponse]:
         """Poll a task: `queued`, `running` (with `progress` and `live` queue position / denoising step),
         `succeeded` (with playable URLs), `failed` or `cancelled` (with `error_code`), or `expired`
-        after the retention window. `expand=events` adds the task's history, paginated by cursor."""
+        after the retention window. `expand=events` adds the task's history, paginated by cursor.
+        `Prefer: wait=N` (N at most 60) answers once the task ends or N seconds pass, whichever is
+        first; `Preference-Applied: wait=N` says it ended in time."""
         wanted = task_id or id_
         if not wanted:
             raise errors.ValidationFailed(
@@ -123,12 +150,19 @@ class VideoController(Controller):
             )
         extras = parse_expand(expand)
         task, position, plan = await tasks.poll_task(resources, request, db, wanted)  # commits: no connection held
-        view = await tasks.status_view(resources, task, plan=plan, queue_position=position)
+        wait_s = task_stream.preferred_wait(request)
+        known: int | msgspec.UnsetType | None = position
+        ended = task.status in status.TERMINAL
+        if wait_s is not None and not ended:
+            ended = await task_stream.wait_until_ended(resources, task.id, wait_s)
+            task, known = await tasks.reread(resources, task.id), msgspec.UNSET  # the line may have moved
+        applied = {"Preference-Applied": f"wait={wait_s}"} if wait_s is not None and ended else {}
+        view = await tasks.status_view(resources, task, plan=plan, queue_position=known)
         if "events" in extras:
             view.events = await tasks.events_page(resources, task, events_cursor, events_limit)
         if "webhooks" in extras:
             view.webhooks = await webhooks.attempts(resources, task)
-        return view
+        return Response(view, headers=applied)
 
 
 class HealthController(Controller):

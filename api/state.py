@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from api.eta import RenderTimes
+from api.task_events import ProgressWatchers, StreamSlots, TaskEventHub
 from sorapi.catalog import Catalog
 from sorapi.settings import Settings
 
@@ -28,3 +29,15 @@ class Resources:
     """Signs URLs for the host clients use (`s3_public_endpoint`); signing makes no request."""
     render_times: RenderTimes = field(default_factory=RenderTimes)
     """Recent render times per model, for ETAs."""
+    task_events: TaskEventHub | None = None
+    """The process's LISTEN connection for task news (event streams, `Prefer: wait`); set by the app."""
+    progress: ProgressWatchers = field(default_factory=ProgressWatchers)
+    """One shared render-progress watcher per followed task."""
+    streams: StreamSlots = field(default_factory=lambda: StreamSlots(Settings().streams_per_key))
+    """Open event streams per API key."""
+
+    @property
+    def news(self) -> TaskEventHub:
+        if self.task_events is None:
+            raise RuntimeError("this API process listens for no task events")
+        return self.task_events

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api import credits, pagination
 from api.auth import Principal, admit, bearer_key, require_route_scope
@@ -100,8 +100,8 @@ async def create_task(
         try:
             await _ensure_workflow(res, task, principal.plan)
         except errors.ServiceUnavailable:
-            if key is None:  # nobody can retry this exact task: give the credits back now
-                await _abandon(res, task)
+            if key is None:  # nobody can retry this exact task: give the credits back, if it never runs
+                await _abandon_unstarted(res, task)
             raise
     log.info("task created" if not replayed else "task replayed", task_id=task.id, price=task.price)
     return Created(task=task, replayed=replayed)
@@ -131,6 +131,7 @@ async def _record_task(
         fingerprint=digest,
         request={**msgspec.to_builtins(planned.request), **(origin or {})},
         callback_headers=req.callback_headers,
+        client_metadata=req.metadata or {},
         status=status.QUEUED,
         price=planned.price,
         outputs=[],
@@ -142,19 +143,34 @@ async def _record_task(
     return task, False
 
 
-async def _abandon(res: Resources, task: Task) -> None:
-    """A keyless task whose workflow could not start: fail it and release its hold, so no credits
-    stay held by a task that will never run. (A keyed task stays queued: the client's retry with
-    the same key starts its workflow.)"""
+async def _abandon_unstarted(res: Resources, task: Task) -> None:
+    """A keyless task whose workflow start failed: fail it and release its hold, so no credits stay
+    held by a task that will never run. (A keyed task stays queued: the client's retry with the same
+    key starts its workflow.)
+
+    A failed start RPC is ambiguous: the server may have created the workflow before the answer
+    was lost. So the task is given up only once Temporal confirms no workflow of it can run:
+    terminated now, or not found. When Temporal cannot say, the task stays queued: its workflow, if
+    it exists, runs it to the end, and if it does not, the stranded-task sweeper settles it.
+    """
+    try:
+        await res.temporal.get_workflow_handle(task.id).terminate(reason="its start was reported as failed")
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            log.warning(
+                "workflow start outcome unknown; leaving the task to its workflow or the sweeper", task_id=task.id
+            )
+            return
     async with res.sessions.begin() as session:
-        await ledger.release(session, task.account_id, task.id, reason="the workflow could not start")
-        await task_rows.transition(
+        failed = await task_rows.transition(
             session,
             task.id,
             status.FAILED,
             error_code=errors.SERVICE_UNAVAILABLE,
-            error_message="the orchestrator was unavailable; nothing was charged",
+            error_message=errors.task_message(errors.SERVICE_UNAVAILABLE),
         )
+        if failed is not None and failed.status == status.FAILED:
+            await ledger.release(session, task.account_id, task.id, reason="the workflow could not start")
 
 
 async def _check_callback_destination(res: Resources, url: str | None) -> None:
@@ -225,6 +241,12 @@ async def get_task(res: Resources, principal: Principal, task_id: str) -> Task:
     return task
 
 
+async def reread(res: Resources, task_id: str) -> Task:
+    """The task row as it is now (after a wait), for a caller that already proved it may see it."""
+    async with res.autocommit_sessions() as session:
+        return await session.get_one(Task, task_id)
+
+
 async def poll_task(
     res: Resources, request: Request, session: AsyncSession, task_id: str
 ) -> tuple[Task, int | None, str]:
@@ -249,14 +271,14 @@ async def _workflow_phase(res: Resources, task_id: str) -> tuple[str, RenderProg
         return status.QUEUED, None, None
     if desc.status != WorkflowExecutionStatus.RUNNING:
         return status.QUEUED, None, None
-    converter = res.temporal.data_converter.payload_converter
+    converter = res.temporal.data_converter  # decrypts, then decodes
     for pending in desc.raw_description.pending_activities:
         if pending.activity_type.name == names.UPLOAD_OUTPUTS:
             return "uploading", None, 96
         if pending.activity_type.name == names.RENDER_VIDEO:
             if not pending.heartbeat_details.payloads:
                 return "waiting", None, None
-            beat = converter.from_payloads(pending.heartbeat_details.payloads, [RenderProgress])[0]
+            beat = (await converter.decode(pending.heartbeat_details.payloads, [RenderProgress]))[0]
             return beat.phase, beat, progress_percent(beat)
     stage = await desc.memo_value("stage", None)  # nothing pending: between two of the workflow's steps
     if stage == "render":
@@ -328,7 +350,7 @@ async def status_view(
         credits_reserved=task.price,
         credits_charged=task.price if task.status in (status.SUCCEEDED, status.EXPIRED) else 0,
         render=task.render,
-        metadata={"idempotency_key": task.idempotency_key},
+        metadata=task_rows.shown_metadata(task),
         created_at=task.created_at,
         started_at=task.started_at,
         finished_at=task.finished_at,

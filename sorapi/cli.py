@@ -29,6 +29,26 @@ def _api(args: argparse.Namespace) -> int:
     return 0
 
 
+def _codec_server(args: argparse.Namespace) -> int:
+    import ipaddress
+
+    import uvicorn
+
+    from api.codec_server import create_codec_app
+
+    settings = get_settings()
+    host = args.host or settings.codec_host
+    if not settings.codec_token and not (host == "localhost" or ipaddress.ip_address(host).is_loopback):
+        print(
+            f"sorapi codec-server: {host} is not loopback and SORAPI_CODEC_TOKEN is not set: "
+            "anyone reaching it could read every prompt; refusing to start",
+            file=sys.stderr,
+        )
+        return secret_policy.EXIT_CONFIG
+    uvicorn.run(create_codec_app(settings), host=host, port=args.port or settings.codec_port, log_config=None)
+    return 0
+
+
 def _worker(args: argparse.Namespace) -> int:
     settings = get_settings()
     if args.kind == "orchestrator":
@@ -65,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host")
     api.add_argument("--port", type=int)
     api.set_defaults(func=_api)
+    codec = sub.add_parser("codec-server", help="decrypt Temporal payloads for the Temporal UI and CLI")
+    codec.add_argument("--host")
+    codec.add_argument("--port", type=int)
+    codec.set_defaults(func=_codec_server)
     worker = sub.add_parser("worker", help="run a Temporal worker")
     worker.add_argument("kind", choices=["orchestrator", "render"])
     worker.add_argument("--device", help="render device, e.g. cuda:0 or cpu")
@@ -79,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = get_settings()
     process = f"{args.command} {args.kind}" if args.command == "worker" else args.command
-    if args.command in ("api", "worker"):
+    if args.command in ("api", "worker", "codec-server"):
         refused = secret_policy.refusal(settings, process)
         if refused:
             print(f"sorapi {process}: {refused}", file=sys.stderr)

@@ -117,6 +117,14 @@ def _audit_log(args: argparse.Namespace) -> Any:
     _print_json([credits.audit_view(e) for e in rows])
 
 
+def _reseal_secrets(_: argparse.Namespace) -> Any:
+    from sorapi.db.reseal import reseal_secrets
+    from sorapi.secretbox import make_secret_box
+
+    box = make_secret_box(get_settings())
+    _print_json({"resealed_accounts": _run(lambda s: reseal_secrets(s, box))})
+
+
 def _handled(func: Callable[[argparse.Namespace], Any]) -> Callable[[argparse.Namespace], int]:
     """Exit 0 on success; on a domain error print its code and message and exit 1."""
 
@@ -179,6 +187,12 @@ def register_admin(sub: Any) -> None:
     p = command("ledger", _ledger, "an account's latest ledger entries")
     p.add_argument("account_id")
     p.add_argument("--limit", type=int, default=50)
+
+    command(
+        "reseal-secrets",
+        _reseal_secrets,
+        "after a SORAPI_SECRET_KEY rotation: re-seal stored secrets under the new key (old one in _PREVIOUS)",
+    )
 
     p = command("audit-log", _audit_log, "latest audit events (of one account with --account)")
     p.add_argument("--account", dest="account_id")

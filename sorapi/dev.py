@@ -2,8 +2,10 @@
 
 Temporal dev server (UI included), SeaweedFS S3, PostgreSQL and Valkey (unless
 SORAPI_DATABASE_URL / SORAPI_REDIS_URL name servers of the operator's), migrations, a seeded
-dev account, then the orchestrator worker, one CPU render worker and the API as child processes. Ctrl-C or SIGTERM
-stops every child; if any child dies, the stack stops with it rather than limp on.
+dev account, then the orchestrator worker, one CPU render worker, the codec server (the Temporal UI
+decodes payloads through it) and the API as child processes, each given only the settings it needs
+(sorapi.secret_policy.WITHHELD). Ctrl-C or SIGTERM stops every child; if any child dies, the stack
+stops with it rather than limp on.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import msgspec
 import structlog
 from sqlalchemy.engine import make_url
 
-from sorapi import servers, storage
+from sorapi import secret_policy, servers, storage
 from sorapi.catalog import get_catalog
 from sorapi.db.accounts import create_account, issue_api_key, key_exists
 from sorapi.db.engine import make_async_engine, make_sessionmaker
@@ -92,7 +94,7 @@ def _banner(settings: Settings, key: str) -> str:
     return f"""
 SorAPI dev stack is up.
   API          {base}          (docs: {base}/docs)
-  Temporal UI  http://127.0.0.1:{settings.temporal_ui_port}
+  Temporal UI  http://127.0.0.1:{settings.temporal_ui_port}   (payloads decoded by the codec server on :{settings.codec_port})
   S3           http://{settings.s3_endpoint}  bucket {settings.s3_bucket}
   PostgreSQL   {make_url(settings.database_url).render_as_string(hide_password=True)}
   Valkey       {settings.redis_url or "(off: rate limits kept in each API process)"}
@@ -129,9 +131,17 @@ def run_dev(settings: Settings | None = None) -> int:
     procs: list[servers.ManagedProcess] = []
     try:
         _, temporal_port = servers.host_port(settings.temporal_address)
+        ui_origins = [f"http://{host}:{settings.temporal_ui_port}" for host in ("127.0.0.1", "localhost")]
+        settings = msgspec.structs.replace(
+            settings, codec_cors_origins=settings.codec_cors_origins or ",".join(ui_origins)
+        )
         procs.append(
             servers.start_temporal(
-                data / "temporal", temporal_port, settings.temporal_ui_port, log_path=logs / "temporal.log"
+                data / "temporal",
+                temporal_port,
+                settings.temporal_ui_port,
+                log_path=logs / "temporal.log",
+                codec_endpoint=f"http://{settings.codec_host}:{settings.codec_port}",
             )
         )
         _, s3_port = servers.host_port(settings.s3_endpoint)
@@ -149,9 +159,13 @@ def run_dev(settings: Settings | None = None) -> int:
         env = {**os.environ, **_settings_env(msgspec.structs.replace(settings, dev_stack=True))}
         sorapi = [sys.executable, "-m", "sorapi"]
         children = [
-            servers.spawn("orchestrator", [*sorapi, "worker", "orchestrator"], log_path=None, env=env),
-            servers.spawn("render", [*sorapi, "worker", "render"], log_path=None, env=env),
-            servers.spawn("api", [*sorapi, "api"], log_path=None, env=env),
+            servers.spawn(name, [*sorapi, *process.split()], log_path=None, env=secret_policy.scoped_env(env, process))
+            for name, process in (
+                ("orchestrator", secret_policy.ORCHESTRATOR),
+                ("render", secret_policy.RENDER),
+                ("codec-server", secret_policy.CODEC),
+                ("api", secret_policy.API),
+            )
         ]
         procs += children
         try:

@@ -34,7 +34,11 @@ PLAN_FEATURE = "plan_feature_unavailable"
 ADMIN_DISABLED = "admin_disabled"
 INSUFFICIENT_SCOPE = "insufficient_scope"
 NO_CALLBACK_URL = "no_callback_url"
+REDELIVERIES_IN_FLIGHT = "redeliveries_in_flight"
+"""A task already has `SORAPI_WEBHOOK_REDELIVERIES_PER_TASK` redeliveries under way (409): wait for one to end."""
 DUPLICATE_HEADER = "duplicate_header"
+TOO_MANY_STREAMS = "too_many_streams"
+"""The key already holds `SORAPI_STREAMS_PER_KEY` open event streams on this API process (429)."""
 LEDGER_CONFLICT = "ledger_conflict"
 """A money step contradicts the ledger (a capture after someone else released the hold): retrying cannot help."""
 
@@ -48,6 +52,7 @@ TASK_MESSAGES = {
     QUEUE_TIMEOUT: "the task did not start within max_queue_seconds; nothing was charged",
     CANCELLED: "the task was cancelled; nothing was charged",
     LEDGER_CONFLICT: "the task's credit hold had already been settled elsewhere; nothing more was charged",
+    SERVICE_UNAVAILABLE: "the orchestrator was unavailable; nothing was charged",
     INTERNAL_ERROR: "an internal error ended the task; nothing was charged",
 }
 """The only text a task's `error_message` (and its webhooks) carries: fixed per code, so no exception

@@ -50,3 +50,8 @@ def retention_workflow_id(task_id: str) -> str:
 def webhook_workflow_id(task_id: str, event: str) -> str:
     """The automatic delivery of one task event (redeliveries get their own ids)."""
     return f"{task_id}-webhook-{event}"
+
+
+def redelivery_slot_workflow_id(task_id: str, slot: int) -> str:
+    """One of a task's redelivery slots: Temporal runs at most one workflow per id, so at most one redelivery."""
+    return f"{task_id}-redelivery-{slot}"

@@ -283,3 +283,36 @@ class SweepResult(msgspec.Struct, kw_only=True, frozen=True):
     """Tasks failed because their workflow was gone."""
     next_since: datetime
     """Where the next sweep starts."""
+
+
+class RedeliveryInput(msgspec.Struct, kw_only=True, frozen=True):
+    """A redelivery held in one of its task's slots: the delivery to run, under its own workflow id."""
+
+    delivery: WebhookDeliveryInput
+    delivery_id: str
+    """The delivery's workflow id, fresh per redelivery: its attempts are logged under it."""
+
+
+class AuditPruneInput(msgspec.Struct, kw_only=True, frozen=True):
+    """One scheduled prune: key-use audit entries older than `retention_days` (0: keep everything)."""
+
+    retention_days: int = 90
+    batch_size: int = 5_000
+    """Entries deleted per activity, each batch its own short transaction."""
+    max_batches: int = 200
+    """Per run: a backlog (a lowered retention) drains over the following hourly runs."""
+
+
+class AuditPruneBatch(msgspec.Struct, kw_only=True, frozen=True):
+    before: datetime
+    """Entries created before this instant go."""
+    limit: int = 5_000
+
+
+class AuditPruneResult(msgspec.Struct, kw_only=True, frozen=True):
+    before: datetime | None = None
+    """The cutoff of this run (None: retention off)."""
+    deleted: int = 0
+    batches: int = 0
+    more: bool = False
+    """The run stopped at `max_batches` with entries still older than the cutoff."""

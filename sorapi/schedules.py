@@ -5,6 +5,8 @@ The monthly credit refresh runs at 00:00 UTC on the 1st of every month and is vi
 be triggered or paused) under Schedules in the Temporal UI. If Temporal or the workers were
 down at that moment, the schedule catches up within `CATCHUP`; the ledger makes every run
 idempotent per account and period, so a catch-up or manual trigger never grants twice.
+The audit prune runs every hour and deletes key-use audit entries past `SORAPI_AUDIT_RETENTION_DAYS`,
+which the orchestrator writes into its input at every start (a changed setting applies from then).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from temporalio.client import (
 )
 
 from sorapi import names
-from sorapi.messages import CreditRefreshInput, SweepInput
+from sorapi.messages import AuditPruneInput, CreditRefreshInput, SweepInput
 
 log = structlog.get_logger()
 
@@ -83,10 +85,33 @@ def sweeper_schedule(task_queue: str) -> Schedule:
     )
 
 
-async def ensure_schedules(client: Client, task_queue: str) -> None:
+PRUNE_EVERY = timedelta(hours=1)
+
+
+def audit_prune_schedule(task_queue: str, retention_days: int) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            names.AUDIT_PRUNE_WORKFLOW,
+            AuditPruneInput(retention_days=retention_days),
+            id="audit-prune",
+            task_queue=task_queue,
+            execution_timeout=PRUNE_EVERY,
+            static_summary="Delete key-use audit entries past their retention",
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=PRUNE_EVERY)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        state=ScheduleState(
+            note="SorAPI: deletes key-use audit entries older than SORAPI_AUDIT_RETENTION_DAYS, in batches; "
+            "administrative actions are kept"
+        ),
+    )
+
+
+async def ensure_schedules(client: Client, task_queue: str, *, audit_retention_days: int) -> None:
     """Every schedule SorAPI relies on, created or brought up to date."""
     await ensure_schedule(client, names.CREDIT_REFRESH_SCHEDULE, credit_refresh_schedule(task_queue))
     await ensure_schedule(client, names.SWEEPER_SCHEDULE, sweeper_schedule(task_queue))
+    await ensure_schedule(client, names.AUDIT_PRUNE_SCHEDULE, audit_prune_schedule(task_queue, audit_retention_days))
 
 
 async def ensure_schedule(client: Client, schedule_id: str, schedule: Schedule) -> None:

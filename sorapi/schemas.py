@@ -159,6 +159,30 @@ MaxQueueSeconds = Annotated[
         examples=[600],
     ),
 ]
+MAX_METADATA_KEYS, MAX_METADATA_KEY_CHARS, MAX_METADATA_VALUE_CHARS = 16, 40, 500
+METADATA_KEY_PATTERN = r"^(?!idempotency_key$)[^\x00]*$"
+MetadataKey = Annotated[str, Meta(min_length=1, max_length=MAX_METADATA_KEY_CHARS, pattern=METADATA_KEY_PATTERN)]
+MetadataValue = Annotated[str, Meta(max_length=MAX_METADATA_VALUE_CHARS, pattern=NO_NUL)]
+ClientMetadata = Annotated[
+    dict[MetadataKey, MetadataValue],
+    Meta(
+        max_length=MAX_METADATA_KEYS,
+        description="Your own labels to find the task again: at most 16 string keys of at most 40 characters, "
+        "string values of at most 500. Returned wherever the task is and sent in its webhooks; "
+        "`GET /api/tasks?metadata[KEY]=VALUE` filters on them. `idempotency_key` is reserved.",
+        examples=[{"order_id": "ord_1042", "customer": "acme"}],
+        extra_json_schema=schema_only(
+            maxProperties=MAX_METADATA_KEYS,
+            propertyNames={
+                "minLength": 1,
+                "maxLength": MAX_METADATA_KEY_CHARS,
+                "pattern": NO_NUL,
+                "not": {"const": "idempotency_key"},
+            },
+            additionalProperties={"type": "string", "maxLength": MAX_METADATA_VALUE_CHARS, "pattern": NO_NUL},
+        ),
+    ),
+]
 IdempotencyKey = Annotated[
     str,
     Meta(
@@ -186,6 +210,7 @@ class GenerateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     callback_headers: CallbackHeaders | None = None
     idempotency_key: IdempotencyKey | None = None
     max_queue_seconds: MaxQueueSeconds | None = None
+    metadata: ClientMetadata | None = None
 
 
 class TaskRequest(msgspec.Struct, kw_only=True):
@@ -224,12 +249,25 @@ class GenerateResponse(msgspec.Struct, kw_only=True):
     ]
     status: Annotated[
         TaskStatus,
-        Meta(description="Always `queued` for a new task (a replay shows the current status)", examples=["queued"]),
+        Meta(
+            description="`queued` for a new task (a replay, or `Prefer: wait`, shows the current status)",
+            examples=["queued"],
+        ),
     ]
     credits_reserved: Annotated[
         int, Meta(description="Credits held for this render (charged on success)", examples=[16])
     ]
     created_at: Annotated[datetime, Meta(description="When the task was created (UTC)")]
+    result: (
+        Annotated[
+            StatusResponse,
+            Meta(
+                description="With `Prefer: wait=N` only: the task as `/api/status` shows it, finished if it ended "
+                "within N seconds (then `Preference-Applied: wait=N` is sent), else as it is now"
+            ),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
 
 
 class OutputLink(msgspec.Struct, kw_only=True):
@@ -349,7 +387,9 @@ class StatusResponse(msgspec.Struct, kw_only=True):
     render: Annotated[
         dict[str, Any] | None, Meta(description="What was actually rendered (size, frames, steps, timings)")
     ] = None
-    metadata: Annotated[dict[str, Any], Meta(description="Client metadata such as the idempotency_key")] = {}
+    metadata: Annotated[
+        dict[str, Any], Meta(description="The `metadata` sent at creation, and the `idempotency_key`")
+    ] = {}
     created_at: Annotated[datetime | None, Meta(description="When the task was created (UTC)")] = None
     started_at: Annotated[datetime | None, Meta(description="When it started running (UTC)")] = None
     finished_at: Annotated[datetime | None, Meta(description="When it reached a final status (UTC)")] = None
@@ -425,6 +465,7 @@ class TaskSummary(msgspec.Struct, kw_only=True):
             "when unknown or finished"
         ),
     ] = None
+    metadata: Annotated[dict[str, str], Meta(description="The `metadata` sent at creation")] = {}
 
 
 class TaskList(msgspec.Struct, kw_only=True):
@@ -440,8 +481,8 @@ class WebhookOutput(msgspec.Struct, kw_only=True):
     url: str
 
 
-class WebhookMetadata(msgspec.Struct, kw_only=True):
-    idempotency_key: str | None = None
+WebhookMetadata = dict[str, str | None]
+"""The task's `metadata` as `/api/status` shows it: the client's labels and its `idempotency_key`."""
 
 
 class WebhookPayload(msgspec.Struct, kw_only=True):
@@ -481,9 +522,13 @@ class WebhookSecret(msgspec.Struct, kw_only=True):
 
 
 class WebhookDeliveries(msgspec.Struct, kw_only=True):
+    """A page of a task's delivery attempts, oldest first; pass `next_cursor` back as `cursor` for the next one."""
+
     task_id: str
     callback_url: str | None
-    deliveries: list[WebhookAttempt]
+    deliveries: Annotated[list[WebhookAttempt], Meta(description="Attempts, oldest first")]
+    has_more: Annotated[bool, Meta(description="More attempts follow")] = False
+    next_cursor: Annotated[str | None, Meta(description="Cursor for the next page; null on the last page")] = None
 
 
 class Redelivery(msgspec.Struct, kw_only=True):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sorapi.settings import ENV_PREFIX, Settings
 
-API, ORCHESTRATOR, RENDER = "api", "worker orchestrator", "worker render"
+API, ORCHESTRATOR, RENDER, CODEC = "api", "worker orchestrator", "worker render", "codec-server"
 PLACEHOLDERS = ("change-me", "changeme", "change_me", "replace-me", "sorapi-dev")
 """Substrings of example values (compose files, docs, the built-in dev S3 secret), never of real secrets."""
 EXIT_CONFIG = 78
@@ -32,15 +32,26 @@ SECRETS = (
     Secret("secret_key", 32, frozenset({API, ORCHESTRATOR})),  # empty means a dev key file in data_dir
     # Provider-issued S3 secrets are 31 (Backblaze B2) to 64 characters; 20 refuses hand-typed passwords.
     Secret("s3_secret_key", 20, frozenset({API, ORCHESTRATOR, RENDER})),
+    Secret("payload_key", 32, frozenset({API, ORCHESTRATOR, RENDER, CODEC})),  # empty means a dev key file
 )
+WITHHELD: dict[str, frozenset[str]] = {
+    API: frozenset(),
+    ORCHESTRATOR: frozenset({"admin_token", "dev_api_key", "redis_url"}),
+    RENDER: frozenset({"admin_token", "dev_api_key", "redis_url", "secret_key", "secret_key_previous", "database_url"}),
+    CODEC: frozenset({"admin_token", "dev_api_key", "redis_url", "secret_key", "secret_key_previous", "database_url"}),
+}
+"""Settings a process never holds (least privilege): a render host, the most exposed machine, and
+the codec server reach neither the database, nor the operator API, nor the account secrets."""
+REFUSES_WITHHELD = (RENDER, CODEC)
 
 
 def problem(secret: Secret, value: str, process: str) -> str | None:
     """Why `value` will not do for `process`, without quoting it (it may be the real secret)."""
-    name = ENV_PREFIX + secret.field.upper()
-    if not value:
+    name = variable(secret.field)
+    built_in = value == getattr(Settings(), secret.field)
+    if not value or (built_in and process not in secret.required_by):
         return f"{name} is not set" if process in secret.required_by else None
-    if value == getattr(Settings(), secret.field):
+    if built_in:
         return f"{name} is not set (its built-in value is for `sorapi dev` only)"
     if any(marker in value.lower() for marker in PLACEHOLDERS):
         return f"{name} is a placeholder"
@@ -49,8 +60,20 @@ def problem(secret: Secret, value: str, process: str) -> str | None:
     return None
 
 
+def scoped_env(env: dict[str, str], process: str) -> dict[str, str]:
+    """`env` without the settings `process` must not hold."""
+    return {name: value for name, value in env.items() if name not in {variable(f) for f in WITHHELD[process]}}
+
+
+def variable(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
 def refusal(settings: Settings, process: str) -> str | None:
     """The one-line reason `process` must not start with these settings, or None."""
+    held = next((field for field in sorted(WITHHELD.get(process, ())) if getattr(settings, field)), None)
+    if held and process in REFUSES_WITHHELD:
+        return f"{variable(held)} is set, but a render host must not hold it: remove it; refusing to start"
     if settings.dev_stack:
         return None
     for secret in SECRETS:

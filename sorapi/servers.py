@@ -124,9 +124,16 @@ TEMPORAL_DEV_FLAGS = ("--dynamic-config-value", "matching.enableFairness=true")
 
 
 def start_temporal(
-    data_dir: Path, port: int, ui_port: int, *, log_path: Path | None, headless: bool = False
+    data_dir: Path,
+    port: int,
+    ui_port: int,
+    *,
+    log_path: Path | None,
+    headless: bool = False,
+    codec_endpoint: str = "",
 ) -> ManagedProcess:
-    """`temporal server start-dev` with a persistent database file, so workflows survive restarts."""
+    """`temporal server start-dev` with a persistent database file, so workflows survive restarts;
+    its UI decodes payloads through `codec_endpoint` when given."""
     data_dir.mkdir(parents=True, exist_ok=True)
     args = [
         venv_binary("temporal"),
@@ -147,6 +154,7 @@ def start_temporal(
         *TEMPORAL_DEV_FLAGS,
     ]
     args += ["--headless"] if headless else ["--ui-port", str(ui_port), "--ui-ip", "127.0.0.1"]
+    args += ["--ui-codec-endpoint", codec_endpoint] if codec_endpoint and not headless else []
     proc = spawn("temporal", args, log_path=log_path)
     proc.ports = {"grpc": port, "ui": ui_port}
     wait_for_port(proc, port)

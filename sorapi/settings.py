@@ -37,6 +37,17 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     temporal_ui_port: int = 8233
+    temporal_tls: bool = False
+    """Connect to Temporal over TLS (implied by any of the TLS paths or an API key below)."""
+    temporal_tls_ca_path: str = ""
+    """PEM of the CA that signed the server's certificate (empty: the system roots)."""
+    temporal_tls_cert_path: str = ""
+    """Client certificate (PEM) for mTLS; needs `temporal_tls_key_path`."""
+    temporal_tls_key_path: str = ""
+    temporal_tls_server_name: str = ""
+    """Name to verify the server's certificate against, when it differs from the address's host."""
+    temporal_api_key: str = ""
+    """API key of a Temporal Cloud namespace (or a cluster with API-key auth); implies TLS."""
     orchestration_queue: str = "sorapi-orchestration"
     render_queue: str = "sorapi-render"
 
@@ -74,6 +85,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """torch.compile the transformer's repeated blocks; the first render of each shape pays the compile."""
     render_heartbeat_timeout_s: int = 30
     """A render worker silent for this long is presumed dead and its task retried elsewhere."""
+    render_drain_grace_s: float = 600.0
+    """On SIGTERM a render worker takes no new render, finishes the one it runs and hands over its
+    upload within this many seconds, then exits; a render still running then stops and is retried
+    elsewhere. Give the process manager more (compose: `stop_grace_period`)."""
     render_step_timeout_s: float = 600.0
     """A denoising step (after the first) taking longer is taken for a hung GPU: the heartbeats stop and
     the attempt fails one heartbeat timeout later, instead of at the 2-hour render timeout. Set it
@@ -114,8 +129,26 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     development switch lifts it. Other ports are where internal admin services tend to listen."""
     webhook_rotation_overlap_hours: int = 24
     """After a secret rotation, deliveries are signed with both secrets for this long."""
+    webhook_redeliveries_per_task: int = 2
+    """Redeliveries of one task that may be in flight at once (at least 1); one more is refused with
+    409 `redeliveries_in_flight` until one of them ends."""
     secret_key: str = ""
     """Server key that encrypts per-account secrets at rest (empty: a key file in data_dir, dev only)."""
+    secret_key_previous: str = ""
+    """Retired server keys, comma-separated: still open what they sealed, never seal (see sorapi.keyring)."""
+    payload_key: str = ""
+    """Key that encrypts every Temporal payload (prompts, task specs) before it leaves the process
+    (empty: a key file in data_dir, dev only). The API, the orchestrator and render hosts need it."""
+    payload_key_previous: str = ""
+    """Retired payload keys, comma-separated, for histories written before a rotation."""
+    codec_host: str = "127.0.0.1"
+    codec_port: int = 8234
+    """The codec server (`sorapi codec-server`): decrypted payloads for the Temporal UI and CLI."""
+    codec_token: str = ""
+    """Bearer token the codec server requires; empty: none, and it listens on loopback only."""
+    codec_cors_origins: str = ""
+    """Origins (comma-separated) of Temporal UIs whose browsers may call the codec server;
+    `sorapi dev` allows its own UI."""
 
     dev_api_key: str = ""
     dev_stack: bool = False
@@ -138,11 +171,27 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Requests per minute per client address carrying a key not yet proven valid here (a refused key
     keeps its token spent, a valid one gets it back): a flood of made-up keys gets 429, not a DB lookup each."""
     rate_unauthenticated_burst: int = 120
+    rate_delete_per_min: float = 30
+    """Asset deletions (`DELETE /v1/videos/{id}`) per minute per API key: each one deletes from S3."""
+    rate_delete_burst: int = 30
+    rate_redeliver_per_min: float = 10
+    """Webhook redeliveries per minute per API key: each one starts a delivery of up to 6 attempts."""
+    rate_redeliver_burst: int = 10
+    rate_admin_per_min: float = 60
+    """Requests per minute to `/admin/*` per admin token (creating accounts and keys adds rows)."""
+    rate_admin_burst: int = 60
+    streams_per_key: int = 20
+    """Event streams (`GET /api/tasks/{id}/events`) one API key may hold open on one API process."""
+    stream_keepalive_s: float = 15.0
+    """An open event stream sends a comment at least this often, so proxies keep it open."""
     maintenance: bool = False
     """Maintenance switch: new generations get 503 + Retry-After while reads keep working."""
     maintenance_retry_after_s: int = 120
     content_url_ttl_s: int = 300
     """Lifetime of the presigned URLs that `/content` redirects to."""
+    audit_retention_days: int = 90
+    """Key-use audit entries (one per authenticated request on plans with `audit_log`) older than this
+    are deleted by the hourly `sorapi-audit-prune` schedule; administrative actions are kept. 0 keeps all."""
 
     log_level: str = "info"
     log_json: bool = True
@@ -153,7 +202,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
 
     @property
     def callback_ports(self) -> frozenset[int]:
-        ports = frozenset(int(part) for part in self.webhook_allowed_ports.split(",") if part.strip())
+        ports = frozenset(int(part) for part in split_list(self.webhook_allowed_ports))
         if not ports or not all(0 < port < 65536 for port in ports):
             raise ValueError(f"{ENV_PREFIX}WEBHOOK_ALLOWED_PORTS must list TCP ports, e.g. 443,8443")
         return ports
@@ -174,6 +223,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     @property
     def resolved_public_base_url(self) -> str:
         return self.public_base_url or f"http://{self.api_host}:{self.api_port}"
+
+
+def split_list(value: str) -> list[str]:
+    """A comma-separated setting as a list, blanks dropped."""
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +18,11 @@ from typing import Any
 import httpx
 import psycopg
 from sqlalchemy.engine import make_url
+from temporalio.client import Client
 
-from sorapi import servers
+from sorapi import secret_policy, servers
+from sorapi.payload_codec import data_converter
+from sorapi.settings import settings_from_env
 from tests.backing import pg_admin_url
 
 
@@ -66,6 +70,19 @@ class Stack:
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    @property
+    def codec_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['SORAPI_CODEC_PORT']}"
+
+    def env_for(self, process: str) -> dict[str, str]:
+        """The environment `sorapi dev` gives `process` (e.g. "worker render"), for one more of it."""
+        return secret_policy.scoped_env(self.env, process)
+
+    async def temporal_client(self) -> Client:
+        """A client of the stack's Temporal server that reads its encrypted payloads."""
+        settings = settings_from_env(self.env)
+        return await Client.connect(self.temporal_address, data_converter=data_converter(settings))
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -82,7 +99,9 @@ def start_stack(tmp: Path, database_url: str | None = None, **extra_env: str) ->
     Without `database_url` the stack runs its own embedded PostgreSQL, as `make dev` does.
     """
     data_dir = tmp / "sorapi-data"
-    api_port, temporal_port, ui_port, s3_port, pg_port, valkey_port = (servers.free_port() for _ in range(6))
+    api_port, temporal_port, ui_port, s3_port, pg_port, valkey_port, codec_port = (
+        servers.free_port() for _ in range(7)
+    )
     api_key = "sk_sora2_test_" + uuid.uuid4().hex
     env = {
         **os.environ,
@@ -93,6 +112,7 @@ def start_stack(tmp: Path, database_url: str | None = None, **extra_env: str) ->
         "SORAPI_S3_ENDPOINT": f"127.0.0.1:{s3_port}",
         "SORAPI_DEV_POSTGRES_PORT": str(pg_port),
         "SORAPI_DEV_VALKEY_PORT": str(valkey_port),
+        "SORAPI_CODEC_PORT": str(codec_port),
         "SORAPI_DEV_API_KEY": api_key,
         "SORAPI_LOG_JSON": "true",
         "SORAPI_DEV_STACK": "true",  # processes a test adds to the stack run on its dev secrets too
@@ -138,7 +158,7 @@ class Api:
         self.api_key = api_key
         self.account_id: str | None = None
         """Set by fixtures that made the account, so tests can look at its rows only."""
-        self.http = httpx.AsyncClient(base_url=base_url, timeout=30)
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=30, limits=httpx.Limits(max_connections=None))
 
     def auth(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.api_key}"}
@@ -174,8 +194,41 @@ class Api:
             await asyncio.sleep(0.25)
         raise TimeoutError(f"task {task_id} still {seen[-1] if seen else '?'} after {timeout_s}s (saw {seen})")
 
+    async def events(
+        self, task_id: str, *, last_event_id: str | None = None, key: str | None = None, timeout_s: float = 120
+    ) -> list[dict[str, Any]]:
+        """Read `GET /api/tasks/{id}/events` to its end: [{"event", "id", "data"}], comments as {"comment"}."""
+        headers = {**self.auth(key), "Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
+        async with (
+            asyncio.timeout(timeout_s),
+            self.http.stream("GET", f"/api/tasks/{task_id}/events", headers=headers, timeout=None) as answer,
+        ):
+            answer.raise_for_status()
+            assert answer.headers["content-type"].startswith("text/event-stream")
+            return [message async for message in sse_messages(answer)]
+
     async def close(self) -> None:
         await self.http.aclose()
+
+
+async def sse_messages(answer: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    """Server-Sent Events of a streaming response, as dicts (data JSON-decoded)."""
+    message: dict[str, Any] = {}
+    async for line in answer.aiter_lines():
+        if line == "":
+            if message:
+                yield message
+            message = {}
+        elif line.startswith(":"):
+            message["comment"] = line[1:].strip()
+        else:
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            message[name] = json.loads(value) if name == "data" else value
+    if message:
+        yield message
 
 
 async def make_account(sessions: Any, *, plan: str = "free", credits: int = 1000) -> tuple[str, str]:

@@ -6,9 +6,7 @@ import asyncio
 from typing import Any
 
 from sqlalchemy import func, select
-from temporalio.client import Client
 
-from sorapi.converter import DATA_CONVERTER
 from sorapi.db.models import LedgerEntry, Task
 from tests.api_helpers import QUICK
 from tests.stack import Api, Stack
@@ -43,7 +41,7 @@ async def test_thirty_concurrent_identical_requests_make_one_task(account: Api, 
             .where(LedgerEntry.task_id == task_id, LedgerEntry.kind == "reserve")
         )
     assert (rows, holds) == (1, 1)
-    client = await Client.connect(stack.temporal_address, data_converter=DATA_CONVERTER)
+    client = await stack.temporal_client()
     runs = [w async for w in client.list_workflows(f'WorkflowId = "{task_id}"')]
     assert len(runs) == 1
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -27,9 +28,45 @@ def test_compose_has_the_production_shape() -> None:
     assert {"postgres", "temporal", "temporal-ui", "minio", "api", "orchestrator", "render", "migrate"} <= set(services)
     gpu = services["render"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["driver"] == "nvidia" and "gpu" in gpu["capabilities"]
-    assert services["render"]["environment"]["SORAPI_DATABASE_URL"] == "", "GPU hosts hold no DB credentials"
     for name in ("api", "orchestrator", "migrate"):
         assert services[name]["environment"]["SORAPI_DATABASE_URL"].startswith("postgresql://")
+
+
+@pytest.mark.parametrize(
+    ("service", "process"),
+    [("api", "api"), ("orchestrator", "worker orchestrator"), ("render", "worker render"), ("codec", "codec-server")],
+)
+def test_each_process_gets_only_what_it_needs(service: str, process: str) -> None:
+    """No service is handed a setting its process must not hold (GPU hosts: no database, no admin
+    token, no account-secret key), and each role has its own S3 user."""
+    env = _compose()["services"][service]["environment"]
+    withheld = {secret_policy.variable(field) for field in secret_policy.WITHHELD[process]}
+    assert not withheld & set(env), sorted(withheld & set(env))
+    if service != "codec":
+        assert env["SORAPI_S3_ACCESS_KEY"] == f"sorapi-{service}"
+        assert env["SORAPI_PAYLOAD_KEY"] == "${SORAPI_PAYLOAD_KEY:?set SORAPI_PAYLOAD_KEY}"
+
+
+def test_each_s3_role_may_do_only_its_job() -> None:
+    """render puts; orchestrator reads, lists and deletes; the API reads (presigned links)."""
+    import json
+
+    actions = {
+        role: sorted(
+            action
+            for statement in json.loads((ROOT / "deploy" / "minio" / f"policy-{role}.json").read_text())["Statement"]
+            for action in statement["Action"]
+        )
+        for role in ("api", "orchestrator", "render")
+    }
+    assert actions == {
+        "api": ["s3:GetObject", "s3:ListBucket"],
+        "orchestrator": ["s3:DeleteObject", "s3:GetObject", "s3:ListBucket"],
+        "render": ["s3:PutObject"],
+    }
+    setup = (ROOT / "deploy" / "minio" / "minio-setup.sh").read_text()
+    for role in actions:
+        assert f"mc admin user add local sorapi-{role}" in setup
 
 
 def test_every_sorapi_command_in_compose_exists() -> None:
@@ -92,6 +129,10 @@ def test_only_the_api_is_published_beyond_this_host() -> None:
     services = _compose()["services"]
     assert [_published(p) for p in services["api"]["ports"]] == [("", "8000")]
     assert "ports" not in services["temporal"], "Temporal gRPC stays on the internal network"
+    codec = services["codec"]
+    assert codec["network_mode"] == "host" and codec["command"][codec["command"].index("--host") + 1] == "127.0.0.1", (
+        "the codec server listens on the host's loopback only, out of reach of every container"
+    )
     for name, svc in services.items():
         if name != "api":
             for port in svc.get("ports", []):
@@ -102,6 +143,7 @@ STRONG = {
     "SORAPI_ADMIN_TOKEN": "adm_" + "7f3a9c" * 6,
     "SORAPI_SECRET_KEY": "b41e0d" * 6,
     "SORAPI_S3_SECRET_KEY": "c92f5e" * 4,
+    "SORAPI_PAYLOAD_KEY": "e5a1d7" * 6,
 }
 
 
@@ -134,7 +176,7 @@ def _sorapi(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     ],
 )
 def test_processes_refuse_to_start_on_a_guessable_secret(command: list[str], variable: str, value: str) -> None:
-    done = _sorapi(*command, env={**STRONG, variable: value})
+    done = _sorapi(*command, env={**secret_policy.scoped_env(STRONG, " ".join(command)), variable: value})
     assert done.returncode == secret_policy.EXIT_CONFIG, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and variable in lines[0] and "refusing to start" in lines[0], done.stderr
@@ -146,12 +188,13 @@ def test_strong_secrets_pass_and_only_the_dev_stack_may_skip_them() -> None:
         admin_token=STRONG["SORAPI_ADMIN_TOKEN"],
         secret_key=STRONG["SORAPI_SECRET_KEY"],
         s3_secret_key=STRONG["SORAPI_S3_SECRET_KEY"],
+        payload_key=STRONG["SORAPI_PAYLOAD_KEY"],
     )
-    for process in ("api", "worker orchestrator", "worker render"):
+    for process in ("api", "worker orchestrator"):
         assert secret_policy.refusal(strong, process) is None, process
-    assert secret_policy.refusal(Settings(s3_secret_key=strong.s3_secret_key), "worker render") is None, (
-        "render hosts need no admin token or secret key"
-    )
+    render_host = Settings(s3_secret_key=strong.s3_secret_key, payload_key=strong.payload_key)
+    assert secret_policy.refusal(render_host, "worker render") is None, "render hosts need no admin token or secret key"
+    assert secret_policy.refusal(strong, "worker render") is not None, "and refuse to hold them"
     assert secret_policy.refusal(Settings(), "api") is not None
     assert secret_policy.refusal(Settings(dev_stack=True), "api") is None
 
@@ -164,3 +207,30 @@ def test_temporal_shares_renders_fairly_between_accounts() -> None:
     config = yaml.safe_load((ROOT / "deploy" / "temporal-dynamic-config.yaml").read_text())
     assert config["matching.enableFairness"] == [{"value": True}]
     assert temporal["environment"]["DYNAMIC_CONFIG_FILE_PATH"].endswith("sorapi.yaml")
+
+
+def test_stopping_a_render_host_leaves_time_to_drain() -> None:
+    """Compose waits longer than the drain grace before it kills a render worker."""
+    render = _compose()["services"]["render"]
+    minutes = int(render["stop_grace_period"].removesuffix("m"))
+    assert minutes * 60 > float(render["environment"]["SORAPI_RENDER_DRAIN_GRACE_S"])
+
+
+def test_render_hosts_and_the_codec_server_refuse_secrets_they_must_not_hold() -> None:
+    strong = {
+        "SORAPI_S3_SECRET_KEY": secrets.token_hex(20),
+        "SORAPI_PAYLOAD_KEY": secrets.token_hex(20),
+    }
+    for command, variable in (
+        (["worker", "render"], "SORAPI_ADMIN_TOKEN"),
+        (["worker", "render"], "SORAPI_SECRET_KEY"),
+        (["worker", "render"], "SORAPI_DATABASE_URL"),
+        (["codec-server"], "SORAPI_DATABASE_URL"),
+    ):
+        done = _sorapi(*command, env={**strong, variable: "postgresql://u:" + secrets.token_hex(20) + "@db/x"})
+        assert done.returncode == secret_policy.EXIT_CONFIG, (command, variable, done.stderr)
+        assert variable in done.stderr and "must not hold it" in done.stderr
+    exposed = _sorapi("codec-server", "--host", "0.0.0.0", env=strong)
+    assert exposed.returncode == secret_policy.EXIT_CONFIG and "SORAPI_CODEC_TOKEN" in exposed.stderr
+    missing = _sorapi("worker", "render", env={"SORAPI_S3_SECRET_KEY": strong["SORAPI_S3_SECRET_KEY"]})
+    assert missing.returncode == secret_policy.EXIT_CONFIG and "SORAPI_PAYLOAD_KEY" in missing.stderr

@@ -9,13 +9,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.slots import SLOT_BUSY, SlotActivities
 from sorapi.catalog import get_catalog
-from sorapi.converter import DATA_CONVERTER
 from sorapi.db import ledger, slots
 from sorapi.db import tasks as task_rows
 from sorapi.db.models import Account, Task
@@ -111,7 +109,7 @@ async def test_a_finished_task_frees_its_slot_and_an_orphan_is_reaped(stack: Sta
         await task_rows.transition(session, a, "failed", error_code="render_failed", error_message="boom")
     assert await ask(c) is True, "the failed task's slot went to the next in line"
 
-    client = await Client.connect(stack.temporal_address, data_converter=DATA_CONVERTER)
+    client = await stack.temporal_client()
     reaper = SlotActivities(sessions, client=client)  # b and c have no workflow at all
     assert await env.run(reaper.acquire_slot, SlotRequest(task_id=d, account_id=account_id)) is True
     async with sessions() as session:

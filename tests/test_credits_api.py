@@ -8,11 +8,10 @@ import time
 from typing import Any
 
 from sqlalchemy import func, select
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import WorkflowFailureError
 
 from sorapi import names
 from sorapi.catalog import get_catalog
-from sorapi.converter import DATA_CONVERTER
 from sorapi.db import ledger
 from sorapi.db.accounts import issue_api_key
 from sorapi.db.models import Account, LedgerEntry, Task
@@ -78,7 +77,7 @@ async def test_estimate_quotes_what_generate_reserves(stack: Stack, sessions: An
             task = await session.get(Task, created.json()["task_id"])
             hold = (await ledger.task_entries(session, task.id))["reserve"]
         assert task.price == hold.amount == 2
-        client = await Client.connect(stack.temporal_address, data_converter=DATA_CONVERTER)
+        client = await stack.temporal_client()
         described = await client.get_workflow_handle(task.id).describe()
         assert (
             described.raw_description.workflow_execution_info.priority.priority_key
@@ -164,7 +163,7 @@ async def test_a_race_past_the_api_fails_the_task_holding_nothing(stack: Stack, 
                 id=task_id, account_id=account_id, fingerprint="raced", price=4, outputs=[], request={"prompt": "raced"}
             )
         )
-    client = await Client.connect(stack.temporal_address, data_converter=DATA_CONVERTER)
+    client = await stack.temporal_client()
     handle = await client.start_workflow(
         names.VIDEO_TASK_WORKFLOW,
         VideoTaskInput(

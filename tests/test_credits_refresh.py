@@ -17,14 +17,12 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import select
-from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.credit_refresh import CreditRefreshActivities
 from sorapi import names
 from sorapi.catalog import Plan, get_catalog
-from sorapi.converter import DATA_CONVERTER
 from sorapi.db import ledger
 from sorapi.db import tasks as task_rows
 from sorapi.db.accounts import create_account
@@ -157,7 +155,7 @@ async def test_refresh_grants_once_per_period_with_expiry_and_rollover(
 
 
 async def test_the_schedule_exists_is_monthly_and_grants_once(stack: Stack, sessions: Any) -> None:
-    client = await Client.connect(stack.temporal_address, data_converter=DATA_CONVERTER)
+    client = await stack.temporal_client()
     handle = client.get_schedule_handle(names.CREDIT_REFRESH_SCHEDULE)
     described = await handle.describe()
     upcoming = described.info.next_action_times[:3]

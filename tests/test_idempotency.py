@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select
-from temporalio.client import Client
 
-from sorapi.converter import DATA_CONVERTER
 from sorapi.db.models import LedgerEntry, Task
 from tests.stack import Api, Stack
 
@@ -26,7 +24,7 @@ async def _rows(sessions: Any, task_id: str) -> tuple[int, int]:
 
 
 async def _workflow_runs(stack: Stack, task_id: str) -> int:
-    client = await Client.connect(stack.temporal_address, data_converter=DATA_CONVERTER)
+    client = await stack.temporal_client()
     return len([w async for w in client.list_workflows(f'WorkflowId = "{task_id}"')])
 
 

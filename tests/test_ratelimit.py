@@ -1,4 +1,5 @@
-"""Token-bucket limits per API key: generate 30/min bursting to 60, status 60/min; shared via Redis."""
+"""Token-bucket limits per API key: generate 30/min bursting to 60, status 60/min, delete 30/min,
+redeliver 10/min; per admin token on /admin; shared via Redis."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from api.ratelimit_store import MemoryBucketStore, RedisBucketStore
 from sorapi import servers
-from tests.api_helpers import QUICK, app_client, bearer
+from tests.api_helpers import QUICK, app_client, bearer, serve_replica
 from tests.backing import redis_url
 from tests.stack import Api, Stack, make_account
 
@@ -146,3 +147,55 @@ async def test_a_flood_of_made_up_keys_from_one_address_gets_429_not_a_lookup_ea
     assert refused.json()["error"]["code"] == "rate_limited"
     assert refused.headers["ratelimit-policy"] == '"unauthenticated";q=5;w=50'
     assert int(refused.headers["retry-after"]) >= 1
+
+
+def _refused_by(answer: httpx.Response, policy: str) -> None:
+    assert answer.json()["error"]["code"] == "rate_limited"
+    assert int(answer.headers["retry-after"]) >= 1
+    assert answer.headers["ratelimit-policy"] == policy
+
+
+async def test_deletes_and_redeliveries_have_buckets_of_their_own(account: Api) -> None:
+    """Each DELETE of a video deletes from S3 and each redelivery starts up to six webhook attempts:
+    30 and 10 a minute per key, apart from the reads' budget."""
+    deletes, elapsed = await _burst(
+        lambda: account.http.delete(f"/v1/videos/sora2{uuid.uuid4().hex}", headers=account.auth()), 36
+    )
+    codes = [a.status_code for a in deletes]
+    assert 30 <= codes.count(404) <= 30 + math.ceil(elapsed * 0.5) + 1 and codes.count(429) >= 4, codes
+    _refused_by(next(a for a in deletes if a.status_code == 429), '"delete";q=30;w=60')
+
+    redeliveries, elapsed = await _burst(
+        lambda: account.http.post(f"/api/tasks/sora2{uuid.uuid4().hex}/webhooks/redeliver", headers=account.auth()),
+        14,
+    )
+    codes = [a.status_code for a in redeliveries]
+    assert 10 <= codes.count(404) <= 10 + math.ceil(elapsed / 6) + 1 and codes.count(429) >= 3, codes
+    _refused_by(next(a for a in redeliveries if a.status_code == 429), '"redeliver";q=10;w=60')
+
+    reads = await account.http.get("/api/tasks", headers=account.auth())
+    assert reads.status_code == 200 and reads.headers["ratelimit-policy"] == '"status";q=60;w=60'
+
+
+async def test_admin_routes_are_metered_per_admin_token(stack: Stack) -> None:
+    """The operator token has a bucket of its own; a valid token is not charged to its address's
+    `unauthenticated` gate (here one request a minute), a wrong one is."""
+    token = (stack.data_dir / "admin-token").read_text().strip()
+    limits = {
+        "rate_admin_per_min": 6.0,
+        "rate_admin_burst": 3,
+        "rate_unauthenticated_per_min": 1.0,
+        "rate_unauthenticated_burst": 1,
+    }
+    with serve_replica(stack, admin_token=token, **limits) as base_url:
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+            answers = [
+                await client.get("/admin/audit-log", params={"limit": 1}, headers=bearer(token)) for _ in range(5)
+            ]
+            wrong = [await client.get("/admin/audit-log", headers=bearer(f"adm_{uuid.uuid4().hex}")) for _ in range(2)]
+    codes = [a.status_code for a in answers]
+    assert codes[:3] == [200] * 3 and codes[-1] == 429, codes
+    assert answers[0].headers["ratelimit-policy"] == '"admin";q=3;w=30'
+    _refused_by(answers[-1], '"admin";q=3;w=30')
+    assert "per admin token" in answers[-1].json()["error"]["message"]
+    assert [a.status_code for a in wrong] == [401, 429], "wrong tokens share their address's gate"

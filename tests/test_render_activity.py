@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 import pytest
 import torch
+from temporalio.activity import ActivityCancellationDetails
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import ActivityEnvironment
 
@@ -101,13 +102,29 @@ def test_cancel_stops_at_the_step_it_arrives_and_cleans_partial_files(tmp: Path)
     assert not (task_dir(acts, "sora2cancel") / "attempt-1").exists()
 
 
-def test_worker_shutdown_is_a_retryable_failure_not_a_cancel(tmp: Path) -> None:
+def test_a_draining_worker_finishes_its_render(tmp: Path) -> None:
+    """Shutdown alone (a SIGTERM's drain) does not stop a render: it finishes, and waits for its upload."""
     acts = make_activities(tmp, dev_steps=8)
     env = ActivityEnvironment()
     env.on_heartbeat = lambda *d: env.worker_shutdown() if getattr(d[0], "step", 0) == 1 else None
+    result = env.run(acts.render_video, make_spec("sora2drain"))
+    assert result.meta.steps == 8 and acts.awaiting_upload() == 1
+
+
+def test_a_render_stopped_when_the_grace_ends_is_a_retryable_failure_not_a_cancel(tmp: Path) -> None:
+    acts = make_activities(tmp, dev_steps=8)
+    env = ActivityEnvironment()
+
+    def grace_over(*details: Any) -> None:
+        if getattr(details[0], "step", 0) == 1:
+            env.worker_shutdown()
+            env.cancel(ActivityCancellationDetails(worker_shutdown=True))  # what the SDK does after the grace
+
+    env.on_heartbeat = grace_over
     with pytest.raises(ApplicationError) as raised:
         env.run(acts.render_video, make_spec("sora2shutdown"))
     assert raised.value.type == WORKER_SHUTDOWN and not raised.value.non_retryable
+    assert acts.awaiting_upload() == 0
 
 
 def _beat_times(env: ActivityEnvironment) -> list[tuple[float, Any]]:

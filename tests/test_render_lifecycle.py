@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +29,6 @@ from temporalio.client import Client
 from activities.pipelines import build_tiny_pipeline
 from sorapi import errors, names, storage
 from sorapi.catalog import DEFAULT_CATALOG_PATH
-from sorapi.converter import DATA_CONVERTER
 from sorapi.db.engine import make_async_engine, make_sessionmaker
 from sorapi.db.migrate import upgrade
 from sorapi.db.models import Account, LedgerEntry
@@ -37,6 +37,7 @@ from sorapi.settings import settings_from_env
 from tests.stack import Api, Stack, create_pg_database, drop_pg_database, make_account, start_stack
 
 SLOW_STEPS = 12
+LONG_STEPS = 40
 TEST_MODELS = f"""
 [models.test-slow]
 family = "wan"
@@ -45,6 +46,15 @@ dtype = "float32"
 fps = 4
 max_duration_s = 2
 default_steps = {SLOW_STEPS}
+resolutions = ["480x480"]
+
+[models.test-long]
+family = "wan"
+weights = "tiny-wan"
+dtype = "float32"
+fps = 4
+max_duration_s = 2
+default_steps = {LONG_STEPS}
 resolutions = ["480x480"]
 
 [models.test-broken]
@@ -61,6 +71,8 @@ fps = 8
 max_duration_s = 2
 default_steps = 2
 """
+STREAMS = 200
+"""Concurrent event streams on one task in the streaming test; also the per-key limit of this stack."""
 SLOW = {
     "prompt": "a lighthouse beam sweeping over a stormy sea",
     "model_version": "test-slow",
@@ -90,6 +102,7 @@ def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack,
         SORAPI_DEV_STEP_DELAY_S="0.3",
         SORAPI_RATE_STATUS_PER_MIN="100000",
         SORAPI_RATE_STATUS_BURST="100000",
+        SORAPI_STREAMS_PER_KEY=str(STREAMS),
     )
     try:
         yield stack, pg_url
@@ -107,7 +120,7 @@ async def db(lifecycle: tuple[Stack, str]) -> AsyncIterator[async_sessionmaker[A
 
 @pytest.fixture(scope="module")
 async def temporal(lifecycle: tuple[Stack, str]) -> Client:
-    return await Client.connect(lifecycle[0].temporal_address, data_converter=DATA_CONVERTER)
+    return await lifecycle[0].temporal_client()
 
 
 @pytest.fixture
@@ -132,8 +145,9 @@ async def render_activity(temporal: Client, task_id: str) -> Any | None:
     )
 
 
-def progress_of(pending: Any) -> RenderProgress:
-    return DATA_CONVERTER.payload_converter.from_payloads(pending.heartbeat_details.payloads, [RenderProgress])[0]
+async def progress_of(temporal: Client, pending: Any) -> RenderProgress:
+    """The last heartbeat, decrypted and decoded as the API does."""
+    return (await temporal.data_converter.decode(pending.heartbeat_details.payloads, [RenderProgress]))[0]
 
 
 async def denoising(temporal: Client, task_id: str, timeout_s: float = 60) -> Any:
@@ -142,7 +156,7 @@ async def denoising(temporal: Client, task_id: str, timeout_s: float = 60) -> An
     while time.monotonic() < deadline:
         pending = await render_activity(temporal, task_id)
         if pending is not None and pending.heartbeat_details.payloads:
-            beat = progress_of(pending)
+            beat = await progress_of(temporal, pending)
             if beat.phase == "denoising" and beat.step < beat.total:
                 return pending
         await asyncio.sleep(0.05)
@@ -189,7 +203,7 @@ async def test_cancel_stops_the_render_cleans_up_and_releases_credits(
     stack = lifecycle[0]
     task_id = await create(client, SLOW)
     pending = await denoising(temporal, task_id)
-    step_at_cancel = progress_of(pending).step
+    step_at_cancel = (await progress_of(temporal, pending)).step
 
     asked = time.monotonic()
     cancel = await client.http.post(f"/api/tasks/{task_id}/cancel", headers=client.auth())
@@ -244,22 +258,28 @@ async def test_a_pipeline_that_cannot_render_fails_the_task_with_render_failed(
     assert await ledger_kinds(db, task_id) == ["release", "reserve"]
 
 
+async def extra_render_worker(stack: Stack, name: str, **env: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """One more render worker on the stack, started and polling; (process, its log)."""
+    log_path = stack.data_dir / f"{name}.log"
+    extra = subprocess.Popen(
+        [sys.executable, "-m", "sorapi", "worker", "render"],
+        env={**stack.env_for("worker render"), **env},
+        stdout=open(log_path, "wb"),  # noqa: SIM115 - the child owns it
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while "workers started" not in log_path.read_text(errors="replace"):
+        assert extra.poll() is None and time.monotonic() < deadline, log_path.read_text(errors="replace")
+        await asyncio.sleep(0.2)
+    return extra, log_path
+
+
 async def test_sigkilled_render_worker_costs_a_retry_not_the_task(
     lifecycle: tuple[Stack, str], client: Api, temporal: Client, db: async_sessionmaker[AsyncSession]
 ) -> None:
     stack = lifecycle[0]
-    log_path = stack.data_dir / "extra-render-worker.log"
-    extra = subprocess.Popen(
-        [sys.executable, "-m", "sorapi", "worker", "render"],
-        env=stack.env,
-        stdout=open(log_path, "wb"),  # noqa: SIM115 - the child owns it
-        stderr=subprocess.STDOUT,
-    )
+    extra, log_path = await extra_render_worker(stack, "extra-render-worker")
     try:
-        deadline = time.monotonic() + 60
-        while "workers started" not in log_path.read_text(errors="replace"):
-            assert extra.poll() is None and time.monotonic() < deadline, log_path.read_text(errors="replace")
-            await asyncio.sleep(0.2)
         # Two renders for two workers: one of them lands on the extra worker.
         task_ids = [await create(client, SLOW), await create(client, {**SLOW, "seed": 5})]
         pending = {task_id: await denoising(temporal, task_id) for task_id in task_ids}
@@ -290,3 +310,90 @@ async def test_sigkilled_render_worker_costs_a_retry_not_the_task(
     assert [s["pid"] for s in starts] == [extra.pid, starts[1]["pid"]] and starts[1]["pid"] != extra.pid, starts
     assert len(log_records(logs, victim, "render finished")) == 1
     assert not (stack.data_dir / "renders" / victim).exists(), "the killed attempt's scratch files are gone too"
+
+
+async def test_sigterm_drains_a_render_worker_its_render_finishes_and_uploads_there(
+    lifecycle: tuple[Stack, str], client: Api, temporal: Client, db: async_sessionmaker[AsyncSession]
+) -> None:
+    """SIGTERM mid-render: the worker takes no new render, finishes this one and uploads it itself
+    (no second render anywhere), then exits within the grace."""
+    stack = lifecycle[0]
+    grace_s = 60
+    extra, log_path = await extra_render_worker(
+        stack, "draining-render-worker", SORAPI_RENDER_DRAIN_GRACE_S=str(grace_s)
+    )
+    try:
+        task_ids = [await create(client, {**SLOW, "seed": 21}), await create(client, {**SLOW, "seed": 22})]
+        pending = {task_id: await denoising(temporal, task_id) for task_id in task_ids}
+        victim = next(t for t, p in pending.items() if p.last_worker_identity.startswith(f"{extra.pid}@"))
+        asked = time.monotonic()
+        extra.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(extra.wait, grace_s + 30)
+        exited_s = time.monotonic() - asked
+        results = [await client.wait(task_id, timeout_s=150) for task_id in task_ids]
+    finally:
+        if extra.poll() is None:
+            extra.kill()
+            extra.wait()
+    assert extra.returncode == 0 and exited_s < grace_s, (extra.returncode, exited_s)
+    assert [r["status"] for r in results] == ["succeeded", "succeeded"], results
+    logs = log_path.read_text(errors="replace") + stack.logs()
+    assert [r["pid"] for r in log_records(logs, victim, "render started")] == [extra.pid], "rendered once, there"
+    assert [r["pid"] for r in log_records(logs, victim, "outputs uploaded")] == [extra.pid], "uploaded by it"
+    assert await ledger_kinds(db, victim) == ["capture", "reserve"]
+
+
+def api_cpu_s(stack: Stack) -> float:
+    """CPU seconds the stack's API process has used so far."""
+    for stat in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = stat.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args[1:4] == [b"-m", b"sorapi", b"api"] and f"{stack.proc.pid}" in _ancestors(int(stat.parent.name)):
+            fields = (stat.parent / "stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    raise LookupError("no API process under the stack")
+
+
+def _ancestors(pid: int) -> list[str]:
+    found = []
+    while pid > 1:
+        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        found.append(str(pid))
+    return found
+
+
+async def test_200_streams_on_one_task_cost_the_api_less_than_200_pollers(
+    lifecycle: tuple[Stack, str], client: Api
+) -> None:
+    """The streams share one progress watcher and wake on NOTIFY; pollers each ask every second.
+    Same model, same render length, the API's CPU over each task's whole life. One more stream than
+    the key's limit is a 429."""
+    stack = lifecycle[0]
+    long = {**SLOW, "model_version": "test-long"}
+
+    task_id = await create(client, long)
+    before = api_cpu_s(stack)
+    streams = [asyncio.create_task(client.events(task_id, timeout_s=180)) for _ in range(STREAMS)]
+    await asyncio.sleep(3)
+    over = await client.http.get(f"/api/tasks/{task_id}/events", headers=client.auth())
+    results = await asyncio.gather(*streams)
+    streaming_cpu = api_cpu_s(stack) - before
+    assert over.status_code == 429 and over.json()["error"]["code"] == "too_many_streams", over.text
+    for messages in results:
+        kinds = [m["event"] for m in messages if "event" in m]
+        assert kinds[0] == "queued" and kinds[-1] == "succeeded" and "progress" in kinds, kinds
+        steps = [m["data"]["step"] for m in messages if m.get("event") == "progress"]
+        assert steps == sorted(steps), "progress only moves forward"
+
+    task_id = await create(client, {**long, "seed": 99})
+    before = api_cpu_s(stack)
+
+    async def poll_every_second() -> None:
+        while (await client.status(task_id)).json()["status"] not in ("succeeded", "failed"):
+            await asyncio.sleep(1)
+
+    await asyncio.gather(*(poll_every_second() for _ in range(STREAMS)))
+    polling_cpu = api_cpu_s(stack) - before
+    assert streaming_cpu < polling_cpu, (streaming_cpu, polling_cpu)

@@ -139,6 +139,12 @@ UNLIMITED = {
     "rate_status_burst": 10**6,
     "rate_unauthenticated_per_min": 1e6,
     "rate_unauthenticated_burst": 10**6,
+    "rate_delete_per_min": 1e6,
+    "rate_delete_burst": 10**6,
+    "rate_redeliver_per_min": 1e6,
+    "rate_redeliver_burst": 10**6,
+    "rate_admin_per_min": 1e6,
+    "rate_admin_burst": 10**6,
 }
 RESOURCE_STATES = ["2xx", "3xx", "401", "403", "404", "409", "410", "429", "5xx"]
 """Answers to a schema-valid request that depend on the resource, not the request (schemathesis'
@@ -149,6 +155,7 @@ def fuzz_config(key: str, admin_token: str) -> str:
     """schemathesis.toml: the customer key everywhere, the operator token under /admin, and the two
     things a schema cannot say, each confined to the operations it concerns."""
     return f"""headers = {{ Authorization = "Bearer {key}" }}
+request-timeout = 20
 
 [checks.positive_data_acceptance]
 expected-statuses = {json.dumps(RESOURCE_STATES)}
@@ -162,6 +169,11 @@ headers = {{ Authorization = "Bearer {admin_token}" }}
 [[operations]]
 include-operation-id = "estimateCredits"
 checks.positive_data_acceptance.expected-statuses = {json.dumps([*RESOURCE_STATES, "422"])}
+
+# An event stream lasts as long as its task: a task of the fuzz run may wait behind others for a while.
+[[operations]]
+include-operation-id = "streamTaskEvents"
+request-timeout = 180
 
 # A DELETE removes a task's assets and keeps its record (expired), so reads after it succeed: by design,
 # not the use-after-free that the stateful phase would read into it. Every other phase covers them.
@@ -226,8 +238,6 @@ async def test_schemathesis_every_check_passes_on_every_operation(stack: Stack, 
                 "--no-shrink",
                 "--max-redirects",
                 "0",
-                "--request-timeout",
-                "20",
                 "--generation-database",
                 "none",
                 "--report",

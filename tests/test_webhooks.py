@@ -5,11 +5,13 @@ receipt and sees what the webhook announced."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -21,6 +23,8 @@ from standardwebhooks.webhooks import Webhook
 
 from sorapi.db.accounts import create_account, issue_api_key
 from sorapi.db.engine import make_async_engine, make_sessionmaker
+from sorapi.db.models import Task, WebhookDelivery, utcnow
+from sorapi.ids import new_task_id, redelivery_slot_workflow_id
 from tests.stack import Api, Stack, fresh_pg_database, start_stack
 from tests.webhook_receiver import Received, Receiver
 
@@ -92,6 +96,7 @@ async def tenant(hook_stack: Stack, hook_sessions: async_sessionmaker[AsyncSessi
         admin = await issue_api_key(session, account.id, scopes="generate,read,admin")
     client = Client(hook_stack.base_url, key)
     client.admin = admin
+    client.account_id = account.id
     yield client
     await client.close()
 
@@ -146,6 +151,7 @@ async def test_signed_deliveries_rotation_redelivery_and_early_delete(
             "idempotency_key": "job-2024-03-12-001",
             "callback_url": receiver.url("/hooks/sora2?source=test"),
             "callback_headers": {"X-Env": "staging", "X-Test-Key": tenant.api_key},
+            "metadata": {"order_id": "ord_77"},
         }
     )
     assert created.status_code == 200, created.text
@@ -159,7 +165,7 @@ async def test_signed_deliveries_rotation_redelivery_and_early_delete(
     assert first.headers["idempotency-key"] == first.headers["webhook-id"] == event["id"]
     assert event["type"] == "task.succeeded" and event["task_id"] == task_id and event["status"] == "succeeded"
     assert event["request"]["prompt"] == PROMPT
-    assert event["metadata"] == {"idempotency_key": "job-2024-03-12-001"}
+    assert event["metadata"] == {"order_id": "ord_77", "idempotency_key": "job-2024-03-12-001"}
     assert event["response"][0]["format"] == "mp4" and all(o["url"].startswith("http") for o in event["response"])
     async with httpx.AsyncClient() as plain:
         video = await plain.get(event["response"][0]["url"])
@@ -236,4 +242,115 @@ def test_secrets_are_encrypted_at_rest(hook_db: str, hook_stack: Stack) -> None:
         stored = [
             row[0] for row in conn.execute("SELECT webhook_secret FROM accounts WHERE webhook_secret IS NOT NULL")
         ]
-    assert stored and all(s.startswith("v1.") and "whsec_" not in s for s in stored)
+    assert stored and all(s.startswith("v2.") and "whsec_" not in s for s in stored), "sealed, with a key id"
+
+
+async def _task_with_attempts(sessions: async_sessionmaker[AsyncSession], account_id: str, count: int) -> str:
+    """A succeeded task of the account with `count` recorded delivery attempts (a long-lived, much redelivered one)."""
+    task_id, now = new_task_id(), utcnow()
+    async with sessions.begin() as session:
+        session.add(
+            Task(
+                id=task_id,
+                account_id=account_id,
+                fingerprint="paged",
+                request={"prompt": "paged", "callback_url": "https://hooks.example.com/sora"},
+                status="succeeded",
+                price=0,
+                outputs=[],
+            )
+        )
+        await session.flush()
+        for n in range(count):
+            session.add(
+                WebhookDelivery(
+                    task_id=task_id,
+                    event_id="evt_paged",
+                    event_type="task.succeeded",
+                    delivery_id=f"{task_id}-webhook-succeeded-redeliver-{n}",
+                    trigger="redeliver",
+                    attempt=1,
+                    attempted_at=now + timedelta(seconds=n),
+                    outcome="failed",
+                    status_code=500,
+                    latency_ms=n,
+                )
+            )
+    return task_id
+
+
+async def test_the_delivery_log_is_paginated_by_cursor(
+    tenant: Client, hook_sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    assert tenant.account_id is not None
+    task_id = await _task_with_attempts(hook_sessions, tenant.account_id, 5)
+    path = f"/api/tasks/{task_id}/webhooks"
+
+    everything = (await tenant.get(path)).json()
+    assert len(everything["deliveries"]) == 5, "up to the default page of 50, one call still returns them all"
+    assert (everything["has_more"], everything["next_cursor"]) == (False, None)
+    assert everything["callback_url"] == "https://hooks.example.com/sora"
+
+    pages, cursor = [], ""
+    while True:
+        page = await tenant.get(path, params={"limit": 2, "cursor": cursor})
+        assert page.status_code == 200, page.text
+        pages.append(page.json())
+        if not page.json()["has_more"]:
+            break
+        cursor = page.json()["next_cursor"]
+    assert [len(p["deliveries"]) for p in pages] == [2, 2, 1]
+    assert pages[-1]["next_cursor"] is None
+    assert [d for p in pages for d in p["deliveries"]] == everything["deliveries"], "oldest first, nothing twice"
+
+    for params, field in (({"cursor": "t1.x"}, "cursor"), ({"limit": 0}, "limit"), ({"limit": 201}, "limit")):
+        refused = await tenant.get(path, params=params)
+        assert refused.status_code == 422, (params, refused.text)
+        body = refused.json()["error"]
+        assert body["code"] == "validation_error" and body["details"][0]["field"] == field, body
+    past_the_end = (await tenant.get(path, params={"cursor": "w999999999"})).json()
+    assert past_the_end["deliveries"] == [] and past_the_end["has_more"] is False
+
+
+async def test_a_task_has_at_most_two_redeliveries_in_flight(
+    tenant: Client, receiver: Receiver, hook_stack: Stack
+) -> None:
+    """Redeliveries to a receiver that answers 503 stay in flight (the next attempt is a minute away):
+    two run, more are refused with 409 `redeliveries_in_flight` and start nothing, even when they race;
+    a slot is free again as soon as its redelivery ends."""
+    receiver.scripts["/hooks/busy"] = [(200, {}), (503, {})]  # the automatic delivery succeeds, then 503s
+    created = await tenant.generate(
+        {
+            "prompt": "a lighthouse in fog",
+            "duration": 1,
+            "resolution": "480x480",
+            "callback_url": receiver.url("/hooks/busy"),
+            "callback_headers": {"X-Test-Key": tenant.api_key},
+        }
+    )
+    task_id = created.json()["task_id"]
+    await receiver.wait_for(lambda _: len(receiver.at("/hooks/busy")) >= 1)
+    redeliver = f"/api/tasks/{task_id}/webhooks/redeliver"
+
+    answers = await asyncio.gather(*(tenant.post(redeliver) for _ in range(5)))
+    assert sorted(a.status_code for a in answers) == [202, 202, 409, 409, 409], [a.text for a in answers]
+    refused = next(a for a in answers if a.status_code == 409).json()["error"]
+    assert refused["code"] == "redeliveries_in_flight" and "at most 2 at once" in refused["message"]
+    started = {a.json()["delivery_id"] for a in answers if a.status_code == 202}
+
+    await receiver.wait_for(lambda _: len(receiver.at("/hooks/busy")) >= 3)
+    await asyncio.sleep(1.0)  # a refused redelivery would have sent by now
+    assert len(receiver.at("/hooks/busy")) == 3, "one automatic delivery and two redeliveries, nothing more"
+    log = (await tenant.get(f"/api/tasks/{task_id}/webhooks")).json()["deliveries"]
+    assert {d["delivery_id"] for d in log if d["trigger"] == "redeliver"} == started
+    assert {d["outcome"] for d in log if d["trigger"] == "redeliver"} == {"retry"}
+    assert (await tenant.post(redeliver)).status_code == 409, "still in flight"
+
+    temporal = await hook_stack.temporal_client()
+    slots = [temporal.get_workflow_handle(redelivery_slot_workflow_id(task_id, n)) for n in (1, 2)]
+    await slots[0].terminate(reason="the test ends this redelivery")
+    again = await tenant.post(redeliver)
+    assert again.status_code == 202, again.text
+    await receiver.wait_for(lambda _: len(receiver.at("/hooks/busy")) >= 4)
+    for slot in slots:
+        await slot.terminate(reason="test cleanup")

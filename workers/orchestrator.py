@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.audit_prune import AuditPruneActivities
 from activities.credit_refresh import CreditRefreshActivities
 from activities.expiry import ExpiryActivities
 from activities.followups import FollowUpActivities
@@ -27,12 +28,14 @@ from sorapi.settings import Settings
 from sorapi.temporal import connect
 from workers.run import run_until_signalled
 from workers.webhooks import create_webhook_workers
+from workflows.audit_prune import AuditPruneWorkflow
 from workflows.credit_refresh import CreditRefreshWorkflow
 from workflows.retention import TaskRetentionWorkflow
 from workflows.slot_gate import SlotGateWorkflow
 from workflows.sweeper import SweepStrandedWorkflow
 from workflows.video_task import VideoTaskWorkflow
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
+from workflows.webhook_redelivery import WebhookRedeliveryWorkflow
 
 WORKFLOWS = [
     VideoTaskWorkflow,
@@ -41,6 +44,8 @@ WORKFLOWS = [
     CreditRefreshWorkflow,
     WebhookDeliveryWorkflow,
     TaskRetentionWorkflow,
+    WebhookRedeliveryWorkflow,
+    AuditPruneWorkflow,
 ]
 
 
@@ -73,6 +78,7 @@ def create_worker(client: Client, settings: Settings, sessions: async_sessionmak
             ).sweep_stranded,
             refresh.refresh_credits,
             refresh.release_expired_holds,
+            AuditPruneActivities(sessions).prune_audit_events,
             expiry.expire_task,
             expiry.discard_outputs,
             *_follow_ups(client, settings),
@@ -90,7 +96,7 @@ def _follow_ups(client: Client, settings: Settings) -> list[Callable[..., Any]]:
 async def main(settings: Settings) -> None:
     client = await connect(settings)
     try:
-        await ensure_schedules(client, settings.orchestration_queue)
+        await ensure_schedules(client, settings.orchestration_queue, audit_retention_days=settings.audit_retention_days)
     except Exception as exc:  # the workers are still useful; the schedules are retried on the next start
         structlog.get_logger().error("could not create the schedules", error=repr(exc))
     sessions = make_sessionmaker(make_async_engine(settings.resolved_database_url))  # one pool for every worker

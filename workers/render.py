@@ -1,11 +1,13 @@
 """A render worker: one per GPU, one render at a time, plus its own host queue for uploads.
 
 The host queue name is unique to this process, so an upload always runs where the files are;
-if the process dies, the upload times out waiting for it and the workflow renders again.
+if the process dies, the upload times out waiting for it and the workflow renders again. On
+SIGTERM it drains: no new render, the current one finished and uploaded within the grace.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -31,10 +33,9 @@ def host_queue_name(settings: Settings) -> str:
 
 
 def make_render_activities(settings: Settings) -> RenderActivities:
-    """The activities of one render host: its warm pipelines, its S3 client and its own upload queue."""
-    s3 = storage.make_client(settings)
-    storage.ensure_bucket(s3, settings.s3_bucket)
-    return RenderActivities(settings, s3, host_queue_name(settings))
+    """The activities of one render host: its warm pipelines, its S3 client and its own upload queue.
+    The bucket is not checked here: a render host's S3 user may only put objects."""
+    return RenderActivities(settings, storage.make_client(settings), host_queue_name(settings))
 
 
 def create_workers(
@@ -47,7 +48,7 @@ def create_workers(
         activities=[renders.render_video],
         activity_executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="render"),
         max_concurrent_activities=1,
-        graceful_shutdown_timeout=timedelta(seconds=5),
+        graceful_shutdown_timeout=timedelta(seconds=settings.render_drain_grace_s),
         # The SDK sends at most one heartbeat per 0.8 × heartbeat timeout (24 s by default), and a
         # cancel only arrives in a heartbeat's response: keep both progress and cancellation prompt.
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
@@ -74,4 +75,19 @@ async def main(settings: Settings) -> None:
     if swept:
         log.info("stale render scratch removed", directories=swept)
     client = await connect(settings)
-    await run_until_signalled(*create_workers(client, settings))
+    renders = make_render_activities(settings)
+    render, uploads = create_workers(client, settings, renders)
+    await run_until_signalled(render, uploads, shutdown=lambda: drain(render, uploads, renders, settings))
+
+
+async def drain(render: Worker, uploads: Worker, renders: RenderActivities, settings: Settings) -> None:
+    """SIGTERM on a render host: take no new render, finish the current one (the render worker's
+    graceful shutdown is the grace) and serve its upload, whose files only this host has; then stop.
+    A render still running when the grace ends is cancelled and retried elsewhere."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.render_drain_grace_s
+    log.info("draining: no new renders", grace_s=settings.render_drain_grace_s)
+    await render.shutdown()
+    while renders.awaiting_upload() and loop.time() < deadline:
+        await asyncio.sleep(0.2)  # the workflow schedules the upload on this host's queue at once
+    await uploads.shutdown()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Awaitable, Callable
 
 import structlog
 from temporalio.worker import Worker
@@ -11,7 +12,8 @@ from temporalio.worker import Worker
 log = structlog.get_logger()
 
 
-async def run_until_signalled(*workers: Worker) -> None:
+async def run_until_signalled(*workers: Worker, shutdown: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Run until SIGINT/SIGTERM or a worker crash, then `shutdown` (default: every worker at once)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -22,5 +24,8 @@ async def run_until_signalled(*workers: Worker) -> None:
     for task in done:
         if task in runs and task.exception() is not None:
             log.error("worker crashed", error=repr(task.exception()))
-    await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+    if shutdown is not None:
+        await shutdown()
+    else:
+        await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
     log.info("workers stopped")

@@ -36,10 +36,11 @@ from bench.api import load
 from bench.api.cpu import CpuMeter, CpuReserved, pids_of
 from sorapi import names, servers
 from sorapi.catalog import get_catalog
-from sorapi.converter import DATA_CONVERTER
 from sorapi.messages import VideoTaskInput
+from sorapi.payload_codec import data_converter
 from sorapi.planning import plan, render_spec
 from sorapi.schemas import GenerateRequest
+from sorapi.settings import settings_from_env
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 PAYLOAD = {
@@ -100,7 +101,9 @@ async def measure(
     from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
     keys = await _accounts(database_url, accounts, plan_name)
-    temporal = await Client.connect(temporal_address, data_converter=DATA_CONVERTER)
+    # The API's own converter (payloads encrypted), so both sides pay the same per-start cost.
+    converter = data_converter(settings_from_env(stack_env))
+    temporal = await Client.connect(temporal_address, data_converter=converter)
     planned = plan(msgspec_request(), get_catalog())
     assert not isinstance(planned, list)
 

@@ -33,9 +33,13 @@ async def tasks_page(
     after: tuple[datetime, str] | None = None,
     newest_first: bool = True,
     limit: int = 20,
+    metadata: dict[str, str] | None = None,
 ) -> tuple[list[Task], bool]:
-    """The account's tasks ordered by (created_at, id), continuing after the `after` position."""
+    """The account's tasks ordered by (created_at, id), continuing after the `after` position;
+    with `metadata`, only those whose labels include all of it (`@>`, GIN-indexed)."""
     stmt = select(Task).where(Task.account_id == account_id)
+    if metadata:
+        stmt = stmt.where(Task.client_metadata.contains(metadata))
     if statuses:
         stmt = stmt.where(Task.status.in_(list(statuses)))
     if created_from is not None:

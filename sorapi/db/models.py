@@ -18,6 +18,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -89,6 +90,12 @@ class Task(Base):
         Index("ix_tasks_queued_line", "account_id", "created_at", "id", postgresql_where=text("status = 'queued'")),
         Index("ix_tasks_running", "account_id", postgresql_where=text("status = 'running'")),
         Index("ix_tasks_recent_successes", "finished_at", postgresql_where=text("status = 'succeeded'")),
+        Index(
+            "ix_tasks_client_metadata",
+            "client_metadata",
+            postgresql_using="gin",
+            postgresql_ops={"client_metadata": "jsonb_path_ops"},
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -97,6 +104,8 @@ class Task(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))
     request: Mapped[dict[str, Any]] = mapped_column(JSON)
     callback_headers: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    client_metadata: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
+    """The client's `metadata` labels; `@>` finds tasks by them (GIN index)."""
     status: Mapped[str] = mapped_column(String(20), default="queued")
     progress: Mapped[int] = mapped_column(Integer, default=0)
     price: Mapped[int] = mapped_column(BigInteger)
@@ -128,7 +137,10 @@ class AuditEvent(Base):
     """Append-only record of key use and administrative actions (`GET /api/audit-log`)."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_account_id_id", "account_id", "id"),)
+    __table_args__ = (
+        Index("ix_audit_events_account_id_id", "account_id", "id"),
+        Index("ix_audit_events_key_use_created", "created_at", postgresql_where=text("action = 'key.use'")),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     account_id: Mapped[str | None] = mapped_column(String(40), default=None)

@@ -26,6 +26,11 @@ async def get_for_account(session: AsyncSession, account_id: str, task_id: str) 
     return (await session.execute(_TASK_OF_ACCOUNT, params)).scalar_one_or_none()
 
 
+def shown_metadata(task: Task) -> dict[str, str | None]:
+    """A task's `metadata` as clients see it: their labels and the task's `idempotency_key`."""
+    return {**task.client_metadata, "idempotency_key": task.idempotency_key}
+
+
 def add_event(session: AsyncSession, task_id: str, kind: str, data: dict[str, Any] | None = None) -> None:
     session.add(TaskEvent(task_id=task_id, kind=kind, data=data or {}))
 

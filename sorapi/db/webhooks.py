@@ -64,3 +64,14 @@ async def find_attempt(session: AsyncSession, delivery_id: str, attempt: int) ->
 async def list_for_task(session: AsyncSession, task_id: str) -> list[WebhookDelivery]:
     stmt = select(WebhookDelivery).where(WebhookDelivery.task_id == task_id).order_by(WebhookDelivery.id)
     return list((await session.execute(stmt)).scalars())
+
+
+async def deliveries_page(
+    session: AsyncSession, task_id: str, *, after_id: int | None, limit: int
+) -> tuple[list[WebhookDelivery], bool]:
+    """Attempts oldest first, strictly after row `after_id` (index `ix_webhook_deliveries_task`); (page, has_more)."""
+    stmt = select(WebhookDelivery).where(WebhookDelivery.task_id == task_id)
+    if after_id is not None:
+        stmt = stmt.where(WebhookDelivery.id > after_id)
+    rows = list((await session.execute(stmt.order_by(WebhookDelivery.id).limit(limit + 1))).scalars())
+    return rows[:limit], len(rows) > limit

@@ -1,0 +1,28 @@
+"""The audit retention's I/O: delete one batch of expired key-use entries, in a transaction of its own."""
+
+from __future__ import annotations
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from sorapi import names
+from sorapi.db import audit
+from sorapi.messages import AuditPruneBatch
+
+log = structlog.get_logger()
+
+
+class AuditPruneActivities:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    @activity.defn(name=names.PRUNE_AUDIT_EVENTS)
+    async def prune_audit_events(self, batch: AuditPruneBatch) -> int:
+        """Delete up to `batch.limit` key-use entries created before `batch.before`; a retry deletes
+        whatever is still there, so repeating a batch is harmless."""
+        async with self._sessions.begin() as session:
+            deleted = await audit.prune_key_use(session, before=batch.before, limit=batch.limit)
+        if deleted:
+            log.info("pruned key-use audit entries", deleted=deleted, before=batch.before.isoformat())
+        return deleted
