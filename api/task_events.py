@@ -67,6 +67,24 @@ class TaskEventHub:
         self._waiters: dict[str, set[Wakeup]] = {}
         self._listener: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
+        self._news_seen: dict[str, int] = {}
+        """Notifications per watched task: a read made since the last one is still current."""
+        self._reads: dict[str, _Read] = {}
+
+    async def read(self, task_id: str, after: int, load: Callable[[int], Awaitable[Any]]) -> Any:
+        """`load(after)` (the task's events after `after`, and the task), shared by the task's waiters:
+        when one notification wakes them all, the first reads and the others reuse its answer, so a
+        task's news costs one query however many streams follow it. Each answer is a list of rows
+        with an `id` first, then anything else; waiters further behind read for themselves."""
+        shared = self._reads.setdefault(task_id, _Read())
+        async with shared.lock:
+            seen = self._news_seen.get(task_id, 0)
+            if shared.answer is not None and shared.seen == seen and shared.after <= after:
+                rows, *rest = shared.answer
+                return [row for row in rows if row.id > after], *rest
+            answer = await load(after)
+            shared.seen, shared.after, shared.answer = seen, after, answer
+            return answer
 
     async def start(self) -> None:
         self._listener = asyncio.create_task(self._listen(), name="task-events-listener")
@@ -90,6 +108,8 @@ class TaskEventHub:
                 waiters.discard(wakeup)
                 if not waiters:
                     del self._waiters[task_id]
+                    self._news_seen.pop(task_id, None)
+                    self._reads.pop(task_id, None)
 
     def waiting(self) -> int:
         return sum(len(w) for w in self._waiters.values())
@@ -102,8 +122,10 @@ class TaskEventHub:
                     self.listening.set()
                     self._ring_all()  # anything committed while we were away: read it now
                     async for note in conn.notifies():
-                        for wakeup in tuple(self._waiters.get(note.payload, ())):
-                            wakeup.ring(news=True)
+                        if note.payload in self._waiters:
+                            self._news_seen[note.payload] = self._news_seen.get(note.payload, 0) + 1
+                            for wakeup in tuple(self._waiters[note.payload]):
+                                wakeup.ring(news=True)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database went away: re-read, then reconnect
@@ -113,9 +135,18 @@ class TaskEventHub:
             await asyncio.sleep(RECONNECT_S)
 
     def _ring_all(self) -> None:
-        for waiters in tuple(self._waiters.values()):
+        for task_id, waiters in tuple(self._waiters.items()):
+            self._news_seen[task_id] = self._news_seen.get(task_id, 0) + 1
             for wakeup in tuple(waiters):
                 wakeup.ring(news=True)
+
+
+@dataclass(eq=False)
+class _Read:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    seen: int = -1
+    after: int = 0
+    answer: Any = None
 
 
 class StreamSlots:

@@ -57,7 +57,8 @@ def _at(when: datetime) -> str:
     return when.isoformat().replace("+00:00", "Z")
 
 
-async def _news(res: Resources, task_id: str, after: int) -> tuple[list[TaskEvent], Task]:
+async def _load_news(res: Resources, task_id: str, after: int) -> tuple[list[TaskEvent], Task, dict[int, str]]:
+    """The task's events after `after`, the task, and (filled as streams render them) terminal messages."""
     async with res.autocommit_sessions() as session:
         events = list(
             (
@@ -67,15 +68,21 @@ async def _news(res: Resources, task_id: str, after: int) -> tuple[list[TaskEven
             ).all()
         )
         task = await session.get_one(Task, task_id)
-    return events, task
+    return events, task, {}
 
 
-async def _event_message(res: Resources, event: TaskEvent, task: Task, plan: str) -> ServerSentEventMessage:
-    data: dict[str, object] = {"task_id": task.id, "status": event.kind, "at": _at(event.created_at), **event.data}
-    if event.kind in status.TERMINAL:
-        view = await tasks.status_view(res, task, plan=plan, queue_position=None)
-        data = {**msgspec.to_builtins(view), "at": data["at"]}
-    return ServerSentEventMessage(event=event.kind, id=event.id, data=msgspec.json.encode(data).decode())
+async def _event_message(
+    res: Resources, event: TaskEvent, task: Task, plan: str, rendered: dict[int, str]
+) -> ServerSentEventMessage:
+    """One recorded event; a terminal one carries the whole status, rendered once for every stream
+    that shares this read (`rendered`)."""
+    if event.id not in rendered:
+        data: dict[str, object] = {"task_id": task.id, "status": event.kind, "at": _at(event.created_at), **event.data}
+        if event.kind in status.TERMINAL:
+            view = await tasks.status_view(res, task, plan=plan, queue_position=None)
+            data = {**msgspec.to_builtins(view), "at": data["at"]}
+        rendered[event.id] = msgspec.json.encode(data).decode()
+    return ServerSentEventMessage(event=event.kind, id=event.id, data=rendered[event.id])
 
 
 def _progress_message(task_id: str, latest: tuple[int | None, object, int | None]) -> ServerSentEventMessage:
@@ -90,7 +97,7 @@ def _progress_message(task_id: str, latest: tuple[int | None, object, int | None
 
 async def stream(res: Resources, task: Task, plan: str, after: int) -> AsyncIterator[ServerSentEventMessage]:
     """The stream body: recorded events after `after`, then news as it comes, until the end."""
-    wakeup = Wakeup()
+    wakeup, task_id = Wakeup(), task.id
 
     async def progress() -> tuple[int | None, object, int | None]:
         percent, live = await tasks.live_state(res, task)
@@ -105,11 +112,13 @@ async def stream(res: Resources, task: Task, plan: str, after: int) -> AsyncIter
         while True:
             news, moved = wakeup.take()
             if news:
-                events, current = await _news(res, task.id, after)
+                events, current, rendered = await res.news.read(
+                    task_id, after, lambda since: _load_news(res, task_id, since)
+                )
                 for event in events:
                     after = event.id
                     if event.kind in STREAMED:
-                        yield await _event_message(res, event, current, plan)
+                        yield await _event_message(res, event, current, plan, rendered)
                         if event.kind in status.TERMINAL:
                             return
                 if current.status in status.TERMINAL:
