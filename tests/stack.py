@@ -10,7 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,19 @@ def fresh_pg_database() -> Iterator[str]:
         yield url
     finally:
         drop_pg_database(url)
+
+
+@asynccontextmanager
+async def own_sessions() -> AsyncIterator[Any]:
+    """Sessions of a fresh, migrated database of the caller's own, for work that touches every row."""
+    from sorapi.db.engine import make_async_engine, make_sessionmaker
+
+    with fresh_pg_database() as url:
+        engine = make_async_engine(url)
+        try:
+            yield make_sessionmaker(engine)
+        finally:
+            await engine.dispose()
 
 
 @dataclass

@@ -21,13 +21,13 @@ from temporalio.client import ScheduleActionStartWorkflow
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+import tests.stack
 from activities.audit_prune import AuditPruneActivities
 from sorapi import names
 from sorapi.db.accounts import KEY_USE
-from sorapi.db.engine import make_async_engine, make_sessionmaker
 from sorapi.db.models import AuditEvent
 from sorapi.messages import AuditPruneInput, AuditPruneResult
-from tests.stack import Stack, fresh_pg_database
+from tests.stack import Stack
 from workers.orchestrator import sandbox_runner
 from workflows.audit_prune import AuditPruneWorkflow
 
@@ -35,10 +35,8 @@ from workflows.audit_prune import AuditPruneWorkflow
 @pytest.fixture(scope="module")
 async def own_sessions() -> AsyncIterator[Any]:
     """A database of the module's own: a prune deletes whatever is old enough in it."""
-    with fresh_pg_database() as url:
-        engine = make_async_engine(url)
-        yield make_sessionmaker(engine)
-        await engine.dispose()
+    async with tests.stack.own_sessions() as sessions:
+        yield sessions
 
 
 async def _entries(sessions: Any, *rows: tuple[str, datetime]) -> list[int]:

@@ -19,14 +19,13 @@ from temporalio.client import Client
 
 from sorapi import secret_policy, servers
 from sorapi.converter import DATA_CONVERTER
-from sorapi.db.engine import make_async_engine, make_sessionmaker
 from sorapi.db.models import Account
 from sorapi.db.reseal import reseal_secrets
 from sorapi.keyring import Keyring
 from sorapi.payload_codec import ENCODING, PURPOSE, EncryptionCodec, PayloadUnreadable
 from sorapi.secretbox import SecretBox, SecretUnreadable
 from sorapi.settings import Settings, settings_from_env
-from tests.stack import Api, Stack, fresh_pg_database, make_account
+from tests.stack import Api, Stack, make_account, own_sessions
 
 OLD, NEW = "old-server-key-" + "a" * 32, "new-server-key-" + "b" * 32
 PROMPT = "a lighthouse keeper's secret recipe for plum jam, filmed at dawn"
@@ -57,32 +56,27 @@ def test_secrets_sealed_before_key_ids_still_open() -> None:
 
 
 async def test_reseal_moves_every_stored_secret_to_the_new_key() -> None:
-    with fresh_pg_database() as url:
-        engine = make_async_engine(url)
-        sessions = make_sessionmaker(engine)
-        try:
-            ids = [(await make_account(sessions))[0] for _ in range(3)]
-            async with sessions.begin() as session:
-                for account_id in ids[:2]:
-                    row = await session.get_one(Account, account_id)
-                    row.webhook_secret = SecretBox(OLD).seal(f"whsec_now_{account_id}", account_id)
-                    row.webhook_previous_secret = SecretBox(OLD).seal("whsec_before", account_id)
-            async with sessions.begin() as session:
-                assert await reseal_secrets(session, SecretBox(NEW, [OLD])) == 2
-            async with sessions.begin() as session:
-                assert await reseal_secrets(session, SecretBox(NEW, [OLD])) == 0, "a second run finds nothing to move"
-                for account_id in ids[:2]:
-                    row = await session.get_one(Account, account_id)
-                    assert SecretBox(NEW).open(row.webhook_secret or "", account_id) == f"whsec_now_{account_id}"
-                    assert SecretBox(NEW).open(row.webhook_previous_secret or "", account_id) == "whsec_before"
-            async with sessions.begin() as session:
-                with pytest.raises(SecretUnreadable):  # the old key dropped too early: it says so, changes nothing
-                    row = await session.get_one(Account, ids[0])
-                    row.webhook_secret = SecretBox(OLD).seal("whsec_again", ids[0])
-                    await session.flush()
-                    await reseal_secrets(session, SecretBox(NEW))
-        finally:
-            await engine.dispose()
+    async with own_sessions() as sessions:
+        ids = [(await make_account(sessions))[0] for _ in range(3)]
+        async with sessions.begin() as session:
+            for account_id in ids[:2]:
+                row = await session.get_one(Account, account_id)
+                row.webhook_secret = SecretBox(OLD).seal(f"whsec_now_{account_id}", account_id)
+                row.webhook_previous_secret = SecretBox(OLD).seal("whsec_before", account_id)
+        async with sessions.begin() as session:
+            assert await reseal_secrets(session, SecretBox(NEW, [OLD])) == 2
+        async with sessions.begin() as session:
+            assert await reseal_secrets(session, SecretBox(NEW, [OLD])) == 0, "a second run finds nothing to move"
+            for account_id in ids[:2]:
+                row = await session.get_one(Account, account_id)
+                assert SecretBox(NEW).open(row.webhook_secret or "", account_id) == f"whsec_now_{account_id}"
+                assert SecretBox(NEW).open(row.webhook_previous_secret or "", account_id) == "whsec_before"
+        async with sessions.begin() as session:
+            with pytest.raises(SecretUnreadable):  # the old key dropped too early: it says so, changes nothing
+                row = await session.get_one(Account, ids[0])
+                row.webhook_secret = SecretBox(OLD).seal("whsec_again", ids[0])
+                await session.flush()
+                await reseal_secrets(session, SecretBox(NEW))
 
 
 async def test_payloads_are_encrypted_with_a_key_id_and_old_keys_still_decode() -> None:

@@ -23,11 +23,10 @@ from temporalio.worker import Worker
 from activities.sweeper import SweeperActivities
 from sorapi import gates, names
 from sorapi.db import ledger
-from sorapi.db.engine import make_async_engine, make_sessionmaker
 from sorapi.db.models import Account, LedgerEntry, Task, utcnow
 from sorapi.ids import new_task_id, slot_gate_workflow_id
 from sorapi.messages import GateState, RenderResult, RenderSpec, StoredObject, SweepInput, UploadInput, VideoTaskInput
-from tests.stack import fresh_pg_database, make_account
+from tests.stack import make_account, own_sessions
 from tests.test_workflow import PRICE, _meta, _spec, orchestration_activities
 from workers.orchestrator import WORKFLOWS, sandbox_runner
 
@@ -35,10 +34,8 @@ from workers.orchestrator import WORKFLOWS, sandbox_runner
 @pytest.fixture(scope="module")
 async def sessions() -> AsyncIterator[Any]:
     """A database of the module's own: the sweeper looks at every task in it."""
-    with fresh_pg_database() as url:
-        engine = make_async_engine(url)
-        yield make_sessionmaker(engine)
-        await engine.dispose()
+    async with own_sessions() as own:
+        yield own
 
 
 class Renders:

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any, TypeVar
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sorapi import status as st
 from sorapi.db.models import Task, TaskEvent
+
+Row = TypeVar("Row")
+
+
+async def rows_after(
+    session: AsyncSession, stmt: Select[Row], id_column: Any, *, after_id: int | None, limit: int
+) -> tuple[list[Row], bool]:
+    """A keyset page of `stmt`'s rows, oldest first by `id_column`, strictly after `after_id`; (page, has_more)."""
+    if after_id is not None:
+        stmt = stmt.where(id_column > after_id)
+    rows = list((await session.execute(stmt.order_by(id_column).limit(limit + 1))).scalars())
+    return rows[:limit], len(rows) > limit
 
 
 async def events_page(
@@ -17,10 +30,7 @@ async def events_page(
 ) -> tuple[list[TaskEvent], bool]:
     """Events oldest first, strictly after `after_id`; returns (page, has_more)."""
     stmt = select(TaskEvent).where(TaskEvent.task_id == task_id)
-    if after_id is not None:
-        stmt = stmt.where(TaskEvent.id > after_id)
-    rows = list((await session.execute(stmt.order_by(TaskEvent.id).limit(limit + 1))).scalars())
-    return rows[:limit], len(rows) > limit
+    return await rows_after(session, stmt, TaskEvent.id, after_id=after_id, limit=limit)
 
 
 async def tasks_page(

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sorapi.db.history import rows_after
 from sorapi.db.ledger import lock_account
 from sorapi.db.models import Account, WebhookDelivery, utcnow
 from sorapi.secretbox import SecretBox
@@ -71,7 +72,4 @@ async def deliveries_page(
 ) -> tuple[list[WebhookDelivery], bool]:
     """Attempts oldest first, strictly after row `after_id` (index `ix_webhook_deliveries_task`); (page, has_more)."""
     stmt = select(WebhookDelivery).where(WebhookDelivery.task_id == task_id)
-    if after_id is not None:
-        stmt = stmt.where(WebhookDelivery.id > after_id)
-    rows = list((await session.execute(stmt.order_by(WebhookDelivery.id).limit(limit + 1))).scalars())
-    return rows[:limit], len(rows) > limit
+    return await rows_after(session, stmt, WebhookDelivery.id, after_id=after_id, limit=limit)
