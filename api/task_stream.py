@@ -58,8 +58,13 @@ def _at(when: datetime) -> str:
 
 
 async def _load_news(res: Resources, task_id: str, after: int) -> tuple[list[TaskEvent], Task, dict[int, str]]:
-    """The task's events after `after`, the task, and (filled as streams render them) terminal messages."""
+    """The task's events after `after`, the task, and (filled as streams render them) terminal messages.
+
+    The task is read first: a status change and its event commit together, so a task already
+    terminal here has its terminal event among the events read next (two statements, two snapshots:
+    the other order could see the end in the row but not yet its event, and close the stream early)."""
     async with res.autocommit_sessions() as session:
+        task = await session.get_one(Task, task_id, populate_existing=True)
         events = list(
             (
                 await session.scalars(
@@ -67,7 +72,6 @@ async def _load_news(res: Resources, task_id: str, after: int) -> tuple[list[Tas
                 )
             ).all()
         )
-        task = await session.get_one(Task, task_id)
     return events, task, {}
 
 
