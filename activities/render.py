@@ -260,15 +260,21 @@ class RenderActivities:
 
     @activity.defn(name=names.UPLOAD_OUTPUTS)
     def upload_outputs(self, arg: UploadInput) -> list[StoredObject]:
-        """Put the rendered files under the task's prefix, then free the render host's disk."""
+        """Put the rendered files under the task's prefix, then free the render host's disk. It beats
+        all along (a put may outlast the heartbeat timeout), so only a dead host goes silent."""
         stored = []
-        for file in arg.files:
-            path = Path(file.path)
-            key = storage.object_key(arg.task_id, path.name)
-            storage.put_file(self._s3, self._settings.s3_bucket, key, path, file.content_type)
-            stored.append(
-                StoredObject(format=file.format, key=key, content_type=file.content_type, size_bytes=file.size_bytes)
-            )
+        progress = RenderProgress(phase="uploading", step=0, total=len(arg.files))
+        with Heartbeater(progress, _heartbeat_interval(activity.info().heartbeat_timeout)) as beat:
+            for file in arg.files:
+                path = Path(file.path)
+                key = storage.object_key(arg.task_id, path.name)
+                storage.put_file(self._s3, self._settings.s3_bucket, key, path, file.content_type)
+                stored.append(
+                    StoredObject(
+                        format=file.format, key=key, content_type=file.content_type, size_bytes=file.size_bytes
+                    )
+                )
+                beat.update(RenderProgress(phase="uploading", step=len(stored), total=len(arg.files)))
         shutil.rmtree(self._settings.resolved_render_dir / arg.task_id, ignore_errors=True)
         self._awaiting_upload.discard(arg.task_id)
         log.info("outputs uploaded", task_id=arg.task_id, keys=[s.key for s in stored], pid=os.getpid())

@@ -27,6 +27,7 @@ from litestar import Litestar
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
+from litestar.status_codes import HTTP_401_UNAUTHORIZED
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import AUTHENTICATED, authorization_header
@@ -198,10 +199,11 @@ class RateLimitMiddleware(ASGIMiddleware):
                 f"rate limit exceeded: {policy.name} allows {policy.per_minute:g} requests "
                 f"per minute per {policy.caller}, bursting to {policy.burst}",
             )
+        answered: list[int] = []
         try:
-            await next_app(scope, receive, _announcing(send, policy, take))
+            await next_app(scope, receive, _announcing(send, policy, take, answered))
         finally:
-            await _settle(limiter, caller, gate, scope)
+            await _settle(limiter, caller, gate, scope, answered[0] if answered else None)
 
 
 async def _pass_gate(limiter: Limiter, scope: Scope) -> str:
@@ -223,21 +225,26 @@ async def _give_back(limiter: Limiter, gate: str | None) -> None:
         await limiter.take(limiter.policies[UNAUTHENTICATED], gate, cost=-1)
 
 
-async def _settle(limiter: Limiter, caller: str, gate: str | None, scope: Scope) -> None:
-    """A key that authenticated is remembered and its gate token given back; any other keeps it spent."""
+async def _settle(limiter: Limiter, caller: str, gate: str | None, scope: Scope, status: int | None) -> None:
+    """A key that authenticated is remembered and its gate token given back; a refused key (401) is
+    forgotten and keeps it spent. A request that could not tell (the database was down: 503) gives
+    the token back and changes nothing, so an outage never turns valid keys into 429s."""
     if scope.get("state", {}).get(AUTHENTICATED):
         limiter.verified.add(caller)
         await _give_back(limiter, gate)
-    else:
+    elif status == HTTP_401_UNAUTHORIZED:
         limiter.verified.discard(caller)
+    else:
+        await _give_back(limiter, gate)
 
 
-def _announcing(send: Send, policy: Policy, take: Take) -> Send:
-    """`send`, stamping the policy and the bucket's state on the response."""
+def _announcing(send: Send, policy: Policy, take: Take, answered: list[int]) -> Send:
+    """`send`, stamping the policy and the bucket's state on the response; its status goes to `answered`."""
     announced = {"RateLimit-Policy": policy.policy_header(), "RateLimit": policy.state_header(take)}
 
     async def send_with_headers(message: Message) -> None:
         if message["type"] == "http.response.start":
+            answered.append(message["status"])
             message.setdefault("headers", [])
             response_headers = MutableScopeHeaders.from_message(message)
             for header, value in announced.items():

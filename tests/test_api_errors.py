@@ -120,3 +120,17 @@ async def test_a_database_outage_answers_503_with_retry_after(stack: Stack, acco
             assert int(response.headers["retry-after"]) > 0
             _is_envelope(response.json(), "service_unavailable")
             assert "127.0.0.1" not in response.text and "pool" not in response.text.lower()
+
+
+async def test_a_database_outage_never_turns_valid_keys_into_429s(stack: Stack, account: Api) -> None:
+    """A key the API could not check (the database is down) is not a refused key: the address's
+    budget for unproven keys gets its token back, so the answers stay 503, never 429."""
+    dead = f"postgresql://sorapi:sorapi@127.0.0.1:{servers.free_port()}/sorapi"
+    limits = {"rate_unauthenticated_burst": 3, "rate_unauthenticated_per_min": 1.0}
+    async with app_client(stack, database_url=dead, **limits) as (client, _):
+        auth = bearer(account.api_key)
+        answers = [
+            (await client.get("/api/status", params={"task_id": "sora2any"}, headers=auth)).status_code
+            for _ in range(10)
+        ]
+    assert answers == [503] * 10, answers

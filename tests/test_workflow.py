@@ -4,6 +4,7 @@ ledger/task activities; only the GPU-side activities are faked, under their real
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
@@ -111,6 +112,7 @@ async def _run(
     capture: Any = None,
     replace: Sequence[Any] = (),
     execution_timeout: timedelta | None = None,
+    render_heartbeat_s: int = 30,
 ) -> Any:
     """Run one task to its end; `replace`: fakes that stand in for the real orchestrator activities of their names."""
     queue, render_queue = f"orch-{uuid.uuid4().hex}", f"render-{uuid.uuid4().hex}"
@@ -137,6 +139,7 @@ async def _run(
                 render=_spec(task_id),
                 render_queue=render_queue,
                 upload_pickup_s=upload_pickup_s,
+                render_heartbeat_s=render_heartbeat_s,
             ),
             id=task_id,
             task_queue=queue,
@@ -236,6 +239,34 @@ async def test_lost_render_host_means_render_again(local_env: WorkflowEnvironmen
     assert await _run(local_env, sessions, account_id, task_id, [render, fake_upload], upload_pickup_s=2) == "succeeded"
     task, _, kinds = await _state(sessions, account_id, task_id)
     assert renders == 2
+    assert task.status == "succeeded" and kinds == ["reserve", "capture"]
+
+
+async def test_a_host_that_goes_silent_mid_upload_costs_a_heartbeat_timeout(
+    local_env: WorkflowEnvironment, sessions: Any
+) -> None:
+    """A render host frozen or killed while it uploads stops heartbeating: the attempt fails one
+    heartbeat timeout later and is retried, instead of holding the task for the 15-minute upload
+    timeout (found by bench.faults: a task stranded 16 minutes)."""
+    attempts = 0
+
+    @activity.defn(name=names.RENDER_VIDEO)
+    async def render(spec: RenderSpec) -> RenderResult:
+        return RenderResult(host_queue="live-host", files=[], meta=_meta())
+
+    @activity.defn(name=names.UPLOAD_OUTPUTS)
+    async def upload(arg: UploadInput) -> list[StoredObject]:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            await asyncio.sleep(120)  # no heartbeat, no answer: a dead host, as the server sees it
+        return await fake_upload(arg)
+
+    account_id, task_id = await _queued_task(sessions)
+    began = time.monotonic()
+    assert await _run(local_env, sessions, account_id, task_id, [render, upload], render_heartbeat_s=2) == "succeeded"
+    assert attempts == 2 and time.monotonic() - began < 60, (attempts, time.monotonic() - began)
+    task, _, kinds = await _state(sessions, account_id, task_id)
     assert task.status == "succeeded" and kinds == ["reserve", "capture"]
 
 

@@ -200,6 +200,9 @@ class VideoTaskWorkflow:
                     result_type=list[StoredObject],
                     schedule_to_start_timeout=timedelta(seconds=task.upload_pickup_s),
                     start_to_close_timeout=UPLOAD_TIMEOUT,
+                    # A host that dies mid-upload is noticed in a heartbeat timeout, not UPLOAD_TIMEOUT:
+                    # the retry then finds no poller on its queue and the task renders again elsewhere.
+                    heartbeat_timeout=timedelta(seconds=task.render_heartbeat_s),
                     retry_policy=UPLOAD_RETRY,
                     # A cancel during the upload lets it finish: the task then succeeds ("too late to
                     # cancel") instead of ending cancelled with files left behind in S3.
