@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.render
 	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.queue
+	$(BIN)/python -m bench.faults
 
 clean:
 	rm -rf .sorapi
