@@ -84,6 +84,7 @@ class WebhookActivities:
             status_code=result.status_code,
             latency_ms=result.latency_ms,
             error=result.error,
+            detail=result.detail,
         )
         return await self._record(arg, attempted_at, result.latency_ms, outcome)
 

@@ -217,7 +217,11 @@ async def check_url(
     for ip in answers:
         problem = address_problem(ip, allow_loopback=allow_http)
         if problem:
-            shown = f"{parsed.host} resolves to {ip}" if parsed.literal_ip is None else str(ip)
+            # The address a name resolved to stays out of the message: from inside the network DNS may
+            # answer with internal addresses, and the message reaches the customer (422, delivery log).
+            shown = (
+                f"{parsed.host} resolves to an address that is not allowed" if parsed.literal_ip is None else str(ip)
+            )
             raise Blocked(f"{shown}: {problem}")
     return Target(scheme=parsed.scheme, host=parsed.host, port=parsed.port, path=parsed.path, ip=str(answers[0]))
 

@@ -56,6 +56,9 @@ class PostResult:
     headers: dict[str, str]
     latency_ms: int
     error: str | None = None
+    """What the customer's delivery log shows: one of a few fixed phrases."""
+    detail: str | None = None
+    """The underlying exception, for the operator's logs."""
 
 
 async def post(
@@ -95,16 +98,27 @@ async def post(
                 headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers},
                 latency_ms=_ms_since(started),
             )
-    except (TimeoutError, httpcore.TimeoutException):
-        return PostResult(None, {}, _ms_since(started), error=f"timed out after {timeout_s:g} s")
-    except httpcore.ConnectError as exc:
-        return PostResult(None, {}, _ms_since(started), error=f"connection failed: {exc or type(exc).__name__}")
+    except (TimeoutError, httpcore.TimeoutException, httpcore.ConnectError) as exc:
+        if isinstance(exc.__cause__ or exc.__context__, ssl.SSLError):  # httpcore wraps a failed handshake
+            return _failed(started, TLS_FAILED, exc)
+        return _failed(started, f"could not reach the receiver, or it did not answer within {timeout_s:g} s", exc)
     except (httpcore.ProtocolError, httpcore.NetworkError) as exc:
-        return PostResult(None, {}, _ms_since(started), error=f"HTTP error: {exc or type(exc).__name__}")
+        return _failed(started, "the connection broke before the receiver answered", exc)
     except ssl.SSLError as exc:
-        return PostResult(None, {}, _ms_since(started), error=f"TLS error: {exc}")
+        return _failed(started, TLS_FAILED, exc)
     except Exception as exc:
-        return PostResult(None, {}, _ms_since(started), error=f"request failed: {type(exc).__name__}: {exc}")
+        return _failed(started, "the request could not be sent", exc)
+
+
+TLS_FAILED = "the TLS handshake with the receiver failed (check its certificate and name)"
+
+
+def _failed(started: float, error: str, exc: BaseException) -> PostResult:
+    """A failed attempt with a fixed, customer-safe `error`. Refused, unreachable and silent hosts
+    read alike, so the delivery log cannot be used to scan ports; the exception is in `detail`,
+    for the logs only."""
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return PostResult(None, {}, _ms_since(started), error=error, detail=detail)
 
 
 def _ms_since(started: float) -> int:

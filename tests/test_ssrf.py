@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from sorapi import netguard, outbound
+from sorapi import netguard, outbound, servers
 from tests.stack import Api
 from tests.webhook_receiver import Receiver
 
@@ -97,8 +97,9 @@ async def test_blocked(case: str, url: str) -> None:
 
 
 async def test_localhost_resolving_to_loopback_is_blocked_with_the_system_resolver() -> None:
-    with pytest.raises(netguard.Blocked, match=r"127\.0\.0\.1"):
+    with pytest.raises(netguard.Blocked, match="loopback") as refused:
         await netguard.check_url("https://localhost/hook")
+    assert "127.0.0.1" not in str(refused.value), "what a name resolves to inside the network is not told"
 
 
 @pytest.mark.parametrize(
@@ -186,8 +187,30 @@ async def test_a_request_that_cannot_be_sent_is_a_failed_attempt_not_an_exceptio
     """httpcore raises TypeError on a non-ASCII header value: that must be recorded, not crash the activity."""
     target = await netguard.check_url(receiver.url("/hook"), allow_http=True)
     result = await outbound.post(target, b"{}", {"X-Env": "caf\u00e9"})
-    assert result.status_code is None and (result.error or "").startswith("request failed: TypeError")
+    assert result.status_code is None and result.error == "the request could not be sent"
+    assert (result.detail or "").startswith("TypeError"), "the detail is kept for the logs"
     assert receiver.received == []
+
+
+async def test_refused_and_silent_receivers_read_alike_in_the_delivery_log() -> None:
+    """The customer sees one phrase for a closed port, a filtered one and an unreachable host, so the
+    delivery log cannot map which ports answer; the exception stays in `detail` for the logs."""
+    closed = await netguard.check_url(f"http://127.0.0.1:{servers.free_port()}/hook", allow_http=True)
+    refused = await outbound.post(closed, b"{}", {}, timeout_s=1)
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(3600)
+
+    silent_server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = silent_server.sockets[0].getsockname()[1]
+    try:
+        silent = await outbound.post(
+            await netguard.check_url(f"http://127.0.0.1:{port}/hook", allow_http=True), b"{}", {}, timeout_s=1
+        )
+    finally:
+        silent_server.close()
+    assert refused.error == silent.error and refused.error is not None and "refused" not in refused.error.lower()
+    assert "Connect" in (refused.detail or "") and refused.detail != silent.detail
 
 
 async def test_the_pinned_backend_refuses_any_other_host() -> None:
