@@ -131,7 +131,14 @@ def judge(report: dict[str, Any]) -> dict[str, Any]:
             "met": report["pace"]["ratio"] >= TARGETS["create_pace_ratio"],
         }
     if "drain" in report:
-        verdicts["drain_nothing_lost"] = {"tasks": report["drain"]["tasks"], "met": report["drain"]["ok"]}
+        drained = report["drain"]
+        verdicts["drain_nothing_lost"] = {"tasks": drained["tasks"], "met": drained["ok"]}
+        if "bound_s" in drained:
+            verdicts["drain_within_bound"] = {
+                "wall_s": drained["wall_s"],
+                "bound_s": drained["bound_s"],
+                "met": drained["within"],
+            }
     if "throughput" in report:
         t = report["throughput"]
         verdicts["throughput_ratio"] = {
