@@ -31,13 +31,15 @@ from sorapi import errors, status
 from sorapi.db.models import LedgerEntry, Task
 from sorapi.schemas import GenerateRequest
 from tests.lifecycle_env import Lifecycle, lifecycle_env
-from tests.stack import make_account
+from tests.stack import fresh_pg_database, make_account
 
 
 @pytest.fixture(scope="module")
-async def lc(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> AsyncIterator[Lifecycle]:
-    async with lifecycle_env(tmp_path_factory.mktemp("ambiguous"), pg_url) as lifecycle:
-        yield lifecycle
+async def lc(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Lifecycle]:
+    """A database of the module's own (the stack's sweeper must not see tasks of another Temporal server)."""
+    with fresh_pg_database() as url:
+        async with lifecycle_env(tmp_path_factory.mktemp("ambiguous"), url) as lifecycle:
+            yield lifecycle
 
 
 class LostAnswers(Interceptor):

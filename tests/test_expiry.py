@@ -21,12 +21,15 @@ from sorapi.db import ledger
 from sorapi.db.models import Task, utcnow
 from sorapi.messages import DeliveryReport
 from tests.lifecycle_env import Lifecycle, lifecycle_env
+from tests.stack import fresh_pg_database
 
 
 @pytest.fixture(scope="module")
-async def lc(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> AsyncIterator[Lifecycle]:
-    async with lifecycle_env(tmp_path_factory.mktemp("expiry"), pg_url) as lifecycle:
-        yield lifecycle
+async def lc(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Lifecycle]:
+    """A database of the module's own (the stack's sweeper must not see tasks of another Temporal server)."""
+    with fresh_pg_database() as url:
+        async with lifecycle_env(tmp_path_factory.mktemp("expiry"), url) as lifecycle:
+            yield lifecycle
 
 
 async def _succeeded(lc: Lifecycle, plan: str, path: str) -> str:

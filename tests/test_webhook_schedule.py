@@ -17,15 +17,18 @@ from sorapi import webhook_policy
 from sorapi.db.models import WebhookDelivery
 from sorapi.messages import DeliveryReport
 from tests.lifecycle_env import Lifecycle, lifecycle_env
+from tests.stack import fresh_pg_database
 from tests.webhook_receiver import Received
 
 DAY = timedelta(hours=24)
 
 
 @pytest.fixture(scope="module")
-async def lc(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> AsyncIterator[Lifecycle]:
-    async with lifecycle_env(tmp_path_factory.mktemp("webhook-schedule"), pg_url) as lifecycle:
-        yield lifecycle
+async def lc(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Lifecycle]:
+    """A database of the module's own (the stack's sweeper must not see tasks of another Temporal server)."""
+    with fresh_pg_database() as url:
+        async with lifecycle_env(tmp_path_factory.mktemp("webhook-schedule"), url) as lifecycle:
+            yield lifecycle
 
 
 def _path(name: str) -> str:

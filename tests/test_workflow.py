@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -36,7 +36,7 @@ from sorapi.messages import (
     UploadInput,
     VideoTaskInput,
 )
-from tests.stack import make_account
+from tests.stack import make_account, own_sessions
 from workers.orchestrator import WORKFLOWS, sandbox_runner
 
 PRICE = 16
@@ -58,6 +58,15 @@ def _spec(task_id: str) -> RenderSpec:
         steps=4,
         seed=1,
     )
+
+
+@pytest.fixture(scope="module")
+async def sessions() -> AsyncIterator[Any]:
+    """A database of the module's own. Its tasks run on the test servers, not the stack's Temporal,
+    so the stack's sweeper (on the shared test database) would take a running one for stranded and
+    settle it under the workflow (seen in CI as a capture finding its hold released)."""
+    async with own_sessions() as own:
+        yield own
 
 
 def _meta() -> RenderMeta:
