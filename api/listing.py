@@ -26,6 +26,7 @@ from sorapi.schemas import (
     MAX_METADATA_KEY_CHARS,
     MAX_METADATA_KEYS,
     MAX_METADATA_VALUE_CHARS,
+    NO_NUL,
     TaskList,
     TaskSummary,
 )
@@ -57,8 +58,12 @@ class MetadataFilterOperation(Operation):
                 schema=Schema(
                     type=OpenAPIType.OBJECT,
                     max_properties=MAX_METADATA_KEYS,
-                    property_names=Schema(type=OpenAPIType.STRING, min_length=1, max_length=MAX_METADATA_KEY_CHARS),
-                    additional_properties=Schema(type=OpenAPIType.STRING, max_length=MAX_METADATA_VALUE_CHARS),
+                    property_names=Schema(
+                        type=OpenAPIType.STRING, min_length=1, max_length=MAX_METADATA_KEY_CHARS, pattern=NO_NUL
+                    ),
+                    additional_properties=Schema(
+                        type=OpenAPIType.STRING, max_length=MAX_METADATA_VALUE_CHARS, pattern=NO_NUL
+                    ),
                 ),
             ),
         ]
