@@ -76,6 +76,13 @@ DISCARD_RETRY = RetryPolicy(
 )
 """About an hour of tries: an unreachable store must not keep a finished task's workflow open for ever."""
 DISCARD_OUTPUTS_PATCH = "discard-outputs-of-unsuccessful-tasks"
+LOCAL_DB_STEPS_PATCH = "local-db-steps"
+"""Tasks started since run their database steps as local activities, in the orchestrator worker that
+runs the workflow: no trip through the server per step, so a freed slot reaches the next task's render
+in a few workflow tasks instead of a dozen (issue 10's drain). The steps are short and idempotent.
+Capture stays a normal activity: a local activity's result is lost with a workflow task that fails
+(a signal or cancel arrived meanwhile), and the retried task may then decide otherwise; a capture
+that ran must be seen, so that the task goes on to succeed and never ends cancelled but charged."""
 STAGE_MEMO = "stage"
 """Memo: "render" / "upload", set with the activity it schedules. Between two activities nothing is
 pending, and the API reads this to keep a task's progress from falling back to 0."""
@@ -94,6 +101,8 @@ class VideoTaskWorkflow:
         """Started since the slot gate (SLOT_GATE_PATCH)."""
         self._rendering = False
         """A render was scheduled: an upload may have left files behind."""
+        self._local_db = False
+        """Database steps run as local activities (LOCAL_DB_STEPS_PATCH)."""
 
     @workflow.signal(name=act.SLOT_GRANTED_SIGNAL)
     def slot_granted(self) -> None:
@@ -103,6 +112,7 @@ class VideoTaskWorkflow:
     async def run(self, task: VideoTaskInput) -> str:
         hold = HoldInput(task_id=task.task_id, account_id=task.account_id, amount=task.price)
         try:
+            self._local_db = workflow.patched(LOCAL_DB_STEPS_PATCH)
             await self._db(act.RESERVE_CREDITS, hold)
             self._gated = workflow.patched(SLOT_GATE_PATCH)
             if self._gated:
@@ -147,9 +157,7 @@ class VideoTaskWorkflow:
         """Join the account's line and sleep until the gate grants a slot: `running`, or
         `expired` when `max_queue_s` passes first, or ENDED_ELSEWHERE."""
         request = SlotRequest(task_id=task.task_id, account_id=task.account_id, gate_queue=workflow.info().task_queue)
-        if not await workflow.execute_activity(
-            act.REQUEST_SLOT, request, result_type=bool, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
-        ):
+        if not await self._db(act.REQUEST_SLOT, request, bool):
             return ENDED_ELSEWHERE
         self._asked_gate = True
         deadline = timedelta(seconds=task.max_queue_s) if task.max_queue_s else None
@@ -216,15 +224,22 @@ class VideoTaskWorkflow:
         raise ApplicationError("render hosts kept disappearing before upload", type=errors.RENDER_FAILED)
 
     async def _succeed(self, hold: HoldInput, outputs: list[StoredObject], meta: RenderMeta) -> None:
-        await self._db(act.CAPTURE_CREDITS, hold)
+        await self._db(act.CAPTURE_CREDITS, hold, durable=True)
         await self._db(
             act.MARK_SUCCEEDED,
             MarkSucceeded(task_id=hold.task_id, outputs=outputs, render=meta, expires_at=self._retain_until()),
         )
         await self._release_slot()
 
-    async def _db(self, name: str, arg: Any) -> Any:
-        return await workflow.execute_activity(name, arg, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
+    async def _db(self, name: str, arg: Any, result_type: type | None = None, *, durable: bool = False) -> Any:
+        """A database step; a local activity since LOCAL_DB_STEPS_PATCH unless `durable`."""
+        if self._local_db and not durable:
+            return await workflow.execute_local_activity(
+                name, arg, result_type=result_type, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
+            )
+        return await workflow.execute_activity(
+            name, arg, result_type=result_type, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
+        )
 
     async def _settle(self, hold: HoldInput, final: str, code: str, detail: str) -> None:
         """End the task as `final` with `code`, even if a cancel arrives meanwhile: a settlement cut
