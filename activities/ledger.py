@@ -7,9 +7,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from sorapi import errors, names
+from sorapi import errors, metrics, names
 from sorapi.db import ledger
 from sorapi.db import tasks as task_rows
+from sorapi.db.models import Account
 from sorapi.messages import HoldInput
 
 log = structlog.get_logger()
@@ -38,7 +39,9 @@ class LedgerActivities:
             async with self._sessions.begin() as session:
                 charged = await ledger.capture(session, hold.account_id, hold.task_id)
                 task_rows.add_event(session, hold.task_id, "credits_captured", {"credits": charged})
-                return charged
+                plan = await _plan(session, hold.account_id)
+            metrics.CREDITS_CAPTURED.labels(plan=plan).inc(charged)
+            return charged
         except ledger.LedgerConflict as exc:
             log.warning("capture conflicts with the ledger", task_id=hold.task_id, error=str(exc))
             raise ApplicationError(
@@ -51,4 +54,12 @@ class LedgerActivities:
             released = await ledger.release(session, hold.account_id, hold.task_id, reason="task did not succeed")
             if released:
                 task_rows.add_event(session, hold.task_id, "credits_released", {"credits": released})
-            return released
+            plan = await _plan(session, hold.account_id)
+        metrics.CREDITS_RELEASED.labels(plan=plan).inc(released)
+        return released
+
+
+async def _plan(session: AsyncSession, account_id: str) -> str:
+    """The account's plan, the credit counters' label (the ledger step has the row in the session)."""
+    account = await session.get(Account, account_id)
+    return account.plan if account is not None else ""

@@ -266,6 +266,14 @@ def device_available(device: str) -> bool:
     return True
 
 
+def set_cpu_threads(device: str, threads: int, dev_models: bool) -> int:
+    """Intra-op threads for renders on the CPU (SORAPI_RENDER_CPU_THREADS; 0: one for the tiny dev
+    models, torch's default for real weights). Returns the number in force."""
+    if device == "cpu" and (threads or dev_models):
+        torch.set_num_threads(threads or 1)
+    return torch.get_num_threads()
+
+
 # ---------------------------------------------------------------------------------------------
 # Execution
 # ---------------------------------------------------------------------------------------------
@@ -415,3 +423,16 @@ def run_pipeline(
     if getattr(pipe, "_interrupt", False):
         raise RenderInterrupted("render interrupted")
     return _to_uint8(result.frames)
+
+
+def reset_peak_memory(device: str) -> None:
+    """Start counting a render's peak accelerator memory afresh (CUDA only)."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_gpu_memory(device: str) -> int | None:
+    """Bytes of the peak allocation since `reset_peak_memory` on a CUDA device; None elsewhere."""
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return None
+    return int(torch.cuda.max_memory_allocated(device))

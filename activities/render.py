@@ -35,10 +35,13 @@ from activities.pipelines import (
     frames_for,
     is_out_of_memory,
     load_pipeline,
+    peak_gpu_memory,
     release_memory,
+    reset_peak_memory,
     run_pipeline,
 )
-from sorapi import errors, names, storage
+from activities.progress_webhooks import ProgressWebhooks
+from sorapi import errors, metrics, names, storage
 from sorapi.families import canonical_dtype
 from sorapi.messages import LocalFile, RenderMeta, RenderProgress, RenderResult, RenderSpec, StoredObject, UploadInput
 from sorapi.settings import Settings
@@ -100,7 +103,11 @@ class RenderActivities:
         self._pipelines: dict[tuple[str, str | None, str], Any] = {}
         self._load_lock = threading.Lock()
         self._awaiting_upload: set[str] = set()
+        self._models: dict[str, str] = {}
+        """Model of each render awaiting its upload here: the upload phase's metric label."""
         """Tasks rendered here whose files wait on this host for their upload (a drain waits for them)."""
+        self.progress_webhooks: ProgressWebhooks | None = None
+        """Starts the `progress` webhooks of tasks that asked for them (set by the worker, which has the client)."""
 
     def awaiting_upload(self) -> int:
         return len(self._awaiting_upload)
@@ -175,6 +182,7 @@ class RenderActivities:
 
     def _render(self, spec: RenderSpec, workdir: Path, beat: Heartbeater) -> RenderResult:
         started = time.perf_counter()
+        reset_peak_memory(self._settings.render_device)
         weights_dir = self._weights_dir(spec)
         dtype = self._dtype(spec)
         pipe = self.pipeline(spec.family, weights_dir, dtype)
@@ -194,11 +202,13 @@ class RenderActivities:
         # attempt after this plus one heartbeat timeout rather than the render timeout. Counted from the
         # first finished step: the first one alone absorbs once-per-shape costs (compile, autotune).
         stall_s = self._settings.render_step_timeout_s or None
+        announce = self.progress_webhooks.for_render(spec) if self.progress_webhooks else None
 
         def on_step(step: int, total: int) -> bool:
-            beat.update(
-                RenderProgress(phase="denoising", step=step, total=total), stall_s=stall_s if step < total else None
-            )  # after the last step comes the decode
+            progress = RenderProgress(phase="denoising", step=step, total=total)
+            beat.update(progress, stall_s=stall_s if step < total else None)  # after the last step comes the decode
+            if announce is not None:
+                announce(progress)
             if self._settings.dev_step_delay_s:
                 time.sleep(self._settings.dev_step_delay_s)
             return activity.is_cancelled()  # a draining worker finishes its render (cancelled after the grace)
@@ -255,6 +265,8 @@ class RenderActivities:
             denoise_s=meta.denoise_s,
             encode_s=meta.encode_s,
         )
+        _observe_render(meta, self._settings.render_device)
+        self._models[spec.task_id] = spec.model
         self._awaiting_upload.add(spec.task_id)
         return RenderResult(host_queue=self.host_queue, files=[_local(f) for f in files], meta=meta)
 
@@ -263,6 +275,7 @@ class RenderActivities:
         """Put the rendered files under the task's prefix, then free the render host's disk. It beats
         all along (a put may outlast the heartbeat timeout), so only a dead host goes silent."""
         stored = []
+        started = time.perf_counter()
         progress = RenderProgress(phase="uploading", step=0, total=len(arg.files))
         with Heartbeater(progress, _heartbeat_interval(activity.info().heartbeat_timeout)) as beat:
             for file in arg.files:
@@ -277,8 +290,19 @@ class RenderActivities:
                 beat.update(RenderProgress(phase="uploading", step=len(stored), total=len(arg.files)))
         shutil.rmtree(self._settings.resolved_render_dir / arg.task_id, ignore_errors=True)
         self._awaiting_upload.discard(arg.task_id)
+        model = self._models.pop(arg.task_id, "")
+        metrics.RENDER_PHASE_SECONDS.labels(model=model, phase="upload").observe(time.perf_counter() - started)
         log.info("outputs uploaded", task_id=arg.task_id, keys=[s.key for s in stored], pid=os.getpid())
         return stored
+
+
+def _observe_render(meta: RenderMeta, device: str) -> None:
+    """Phase timings, and the peak GPU memory on CUDA (none on the CPU: RSS is the process's, not the render's)."""
+    for phase, seconds in (("load", meta.load_s), ("denoise", meta.denoise_s), ("encode", meta.encode_s)):
+        metrics.RENDER_PHASE_SECONDS.labels(model=meta.model, phase=phase).observe(seconds)
+    peak = peak_gpu_memory(device)
+    if peak is not None:
+        metrics.RENDER_PEAK_GPU_MEMORY.labels(model=meta.model, device=device).observe(peak)
 
 
 def sweep_scratch(render_dir: Path, older_than_s: float = SCRATCH_TTL_S) -> int:

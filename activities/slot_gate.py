@@ -17,7 +17,7 @@ from temporalio import activity
 from temporalio.client import Client
 
 from activities.followups import start_once
-from sorapi import names, status
+from sorapi import names, status, webhook_events
 from sorapi import webhook_policy as policy
 from sorapi.catalog import Catalog, get_catalog
 from sorapi.db import slots
@@ -94,12 +94,27 @@ class GateActivities:
 
     @activity.defn(name=names.MARK_RUNNING)
     async def mark_running(self, task_id: str) -> bool:
-        """The task holds a slot now: `queued` → `running`. False if it ended meanwhile."""
+        """The task holds a slot now: `queued` → `running`, then its `running` webhook if it asked
+        for one (a retry finds the row moved and the delivery started). False if it ended meanwhile."""
         async with self._sessions.begin() as session:
             task = await task_rows.transition(session, task_id, status.RUNNING)
-        if task is not None:
-            log.info("task running", task_id=task_id)
-        return task is not None
+            wanted = task is not None and webhook_events.wants(task.request, status.RUNNING)
+            plan = await self._plan(session, task.account_id) if wanted and task is not None else None
+        if task is None:
+            return False
+        log.info("task running", task_id=task_id)
+        if plan is not None:
+            await webhook_events.announce(
+                activity.client(),
+                task_id=task_id,
+                event=status.RUNNING,
+                lane=policy.lane(self._webhook_queue_prefix, plan),
+                task_queue=activity.info().task_queue,
+            )
+        return True
+
+    async def _plan(self, session: AsyncSession, account_id: str) -> str:
+        return (await session.execute(select(Account.plan).where(Account.id == account_id))).scalar_one()
 
     @activity.defn(name=names.GATE_SNAPSHOT)
     async def gate_snapshot(self, account_id: str) -> GateSnapshot:
@@ -148,7 +163,7 @@ async def settle_orphan(
             return None
         plan = (await session.execute(select(Account.plan).where(Account.id == task.account_id))).scalar_one()
     log.warning("settled a task whose workflow is gone", task_id=task_id)
-    if task.request.get("callback_url"):
+    if webhook_events.wants(task.request, status.FAILED):
         arg = WebhookDeliveryInput(
             task_id=task_id,
             event=status.FAILED,

@@ -8,9 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from sorapi import names, status
+from sorapi import metrics, names, status
 from sorapi.db import tasks as task_rows
-from sorapi.db.models import Task
+from sorapi.db.models import Account, Task
 from sorapi.messages import MarkFailed, MarkSucceeded
 
 log = structlog.get_logger()
@@ -33,6 +33,9 @@ class TaskStateActivities:
                 render=msgspec.to_builtins(arg.render),
                 expires_at=arg.expires_at,
             )
+            plan = await _plan_of(session, moved)
+        if moved is not None:
+            metrics.TASKS_FINISHED.labels(plan, _model_of(moved), status.SUCCEEDED, "").inc()
         log.info("task succeeded", task_id=arg.task_id, outputs=[o.key for o in arg.outputs])
         return moved is not None
 
@@ -42,8 +45,21 @@ class TaskStateActivities:
             moved = await task_rows.transition(
                 session, arg.task_id, arg.status, error_code=arg.error_code, error_message=arg.error_message
             )
+            plan = await _plan_of(session, moved)
+        if moved is not None:
+            metrics.TASKS_FINISHED.labels(plan, _model_of(moved), arg.status, arg.error_code).inc()
         log.warning("task ended", task_id=arg.task_id, status=arg.status, error_code=arg.error_code)
         return moved is not None
+
+
+async def _plan_of(session: AsyncSession, task: Task | None) -> str:
+    """The plan label of a finished task: its account's (the row is already in the session's map)."""
+    account = await session.get(Account, task.account_id) if task is not None else None
+    return account.plan if account is not None else ""
+
+
+def _model_of(task: Task) -> str:
+    return str(task.request.get("model_version", ""))
 
 
 async def _record_milestones(session: AsyncSession, arg: MarkSucceeded) -> None:

@@ -19,12 +19,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from sorapi import names, netguard, outbound, status, storage
+from sorapi import metrics, names, netguard, outbound, status, storage, webhook_events
+from sorapi.db import progress_claims
 from sorapi.db import tasks as task_rows
 from sorapi.db import webhooks as rows
 from sorapi.db.models import Task, WebhookDelivery, utcnow
-from sorapi.messages import DeliverWebhook, DeliveryOutcome
-from sorapi.schemas import TaskRequest, WebhookOutput, WebhookPayload
+from sorapi.messages import DeliverWebhook, DeliveryOutcome, WebhookProgress
+from sorapi.schemas import ProgressBeat, TaskRequest, WebhookOutput, WebhookPayload
 from sorapi.secretbox import SecretBox
 from sorapi.settings import Settings
 from sorapi.webhook_policy import event_type
@@ -34,6 +35,8 @@ log = structlog.get_logger()
 
 USER_AGENT = "SorAPI-Webhooks/1.0"
 DELIVERED, RETRY, GONE, FAILED = "delivered", "retry", "gone", "failed"
+THROTTLED = "throttled"
+"""A `progress` event dropped unsent: the task had one less than PROGRESS_INTERVAL_S ago (nothing is recorded)."""
 
 
 class WebhookActivities:
@@ -57,12 +60,16 @@ class WebhookActivities:
         if recorded is not None:  # an activity retry after the attempt was recorded: do not send twice
             return _outcome_of(recorded)
         async with self._sessions.begin() as session:
+            if not await _progress_claimed(session, arg):
+                log.info("progress webhook throttled", task_id=arg.task_id, step=arg.progress and arg.progress.step)
+                return DeliveryOutcome(outcome=THROTTLED)
             task = await session.get(Task, arg.task_id)
             if task is None:
                 raise LookupError(f"no task {arg.task_id}")
             secrets = await rows.signing_secrets(session, task.account_id, self._box)
         request = msgspec.convert(task.request, TaskRequest)
-        body = msgspec.json.encode(self._payload(task, request, arg))
+        payload = self._payload(task, request, arg)
+        body = msgspec.json.encode(payload)
         headers = merge_headers(
             task.callback_headers,
             {
@@ -86,7 +93,9 @@ class WebhookActivities:
             error=result.error,
             detail=result.detail,
         )
-        return await self._record(arg, attempted_at, result.latency_ms, outcome)
+        recorded_outcome = await self._record(arg, attempted_at, result.latency_ms, outcome)
+        _count_attempt(outcome.outcome, result.latency_ms, arg.event, payload.created_at)
+        return recorded_outcome
 
     async def _send(self, url: str, body: bytes, headers: dict[str, str]) -> outbound.PostResult:
         """Check the URL again (DNS may have changed since creation), then POST to the checked address."""
@@ -118,14 +127,21 @@ class WebhookActivities:
                 )
                 for o in task.outputs
             ]
-        happened = task.expires_at if arg.event == status.EXPIRED else task.finished_at
+        happened = {
+            status.QUEUED: task.created_at,
+            status.RUNNING: task.started_at,
+            webhook_events.PROGRESS: task.updated_at,  # when this beat was claimed
+            status.EXPIRED: task.expires_at,
+        }.get(arg.event, task.finished_at)
         failed = arg.event in (status.FAILED, status.CANCELLED)
+        progress = arg.progress if arg.event == webhook_events.PROGRESS else None
         return WebhookPayload(
             id=arg.event_id,
             type=event_type(arg.event),
             created_at=happened or task.updated_at,
             task_id=task.id,
-            status=arg.event,
+            status=status.RUNNING if progress is not None else arg.event,
+            progress=_beat(progress) if progress is not None else msgspec.UNSET,
             response=outputs,
             request=request,
             metadata=task_rows.shown_metadata(task),
@@ -176,12 +192,35 @@ class WebhookActivities:
         return outcome
 
 
+def _beat(progress: WebhookProgress) -> ProgressBeat:
+    return ProgressBeat(phase=progress.phase, step=progress.step, total_steps=progress.total, percent=progress.percent)
+
+
+async def _progress_claimed(session: AsyncSession, arg: DeliverWebhook) -> bool:
+    """A `progress` event's first attempt claims the task's progress slot (one per PROGRESS_INTERVAL_S),
+    or is dropped; every other event, and a later attempt of a claimed one, goes ahead."""
+    if arg.event != webhook_events.PROGRESS or arg.attempt != 1 or arg.trigger != "automatic":
+        return True
+    percent = arg.progress.percent if arg.progress is not None else 0
+    return await progress_claims.claim(session, arg.task_id, percent, webhook_events.PROGRESS_INTERVAL_S)
+
+
 def _server_now() -> datetime:
     """When this attempt started by the Temporal server's clock (which tests can skip forward)."""
     try:
         return activity.info().started_time.astimezone(UTC)
     except RuntimeError:
         return utcnow()
+
+
+def _count_attempt(outcome: str, latency_ms: float, event: str, happened: datetime) -> None:
+    """The attempt's metrics; a delivered one also observes event-to-delivery latency (retries included)."""
+    metrics.WEBHOOK_ATTEMPTS.labels(outcome=outcome).inc()
+    metrics.WEBHOOK_ATTEMPT_SECONDS.labels(outcome=outcome).observe(latency_ms / 1000)
+    if outcome == DELIVERED:
+        since = happened if happened.tzinfo else happened.replace(tzinfo=UTC)
+        waited = (datetime.now(UTC) - since).total_seconds()
+        metrics.WEBHOOK_DELIVERY_LATENCY.labels(event=event).observe(max(0.0, waited))
 
 
 def _classify(result: outbound.PostResult, *, final: bool) -> DeliveryOutcome:

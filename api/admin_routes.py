@@ -37,6 +37,8 @@ from sorapi.credit_schemas import (
     LedgerKind,
     LedgerPage,
     PlanChange,
+    SpendLimitChange,
+    SpendLimits,
 )
 from sorapi.schemas import ErrorEnvelope
 
@@ -158,6 +160,19 @@ class AdminController(Controller):
             resources.temporal, account_id, resources.catalog.plans[data.plan].max_concurrent_jobs
         )
         return changed
+
+    @put("/accounts/{account_id:str}/spend-limits", responses=ERRORS)
+    async def set_spend_limit(
+        self, account_id: str, data: SpendLimitChange, resources: Resources, request: Request
+    ) -> SpendLimits:
+        """Set or clear (`null`) a monthly spend cap: the account's, or one active key's (`key_id`).
+
+        Creates that would take the month's usage (credits held plus captured this UTC month) past a
+        cap are refused with 402 `spend_limit_reached`. Answers every cap now set, with its usage."""
+        async with resources.sessions.begin() as session:
+            return await administration.set_spend_limit(
+                session, account_id, data.monthly_credit_limit, key_id=data.key_id, actor=actor(request)
+            )
 
     @get("/accounts/{account_id:str}/ledger", responses=ERRORS)
     async def ledger(

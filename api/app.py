@@ -14,11 +14,14 @@ from api import openapi, ratelimit
 from api.admin_routes import AdminController
 from api.allow import AllowHeaderMiddleware
 from api.auth import SingleAuthorizationMiddleware, provide_principal
+from api.batches import BatchesController
 from api.cancel import CancelController
+from api.console import console_routes
 from api.credits_routes import CreditsController
 from api.errors import EXCEPTION_HANDLERS
 from api.lifecycle import LifecycleController
 from api.listing import TasksController
+from api.metrics import PROMETHEUS, metrics_endpoint
 from api.openai_videos import OpenAIVideosController
 from api.paths import refuse_nul_path_parameters
 from api.ratelimit import RateLimitMiddleware
@@ -28,7 +31,7 @@ from api.state import Resources
 from api.task_events import StreamSlots, TaskEventHub
 from api.task_stream import TaskEventsController
 from api.webhooks import TaskWebhooksController, WebhookSecretController
-from sorapi import netguard, storage
+from sorapi import netguard, storage, tracing
 from sorapi.catalog import get_catalog
 from sorapi.db.engine import make_async_engine, make_autocommit_sessionmaker, make_sessionmaker
 from sorapi.settings import Settings, get_settings
@@ -96,18 +99,23 @@ def create_app(settings: Settings | None = None) -> Litestar:
             WebhookSecretController,
             TaskWebhooksController,
             TaskEventsController,
+            BatchesController,
+            metrics_endpoint,
             openapi.openapi_json,
             openapi.docs_shortcut,
             openapi.docs_assets(),
+            *console_routes(),
         ],
         lifespan=[lifespan, ratelimit.lifespan(settings)],
         middleware=[
+            PROMETHEUS.middleware,  # outermost: refusals (401, 429) are counted too
             RequestIdMiddleware(),
             AllowHeaderMiddleware(),
             SingleAuthorizationMiddleware(),
             RateLimitMiddleware(),
         ],
         before_send=[stamp_response],
+        plugins=[*tracing.litestar_plugins()],  # a span per request when tracing is on (sorapi.tracing)
         before_request=refuse_nul_path_parameters,
         on_startup=[openapi.finalize],
         dependencies={

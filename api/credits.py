@@ -7,8 +7,15 @@ import msgspec
 from api import pagination
 from api.auth import Principal
 from api.state import Resources
-from sorapi import credits, errors, status
-from sorapi.credit_schemas import AuditPage, CreditsResponse, EstimateResponse, LedgerPage
+from sorapi import administration, credits, errors, status
+from sorapi.credit_schemas import (
+    AuditPage,
+    CreditsResponse,
+    EstimateResponse,
+    LedgerPage,
+    SpendLimitChange,
+    SpendLimits,
+)
 from sorapi.db import audit, ledger, slots
 from sorapi.db.models import Account, Task
 from sorapi.planning import plan
@@ -66,7 +73,23 @@ async def estimate(res: Resources, principal: Principal, req: GenerateRequest) -
     if isinstance(planned, list):
         raise errors.ValidationFailed("the request is invalid", details=[msgspec.to_builtins(d) for d in planned])
     async with res.sessions() as session:
-        return await credits.estimate(session, await _account(session, principal.account_id), planned, res.catalog)
+        return await credits.estimate(
+            session, await _account(session, principal.account_id), planned, res.catalog, principal.key_id
+        )
+
+
+async def set_own_spend_limit(res: Resources, principal: Principal, change: SpendLimitChange) -> SpendLimits:
+    """A Scale account's administrator sets its own caps (the route checked the `admin` scope)."""
+    if not res.catalog.plans[principal.plan].self_service_spend_limits:
+        raise errors.Forbidden(
+            "setting your own spend limits is part of plans with `self_service_spend_limits` (Scale); "
+            "your operator can set them",
+            code=errors.PLAN_FEATURE,
+        )
+    async with res.sessions.begin() as session:
+        return await administration.set_spend_limit(
+            session, principal.account_id, change.monthly_credit_limit, key_id=change.key_id, actor=principal.key_id
+        )
 
 
 def audit_enabled(res: Resources, principal: Principal) -> None:

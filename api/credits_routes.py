@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from litestar import Controller, get, post
+from litestar import Controller, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from api import credits, pagination
-from api.auth import NEEDS_AUDIT, NEEDS_READ, Principal
+from api.auth import NEEDS_ADMIN, NEEDS_AUDIT, NEEDS_READ, Principal
 from api.openapi import error_responses
 from api.ratelimit import RATE_STATUS
 from api.state import Resources
-from sorapi.credit_schemas import AuditPage, CreditsResponse, EstimateResponse, LedgerKind, LedgerPage
+from sorapi.credit_schemas import (
+    AuditPage,
+    CreditsResponse,
+    EstimateResponse,
+    LedgerKind,
+    LedgerPage,
+    SpendLimitChange,
+    SpendLimits,
+)
 from sorapi.resolutions import ASPECT_RATIO_VALUES, RESOLUTION_VALUES
 from sorapi.schemas import ErrorEnvelope, GenerateRequest
 
@@ -22,6 +30,7 @@ FORBIDDEN = {
         "the plan lacks the feature (`plan_feature_unavailable`)",
     )
 }
+NO_SUCH_KEY = {404: ResponseSpec(ErrorEnvelope, description="`key_id` names no active key of the account")}
 LIMIT = Parameter(query="limit", default=50, ge=1, le=200, description="Entries per page (1-200)")
 LEDGER_CURSOR = pagination.cursor_parameter(credits.LEDGER_CURSOR)
 AUDIT_CURSOR = pagination.cursor_parameter(credits.AUDIT_CURSOR)
@@ -41,8 +50,23 @@ class CreditsController(Controller):
     @get("/credits", opt=RATE_STATUS | NEEDS_READ, responses={**error_responses(401, 429), **FORBIDDEN})
     async def balance(self, principal: Principal, resources: Resources) -> CreditsResponse:
         """The account's plan and credits: balance, reserved by unfinished tasks, available, the billing
-        period and its refresh, concurrency in use, and overage this period (Pro)."""
+        period and its refresh, concurrency in use, overage this period (Pro), and each monthly spend
+        cap that is set with what this month has used of it (`spend_limits`)."""
         return await credits.account_credits(resources, principal.account_id)
+
+    @put(
+        "/credits/spend-limits",
+        opt=RATE_STATUS | NEEDS_ADMIN,
+        responses={**error_responses(400, 401, 422, 429), **FORBIDDEN, **NO_SUCH_KEY},
+    )
+    async def set_spend_limit(self, data: SpendLimitChange, principal: Principal, resources: Resources) -> SpendLimits:
+        """Set or clear (`null`) a monthly spend cap: the account's, or one of its active keys' (`key_id`).
+
+        For plans with `self_service_spend_limits` (Scale), with an `admin`-scope key; on other plans
+        the operator sets caps (403 `plan_feature_unavailable`). A create that would take the month's
+        usage (credits held by open tasks plus captured since the UTC month began) past a cap is
+        refused with 402 `spend_limit_reached`, creating nothing. Answers every cap now set, with its usage."""
+        return await credits.set_own_spend_limit(resources, principal, data)
 
     @get(
         "/credits/estimate",

@@ -43,7 +43,9 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
     ),
     401: ("Missing, invalid or revoked API key", errors.UNAUTHORIZED, "missing Bearer API key"),
     402: (
-        "Not enough credits for this render",
+        "Not enough credits for this render (`insufficient_credits`), or it would pass a monthly spend cap "
+        "(`spend_limit_reached`: the message names the account's or the key's limit and when it resets). "
+        "Nothing was created",
         errors.INSUFFICIENT_CREDITS,
         "this task costs 16 credits but only 4 are available",
     ),
@@ -77,18 +79,28 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
 }
 
 
+_MORE_EXAMPLES: dict[int, list[tuple[str, str]]] = {
+    402: [
+        (
+            errors.SPEND_LIMIT_REACHED,
+            "this task costs 16 credits but API key key_3f2a's monthly spend limit of 100 credits has 4 left "
+            "(96 used this month, held and captured); the limit resets at 2027-01-01T00:00:00Z",
+        )
+    ]
+}
+"""Further codes a status can carry, each shown as an example of its own."""
+
+
 def error_responses(*codes: int) -> dict[int, ResponseSpec]:
-    """OpenAPI response entries for the given statuses, each with our envelope and an example."""
+    """OpenAPI response entries for the given statuses, each with our envelope and an example per code."""
     return {
         code: ResponseSpec(
             ErrorEnvelope,
             description=_ERRORS[code][0],
             generate_examples=False,
             examples=[
-                Example(
-                    summary=_ERRORS[code][1],
-                    value={"error": {"code": _ERRORS[code][1], "message": _ERRORS[code][2], "details": []}},
-                )
+                Example(summary=name, value={"error": {"code": name, "message": message, "details": []}})
+                for name, message in [_ERRORS[code][1:], *_MORE_EXAMPLES.get(code, [])]
             ],
         )
         for code in codes
@@ -126,6 +138,8 @@ OPERATION_IDS = {
     "AdminController.grant": "adminGrantCredits",
     "AdminController.adjust": "adminAdjustCredits",
     "AdminController.change_plan": "adminChangePlan",
+    "AdminController.set_spend_limit": "adminSetSpendLimit",
+    "CreditsController.set_spend_limit": "setSpendLimit",
     "AdminController.ledger": "adminListLedger",
     "AdminController.audit_log": "adminListAuditLog",
     "AdminController.trigger_refresh": "adminTriggerCreditRefresh",
@@ -352,6 +366,7 @@ LINKS = {
     ("/api/tasks/{task_id}/cancel", "post", "202"): ("task_id", TASK_LINKS),
     ("/v1/videos", "post", "200"): ("id", VIDEO_LINKS),
     ("/v1/videos/{video_id}/remix", "post", "200"): ("id", VIDEO_LINKS),
+    ("/api/batches", "post", "200"): ("batch_id", {"GetBatch": ("getBatch", "batch_id", "Read the batch back")}),
 }
 """Responses that name a task → what a client (or a stateful fuzzer) does next with its id.
 Deleting is left out on purpose: it keeps the record (`expired`), so reads after it still succeed."""

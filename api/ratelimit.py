@@ -74,7 +74,7 @@ class Policy:
         return f'"{self.name}";q={self.burst};w={self.window_s}'
 
     def state_header(self, take: Take) -> str:
-        return f'"{self.name}";r={int(take.tokens)};t={whole_seconds(take.reset_s)}'
+        return f'"{self.name}";r={max(0, int(take.tokens))};t={whole_seconds(take.reset_s)}'  # a debt shows as 0
 
 
 def policies(settings: Settings) -> dict[str, Policy]:
@@ -121,8 +121,8 @@ class Limiter:
     policies: dict[str, Policy]
     verified: VerifiedKeys = field(default_factory=VerifiedKeys)
 
-    async def take(self, policy: Policy, bucket: str, cost: int = 1) -> Take:
-        return await self.store.take(f"{policy.name}:{bucket}", policy.rate_per_s, policy.burst, cost)
+    async def take(self, policy: Policy, bucket: str, cost: int = 1, need: int | None = None) -> Take:
+        return await self.store.take(f"{policy.name}:{bucket}", policy.rate_per_s, policy.burst, cost, need)
 
 
 def key_fingerprint(authorization: str) -> str | None:
@@ -201,9 +201,48 @@ class RateLimitMiddleware(ASGIMiddleware):
             )
         answered: list[int] = []
         try:
-            await next_app(scope, receive, _announcing(send, policy, take, answered))
+            await next_app(scope, receive, _announcing(scope, send, policy, take, answered))
         finally:
             await _settle(limiter, caller, gate, scope, answered[0] if answered else None)
+
+
+LATEST_TAKE = "sorapi.ratelimit.latest"
+"""Scope state: the bucket's state after `charge_more`, for the response's `RateLimit` header."""
+
+
+async def charge_more(scope: Scope, tokens: int, what: str) -> None:
+    """Take `tokens` more from the caller's bucket of the route's policy, after the request's own token
+    (`POST /api/batches`: one per item); 429 when the bucket does not hold them, and the request's own
+    token is given back, so a refused request costs nothing, as at the door.
+
+    A charge larger than the bucket can hold (a batch of 100 against a burst of 60) is taken from a
+    full bucket and leaves it in debt: the key's next request of the policy waits until it is paid back
+    at the policy's rate. So the sustained rate holds for every item, and no batch is refused forever.
+    """
+    limiter: Limiter | None = getattr(scope["app"].state, "limiter", None)
+    handler = scope.get("route_handler")
+    name = handler.opt.get("rate_limit") if handler is not None else None
+    caller = key_fingerprint(authorization_header(scope["headers"]))
+    if limiter is None or name is None or caller is None or tokens <= 0:
+        return
+    policy = limiter.policies[name]
+    need = max(0, min(tokens, policy.burst - 1))  # the request itself took one already
+    take = await limiter.take(policy, caller, cost=tokens, need=need)
+    if not take.allowed:
+        given_back = await limiter.take(policy, caller, cost=-1)
+        scope.setdefault("state", {})[LATEST_TAKE] = given_back
+        wait_s = whole_seconds(max(1.0, (need + 1 - given_back.tokens) / policy.rate_per_s))
+        raise errors.RateLimited(
+            f"rate limit exceeded: {what} costs {tokens + 1} {policy.name} tokens (one per item and one for the "
+            f"request); {policy.name} allows {policy.per_minute:g} per minute per {policy.caller}, bursting to "
+            f"{policy.burst}; retry after {wait_s} s",
+            headers={
+                "Retry-After": str(wait_s),
+                "RateLimit-Policy": policy.policy_header(),
+                "RateLimit": policy.state_header(given_back),
+            },
+        )
+    scope.setdefault("state", {})[LATEST_TAKE] = take
 
 
 async def _pass_gate(limiter: Limiter, scope: Scope) -> str:
@@ -238,12 +277,14 @@ async def _settle(limiter: Limiter, caller: str, gate: str | None, scope: Scope,
         await _give_back(limiter, gate)
 
 
-def _announcing(send: Send, policy: Policy, take: Take, answered: list[int]) -> Send:
-    """`send`, stamping the policy and the bucket's state on the response; its status goes to `answered`."""
-    announced = {"RateLimit-Policy": policy.policy_header(), "RateLimit": policy.state_header(take)}
+def _announcing(scope: Scope, send: Send, policy: Policy, take: Take, answered: list[int]) -> Send:
+    """`send`, stamping the policy and the bucket's state on the response (as `charge_more` left it, if the
+    handler charged more); its status goes to `answered`."""
 
     async def send_with_headers(message: Message) -> None:
         if message["type"] == "http.response.start":
+            latest = scope.get("state", {}).get(LATEST_TAKE, take)
+            announced = {"RateLimit-Policy": policy.policy_header(), "RateLimit": policy.state_header(latest)}
             answered.append(message["status"])
             message.setdefault("headers", [])
             response_headers = MutableScopeHeaders.from_message(message)

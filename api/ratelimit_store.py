@@ -38,8 +38,10 @@ def _outcome(allowed: bool, tokens: float, rate_per_s: float, capacity: int) -> 
 
 
 class BucketStore(Protocol):
-    async def take(self, key: str, rate_per_s: float, capacity: int, cost: int = 1) -> Take:
-        """Take `cost` tokens if there is one; `cost=-1` gives one back (never above `capacity`)."""
+    async def take(self, key: str, rate_per_s: float, capacity: int, cost: int = 1, need: int | None = None) -> Take:
+        """Take `cost` tokens if there are `need` (default: `cost`); `cost=-1` gives one back (never above
+        `capacity`). With `need < cost` the bucket may go below zero: a debt paid back at `rate_per_s`
+        before the next request (a batch larger than the burst)."""
         ...
 
     async def close(self) -> None: ...
@@ -54,11 +56,11 @@ class MemoryBucketStore:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._ops = 0
 
-    async def take(self, key: str, rate_per_s: float, capacity: int, cost: int = 1) -> Take:
+    async def take(self, key: str, rate_per_s: float, capacity: int, cost: int = 1, need: int | None = None) -> Take:
         now = time.monotonic()
         tokens, updated = self._buckets.get(key, (float(capacity), now))
         tokens = min(float(capacity), tokens + (now - updated) * rate_per_s)
-        allowed = tokens >= cost
+        allowed = tokens >= (cost if need is None else need)
         if allowed:
             tokens = min(float(capacity), tokens - cost)
         self._buckets[key] = (tokens, now)
@@ -68,8 +70,7 @@ class MemoryBucketStore:
         return _outcome(allowed, tokens, rate_per_s, capacity)
 
     def _prune(self, now: float, rate_per_s: float, capacity: int) -> None:
-        full_after = capacity / rate_per_s
-        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < full_after}
+        self._buckets = {k: v for k, v in self._buckets.items() if v[0] + (now - v[1]) * rate_per_s < capacity}
 
     async def close(self) -> None:
         self._buckets.clear()
@@ -79,6 +80,7 @@ _TAKE_SCRIPT = """
 local rate = tonumber(ARGV[1])
 local capacity = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
+local need = tonumber(ARGV[4])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
@@ -90,12 +92,12 @@ if tokens == nil or ts == nil then
 end
 tokens = math.min(capacity, tokens + math.max(0, now - ts) * rate)
 local allowed = 0
-if tokens >= cost then
+if tokens >= need then
   tokens = math.min(capacity, tokens - cost)
   allowed = 1
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(capacity / rate * 1000) + 1000)
+redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / rate * 1000) + 1000)
 return {allowed, tostring(tokens)}
 """
 
@@ -115,9 +117,11 @@ class RedisBucketStore:
         self._redis = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self._script = self._redis.register_script(_TAKE_SCRIPT)
 
-    async def take(self, key: str, rate_per_s: float, capacity: int, cost: int = 1) -> Take:
+    async def take(self, key: str, rate_per_s: float, capacity: int, cost: int = 1, need: int | None = None) -> Take:
         try:
-            allowed, tokens = await self._script(keys=[self.PREFIX + key], args=[rate_per_s, capacity, cost])
+            allowed, tokens = await self._script(
+                keys=[self.PREFIX + key], args=[rate_per_s, capacity, cost, cost if need is None else need]
+            )
         except Exception as exc:
             log.warning("rate limit store unavailable; allowing request", error=repr(exc))
             return Take(allowed=True, tokens=float(capacity), retry_after_s=0.0, reset_s=0.0)

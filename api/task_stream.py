@@ -133,7 +133,7 @@ async def stream(res: Resources, task: Task, plan: str, after: int) -> AsyncIter
             if moved and latest is not None and latest() is not None:
                 yield _progress_message(task.id, latest())
             if not await wakeup.wait(res.settings.stream_keepalive_s):
-                yield ServerSentEventMessage(comment="keep-alive")
+                yield ServerSentEventMessage(comment="keep-alive", data=None)  # no empty `data:`: no empty event
 
 
 class TaskEventsController(Controller):

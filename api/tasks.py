@@ -18,7 +18,8 @@ from api import credits, pagination
 from api.auth import Principal, admit, bearer_key, require_route_scope
 from api.credits_audit import key_use
 from api.state import Resources
-from sorapi import errors, names, netguard, status, storage, webhook_policy
+from sorapi import errors, metrics, names, netguard, status, storage, webhook_events, webhook_policy
+from sorapi import search_attributes as attrs
 from sorapi.catalog import task_priority
 from sorapi.db import history, ledger, status_poll
 from sorapi.db import tasks as task_rows
@@ -26,6 +27,7 @@ from sorapi.db.models import Task
 from sorapi.ids import idempotent_task_id, new_task_id
 from sorapi.messages import RenderProgress, VideoTaskInput
 from sorapi.planning import Planned, fingerprint, plan, render_spec, with_plan_defaults
+from sorapi.progress import progress_percent
 from sorapi.schemas import (
     EventsPage,
     GenerateRequest,
@@ -97,12 +99,10 @@ async def create_task(
         task, replayed = await _record_task(session, principal, req, planned, task_id, key, digest, origin)
         await session.commit()  # the lock is held only until here, never across the workflow start
     if not replayed or task.status == status.QUEUED:
-        try:
-            await _ensure_workflow(res, task, principal.plan)
-        except errors.ServiceUnavailable:
-            if key is None:  # nobody can retry this exact task: give the credits back, if it never runs
-                await _abandon_unstarted(res, task)
-            raise
+        await start_workflow(res, task, principal.plan, retriable=key is not None)
+    if not replayed:
+        metrics.TASKS_CREATED.labels(plan=principal.plan, model=str(task.request.get("model_version", ""))).inc()
+        metrics.CREDITS_RESERVED.labels(plan=principal.plan).inc(task.price)
     log.info("task created" if not replayed else "task replayed", task_id=task.id, price=task.price)
     return Created(task=task, replayed=replayed)
 
@@ -132,6 +132,7 @@ async def _record_task(
         request={**msgspec.to_builtins(planned.request), **(origin or {})},
         callback_headers=req.callback_headers,
         client_metadata=req.metadata or {},
+        key_id=principal.key_id,
         status=status.QUEUED,
         price=planned.price,
         outputs=[],
@@ -141,6 +142,21 @@ async def _record_task(
     task_rows.add_event(session, task_id, status.QUEUED, {"credits_reserved": planned.price})
     task_rows.add_event(session, task_id, "credits_reserved", {"credits": planned.price})
     return task, False
+
+
+async def start_workflow(res: Resources, task: Task, plan_name: str, *, retriable: bool) -> None:
+    """Start a recorded task's workflow, once its transaction has committed (503 when Temporal fails).
+
+    `retriable`: the task has an idempotency key, so after a failed start it stays queued with its
+    hold and the client's retry with the same key starts it. Nobody can retry a keyless task: its
+    credits are given back, if its workflow never runs (`_abandon_unstarted`).
+    """
+    try:
+        await _ensure_workflow(res, task, plan_name)
+    except errors.ServiceUnavailable:
+        if not retriable:
+            await _abandon_unstarted(res, task)
+        raise
 
 
 async def _abandon_unstarted(res: Resources, task: Task) -> None:
@@ -194,20 +210,33 @@ async def _check_callback_destination(res: Resources, url: str | None) -> None:
 async def _ensure_workflow(res: Resources, task: Task, plan_name: str) -> None:
     """Start the task's workflow, or find it already started (a retried create heals a crash)."""
     request = msgspec.convert(task.request, TaskRequest)
+    lane = webhook_policy.lane(res.settings.webhook_queue_prefix, plan_name)
+    render = render_spec(task.id, request, res.catalog)
+    if webhook_events.wants(task.request, webhook_events.PROGRESS):  # the render host announces its progress
+        render = msgspec.structs.replace(render, progress_webhook_lane=lane)
     arg = VideoTaskInput(
         task_id=task.id,
         account_id=task.account_id,
         price=task.price,
-        render=render_spec(task.id, request, res.catalog),
+        render=render,
         render_queue=res.settings.render_queue,
         upload_pickup_s=res.settings.upload_pickup_s,
         render_heartbeat_s=res.settings.render_heartbeat_timeout_s,
         retention_hours=res.catalog.plans[plan_name].retention_hours,
         has_callback=request.callback_url is not None,
-        webhook_queue=webhook_policy.lane(res.settings.webhook_queue_prefix, plan_name),
+        webhook_queue=lane,
         max_queue_s=request.max_queue_seconds or 0,
+        plan=plan_name,
     )
     try:
+        if webhook_events.wants(task.request, status.QUEUED):  # before the task can move on: sent first
+            await webhook_events.announce(
+                res.temporal,
+                task_id=task.id,
+                event=status.QUEUED,
+                lane=lane,
+                task_queue=res.settings.orchestration_queue,
+            )
         await res.temporal.start_workflow(
             names.VIDEO_TASK_WORKFLOW,
             arg,
@@ -216,6 +245,12 @@ async def _ensure_workflow(res: Resources, task: Task, plan_name: str) -> None:
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             priority=task_priority(res.catalog.plans[plan_name], task.account_id),  # renders inherit it
+            # The operator console (docs/operations.md): found by account, plan, model and status.
+            search_attributes=attrs.initial(
+                account_id=task.account_id, plan=plan_name, model=render.model, status=status.QUEUED
+            ),
+            static_summary=attrs.task_summary(render, plan_name),
+            static_details=attrs.task_details(render, account_id=task.account_id, plan=plan_name, price=task.price),
         )
     except WorkflowAlreadyStartedError:
         pass  # it ran to completion already: nothing to heal
@@ -302,13 +337,6 @@ async def live_state(res: Resources, task: Task) -> tuple[int | None, LiveProgre
         step=beat.step if beat else 0,
         total_steps=beat.total if beat else 0,
     )
-
-
-def progress_percent(beat: RenderProgress) -> int:
-    """Loading is the first 5%, denoising runs to 90%, encoding to 95%, upload to 99%."""
-    if beat.phase == "denoising" and beat.total:
-        return 5 + int(85 * beat.step / beat.total)
-    return {"loading": 5, "encoding": 92}.get(beat.phase, 5)
 
 
 async def status_view(

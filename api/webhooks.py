@@ -25,7 +25,7 @@ from api.auth import NEEDS_ADMIN, NEEDS_GENERATE, NEEDS_READ, Principal
 from api.openapi import error_responses
 from api.ratelimit import RATE_REDELIVER, RATE_STATUS
 from api.state import Resources
-from sorapi import errors, names, status, webhook_policy
+from sorapi import errors, names, status, webhook_events, webhook_policy
 from sorapi.db import webhooks as rows
 from sorapi.db.models import Task, WebhookDelivery
 from sorapi.ids import redelivery_slot_workflow_id, webhook_workflow_id
@@ -123,6 +123,8 @@ async def redeliver(res: Resources, principal: Principal, task_id: str) -> Redel
     if task.status not in status.TERMINAL:
         raise errors.Conflict("the task has not finished: there is no event to redeliver yet")
     event = task.status
+    if not webhook_events.wants(task.request, event):
+        raise errors.Conflict(f"the task's webhook_events leave out `{event}`: there is no event to redeliver")
     arg = RedeliveryInput(
         delivery=WebhookDeliveryInput(
             task_id=task.id,

@@ -23,8 +23,9 @@ from sorapi.credit_schemas import (
     CreditsResponse,
     IssuedKey,
     LedgerEntryView,
+    SpendLimits,
 )
-from sorapi.db import accounts, audit, ledger
+from sorapi.db import accounts, audit, ledger, spend_limits
 from sorapi.db.models import Account, ApiKey, utcnow
 from sorapi.periods import period_of
 
@@ -136,10 +137,11 @@ async def list_keys(session: AsyncSession, account_id: str) -> ApiKeyList:
 
 
 async def revoke_key(session: AsyncSession, account_id: str, key_id: str, *, actor: str) -> ApiKeyView:
-    await _locked(session, account_id)
+    account = await _locked(session, account_id)
     record = await accounts.revoke_key(session, account_id, key_id)
     if record is None:
         raise errors.NotFound(f"account {account_id!r} has no key {key_id!r}")
+    spend_limits.forget_key(account, key_id)
     audit.record(session, actor=actor, action="key.revoke", account_id=account_id, target=key_id)
     return key_view(record)
 
@@ -212,3 +214,22 @@ async def account_view(session: AsyncSession, catalog: Catalog, account_id: str)
         created_at=account.created_at,
         credits=await credits.summary(session, account, catalog),
     )
+
+
+async def set_spend_limit(
+    session: AsyncSession, account_id: str, limit: int | None, *, key_id: str | None = None, actor: str
+) -> SpendLimits:
+    """Set (or with None clear) the account's monthly credit limit, or one active key's; returns every
+    limit now set with its usage. It applies to the next hold (the same row lock orders them)."""
+    account = await _locked(session, account_id)
+    await spend_limits.set_limit(session, account, limit, key_id)
+    audit.record(
+        session,
+        actor=actor,
+        action="spend_limit.set",
+        account_id=account_id,
+        target=key_id or account_id,
+        details={"scope": "key" if key_id else "account", "key_id": key_id, "monthly_credit_limit": limit},
+    )
+    await session.flush()
+    return SpendLimits(spend_limits=await credits.spend_limit_views(session, account))

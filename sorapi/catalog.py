@@ -42,6 +42,8 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     priority: int = 3
     dedicated_webhook_lane: bool = False
     audit_log: bool = False
+    self_service_spend_limits: bool = False
+    """Its accounts' admin-scope keys may set their own spend caps (`PUT /api/credits/spend-limits`)."""
     max_queue_seconds: int = 0
     """Default start deadline of its tasks (0: none; a request's `max_queue_seconds` overrides it)."""
     fairness_weight: float = 1.0

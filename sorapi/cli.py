@@ -9,6 +9,7 @@ import sys
 from sorapi import secret_policy
 from sorapi.cli_admin import register_admin
 from sorapi.cli_client import add_client_commands
+from sorapi.cli_temporal import register_temporal
 from sorapi.logs import configure_logging
 from sorapi.settings import get_settings
 
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=_worker)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=_migrate)
     register_admin(sub)
+    register_temporal(sub)
     add_client_commands(sub)
     return parser
 

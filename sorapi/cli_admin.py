@@ -103,6 +103,22 @@ def _change_plan(args: argparse.Namespace) -> Any:
     )
 
 
+def _spend_limit(text: str) -> int | None:
+    """A monthly credit limit on the command line: a whole number of credits, or `none` to clear it."""
+    if text.strip().lower() in ("none", "null", "off"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("a whole number of credits, or none") from None
+
+
+def _set_spend_limit(args: argparse.Namespace) -> Any:
+    _print_json(
+        _run(lambda s: administration.set_spend_limit(s, args.account_id, args.limit, key_id=args.key, actor=_actor()))
+    )
+
+
 def _show(args: argparse.Namespace) -> Any:
     _print_json(_run(lambda s: administration.account_view(s, get_catalog(), args.account_id)))
 
@@ -181,6 +197,15 @@ def register_admin(sub: Any) -> None:
     p = command("change-plan", _change_plan, "move an account to another plan")
     p.add_argument("account_id")
     p.add_argument("plan", choices=plans)
+
+    p = command(
+        "set-spend-limit",
+        _set_spend_limit,
+        "set or clear (none) the monthly credit limit of an account, or of one of its keys with --key",
+    )
+    p.add_argument("account_id")
+    p.add_argument("limit", type=_spend_limit, help="credits per UTC calendar month (held + captured), or none")
+    p.add_argument("--key", help="an active key id of the account: its limit instead of the account's")
 
     command("show", _show, "an account and its credits").add_argument("account_id")
 

@@ -37,6 +37,49 @@ class OverageFigures(msgspec.Struct, kw_only=True):
     amount_usd_this_period: Annotated[float, Meta(description="What they will be invoiced at (USD)")]
 
 
+class SpendLimitView(msgspec.Struct, kw_only=True):
+    """One spend cap that is set, and what this UTC calendar month has used of it."""
+
+    scope: Annotated[Literal["account", "key"], Meta(description="Whose limit: the account's or one API key's")]
+    key_id: Annotated[str | None, Meta(description="The key, for a key's limit; null for the account's")] = None
+    monthly_credit_limit: Annotated[int, Meta(description="Most credits usable per UTC calendar month")]
+    used: Annotated[
+        int,
+        Meta(description="Credits used this month: held by open tasks plus captured since the month began"),
+    ]
+    resets_at: Annotated[datetime, Meta(description="Start of the next UTC calendar month, when `used` restarts")]
+
+
+class SpendLimits(msgspec.Struct, kw_only=True):
+    """The account's spend caps that are set (the account's first, then its keys'), with their usage."""
+
+    spend_limits: list[SpendLimitView]
+
+
+CreditLimit = Annotated[int, Meta(ge=0, le=MAX_CREDIT_CHANGE)]
+
+
+class SpendLimitChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Set or clear a monthly spend cap: the account's, or one of its active keys' with `key_id`."""
+
+    monthly_credit_limit: Annotated[
+        CreditLimit | None,
+        Meta(
+            description="Credits usable per UTC calendar month (held + captured); null clears the limit. "
+            "A create that would pass it is refused with 402 `spend_limit_reached`",
+            extra_json_schema=schema_only(minimum=0, maximum=MAX_CREDIT_CHANGE),
+        ),
+    ]  # required: send null to clear
+    key_id: Annotated[
+        Annotated[str, Meta(max_length=40, pattern=NO_NUL)] | None,
+        Meta(
+            description="An active API key of the account: its limit instead of the account's "
+            "(404 when the account has no such active key)",
+            extra_json_schema=schema_only(maxLength=40, pattern=NO_NUL),
+        ),
+    ] = None
+
+
 class CreditsResponse(msgspec.Struct, kw_only=True):
     """Body of `GET /api/credits`: where the account's credits stand right now."""
 
@@ -65,6 +108,10 @@ class CreditsResponse(msgspec.Struct, kw_only=True):
     running: int
     queued: int
     overage: OverageFigures
+    spend_limits: Annotated[
+        list[SpendLimitView],
+        Meta(description="The monthly spend caps that are set (account, then keys), each with this month's usage"),
+    ] = []
 
 
 class LedgerEntryView(msgspec.Struct, kw_only=True):
@@ -113,7 +160,8 @@ class AuditEventView(msgspec.Struct, kw_only=True):
     action: Annotated[
         str,
         Meta(
-            description="key.use, key.issue, key.revoke, account.create, credits.grant, credits.adjust, plan.change",
+            description="key.use, key.issue, key.revoke, account.create, credits.grant, credits.adjust, "
+            "plan.change, spend_limit.set",
             examples=["key.use"],
         ),
     ]

@@ -15,8 +15,9 @@ from sorapi.credit_schemas import (
     EstimateResponse,
     LedgerEntryView,
     OverageFigures,
+    SpendLimitView,
 )
-from sorapi.db import ledger
+from sorapi.db import ledger, spend_limits
 from sorapi.db.models import Account, AuditEvent, LedgerEntry, Task, utcnow
 from sorapi.periods import period_bounds, period_of
 from sorapi.planning import Planned
@@ -45,6 +46,7 @@ async def summary(
         ).all()
     )
     overage = await ledger.period_overage(session, account.id, now)
+    limits = await spend_limit_views(session, account, now)
     return CreditsResponse(
         account_id=account.id,
         plan=account.plan,
@@ -69,7 +71,18 @@ async def summary(
             credits_this_period=overage,
             amount_usd_this_period=round(overage * plan.overage_usd_per_credit, 2),
         ),
+        spend_limits=limits,
     )
+
+
+async def spend_limit_views(
+    session: AsyncSession, account: Account, now: datetime | None = None
+) -> list[SpendLimitView]:
+    """The account's spend caps that are set, each with its usage this month (`sorapi.db.spend_limits`)."""
+    return [
+        SpendLimitView(scope=u.scope, key_id=u.key_id, monthly_credit_limit=u.limit, used=u.used, resets_at=u.resets_at)
+        for u in await spend_limits.usage(session, account, now=now)
+    ]
 
 
 async def ledger_page(
@@ -110,10 +123,15 @@ def audit_view(event: AuditEvent) -> AuditEventView:
     )
 
 
-async def estimate(session: AsyncSession, account: Account, planned: Planned, catalog: Catalog) -> EstimateResponse:
-    """The price `generate` would reserve, and whether the account could reserve it now."""
+async def estimate(
+    session: AsyncSession, account: Account, planned: Planned, catalog: Catalog, key_id: str | None = None
+) -> EstimateResponse:
+    """The price `generate` would reserve, and whether the account (asked by `key_id`) could reserve it
+    now: its credits cover it and no spend cap refuses it."""
     request = planned.request
-    affordable = await ledger.can_hold(session, account, planned.price, catalog.plans[account.plan])
+    affordable = await ledger.can_hold(
+        session, account, planned.price, catalog.plans[account.plan]
+    ) and not await spend_limits.first_hit(session, account, planned.price, key_id)
     return EstimateResponse(
         credits=planned.price,
         model_version=request.model_version,

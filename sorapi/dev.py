@@ -14,6 +14,7 @@ import asyncio
 import os
 import secrets
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -101,6 +102,7 @@ SorAPI dev stack is up.
   Data         {Path(settings.data_dir).resolve()}
   API key      {key}
   Admin token  {settings.admin_token}   (Bearer token of the /admin/... API)
+{_metrics_lines(settings)}
 
 Render a video (the seed's quickstart):
   export SORA2_API_KEY={key}
@@ -113,6 +115,66 @@ Then poll (use the task_id it returned):
 
 Ctrl-C stops everything.
 """.rstrip()
+
+
+METRICS_PORTS = (
+    "orchestrator_metrics_port",
+    "orchestrator_sdk_metrics_port",
+    "render_metrics_port",
+    "render_sdk_metrics_port",
+)
+
+
+def free_metrics_ports(settings: Settings) -> Settings:
+    """The workers' metrics ports, each moved to a free one if another process holds it (a second
+    dev stack, a test's), so the stack starts anyway; the banner prints the ports in force."""
+    taken = {}
+    for field in METRICS_PORTS:
+        port = getattr(settings, field)
+        if port and not _bindable(settings.metrics_host, port):
+            taken[field] = servers.free_port()
+    return msgspec.structs.replace(settings, **taken) if taken else settings
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_for_metrics(settings: Settings, children: list[servers.ManagedProcess]) -> None:
+    """Print the banner once the workers serve their metrics (a render worker imports torch first);
+    an endpoint that never comes up is logged, not fatal."""
+    for port in (getattr(settings, field) for field in METRICS_PORTS):
+        if not port:
+            continue
+        try:
+            servers.wait_for_http(
+                f"http://{_reachable(settings.metrics_host)}:{port}/metrics", [c.popen for c in children], 120
+            )
+        except TimeoutError as exc:
+            log.warning("a worker serves no metrics", error=str(exc))
+
+
+def _reachable(host: str) -> str:
+    """Where this host reaches a server bound to `host` (every interface: loopback)."""
+    return "127.0.0.1" if host in ("0.0.0.0", "") else host
+
+
+def _metrics_lines(settings: Settings) -> str:
+    """One `metrics:` URL per process: the API's takes the admin token, the workers' listen on metrics_host."""
+    host = _reachable(settings.metrics_host)
+    api = f"{settings.resolved_public_base_url}/metrics"
+    lines = [f"  metrics: api           {api}   (Bearer: the admin token)"]
+    for process in ("orchestrator", "render"):
+        own, sdk = getattr(settings, f"{process}_metrics_port"), getattr(settings, f"{process}_sdk_metrics_port")
+        if own:
+            extra = f"   (Temporal SDK: http://{host}:{sdk}/metrics)" if sdk else ""
+            lines.append(f"  metrics: {process:<13} http://{host}:{own}/metrics{extra}")
+    return "\n".join(lines)
 
 
 def run_dev(settings: Settings | None = None) -> int:
@@ -156,6 +218,7 @@ def run_dev(settings: Settings | None = None) -> int:
         upgrade(settings.resolved_database_url)
         key = asyncio.run(ensure_dev_account(settings, data / "dev-api-key"))
         settings = ensure_admin_token(settings, data / "admin-token")
+        settings = free_metrics_ports(settings)
         env = {**os.environ, **_settings_env(msgspec.structs.replace(settings, dev_stack=True))}
         sorapi = [sys.executable, "-m", "sorapi"]
         children = [
@@ -173,6 +236,7 @@ def run_dev(settings: Settings | None = None) -> int:
         except RuntimeError:
             dead = next(c for c in children if not c.alive())
             raise RuntimeError(f"{dead.name} exited during start-up:\n{dead.log_tail()}") from None
+        _wait_for_metrics(settings, children)
         print(_banner(settings, key), file=sys.stderr, flush=True)
         while not stopping:
             exited = [p for p in procs if not p.alive()]

@@ -15,6 +15,8 @@ INVALID_FORM = "invalid_form"
 UNAUTHORIZED = "unauthorized"
 NOT_FOUND = "not_found"
 INSUFFICIENT_CREDITS = "insufficient_credits"
+SPEND_LIMIT_REACHED = "spend_limit_reached"
+"""A create would take the account's or the key's credits used this UTC month past its `monthly_credit_limit` (402)."""
 IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
 RATE_LIMITED = "rate_limited"
 SERVICE_UNAVAILABLE = "service_unavailable"
@@ -32,6 +34,8 @@ TASK_EXPIRED = "task_expired"
 UNSUPPORTED_PARAMETER = "unsupported_parameter"
 PLAN_FEATURE = "plan_feature_unavailable"
 ADMIN_DISABLED = "admin_disabled"
+METRICS_DISABLED = "metrics_disabled"
+"""`GET /metrics` with no token configured to check (SORAPI_METRICS_TOKEN or SORAPI_ADMIN_TOKEN) (403)."""
 INSUFFICIENT_SCOPE = "insufficient_scope"
 NO_CALLBACK_URL = "no_callback_url"
 REDELIVERIES_IN_FLIGHT = "redeliveries_in_flight"
@@ -104,6 +108,12 @@ class NotFound(ApiError):
 class InsufficientCredits(ApiError):
     status_code = 402
     code = INSUFFICIENT_CREDITS
+
+
+class SpendLimitReached(InsufficientCredits):
+    """A monthly spend cap refuses the hold; an `InsufficientCredits`, so whoever handles one handles both."""
+
+    code = SPEND_LIMIT_REACHED
 
 
 class IdempotencyKeyReused(ApiError):

@@ -55,3 +55,24 @@ def webhook_workflow_id(task_id: str, event: str) -> str:
 def redelivery_slot_workflow_id(task_id: str, slot: int) -> str:
     """One of a task's redelivery slots: Temporal runs at most one workflow per id, so at most one redelivery."""
     return f"{task_id}-redelivery-{slot}"
+
+
+BATCH_PREFIX = "batch_"
+
+
+def new_batch_id() -> str:
+    """A random batch id (`batch_` + 32 hex digits), for a batch sent without an idempotency key."""
+    return BATCH_PREFIX + uuid.uuid4().hex
+
+
+def idempotent_batch_id(account_id: str, idempotency_key: str) -> str:
+    """The batch id a batch's idempotency key always maps to (its own namespace: a batch and a task
+    may share a key without sharing anything)."""
+    digest = hashlib.sha256(f"batch\x00{account_id}\x00{idempotency_key}".encode()).hexdigest()
+    return BATCH_PREFIX + digest[:32]
+
+
+def batch_item_key(batch_id: str, index: int) -> str:
+    """The idempotency key of a keyed batch's item `index` (`batch_…/3`): its task id follows from it
+    (`idempotent_task_id`), so a retried batch finds each of its tasks again."""
+    return f"{batch_id}/{index}"

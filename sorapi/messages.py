@@ -29,6 +29,9 @@ class RenderSpec(msgspec.Struct, kw_only=True, frozen=True):
     dtype: str = "bfloat16"
     num_frames: int = 0
     """Frames at the model's fps, rounded per family (0 in histories older than this field: recompute)."""
+    progress_webhook_lane: str = ""
+    """The task asked for `progress` webhooks: the render host starts them on this delivery lane
+    (empty: it did not ask)."""
 
 
 class VideoTaskInput(msgspec.Struct, kw_only=True, frozen=True):
@@ -50,6 +53,8 @@ class VideoTaskInput(msgspec.Struct, kw_only=True, frozen=True):
     """The plan's webhook delivery lane (a task queue)."""
     max_queue_s: int = 0
     """Start deadline: a task still waiting for a slot this long after it asked expires (0: none)."""
+    plan: str = ""
+    """The account's plan when the task was made: the `SorapiPlan` search attribute (empty in older histories)."""
 
 
 class HoldInput(msgspec.Struct, kw_only=True, frozen=True):
@@ -197,17 +202,28 @@ class RefreshBatchResult(msgspec.Struct, kw_only=True, frozen=True):
     done: bool
 
 
+class WebhookProgress(msgspec.Struct, kw_only=True, frozen=True):
+    """What a `progress` webhook announces: one render heartbeat."""
+
+    phase: str
+    step: int
+    total: int
+    percent: int
+
+
 class WebhookDeliveryInput(msgspec.Struct, kw_only=True, frozen=True):
-    """Deliver one terminal event of a task, with retries, on the plan's lane."""
+    """Deliver one event of a task, with retries, on the plan's lane."""
 
     task_id: str
     event: str
-    """The status the event announces: succeeded, failed, cancelled or expired."""
+    """What the event announces: a status (queued, running, succeeded, failed, cancelled, expired) or progress."""
     event_id: str
     """Sent as `webhook-id` and payload `id`: the same on every attempt and redelivery of the event."""
     lane: str
     trigger: str = "automatic"
     """"automatic" (the task's workflow) or "redeliver" (POST /api/tasks/{id}/webhooks/redeliver)."""
+    progress: WebhookProgress | None = None
+    """The heartbeat a `progress` event announces."""
 
 
 class DeliverWebhook(msgspec.Struct, kw_only=True, frozen=True):
@@ -220,6 +236,7 @@ class DeliverWebhook(msgspec.Struct, kw_only=True, frozen=True):
     attempt: int
     max_attempts: int
     trigger: str = "automatic"
+    progress: WebhookProgress | None = None
 
 
 class DeliveryOutcome(msgspec.Struct, kw_only=True, frozen=True):

@@ -8,7 +8,7 @@ import secrets
 
 import msgspec
 
-from sorapi import netguard
+from sorapi import netguard, webhook_events
 from sorapi.catalog import Catalog, ModelSpec, Plan
 from sorapi.messages import RenderSpec
 from sorapi.resolutions import ORIENTATION_NAMES, SIZE_NAMES, ResolutionError, Tier, resolve
@@ -68,6 +68,18 @@ def _callback_errors(req: GenerateRequest, allow_http: bool) -> list[ErrorDetail
     return errors
 
 
+def _webhook_event_errors(events: list[str] | None) -> list[ErrorDetail]:
+    """Known events, each once (msgspec already refused an empty list); each problem names its item."""
+    errors = []
+    for index, event in enumerate(events or ()):
+        if event not in webhook_events.EVENTS:
+            message = f"unknown event {event!r}: use {', '.join(webhook_events.EVENTS)}"
+            errors.append(ErrorDetail(field=f"webhook_events[{index}]", message=message))
+        elif event in (events or [])[:index]:
+            errors.append(ErrorDetail(field=f"webhook_events[{index}]", message=f"{event!r} is listed once already"))
+    return errors
+
+
 def _duration_errors(name: str, model: ModelSpec, duration: int) -> list[ErrorDetail]:
     """The clip must fit the model: in seconds, and in frames at its native fps (rounded per family)."""
     if duration > model.max_duration_s:
@@ -119,6 +131,7 @@ def plan(req: GenerateRequest, catalog: Catalog, *, allow_http_callbacks: bool =
                 )
             )
     errors += _callback_errors(req, allow_http_callbacks)
+    errors += _webhook_event_errors(req.webhook_events)
     if errors:
         return errors
     assert model is not None
@@ -134,6 +147,7 @@ def plan(req: GenerateRequest, catalog: Catalog, *, allow_http_callbacks: bool =
         negative_prompt=req.negative_prompt,
         callback_url=req.callback_url,
         max_queue_seconds=req.max_queue_seconds,
+        webhook_events=[e for e in webhook_events.EVENTS if e in (req.webhook_events or webhook_events.DEFAULT)],
     )
     return Planned(request=request, tier=tier, price=catalog.price(model, req.duration, tier))
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
-from sorapi import status
+from sorapi import status, webhook_events
 from sorapi.resolutions import ASPECT_RATIO_VALUES, RESOLUTION_VALUES, SIZE_NAMES, Orientation
 from sorapi.webhook_signing import RESERVED_PREFIXES
 
@@ -183,6 +183,21 @@ ClientMetadata = Annotated[
         ),
     ),
 ]
+WEBHOOK_EVENT_ITEM = {"type": "string", "enum": list(webhook_events.EVENTS)}
+WebhookEventName = Annotated[str, Meta(extra_json_schema=schema_only(enum=list(webhook_events.EVENTS)))]
+WebhookEvents = Annotated[
+    list[WebhookEventName],
+    Meta(
+        min_length=1,
+        max_length=len(webhook_events.EVENTS),
+        description="The events delivered to `callback_url`, each at most once: any of "
+        + ", ".join(webhook_events.EVENTS)
+        + ". `progress` carries the render's step, total and percent, at most one every "
+        f"{webhook_events.PROGRESS_INTERVAL_S} s. Default: " + ", ".join(webhook_events.DEFAULT) + ".",
+        examples=[["running", "progress", "succeeded", "failed"]],
+        extra_json_schema=schema_only(uniqueItems=True, items=WEBHOOK_EVENT_ITEM),
+    ),
+]
 IdempotencyKey = Annotated[
     str,
     Meta(
@@ -211,6 +226,7 @@ class GenerateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     idempotency_key: IdempotencyKey | None = None
     max_queue_seconds: MaxQueueSeconds | None = None
     metadata: ClientMetadata | None = None
+    webhook_events: WebhookEvents | None = None
 
 
 class TaskRequest(msgspec.Struct, kw_only=True):
@@ -237,6 +253,14 @@ class TaskRequest(msgspec.Struct, kw_only=True):
             examples=[21600],
         ),
     ] = None
+    webhook_events: Annotated[
+        list[WebhookEventName],
+        Meta(
+            description="The events its webhook receives (sent, else the default), in the order a task meets them",
+            examples=[list(webhook_events.DEFAULT)],
+            extra_json_schema=schema_only(items=WEBHOOK_EVENT_ITEM),
+        ),
+    ] = msgspec.field(default_factory=lambda: list(webhook_events.DEFAULT))
 
 
 class GenerateResponse(msgspec.Struct, kw_only=True):
@@ -325,7 +349,7 @@ class LiveProgress(msgspec.Struct, kw_only=True):
 
 
 WebhookEventType = Annotated[
-    str, Meta(extra_json_schema=schema_only(enum=[f"task.{event}" for event in sorted(status.TERMINAL)]))
+    str, Meta(extra_json_schema=schema_only(enum=[f"task.{event}" for event in webhook_events.EVENTS]))
 ]
 
 
@@ -335,7 +359,7 @@ class WebhookAttempt(msgspec.Struct, kw_only=True):
     event_id: Annotated[str, Meta(description="The event's `webhook-id` (same on every retry and redelivery)")]
     event_type: Annotated[
         WebhookEventType,
-        Meta(description="task.succeeded, task.failed, task.cancelled or task.expired", examples=["task.succeeded"]),
+        Meta(description="task.<event> for each event of `webhook_events`", examples=["task.succeeded"]),
     ]
     delivery_id: Annotated[str, Meta(description="Groups the attempts of one delivery run")]
     trigger: Annotated[
@@ -485,6 +509,15 @@ WebhookMetadata = dict[str, str | None]
 """The task's `metadata` as `/api/status` shows it: the client's labels and its `idempotency_key`."""
 
 
+class ProgressBeat(msgspec.Struct, kw_only=True):
+    """A `task.progress` webhook's news: the render's last heartbeat."""
+
+    phase: Annotated[str, Meta(description="denoising", examples=["denoising"])]
+    step: Annotated[int, Meta(description="Denoising steps done", examples=[12])]
+    total_steps: Annotated[int, Meta(description="Denoising steps in total", examples=[30])]
+    percent: Annotated[int, Meta(description="As `progress` in GET /api/status", examples=[39])]
+
+
 class WebhookPayload(msgspec.Struct, kw_only=True):
     """Body of every webhook: the seed's payload plus the event's id and type.
 
@@ -493,16 +526,28 @@ class WebhookPayload(msgspec.Struct, kw_only=True):
     """
 
     id: Annotated[str, Meta(description="Event id, equal to the `webhook-id` header; dedupe on it")]
-    type: Annotated[str, Meta(description="task.succeeded, task.failed, task.cancelled or task.expired")]
-    created_at: Annotated[datetime, Meta(description="When the task reached this status")]
+    type: Annotated[
+        str,
+        Meta(
+            description="task.<event>: task.queued, task.running, task.progress, task.succeeded, task.failed, "
+            "task.cancelled or task.expired"
+        ),
+    ]
+    created_at: Annotated[datetime, Meta(description="When the task reached this status (or made this progress)")]
     task_id: str
-    status: Annotated[str, Meta(description="The status this event announces (GET /api/status shows it too)")]
+    status: Annotated[
+        str,
+        Meta(description="The status this event announces (GET /api/status shows it too); `running` for progress"),
+    ]
     response: Annotated[list[WebhookOutput], Meta(description="Outputs with playable URLs (succeeded only)")]
     request: TaskRequest
     metadata: WebhookMetadata
     error_code: str | None = None
     error_message: str | None = None
     expires_at: Annotated[datetime | None, Meta(description="When the assets are (or were) deleted")] = None
+    progress: (
+        Annotated[ProgressBeat, Meta(description="task.progress only: how far the render is")] | msgspec.UnsetType
+    ) = msgspec.UNSET
 
 
 class WebhookSecret(msgspec.Struct, kw_only=True):

@@ -29,16 +29,19 @@ class Secret:
 
 SECRETS = (
     Secret("admin_token", 32, frozenset()),  # empty disables the admin API: allowed
+    Secret("metrics_token", 32, frozenset()),  # empty: /metrics takes the admin token (api/metrics.py)
     Secret("secret_key", 32, frozenset({API, ORCHESTRATOR})),  # empty means a dev key file in data_dir
     # Provider-issued S3 secrets are 31 (Backblaze B2) to 64 characters; 20 refuses hand-typed passwords.
     Secret("s3_secret_key", 20, frozenset({API, ORCHESTRATOR, RENDER})),
     Secret("payload_key", 32, frozenset({API, ORCHESTRATOR, RENDER, CODEC})),  # empty means a dev key file
 )
+OPERATOR_ONLY = frozenset({"admin_token", "metrics_token", "dev_api_key", "redis_url"})
+"""The API's own credentials and state: no worker holds them."""
 WITHHELD: dict[str, frozenset[str]] = {
     API: frozenset(),
-    ORCHESTRATOR: frozenset({"admin_token", "dev_api_key", "redis_url"}),
-    RENDER: frozenset({"admin_token", "dev_api_key", "redis_url", "secret_key", "secret_key_previous", "database_url"}),
-    CODEC: frozenset({"admin_token", "dev_api_key", "redis_url", "secret_key", "secret_key_previous", "database_url"}),
+    ORCHESTRATOR: OPERATOR_ONLY,
+    RENDER: OPERATOR_ONLY | {"secret_key", "secret_key_previous", "database_url"},
+    CODEC: OPERATOR_ONLY | {"secret_key", "secret_key_previous", "database_url"},
 }
 """Settings a process never holds (least privilege): a render host, the most exposed machine, and
 the codec server reach neither the database, nor the operator API, nor the account secrets."""

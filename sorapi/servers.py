@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sorapi import search_attributes
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -119,8 +121,9 @@ def wait_for_http(url: str, processes: list[subprocess.Popen[bytes]], timeout_s:
     raise TimeoutError(f"{url} did not answer 200 within {timeout_s}s")
 
 
-TEMPORAL_DEV_FLAGS = ("--dynamic-config-value", "matching.enableFairness=true")
-"""Task-queue fairness is off by default in the dev server; renders share the fleet fairly by account."""
+TEMPORAL_DEV_FLAGS = ("--dynamic-config-value", "matching.enableFairness=true", *search_attributes.DEV_SERVER_FLAGS)
+"""Task-queue fairness is off by default in the dev server; renders share the fleet fairly by account.
+The operator console's search attributes are registered (sorapi.search_attributes)."""
 
 
 def start_temporal(

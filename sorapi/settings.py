@@ -81,6 +81,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     render_attention_backend: str = ""
     """diffusers attention backend for the transformer, e.g. "flash", "_flash_3", "sage", "native"
     (empty: PyTorch SDPA). Backends fetched from the Hub ("*_hub") are refused."""
+    render_cpu_threads: int = 0
+    """Intra-op threads of a render on the CPU (torch.set_num_threads). 0: one for the tiny dev models,
+    whose tensors are too small to share (two threads took 3x the CPU-seconds of one for the same
+    wall time, starving the stack's other processes: bench.queue's drain), torch's default otherwise."""
     render_compile: bool = False
     """torch.compile the transformer's repeated blocks; the first render of each shape pays the compile."""
     render_heartbeat_timeout_s: int = 30
@@ -192,6 +196,23 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     audit_retention_days: int = 90
     """Key-use audit entries (one per authenticated request on plans with `audit_log`) older than this
     are deleted by the hourly `sorapi-audit-prune` schedule; administrative actions are kept. 0 keeps all."""
+
+    metrics_token: str = ""
+    """Bearer token Prometheus sends to the API's `GET /metrics`; empty: the admin token is the only
+    one accepted, and with neither set /metrics answers 403 (unless `metrics_public`)."""
+    metrics_public: bool = False
+    """Serve the API's /metrics without a token: only where the network keeps clients from it."""
+    metrics_host: str = "127.0.0.1"
+    """Address the workers' metrics endpoints bind to. They take no token: keep them on a private
+    interface (compose and Kubernetes: 0.0.0.0 inside the cluster network, never published)."""
+    orchestrator_metrics_port: int = 9471
+    """The orchestrator's own metrics (tasks finished, credits, webhooks); 0: off."""
+    orchestrator_sdk_metrics_port: int = 9472
+    """The orchestrator's Temporal SDK metrics (temporalio's Prometheus runtime); 0: off."""
+    render_metrics_port: int = 9473
+    """A render worker's own metrics (render phases, GPU memory); give each worker of a host its own."""
+    render_sdk_metrics_port: int = 9474
+    """A render worker's Temporal SDK metrics; 0: off."""
 
     log_level: str = "info"
     log_json: bool = True

@@ -8,15 +8,17 @@ from pathlib import Path
 
 import structlog
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
+from sorapi import tracing
 from sorapi.payload_codec import data_converter
 from sorapi.settings import Settings
 
 log = structlog.get_logger()
 
 
-async def connect(settings: Settings, *, wait_s: float = 60.0) -> Client:
+async def connect(settings: Settings, *, wait_s: float = 60.0, runtime: Runtime | None = None) -> Client:
     """Connect, waiting up to `wait_s` for a frontend that is still starting.
 
     A freshly started server (or cluster in docker-compose) opens its port before it answers
@@ -31,6 +33,8 @@ async def connect(settings: Settings, *, wait_s: float = 60.0) -> Client:
                 data_converter=data_converter(settings),
                 tls=tls_config(settings),
                 api_key=settings.temporal_api_key or None,
+                runtime=runtime,  # a worker's: serves its SDK metrics (sorapi.metrics.sdk_runtime)
+                interceptors=tracing.interceptors(),  # workers built on this client inherit them
             )
         except RuntimeError as exc:  # the SDK reports connection failures as RuntimeError
             if time.monotonic() > deadline:

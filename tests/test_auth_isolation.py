@@ -89,8 +89,9 @@ async def test_scopes_limit_what_a_key_may_do(account: Api, sessions: Any) -> No
     assert blind.status_code == 403 and blind.json()["error"]["code"] == "insufficient_scope"
 
 
-PUBLIC_PREFIXES = ("/healthz", "/readyz", "/openapi.json", "/docs")
-"""Routes anyone may call: health checks and the API reference. Every other route needs a credential."""
+PUBLIC_PREFIXES = ("/healthz", "/readyz", "/openapi.json", "/docs", "/console")
+"""Routes anyone may call: health checks, the API reference and the web console's pages (at `/` too), whose
+script calls the API with the key the user pastes. Every other route needs a credential."""
 CUSTOMER_SCOPES = frozenset({"generate", "read", "audit"})
 """Every scope but `admin`, which implies them all."""
 SOME_TASK = "sora2" + "0" * 32
@@ -105,7 +106,7 @@ def _routes() -> list[tuple[str, str, frozenset[str] | None]]:
 
     found = []
     for route in create_app(Settings()).routes:
-        if not isinstance(route, HTTPRoute) or route.path.startswith(PUBLIC_PREFIXES):
+        if not isinstance(route, HTTPRoute) or route.path == "/" or route.path.startswith(PUBLIC_PREFIXES):
             continue
         path = re.sub(r"\{\w+:\w+\}", SOME_TASK, route.path)
         for handler in route.route_handlers:
@@ -131,7 +132,7 @@ async def test_every_route_needs_a_key_and_the_scope_it_declares(account: Api, s
     for method, path, declared in routes:
         missing = await _call(account, method, path, None)
         assert missing.status_code == 401, (method, path, missing.status_code, missing.text)
-        if path.startswith("/admin"):  # the operator API takes the admin token, never a customer key
+        if path.startswith(("/admin", "/metrics")):  # operator routes take operator tokens, never a customer key
             assert (await _call(account, method, path, account.api_key)).status_code == 401, (method, path)
             continue
         assert declared, f"{method} {path} takes an API key but declares no scopes (opt=NEEDS_...)"

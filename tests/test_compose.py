@@ -234,3 +234,49 @@ def test_render_hosts_and_the_codec_server_refuse_secrets_they_must_not_hold() -
     assert exposed.returncode == secret_policy.EXIT_CONFIG and "SORAPI_CODEC_TOKEN" in exposed.stderr
     missing = _sorapi("worker", "render", env={"SORAPI_S3_SECRET_KEY": strong["SORAPI_S3_SECRET_KEY"]})
     assert missing.returncode == secret_policy.EXIT_CONFIG and "SORAPI_PAYLOAD_KEY" in missing.stderr
+
+
+def test_prometheus_scrapes_the_api_and_every_worker() -> None:
+    """The API with the metrics token (a compose secret), each worker's own and SDK ports, which no
+    service publishes: they take no token."""
+    compose = _compose()
+    services = compose["services"]
+    prometheus = services["prometheus"]
+    mounts = dict(volume.split(":")[:2] for volume in prometheus["volumes"])
+    assert mounts["./deploy/prometheus/prometheus.yml"] == "/etc/prometheus/prometheus.yml"
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    targets = {(sd["names"][0], sd["port"]) for job in jobs.values() for sd in job["dns_sd_configs"]}
+    defaults = Settings()
+    assert targets == {
+        ("api", 8000),
+        ("orchestrator", defaults.orchestrator_metrics_port),
+        ("orchestrator", defaults.orchestrator_sdk_metrics_port),
+        ("render", defaults.render_metrics_port),
+        ("render", defaults.render_sdk_metrics_port),
+    }
+    assert jobs["sorapi-api"]["authorization"] == {"type": "Bearer", "credentials_file": "/run/secrets/metrics_token"}
+    assert prometheus["secrets"] == ["metrics_token"]
+    assert compose["secrets"]["metrics_token"] == {"environment": "SORAPI_METRICS_TOKEN"}
+    assert services["api"]["environment"]["SORAPI_METRICS_TOKEN"] == "${SORAPI_METRICS_TOKEN:?set SORAPI_METRICS_TOKEN}"
+    for worker in ("orchestrator", "render"):
+        assert services[worker]["environment"]["SORAPI_METRICS_HOST"] == "0.0.0.0"
+        assert "ports" not in services[worker]
+
+
+def test_grafana_is_provisioned_with_the_dashboard() -> None:
+    import json
+
+    grafana = _compose()["services"]["grafana"]
+    mounts = dict(volume.split(":")[:2] for volume in grafana["volumes"])
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    provisioning = ROOT / "deploy" / "grafana" / "provisioning"
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "sorapi.yml").read_text())["providers"]
+    assert mounts["./deploy/grafana/dashboards"] == provider["options"]["path"]
+    (source,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+    assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "sorapi.json").read_text())
+    assert len(dashboard["panels"]) >= 10
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == source["uid"], panel["title"]
+        assert panel["targets"] and all(target["expr"] for target in panel["targets"]), panel["title"]

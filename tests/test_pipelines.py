@@ -12,6 +12,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from torch import get_num_threads, set_num_threads
+
 from activities.pipelines import (
     SUPPORTED_FAMILIES,
     RenderInterrupted,
@@ -19,6 +21,7 @@ from activities.pipelines import (
     frames_for,
     load_pipeline,
     run_pipeline,
+    set_cpu_threads,
 )
 
 FAMILIES = pytest.mark.parametrize("family", SUPPORTED_FAMILIES)
@@ -248,3 +251,16 @@ def test_fps_conditions_ltx_motion_and_is_ignored_by_wan(pipes: dict[str, Any]) 
     wan = [run_pipeline(pipes["wan"], **request(), fps=fps) for fps in (8, 24)]
     assert not np.array_equal(*ltx), "LTX-Video takes the frame rate as conditioning"
     assert np.array_equal(*wan)
+
+
+def test_cpu_renders_of_the_dev_models_use_one_thread_and_real_weights_keep_torchs_default() -> None:
+    before = get_num_threads()
+    try:
+        assert set_cpu_threads("cpu", 0, dev_models=True) == 1
+        set_num_threads(before)
+        assert set_cpu_threads("cpu", 0, dev_models=False) == before
+        assert set_cpu_threads("cpu", 3, dev_models=False) == 3
+        set_num_threads(before)
+        assert set_cpu_threads("cuda", 0, dev_models=True) == before
+    finally:
+        set_num_threads(before)

@@ -3,7 +3,8 @@ flight (a command added, removed or reordered without a `workflow.patched` marke
 
 The histories in tests/histories/ were recorded by `python -m tests.histories.record`; the
 `before-*` ones with the workflows of older commits (`--ref`), before the `discard-outputs`,
-`slot-gate` and `local-db-steps` patches. Record again after a deliberate, patched change of a workflow.
+`slot-gate`, `local-db-steps` and `search-attributes` patches. Record again after a deliberate,
+patched change of a workflow.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def test_every_workflow_has_recorded_histories() -> None:
     assert any(path.name.startswith("before-discard-patch-") for path in HISTORIES)
     assert any(path.name.startswith("before-slot-gate-") for path in HISTORIES)
     assert any(path.name.startswith("before-local-db-steps-") for path in HISTORIES)
+    assert any(path.name.startswith("before-search-attributes-video_task_") for path in HISTORIES)
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])

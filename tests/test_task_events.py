@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from tests.stack import Api
+import httpx
+
+from tests.api_helpers import serve_replica
+from tests.stack import Api, Stack
 
 PAYLOAD = {"prompt": "a heron lifting off a misty pond", "duration": 1, "resolution": "480x480"}
 
@@ -66,3 +69,20 @@ async def test_prefer_wait_answers_with_the_finished_task(account: Api) -> None:
     )
     plain = (await account.generate(PAYLOAD)).json()
     assert "result" not in plain and plain["status"] == "queued", "without Prefer the answer comes at once"
+
+
+async def test_a_quiet_stream_gets_keep_alive_comments_and_no_empty_events(stack: Stack, account: Api) -> None:
+    """A comment every `stream_keepalive_s` while nothing happens, and nothing else with it: an empty
+    `data:` line would reach an EventSource as an empty message."""
+    with serve_replica(stack, stream_keepalive_s=0.2) as base_url:
+        async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+            created = await client.post("/api/generate", json=PAYLOAD, headers=account.auth())
+            task_id = created.json()["task_id"]
+            headers = {**account.auth(), "Accept": "text/event-stream"}
+            async with client.stream("GET", f"/api/tasks/{task_id}/events", headers=headers) as answer:
+                lines = [line async for line in answer.aiter_lines()]
+    blocks = "\n".join(lines).split("\n\n")
+    keep_alives = [block for block in blocks if block.startswith(": keep-alive")]
+    assert keep_alives, "a render takes longer than 0.2 s: the stream must have fallen quiet at least once"
+    assert all(block == ": keep-alive" for block in keep_alives), keep_alives
+    assert not any(block.strip() == "data:" for block in blocks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -21,7 +22,7 @@ from activities.slot_gate import GateActivities
 from activities.slots import SlotActivities
 from activities.sweeper import SweeperActivities
 from activities.task_state import TaskStateActivities
-from sorapi import storage
+from sorapi import backlog, metrics, search_attributes, storage
 from sorapi.db.engine import make_async_engine, make_sessionmaker
 from sorapi.schedules import ensure_schedules
 from sorapi.settings import Settings
@@ -50,8 +51,11 @@ WORKFLOWS = [
 
 
 def sandbox_runner() -> SandboxedWorkflowRunner:
-    """The default sandbox, with msgspec passed through (a C extension with no global state to leak)."""
-    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules("msgspec"))
+    """The default sandbox, with msgspec passed through (a C extension with no global state to leak) and
+    opentelemetry (the tracing interceptor's workflow side must share the process's context and provider)."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("msgspec", "opentelemetry")
+    )
 
 
 def create_worker(client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Worker:
@@ -81,25 +85,40 @@ def create_worker(client: Client, settings: Settings, sessions: async_sessionmak
             AuditPruneActivities(sessions).prune_audit_events,
             expiry.expire_task,
             expiry.discard_outputs,
-            *_follow_ups(client, settings),
+            *_follow_ups(client, settings, sessions),
         ],
         workflow_runner=sandbox_runner(),
         graceful_shutdown_timeout=timedelta(seconds=20),
     )
 
 
-def _follow_ups(client: Client, settings: Settings) -> list[Callable[..., Any]]:
-    starts = FollowUpActivities(client, settings.orchestration_queue)
+def _follow_ups(
+    client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> list[Callable[..., Any]]:
+    starts = FollowUpActivities(client, settings.orchestration_queue, sessions)
     return [starts.start_webhook_delivery, starts.start_retention]
 
 
 async def main(settings: Settings) -> None:
-    client = await connect(settings)
+    metrics.serve("orchestrator", settings.metrics_host, settings.orchestrator_metrics_port)
+    sdk = metrics.sdk_runtime("orchestrator", settings.metrics_host, settings.orchestrator_sdk_metrics_port)
+    client = await connect(settings, runtime=sdk)
     try:
         await ensure_schedules(client, settings.orchestration_queue, audit_retention_days=settings.audit_retention_days)
     except Exception as exc:  # the workers are still useful; the schedules are retried on the next start
         structlog.get_logger().error("could not create the schedules", error=repr(exc))
+    try:  # what `sorapi temporal setup` does; a cluster that refuses (Temporal Cloud) is set up by hand
+        await search_attributes.register(client)
+    except Exception as exc:
+        structlog.get_logger().error(
+            "could not register the search attributes: run `sorapi temporal setup` (docs/operations.md)",
+            error=repr(exc),
+        )
     sessions = make_sessionmaker(make_async_engine(settings.resolved_database_url))  # one pool for every worker
-    await run_until_signalled(
-        create_worker(client, settings, sessions), *create_webhook_workers(client, settings, sessions=sessions)
-    )
+    watching = asyncio.create_task(backlog.watch(client, [settings.render_queue]))  # the autoscaling signal
+    try:
+        await run_until_signalled(
+            create_worker(client, settings, sessions), *create_webhook_workers(client, settings, sessions=sessions)
+        )
+    finally:
+        watching.cancel()

@@ -17,8 +17,9 @@ import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.progress_webhooks import ProgressWebhooks
 from activities.render import RenderActivities, sweep_scratch
-from sorapi import storage
+from sorapi import metrics, storage
 from sorapi.settings import Settings
 from sorapi.temporal import connect
 from workers.run import run_until_signalled
@@ -42,6 +43,8 @@ def create_workers(
     client: Client, settings: Settings, renders: RenderActivities | None = None
 ) -> tuple[Worker, Worker]:
     renders = renders or make_render_activities(settings)
+    if renders.progress_webhooks is None:
+        renders.progress_webhooks = ProgressWebhooks(client, settings.orchestration_queue, asyncio.get_running_loop())
     render = Worker(
         client,
         task_queue=settings.render_queue,
@@ -66,15 +69,19 @@ def create_workers(
 
 
 async def main(settings: Settings) -> None:
-    from activities.pipelines import device_available
+    from activities.pipelines import device_available, set_cpu_threads
 
     if not device_available(settings.render_device):
         log.error("render device is not available on this host", device=settings.render_device)
         raise SystemExit(2)
+    threads = set_cpu_threads(settings.render_device, settings.render_cpu_threads, dev_models=not settings.model_dir)
+    log.info("render host ready", device=settings.render_device, cpu_threads=threads)
     swept = sweep_scratch(settings.resolved_render_dir)
     if swept:
         log.info("stale render scratch removed", directories=swept)
-    client = await connect(settings)
+    metrics.serve("render", settings.metrics_host, settings.render_metrics_port)
+    sdk = metrics.sdk_runtime("render", settings.metrics_host, settings.render_sdk_metrics_port)
+    client = await connect(settings, runtime=sdk)
     renders = make_render_activities(settings)
     render, uploads = create_workers(client, settings, renders)
     await run_until_signalled(render, uploads, shutdown=lambda: drain(render, uploads, renders, settings))

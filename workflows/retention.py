@@ -55,6 +55,7 @@ class TaskRetentionWorkflow:
             ExpireTask(task_id=arg.task_id, reason=reason),
             start_to_close_timeout=EXPIRE_TIMEOUT,
             retry_policy=EXPIRE_RETRY,
+            summary=f"expire the task and delete its assets ({reason})",
         )
         await announce(arg.task_id, status.EXPIRED, arg.has_callback, arg.webhook_queue)
         return reason
@@ -63,5 +64,9 @@ class TaskRetentionWorkflow:
 async def retain(arg: RetentionInput) -> None:
     """From a task's workflow: start its retention window (its own long-lived workflow)."""
     await workflow.execute_activity(
-        names.START_RETENTION, arg, start_to_close_timeout=START_TIMEOUT, retry_policy=START_RETRY
+        names.START_RETENTION,
+        arg,
+        start_to_close_timeout=START_TIMEOUT,
+        retry_policy=START_RETRY,
+        summary=f"start retention until {arg.expires_at:%Y-%m-%d %H:%M} UTC",
     )

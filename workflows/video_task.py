@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -29,6 +29,7 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from sorapi import errors, status
     from sorapi import names as act
+    from sorapi import search_attributes as attrs
     from sorapi.messages import (
         HoldInput,
         MarkFailed,
@@ -83,6 +84,9 @@ in a few workflow tasks instead of a dozen (issue 10's drain). The steps are sho
 Capture stays a normal activity: a local activity's result is lost with a workflow task that fails
 (a signal or cancel arrived meanwhile), and the retried task may then decide otherwise; a capture
 that ran must be seen, so that the task goes on to succeed and never ends cancelled but charged."""
+SEARCH_ATTRIBUTES_PATCH = "search-attributes"
+"""Tasks started since upsert their search attributes (sorapi.search_attributes) as they move:
+queued, running, the render host, then the end with its error code and the credits charged."""
 STAGE_MEMO = "stage"
 """Memo: "render" / "upload", set with the activity it schedules. Between two activities nothing is
 pending, and the API reads this to keep a task's progress from falling back to 0."""
@@ -103,6 +107,8 @@ class VideoTaskWorkflow:
         """A render was scheduled: an upload may have left files behind."""
         self._local_db = False
         """Database steps run as local activities (LOCAL_DB_STEPS_PATCH)."""
+        self._tagged = False
+        """Search attributes are upserted as the task moves (SEARCH_ATTRIBUTES_PATCH)."""
 
     @workflow.signal(name=act.SLOT_GRANTED_SIGNAL)
     def slot_granted(self) -> None:
@@ -112,12 +118,20 @@ class VideoTaskWorkflow:
     async def run(self, task: VideoTaskInput) -> str:
         hold = HoldInput(task_id=task.task_id, account_id=task.account_id, amount=task.price)
         try:
+            self._tagged = workflow.patched(SEARCH_ATTRIBUTES_PATCH)
+            self._tag(
+                attrs.ACCOUNT_ID.value_set(task.account_id),
+                attrs.MODEL.value_set(task.render.model),
+                attrs.STATUS.value_set(status.QUEUED),
+                *([attrs.PLAN.value_set(task.plan)] if task.plan else []),
+            )
             self._local_db = workflow.patched(LOCAL_DB_STEPS_PATCH)
-            await self._db(act.RESERVE_CREDITS, hold)
+            await self._db(act.RESERVE_CREDITS, hold, summary=f"reserve {task.price} credits")
             self._gated = workflow.patched(SLOT_GATE_PATCH)
             if self._gated:
                 slot = await self._wait_for_slot(task)
                 if slot == ENDED_ELSEWHERE:
+                    self._tag(attrs.STATUS.value_set(ENDED_ELSEWHERE))
                     return ENDED_ELSEWHERE
                 if slot == status.EXPIRED:
                     await self._settle(
@@ -133,9 +147,12 @@ class VideoTaskWorkflow:
                     SlotRequest(task_id=task.task_id, account_id=task.account_id),
                     start_to_close_timeout=DB_TIMEOUT,
                     retry_policy=SLOT_RETRY,
+                    summary="wait for a slot",
                 )
+            self._tag(attrs.STATUS.value_set(status.RUNNING))
             outputs, meta = await self._render_and_upload(task)
             await _past_cancelling(self._succeed(hold, outputs, meta))
+            self._tag(attrs.STATUS.value_set(status.SUCCEEDED), attrs.CREDITS_CHARGED.value_set(task.price))
             await _past_cancelling(self._hand_over())
             return status.SUCCEEDED
         except asyncio.CancelledError:
@@ -157,7 +174,7 @@ class VideoTaskWorkflow:
         """Join the account's line and sleep until the gate grants a slot: `running`, or
         `expired` when `max_queue_s` passes first, or ENDED_ELSEWHERE."""
         request = SlotRequest(task_id=task.task_id, account_id=task.account_id, gate_queue=workflow.info().task_queue)
-        if not await self._db(act.REQUEST_SLOT, request, bool):
+        if not await self._db(act.REQUEST_SLOT, request, bool, summary="join the account's line"):
             return ENDED_ELSEWHERE
         self._asked_gate = True
         deadline = timedelta(seconds=task.max_queue_s) if task.max_queue_s else None
@@ -168,7 +185,7 @@ class VideoTaskWorkflow:
         except asyncio.TimeoutError:
             if not self._granted:
                 return status.EXPIRED
-        if await self._db(act.MARK_RUNNING, task.task_id):
+        if await self._db(act.MARK_RUNNING, task.task_id, summary="mark running"):
             return status.RUNNING
         await self._release_slot()
         return ENDED_ELSEWHERE
@@ -182,12 +199,13 @@ class VideoTaskWorkflow:
         await self._db(
             act.RELEASE_SLOT,
             SlotRequest(task_id=task.task_id, account_id=task.account_id, gate_queue=workflow.info().task_queue),
+            summary="give the slot back",
         )
 
     async def _render_and_upload(self, task: VideoTaskInput) -> tuple[list[StoredObject], RenderMeta]:
         """Render, then upload from the same host; if that host vanished, render again elsewhere."""
         self._rendering = True
-        for _ in range(MAX_RENDERS):
+        for attempt in range(1, MAX_RENDERS + 1):
             workflow.upsert_memo({STAGE_MEMO: "render"})
             rendered: RenderResult = await workflow.execute_activity(
                 act.RENDER_VIDEO,
@@ -198,7 +216,9 @@ class VideoTaskWorkflow:
                 heartbeat_timeout=timedelta(seconds=task.render_heartbeat_s),
                 retry_policy=RENDER_RETRY,
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                summary=attrs.render_summary(task.render) + (f" (host {attempt})" if attempt > 1 else ""),
             )
+            self._tag(attrs.RENDER_HOST.value_set(rendered.host_queue))
             workflow.upsert_memo({STAGE_MEMO: "upload"})
             try:
                 outputs: list[StoredObject] = await workflow.execute_activity(
@@ -215,6 +235,7 @@ class VideoTaskWorkflow:
                     # A cancel during the upload lets it finish: the task then succeeds ("too late to
                     # cancel") instead of ending cancelled with files left behind in S3.
                     cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    summary=f"upload {_files(len(rendered.files))} from {rendered.host_queue}",
                 )
                 return outputs, rendered.meta
             except ActivityError as exc:
@@ -224,22 +245,40 @@ class VideoTaskWorkflow:
         raise ApplicationError("render hosts kept disappearing before upload", type=errors.RENDER_FAILED)
 
     async def _succeed(self, hold: HoldInput, outputs: list[StoredObject], meta: RenderMeta) -> None:
-        await self._db(act.CAPTURE_CREDITS, hold, durable=True)
+        await self._db(act.CAPTURE_CREDITS, hold, durable=True, summary=f"capture {hold.amount} credits")
         await self._db(
             act.MARK_SUCCEEDED,
             MarkSucceeded(task_id=hold.task_id, outputs=outputs, render=meta, expires_at=self._retain_until()),
+            summary=f"mark succeeded ({_files(len(outputs))})",
         )
         await self._release_slot()
 
-    async def _db(self, name: str, arg: Any, result_type: type | None = None, *, durable: bool = False) -> Any:
+    async def _db(
+        self, name: str, arg: Any, result_type: type | None = None, *, durable: bool = False, summary: str
+    ) -> Any:
         """A database step; a local activity since LOCAL_DB_STEPS_PATCH unless `durable`."""
         if self._local_db and not durable:
             return await workflow.execute_local_activity(
-                name, arg, result_type=result_type, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
+                name,
+                arg,
+                result_type=result_type,
+                start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=DB_RETRY,
+                summary=summary,
             )
         return await workflow.execute_activity(
-            name, arg, result_type=result_type, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
+            name,
+            arg,
+            result_type=result_type,
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+            summary=summary,
         )
+
+    def _tag(self, *updates: SearchAttributeUpdate[Any]) -> None:
+        """Upsert search attributes: the Temporal UI's view of the task (SEARCH_ATTRIBUTES_PATCH)."""
+        if self._tagged:
+            workflow.upsert_search_attributes(list(updates))
 
     async def _settle(self, hold: HoldInput, final: str, code: str, detail: str) -> None:
         """End the task as `final` with `code`, even if a cancel arrives meanwhile: a settlement cut
@@ -255,11 +294,13 @@ class VideoTaskWorkflow:
         """Return the hold (capture never happened on this path), then record the end state: a
         client that sees `failed`/`cancelled` also sees its credits back. Last, delete whatever an
         upload that failed part-way left in S3: nothing of such a task is ever served."""
-        await self._db(act.RELEASE_CREDITS, hold)
+        await self._db(act.RELEASE_CREDITS, hold, summary=f"release {hold.amount} credits")
         await self._db(
             act.MARK_FAILED,
             MarkFailed(task_id=hold.task_id, status=final, error_code=code, error_message=errors.task_message(code)),
+            summary=f"mark {final} ({code})",
         )
+        self._tag(attrs.STATUS.value_set(final), attrs.ERROR_CODE.value_set(code), attrs.CREDITS_CHARGED.value_set(0))
         await self._release_slot()
         await announce(self._task.task_id, final, self._task.has_callback, self._task.webhook_queue)
         if self._gated and not self._rendering:
@@ -267,7 +308,11 @@ class VideoTaskWorkflow:
         if workflow.patched(DISCARD_OUTPUTS_PATCH):  # workflows that settled before this step replay without it
             try:
                 await workflow.execute_activity(
-                    act.DISCARD_OUTPUTS, hold.task_id, start_to_close_timeout=DB_TIMEOUT, retry_policy=DISCARD_RETRY
+                    act.DISCARD_OUTPUTS,
+                    hold.task_id,
+                    start_to_close_timeout=DB_TIMEOUT,
+                    retry_policy=DISCARD_RETRY,
+                    summary="delete partial outputs",
                 )
             except ActivityError:  # the task's end is already recorded and announced; leftovers get logged
                 workflow.logger.warning("could not delete the partial outputs of %s", hold.task_id)
@@ -305,6 +350,10 @@ async def _past_cancelling(
             return await asyncio.shield(running)
         except asyncio.CancelledError:
             workflow.logger.warning(note)
+
+
+def _files(count: int) -> str:
+    return f"{count} file" + ("" if count == 1 else "s")
 
 
 def _host_lost(exc: ActivityError) -> bool:

@@ -53,6 +53,7 @@ class WebhookDeliveryWorkflow:
             attempt=attempt,
             max_attempts=policy.MAX_ATTEMPTS,
             trigger=arg.trigger,
+            progress=arg.progress,
         )
         try:
             return await workflow.execute_activity(
@@ -62,6 +63,7 @@ class WebhookDeliveryWorkflow:
                 result_type=DeliveryOutcome,
                 start_to_close_timeout=ATTEMPT_TIMEOUT,
                 retry_policy=ATTEMPT_RETRY,
+                summary=f"webhook attempt {attempt}" + (f" ({arg.trigger})" if arg.trigger != "automatic" else ""),
             )
         except ActivityError as exc:
             workflow.logger.warning("webhook attempt %s could not run: %s", attempt, exc.cause or exc)
@@ -72,7 +74,8 @@ class WebhookDeliveryWorkflow:
 async def announce(task_id: str, event: str, has_callback: bool, lane: str) -> None:
     """From a task's workflows: start the event's delivery (its own workflow, retrying for up to
     24 h while the caller moves on). Call it only after the task row shows the event's state: a
-    receiver that polls on receipt then always sees what the webhook announced."""
+    receiver that polls on receipt then always sees what the webhook announced. The starting
+    activity skips an event the task's `webhook_events` leave out."""
     if not has_callback:
         return
     await workflow.execute_activity(
@@ -80,4 +83,5 @@ async def announce(task_id: str, event: str, has_callback: bool, lane: str) -> N
         WebhookDeliveryInput(task_id=task_id, event=event, event_id=policy.event_id(task_id, event), lane=lane),
         start_to_close_timeout=START_TIMEOUT,
         retry_policy=START_RETRY,
+        summary=f"start webhook delivery: {event}",
     )

@@ -19,6 +19,10 @@ How each kind moves the two cached figures (amounts are positive; only `adjust` 
 
 So `balance` never goes negative on any plan: a prepaid plan cannot hold more than it has, and
 a plan with overage turns the shortfall into an `overage` entry, the figure that gets invoiced.
+
+Every hold also passes the spend caps (`sorapi.db.spend_limits.check`, the account's and the
+asking key's `monthly_credit_limit`) under the same lock, so anything that reserves through here
+is capped exactly.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sorapi.catalog import Plan, get_catalog
+from sorapi.db import spend_limits
 from sorapi.db.models import Account, LedgerEntry, utcnow
 from sorapi.errors import InsufficientCredits
 from sorapi.periods import period_bounds, period_of
@@ -187,6 +192,10 @@ async def reserve(
     balance, as long as the period's overage (recorded plus what open holds would add) stays
     within its limit. `new_task`: the task row was inserted in this transaction, so it can have
     no hold yet and the lookup is skipped (one round trip less on every generate).
+
+    `actor` is who asks: the API passes the caller's key id, so the hold counts toward that key's
+    spend and its `monthly_credit_limit` applies, with the account's (`spend_limits.check`:
+    402 `spend_limit_reached`, nothing held).
     """
     existing = None if new_task else (await task_entries(session, task_id)).get(RESERVE)
     if existing is not None:
@@ -195,6 +204,7 @@ async def reserve(
         raise InsufficientCredits(
             f"this task costs {amount} credits but only {max(available(account), 0)} are available"
         )
+    await spend_limits.check(session, account, amount, actor)
     return _add(session, account, RESERVE, amount, task_id=task_id, reason="hold for render", actor=actor)
 
 

@@ -46,6 +46,11 @@ class Account(Base):
     webhook_previous_secret: Mapped[str | None] = mapped_column(Text, default=None)
     """The secret before the last rotation, encrypted; it also signs until `webhook_previous_until`."""
     webhook_previous_until: Mapped[datetime | None] = mapped_column(default=None)
+    monthly_credit_limit: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    """Most credits the account may use (held + captured) in a UTC calendar month; None: no cap."""
+    key_credit_limits: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
+    """key id → that key's monthly credit limit (keys without one are absent). Kept on the account
+    row, which every hold locks, so the cap check costs no round trip (`sorapi.db.spend_limits`)."""
 
 
 class ApiKey(Base):
@@ -68,6 +73,12 @@ class LedgerEntry(Base):
         UniqueConstraint("task_id", "kind", name="uq_ledger_task_kind"),
         Index("uq_ledger_account_kind_period", "account_id", "kind", "period", unique=True),
         Index("ix_ledger_account_id_id", "account_id", "id"),
+        Index(
+            "ix_ledger_captures_account_created",
+            "account_id",
+            "created_at",
+            postgresql_where=text("kind = 'capture'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -106,6 +117,8 @@ class Task(Base):
     callback_headers: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     client_metadata: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
     """The client's `metadata` labels; `@>` finds tasks by them (GIN index)."""
+    key_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    """The API key that created the task (None for tasks created before spend caps)."""
     status: Mapped[str] = mapped_column(String(20), default="queued")
     progress: Mapped[int] = mapped_column(Integer, default=0)
     price: Mapped[int] = mapped_column(BigInteger)
@@ -188,3 +201,20 @@ class WebhookDelivery(Base):
     latency_ms: Mapped[int | None] = mapped_column(Integer, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     retry_after_s: Mapped[float | None] = mapped_column(Float, default=None)
+
+
+class Batch(Base):
+    """A `POST /api/batches`: its tasks were created (with their holds) in one transaction."""
+
+    __tablename__ = "batches"
+    __table_args__ = (UniqueConstraint("account_id", "idempotency_key", name="uq_batch_idempotency"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(64), default=None)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    task_ids: Mapped[list[Any]] = mapped_column(JSON)
+    """The tasks, in the order of the request's items."""
+    price: Mapped[int] = mapped_column(BigInteger)
+    """Credits held for all its tasks at creation."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

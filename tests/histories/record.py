@@ -71,9 +71,19 @@ async def record_all(out: Path, prefix: str) -> None:
         async with await WorkflowEnvironment.start_time_skipping(
             data_converter=DATA_CONVERTER, test_server_existing_path=servers.venv_binary("temporal-test-server")
         ) as env:
+            await _register_search_attributes(env.client)
             history = await asyncio.wait_for(scenario(env), timeout=120)
         (out / f"{prefix}{name}.json").write_text(history.to_json())
         print(f"recorded {prefix}{name}.json")
+
+
+async def _register_search_attributes(client: Any) -> None:
+    """The search attributes the workflows upsert (an older commit's upsert none, and lack the module)."""
+    try:
+        from sorapi.search_attributes import register
+    except ImportError:
+        return
+    await register(client)
 
 
 def _scenarios() -> dict[str, Callable[[Any], Awaitable[Any]]]:
