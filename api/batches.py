@@ -102,7 +102,7 @@ async def _check_callbacks(res: Resources, items: list[GenerateRequest]) -> None
     problems: list[dict[str, str]] = []
     for url in dict.fromkeys(item.callback_url for item in items if item.callback_url is not None):
         try:
-            await tasks._check_callback_destination(res, url)
+            await tasks.check_callback_destination(res, url)
         except errors.ApiError as exc:
             problems += [
                 _item_detail(index, d)
@@ -112,22 +112,6 @@ async def _check_callbacks(res: Resources, items: list[GenerateRequest]) -> None
             ]
     if problems:
         raise errors.ValidationFailed("the batch is invalid; no task was created", details=problems)
-
-
-def _batch_key(req: BatchRequest, header_key: str | None) -> str | None:
-    if header_key is not None and req.idempotency_key is not None and header_key != req.idempotency_key:
-        raise errors.ValidationFailed(
-            "Idempotency-Key header and body idempotency_key differ",
-            details=[
-                {"field": "idempotency_key", "message": "must match the Idempotency-Key header when both are sent"}
-            ],
-        )
-    key = req.idempotency_key or header_key
-    if key is not None and not 1 <= len(key) <= 64:
-        raise errors.ValidationFailed(
-            "invalid idempotency key", details=[{"field": "idempotency_key", "message": "must be 1 to 64 characters"}]
-        )
-    return key
 
 
 def _item_digest(item: GenerateRequest, origin: dict[str, str]) -> str:
@@ -146,13 +130,16 @@ async def submit_batch(
 ) -> CreatedBatch:
     """Validate and price every item, charge the rate limit per item, record the batch, its tasks and
     their holds in one transaction, then start each task's workflow."""
-    key = _batch_key(req, header_key)
+    key = tasks.idempotency_key(req.idempotency_key, header_key)
     planned = _planned_items(res, principal, req.items)
     await ratelimit.charge_more(request.scope, len(req.items), f"a batch of {len(req.items)}")
     await _check_callbacks(res, req.items)
     batch_id = idempotent_batch_id(principal.account_id, key) if key else new_batch_id()
     async with res.sessions.begin() as session:
         batch, rows, replayed = await _record_batch(session, principal, req, planned, batch_id, key)
+    if not replayed:
+        for task in rows:
+            tasks.count_created(principal.plan, task)
     started = [task for task in rows if not replayed or task.status == status.QUEUED]
     await _start_all(res, batch, started, principal.plan, retriable=key is not None)
     log.info("batch replayed" if replayed else "batch created", batch_id=batch.id, tasks=len(rows), price=batch.price)
@@ -198,7 +185,7 @@ async def _record_batch(
         zip(req.items, planned, item_keys, task_ids, strict=True)
     ):
         try:
-            task, found = await tasks._record_task(
+            task, found = await tasks.record_task(
                 session, principal, item, priced, task_id, item_key, _item_digest(item, origin), origin
             )
         except errors.ApiError as exc:  # 402 insufficient credits or a spend limit, for the sum so far

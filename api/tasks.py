@@ -47,15 +47,16 @@ class Created:
     replayed: bool
 
 
-def _idempotency_key(req: GenerateRequest, header_key: str | None) -> str | None:
-    if header_key is not None and req.idempotency_key is not None and header_key != req.idempotency_key:
+def idempotency_key(body_key: str | None, header_key: str | None) -> str | None:
+    """The request's idempotency key, from its body or its `Idempotency-Key` header (both: the same)."""
+    if header_key is not None and body_key is not None and header_key != body_key:
         raise errors.ValidationFailed(
             "Idempotency-Key header and body idempotency_key differ",
             details=[
                 {"field": "idempotency_key", "message": "must match the Idempotency-Key header when both are sent"}
             ],
         )
-    key = req.idempotency_key or header_key
+    key = body_key or header_key
     if key is not None and not 1 <= len(key) <= 64:
         raise errors.ValidationFailed(
             "invalid idempotency key", details=[{"field": "idempotency_key", "message": "must be 1 to 64 characters"}]
@@ -80,34 +81,39 @@ async def create_task(
     With `session` (the request's own, see api/request_db.py) the records join its transaction,
     which is committed here, before the workflow starts; otherwise they get a transaction of their own.
     """
-    key = _idempotency_key(req, header_key)
+    key = idempotency_key(req.idempotency_key, header_key)
     planned = plan(req, res.catalog, allow_http_callbacks=res.settings.webhook_allow_http)
     if isinstance(planned, list):
         raise errors.ValidationFailed("the request is invalid", details=[msgspec.to_builtins(d) for d in planned])
     planned = with_plan_defaults(planned, res.catalog.plans[principal.plan])
     if session is not None and req.callback_url is not None:
         await session.commit()  # no open transaction (no row lock) across a DNS lookup
-    await _check_callback_destination(res, req.callback_url)
+    await check_callback_destination(res, req.callback_url)
     digest = fingerprint(msgspec.structs.replace(req, idempotency_key=key))
     if origin:
         digest = hashlib.sha256(digest.encode() + msgspec.json.encode(origin, order="sorted")).hexdigest()
     task_id = idempotent_task_id(principal.account_id, key) if key else new_task_id()
     if session is None:
         async with res.sessions.begin() as own:
-            task, replayed = await _record_task(own, principal, req, planned, task_id, key, digest, origin)
+            task, replayed = await record_task(own, principal, req, planned, task_id, key, digest, origin)
     else:
-        task, replayed = await _record_task(session, principal, req, planned, task_id, key, digest, origin)
+        task, replayed = await record_task(session, principal, req, planned, task_id, key, digest, origin)
         await session.commit()  # the lock is held only until here, never across the workflow start
+    if not replayed:
+        count_created(principal.plan, task)
     if not replayed or task.status == status.QUEUED:
         await start_workflow(res, task, principal.plan, retriable=key is not None)
-    if not replayed:
-        metrics.TASKS_CREATED.labels(plan=principal.plan, model=str(task.request.get("model_version", ""))).inc()
-        metrics.CREDITS_RESERVED.labels(plan=principal.plan).inc(task.price)
     log.info("task created" if not replayed else "task replayed", task_id=task.id, price=task.price)
     return Created(task=task, replayed=replayed)
 
 
-async def _record_task(
+def count_created(plan_name: str, task: Task) -> None:
+    """A new task and its hold, in the business metrics; once its transaction committed."""
+    metrics.TASKS_CREATED.labels(plan=plan_name, model=str(task.request.get("model_version", ""))).inc()
+    metrics.CREDITS_RESERVED.labels(plan=plan_name).inc(task.price)
+
+
+async def record_task(
     session: AsyncSession,
     principal: Principal,
     req: GenerateRequest,
@@ -189,7 +195,7 @@ async def _abandon_unstarted(res: Resources, task: Task) -> None:
             await ledger.release(session, task.account_id, task.id, reason="the workflow could not start")
 
 
-async def _check_callback_destination(res: Resources, url: str | None) -> None:
+async def check_callback_destination(res: Resources, url: str | None) -> None:
     """422 when the callback host resolves to a non-public address (checked again at every send).
 
     A name that does not resolve right now is accepted: DNS may not be set up yet, and every

@@ -121,9 +121,20 @@ def wait_for_http(url: str, processes: list[subprocess.Popen[bytes]], timeout_s:
     raise TimeoutError(f"{url} did not answer 200 within {timeout_s}s")
 
 
-TEMPORAL_DEV_FLAGS = ("--dynamic-config-value", "matching.enableFairness=true", *search_attributes.DEV_SERVER_FLAGS)
+TEMPORAL_DEV_FLAGS = (
+    "--dynamic-config-value",
+    "matching.enableFairness=true",
+    "--sqlite-pragma",
+    "journal_mode=wal",
+    "--sqlite-pragma",
+    "synchronous=normal",
+    *search_attributes.DEV_SERVER_FLAGS,
+)
 """Task-queue fairness is off by default in the dev server; renders share the fleet fairly by account.
-The operator console's search attributes are registered (sorapi.search_attributes)."""
+Its SQLite file in WAL mode, synced at checkpoints rather than at every commit: the server's CPU per
+task fell from 0.24 to 0.14 s (bench.queue's drain; a crash of the process loses nothing, a power
+loss the last moments, which a dev stack can afford). The operator console's search attributes are
+registered (sorapi.search_attributes)."""
 
 
 def start_temporal(
