@@ -171,6 +171,11 @@ async def settle_orphan(
             lane=policy.lane(webhook_queue_prefix, plan),
         )
         await start_once(
-            client, names.WEBHOOK_DELIVERY_WORKFLOW, arg, webhook_workflow_id(task_id, status.FAILED), task_queue
+            client,
+            names.WEBHOOK_DELIVERY_WORKFLOW,
+            arg,
+            webhook_workflow_id(task_id, status.FAILED),
+            task_queue,
+            summary=f"webhook failed for {task_id}",
         )
     return task.account_id

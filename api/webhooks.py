@@ -156,6 +156,7 @@ async def _start_in_a_free_slot(res: Resources, arg: RedeliveryInput) -> None:
                 task_queue=res.settings.orchestration_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                static_summary=f"webhook redelivery {slot} for {arg.delivery.task_id}",
             )
             return
         except WorkflowAlreadyStartedError:

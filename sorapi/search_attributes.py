@@ -132,8 +132,8 @@ async def register(client: Client, keys: Sequence[SearchAttributeKey[Any]] = KEY
     """Add the attributes the namespace lacks, through the operator service; the names added.
 
     Idempotent: an attribute already there with the same type is left alone; one with another type
-    raises AttributeConflict. (Temporal's time-skipping test server cannot list attributes: there
-    every one is added, and "already exists" counts as done.)
+    raises AttributeConflict. An add refused as "already exists" counts as done: Temporal's
+    time-skipping test server cannot list attributes, and a dev server's listing can lag an add.
     """
     namespace = client.namespace
     try:
@@ -154,13 +154,15 @@ async def register(client: Client, keys: Sequence[SearchAttributeKey[Any]] = KEY
                 f"{key.name} exists on namespace {namespace} as {IndexedValueType.Name(have)}, "
                 f"not {IndexedValueType.Name(wanted)}"
             )
-    if not missing:
-        return []
-    try:
-        await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
-        )
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.ALREADY_EXISTS:
-            raise
-    return sorted(missing)
+    added = []
+    for name, wanted in missing.items():  # one by one: a listing can lag an add made just before
+        try:
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(namespace=namespace, search_attributes={name: wanted})
+            )
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.ALREADY_EXISTS:
+                raise
+        else:
+            added.append(name)
+    return sorted(added)

@@ -87,5 +87,6 @@ async def announce(
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=f"webhook {event} for {task_id}",  # the operator console (docs/operations.md)
         )
     return workflow
