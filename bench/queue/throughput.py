@@ -1,5 +1,7 @@
 """Orchestration throughput: tasks/s end to end with a no-op render, against a raw Temporal workflow
-that runs as many no-op activities as a task's workflow does, both started `concurrency` at a time.
+that runs as many no-op activities as a task's workflow has steps (its activities and its local
+activities: the baseline does the same number of things, each the plain way), both started
+`concurrency` at a time.
 
 The tasks go through a second API process whose SORAPI_RENDER_QUEUE is a queue of the bench's own,
 served here by a render host that renders nothing and uploads nothing: what is left is the API, the
@@ -19,6 +21,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import func, select
@@ -116,7 +119,7 @@ async def run(
     assert last is not None, "no task finished"
     task_s = (last - began_at).total_seconds()
     history = await temporal.get_workflow_handle(created[0]).fetch_history()
-    activities = sum(event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED for event in history.events)
+    activities = sum(map(_is_step, history.events))
 
     raw_queue = f"bench-raw-{uuid.uuid4().hex[:8]}"
     async with Worker(
@@ -154,3 +157,16 @@ async def run(
         "raw": {"submit_s": round(raw_submit_s, 1), "wall_s": round(raw_s, 1), "per_s": round(count / raw_s, 1)},
         "ratio": round(raw_s / task_s, 3),
     }
+
+
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
+
+
+def _is_step(event: Any) -> bool:
+    """An activity the workflow scheduled, or a local activity it ran (recorded as a marker)."""
+    if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+        return True
+    return (
+        event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and event.marker_recorded_event_attributes.marker_name == LOCAL_ACTIVITY_MARKER
+    )
