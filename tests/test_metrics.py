@@ -11,8 +11,9 @@ from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import func, select
 
-from sorapi.db.models import Task
+from sorapi.db.models import Account, Task
 from tests.api_helpers import QUICK, app_client, bearer
 from tests.stack import Api, Stack
 
@@ -74,7 +75,32 @@ async def test_dev_prints_one_metrics_url_per_process(stack: Stack) -> None:
     assert len(set(urls.values())) == len(urls)
 
 
+async def _finished_between(sessions: Any, start: Any, end: Any, model: str) -> int:
+    """Free-plan tasks of `model` that succeeded in the window: the stack is shared, and a task of an
+    earlier test may finish while this one runs."""
+    async with sessions() as session:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(Task)
+            .join(Account, Account.id == Task.account_id)
+            .where(
+                Task.finished_at > start,
+                Task.finished_at <= end,
+                Task.status == "succeeded",
+                Account.plan == "free",
+                Task.request["model_version"].as_string() == model,
+            )
+        )
+    return int(count or 0)
+
+
+async def _db_now(sessions: Any) -> Any:
+    async with sessions() as session:
+        return await session.scalar(select(func.now()))
+
+
 async def test_a_task_moves_the_metrics_of_every_process(stack: Stack, account: Api, sessions: Any) -> None:
+    window_start = await _db_now(sessions)
     before = {process: samples(text) for process, text in (await scrape_all(stack)).items()}
     created = await account.generate(QUICK)
     assert created.status_code == 200, created.text
@@ -84,6 +110,7 @@ async def test_a_task_moves_the_metrics_of_every_process(stack: Stack, account: 
     async with sessions() as session:
         model = (await session.get(Task, task["task_id"])).request["model_version"]  # the release, aliases resolved
     after_text = await scrape_all(stack)
+    window_end = await _db_now(sessions)
     after = {process: samples(text) for process, text in after_text.items()}
 
     def moved(process: str, name: str, **labels: str) -> float:
@@ -98,11 +125,13 @@ async def test_a_task_moves_the_metrics_of_every_process(stack: Stack, account: 
     assert ("sorapi_tasks_running", frozenset({("plan", "free")})) in after["api"]
 
     finished = {"plan": "free", "model": model, "status": "succeeded", "error_code": ""}
-    assert moved("orchestrator", "sorapi_tasks_finished_total", **finished) == 1
-    assert moved("orchestrator", "sorapi_credits_captured_total", plan="free") == price
+    finished_in_window = await _finished_between(sessions, window_start, window_end, model)
+    assert finished_in_window >= 1
+    assert moved("orchestrator", "sorapi_tasks_finished_total", **finished) == finished_in_window
+    assert moved("orchestrator", "sorapi_credits_captured_total", plan="free") >= price
 
     for phase in ("load", "denoise", "encode", "upload"):
-        assert moved("render", "sorapi_render_phase_seconds_count", model=model, phase=phase) == 1, phase
+        assert moved("render", "sorapi_render_phase_seconds_count", model=model, phase=phase) >= 1, phase
     assert "sorapi_render_peak_gpu_memory_bytes" in names_in(after_text["render"])  # declared; samples on CUDA only
 
     # the Temporal SDK's runtime metrics of each worker, labelled with the queues it polls
