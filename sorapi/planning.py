@@ -8,9 +8,9 @@ import secrets
 
 import msgspec
 
-from sorapi import netguard, webhook_events
+from sorapi import netguard, speed, webhook_events
 from sorapi.catalog import Catalog, ModelSpec, Plan
-from sorapi.messages import RenderSpec
+from sorapi.messages import RenderSpec, RenderSpeed
 from sorapi.resolutions import ORIENTATION_NAMES, SIZE_NAMES, ResolutionError, Tier, resolve
 from sorapi.schemas import (
     MAX_CALLBACK_HEADER_VALUE,
@@ -31,9 +31,12 @@ class Planned(msgspec.Struct, frozen=True):
 
 
 def fingerprint(req: GenerateRequest) -> str:
-    """A stable hash of what was asked (idempotency key excluded): same body ⇔ same fingerprint."""
-    body = msgspec.structs.replace(req, idempotency_key=None)
-    return hashlib.sha256(msgspec.json.encode(body, order="sorted")).hexdigest()
+    """A stable hash of what was asked (idempotency key excluded): same body ⇔ same fingerprint.
+    Fields not sent (None) are left out, so a new optional field does not change the fingerprint
+    of a request that does not use it: a client's retry across a release still matches."""
+    sent = {name: value for name, value in msgspec.structs.asdict(req).items() if value is not None}
+    sent.pop("idempotency_key", None)
+    return hashlib.sha256(msgspec.json.encode(sent, order="sorted")).hexdigest()
 
 
 def _callback_errors(req: GenerateRequest, allow_http: bool) -> list[ErrorDetail]:
@@ -99,6 +102,19 @@ def _duration_errors(name: str, model: ModelSpec, duration: int) -> list[ErrorDe
     return []
 
 
+def _audio_errors(name: str, catalog: Catalog, audio: bool | None) -> list[ErrorDetail]:
+    """`audio: true` needs a model that renders a soundtrack; the message names the ones that do."""
+    if not audio or catalog.models[name].audio:
+        return []
+    with_audio = [key for key, spec in catalog.models.items() if spec.audio]
+    return [
+        ErrorDetail(
+            field="audio",
+            message=f"{name} renders no audio; models with audio: {', '.join(with_audio) or 'none'}",
+        )
+    ]
+
+
 def plan(req: GenerateRequest, catalog: Catalog, *, allow_http_callbacks: bool = False) -> Planned | list[ErrorDetail]:
     """Resolve defaults, size, model and price; or every field-level problem at once."""
     errors: list[ErrorDetail] = []
@@ -115,6 +131,7 @@ def plan(req: GenerateRequest, catalog: Catalog, *, allow_http_callbacks: bool =
         )
     else:
         errors += _duration_errors(model, catalog.models[model], req.duration)
+        errors += _audio_errors(model, catalog, req.audio)
     try:
         width, height, tier = resolve(req.resolution, req.aspect_ratio)
     except ResolutionError as exc:
@@ -132,6 +149,8 @@ def plan(req: GenerateRequest, catalog: Catalog, *, allow_http_callbacks: bool =
             )
     errors += _callback_errors(req, allow_http_callbacks)
     errors += _webhook_event_errors(req.webhook_events)
+    if req.speed is not None and req.speed not in speed.SPEEDS:
+        errors.append(ErrorDetail(field="speed", message=f"speed must be one of {', '.join(speed.SPEEDS)}"))
     if errors:
         return errors
     assert model is not None
@@ -148,8 +167,11 @@ def plan(req: GenerateRequest, catalog: Catalog, *, allow_http_callbacks: bool =
         callback_url=req.callback_url,
         max_queue_seconds=req.max_queue_seconds,
         webhook_events=[e for e in webhook_events.EVENTS if e in (req.webhook_events or webhook_events.DEFAULT)],
+        speed=req.speed or catalog.models[model].default_speed,
+        audio=catalog.models[model].audio_default if req.audio is None else req.audio,
     )
-    return Planned(request=request, tier=tier, price=catalog.price(model, req.duration, tier))
+    price = catalog.price(model, req.duration, tier, request.speed, audio=request.audio)
+    return Planned(request=request, tier=tier, price=price)
 
 
 def render_spec(task_id: str, request: TaskRequest, catalog: Catalog) -> RenderSpec:
@@ -168,10 +190,22 @@ def render_spec(task_id: str, request: TaskRequest, catalog: Catalog) -> RenderS
         duration_s=request.duration,
         fps=model.fps,
         guidance_scale=request.guidance,
-        steps=model.default_steps,
+        steps=catalog.steps(request.model_version, request.speed),
         seed=request.seed,
         dtype=model.dtype,
         num_frames=model.frames_for(request.duration),
+        speed=_render_speed(catalog, request.speed),
+        audio=request.audio and model.audio,
+    )
+
+
+def _render_speed(catalog: Catalog, name: str) -> RenderSpeed:
+    profile = catalog.speed_profile(name)
+    return RenderSpeed(
+        name=name,
+        steps_fraction=profile.steps_fraction,
+        cache_threshold=profile.cache_threshold,
+        compile=profile.compile,
     )
 
 

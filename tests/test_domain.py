@@ -66,6 +66,20 @@ def test_fingerprint_ignores_the_key_and_header_order_but_not_the_body() -> None
     assert fingerprint(GenerateRequest(prompt="x")) == fingerprint(GenerateRequest(prompt="x", duration=8))
 
 
+class _NextRelease(GenerateRequest, kw_only=True):
+    """The request body of a later release, with one more optional field."""
+
+    future_option: str | None = None
+
+
+def test_a_new_optional_field_leaves_the_fingerprints_of_requests_without_it() -> None:
+    """A client that retries a create across a release (same key, same body) is not refused as
+    `idempotency_key_reused` because the body's struct gained a field it does not send."""
+    sent = {"prompt": "x", "metadata": {"order": "1"}, "seed": 7}
+    assert fingerprint(_NextRelease(**sent)) == fingerprint(GenerateRequest(**sent))  # type: ignore[arg-type]
+    assert fingerprint(_NextRelease(**sent, future_option="on")) != fingerprint(GenerateRequest(**sent))  # type: ignore[arg-type]
+
+
 def test_structs_cross_temporal_as_plain_json() -> None:
     value = StoredObject(format="mp4", key="tasks/t/video.mp4", content_type="video/mp4", size_bytes=3)
     (payload,) = DATA_CONVERTER.payload_converter.to_payloads([value])
