@@ -1,9 +1,10 @@
 """Diffusers pipeline construction and execution for the render workers.
 
 This is the only module that imports torch/diffusers; the API and the workflows never import it,
-so they stay light. Two families are supported: Wan (2.1/2.2 ``WanPipeline``) and LTX-Video
-(``LTXPipeline``). Without weights, a tiny random-weight pipeline of the same family is built in
-code so the whole stack runs offline on a CPU in seconds.
+so they stay light. Three families are supported: Wan (2.1/2.2 ``WanPipeline``), LTX-Video
+(``LTXPipeline``) and LTX-2 (``LTX2Pipeline``, video with audio: see ``activities.ltx2``). Without
+weights, a tiny random-weight pipeline of the same family is built in code so the whole stack
+runs offline on a CPU in seconds.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -20,15 +21,22 @@ from diffusers import (
     AutoencoderKLLTXVideo,
     AutoencoderKLWan,
     FlowMatchEulerDiscreteScheduler,
+    LTX2Pipeline,
     LTXPipeline,
     LTXVideoTransformer3DModel,
     WanPipeline,
     WanTransformer3DModel,
 )
+from PIL import Image
 from transformers import ByT5Tokenizer, T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
 
+from activities import ltx2
+from activities.conditioning import conditioned
+from activities.encode import Soundtrack
+from activities.speed import speed_profile
 from sorapi.families import FAMILIES, canonical_dtype, family_rule
 from sorapi.families import frames_for as frames_for  # re-exported: callers size renders with it
+from sorapi.messages import RenderSpeed
 
 SUPPORTED_FAMILIES = tuple(FAMILIES)
 
@@ -166,7 +174,7 @@ def build_tiny_pipeline(family: str, seed: int = 0) -> Pipeline:
     ByT5's byte-level tokenizer needs no vocabulary file, so any language tokenizes offline.
     """
     family_rule(family)
-    pipe: Pipeline = _tiny_wan(seed) if family == "wan" else _tiny_ltx(seed)
+    pipe: Pipeline = {"wan": _tiny_wan, "ltx": _tiny_ltx, "ltx2": ltx2.tiny_ltx2}[family](seed)
     _eval_mode(pipe)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to("cpu")
@@ -185,6 +193,8 @@ def _from_pretrained(family: str, weights_dir: str, dtype: torch.dtype) -> Pipel
     if family == "wan":
         vae = AutoencoderKLWan.from_pretrained(weights_dir, subfolder="vae", dtype=torch.float32, local_files_only=True)
         return WanPipeline.from_pretrained(weights_dir, vae=vae, dtype=dtype, local_files_only=True)
+    if family == "ltx2":
+        return LTX2Pipeline.from_pretrained(weights_dir, dtype=dtype, local_files_only=True)
     return LTXPipeline.from_pretrained(weights_dir, dtype=dtype, local_files_only=True)
 
 
@@ -242,7 +252,8 @@ def load_pipeline(
     if vae_slicing:
         pipe.vae.enable_slicing()
     if compile:
-        pipe.transformer.compile_repeated_blocks(fullgraph=True)
+        # Not fullgraph: a speed profile's cache hooks make a Python decision inside the first block.
+        pipe.transformer.compile_repeated_blocks(fullgraph=False)
     return pipe
 
 
@@ -285,6 +296,8 @@ def family_of(pipe: Pipeline) -> str:
         return "wan"
     if isinstance(pipe, LTXPipeline):
         return "ltx"
+    if isinstance(pipe, LTX2Pipeline):
+        return "ltx2"
     raise ValueError(f"unsupported pipeline class {type(pipe).__name__}")
 
 
@@ -369,7 +382,19 @@ def _to_uint8(video: Any) -> np.ndarray:
     return np.ascontiguousarray(np.clip(np.round(frames * 255.0), 0, 255).astype(np.uint8))
 
 
-def run_pipeline(
+class Clip(NamedTuple):
+    """A render's output: uint8 frames (F, H, W, 3), and the soundtrack of a family that makes one."""
+
+    frames: np.ndarray
+    soundtrack: Soundtrack | None = None
+
+
+def run_pipeline(pipe: Pipeline, **kwargs: Any) -> np.ndarray:
+    """`render_clip`'s frames alone: the video of any family, without its soundtrack."""
+    return render_clip(pipe, **kwargs).frames
+
+
+def render_clip(
     pipe: Pipeline,
     *,
     prompt: str,
@@ -382,13 +407,19 @@ def run_pipeline(
     seed: int,
     on_step: StepCallback | None = None,
     fps: int | None = None,
-) -> np.ndarray:
-    """Render one video and return uint8 frames of shape (F, H, W, 3).
+    speed: RenderSpeed | None = None,
+    image: Image.Image | None = None,
+    last_frame: Image.Image | None = None,
+    frame_conditions: bool = False,
+) -> Clip:
+    """Render one video: uint8 frames of shape (F, H, W, 3), with LTX-2's soundtrack (the same length).
 
     The noise comes from a CPU generator so a seed reproduces the same video on any device.
     ``on_step(step, total)`` runs after every denoising step (1-based); returning True stops
     the render and raises RenderInterrupted. ``fps`` conditions LTX-Video's motion (its
-    ``frame_rate``, default 25); Wan has no such input.
+    ``frame_rate``, default 25) and times LTX-2's audio; Wan has no such input. ``speed`` applies a
+    profile's transformer cache and compilation to this call only (``activities.speed``). ``image``
+    (and ``last_frame``), already fitted to the size, make it image-to-video (``activities.conditioning``).
     """
     _validate(
         pipe,
@@ -402,10 +433,16 @@ def run_pipeline(
     )
     generator = torch.Generator(device="cpu").manual_seed(seed)
     extra = {"frame_rate": fps} if fps and isinstance(pipe, LTXPipeline) else {}
-    with _pipeline_lock(pipe):
+    if isinstance(pipe, LTX2Pipeline):
+        extra = ltx2.call_kwargs(pipe, fps)
+    caller, conditions = conditioned(
+        pipe, image=image, last_frame=last_frame, frame_conditions=frame_conditions, num_frames=num_frames
+    )
+    with _pipeline_lock(pipe), speed_profile(pipe, speed):  # the profile's cache lasts this call only
         try:
-            result = pipe(
+            result = caller(
                 **extra,
+                **conditions,
                 prompt=prompt,
                 negative_prompt=negative_prompt,
                 width=width,
@@ -418,11 +455,13 @@ def run_pipeline(
                 callback_on_step_end=_step_callback(on_step, num_inference_steps),
             )
         except _StopRequested as stop:
-            pipe.maybe_free_model_hooks()
+            caller.maybe_free_model_hooks()
             raise RenderInterrupted(str(stop)) from None
-    if getattr(pipe, "_interrupt", False):
+    if getattr(caller, "_interrupt", False):
         raise RenderInterrupted("render interrupted")
-    return _to_uint8(result.frames)
+    audio = getattr(result, "audio", None)
+    soundtrack = Soundtrack(ltx2.waveform(audio), ltx2.sample_rate(pipe)) if audio is not None else None
+    return Clip(_to_uint8(result.frames), soundtrack)
 
 
 def reset_peak_memory(device: str) -> None:

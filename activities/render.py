@@ -28,23 +28,28 @@ from minio import Minio
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from activities.encode import EncodedFile, encode_mp4, encode_webm, write_thumbnail
+from activities.conditioning import read_image
+from activities.encode import AUDIO_RATE, EncodedFile, Soundtrack, encode_mp4, encode_webm, write_thumbnail
 from activities.heartbeat import Heartbeater
 from activities.pipelines import (
+    Clip,
     RenderInterrupted,
     frames_for,
     is_out_of_memory,
     load_pipeline,
     peak_gpu_memory,
     release_memory,
+    render_clip,
     reset_peak_memory,
-    run_pipeline,
 )
 from activities.progress_webhooks import ProgressWebhooks
+from activities.speed import speed_effects
 from sorapi import errors, metrics, names, storage
 from sorapi.families import canonical_dtype
+from sorapi.image_input import FIRST_FRAME, LAST_FRAME
 from sorapi.messages import LocalFile, RenderMeta, RenderProgress, RenderResult, RenderSpec, StoredObject, UploadInput
 from sorapi.settings import Settings
+from sorapi.speed import scaled_steps
 
 log = structlog.get_logger()
 
@@ -79,7 +84,7 @@ def effective_render(spec: RenderSpec, settings: Settings, dev_model: bool) -> E
             height=_snap(spec.height / settings.dev_scale),
             fps=fps,
             num_frames=frames_for(spec.family, spec.duration_s, fps),
-            steps=settings.dev_steps,
+            steps=scaled_steps(settings.dev_steps, spec.speed.steps_fraction),  # the profile's share of them
         )
     return EffectiveRender(
         width=_snap(spec.width),
@@ -213,7 +218,8 @@ class RenderActivities:
                 time.sleep(self._settings.dev_step_delay_s)
             return activity.is_cancelled()  # a draining worker finishes its render (cancelled after the grace)
 
-        frames = run_pipeline(
+        images = self._input_images(spec, plan.width, plan.height)  # image-to-video: fitted to this render's size
+        clip = render_clip(
             pipe,
             prompt=spec.prompt,
             negative_prompt=spec.negative_prompt,
@@ -225,13 +231,17 @@ class RenderActivities:
             seed=spec.seed,
             on_step=on_step,
             fps=plan.fps,
+            speed=spec.speed,
+            **images,
         )
+        frames, soundtrack = clip.frames, _soundtrack(spec, clip)
         denoised = time.perf_counter()
+        effects = speed_effects(pipe, spec.speed)
         _stop_if_cancelled("after decoding")
         beat.update(RenderProgress(phase="encoding", step=plan.steps, total=plan.steps))
         files = [
-            encode_mp4(frames, plan.fps, workdir / "video.mp4"),
-            encode_webm(frames, plan.fps, workdir / "video.webm"),
+            encode_mp4(frames, plan.fps, workdir / "video.mp4", audio=soundtrack),
+            encode_webm(frames, plan.fps, workdir / "video.webm", audio=soundtrack),
             write_thumbnail(frames, workdir / "thumbnail.jpg"),
         ]
         encoded = time.perf_counter()
@@ -256,6 +266,11 @@ class RenderActivities:
             duration_s=spec.duration_s,
             dtype="float32" if weights_dir is None else dtype,
             device=self._settings.render_device,
+            speed=spec.speed.name,
+            cache=effects.cache,
+            compiled=effects.compiled,
+            conditioning=[role for role, key in _INPUT_ROLES if getattr(spec, key)],
+            **_audio_meta(soundtrack),
         )
         files.append(_write_metadata(meta, workdir / "metadata.json"))
         log.info(
@@ -269,6 +284,22 @@ class RenderActivities:
         self._models[spec.task_id] = spec.model
         self._awaiting_upload.add(spec.task_id)
         return RenderResult(host_queue=self.host_queue, files=[_local(f) for f in files], meta=meta)
+
+    def _input_images(self, spec: RenderSpec, width: int, height: int) -> dict[str, Any]:
+        """`render_clip`'s image arguments: the task's stored input images, each fitted to the render."""
+        if not spec.image_key:
+            return {}
+        bucket = self._settings.s3_bucket
+        images: dict[str, Any] = {
+            role: read_image(self._s3, bucket, getattr(spec, key), width, height)
+            for role, key in _INPUT_ROLES
+            if getattr(spec, key)
+        }
+        return {
+            "image": images.get(FIRST_FRAME),
+            "last_frame": images.get(LAST_FRAME),
+            "frame_conditions": spec.frame_conditions,
+        }
 
     @activity.defn(name=names.UPLOAD_OUTPUTS)
     def upload_outputs(self, arg: UploadInput) -> list[StoredObject]:
@@ -296,6 +327,10 @@ class RenderActivities:
         return stored
 
 
+_INPUT_ROLES = ((FIRST_FRAME, "image_key"), (LAST_FRAME, "last_frame_key"))
+"""Each input image's role and the RenderSpec field holding its S3 key."""
+
+
 def _observe_render(meta: RenderMeta, device: str) -> None:
     """Phase timings, and the peak GPU memory on CUDA (none on the CPU: RSS is the process's, not the render's)."""
     for phase, seconds in (("load", meta.load_s), ("denoise", meta.denoise_s), ("encode", meta.encode_s)):
@@ -315,6 +350,27 @@ def sweep_scratch(render_dir: Path, older_than_s: float = SCRATCH_TTL_S) -> int:
     for directory in stale:
         shutil.rmtree(directory, ignore_errors=True)
     return len(stale)
+
+
+def _soundtrack(spec: RenderSpec, clip: Clip) -> Soundtrack | None:
+    """The audio to deliver: the clip's when the request asked for it (a model without one is an error)."""
+    if not spec.audio:
+        return None
+    if clip.soundtrack is None:
+        raise ValueError(f"{spec.model} rendered no audio: its pipeline ({spec.family}) makes none")
+    return clip.soundtrack
+
+
+def _audio_meta(soundtrack: Soundtrack | None) -> dict[str, Any]:
+    """RenderMeta's audio fields: delivered rate and channels, and the vocoder's own rate."""
+    if soundtrack is None:
+        return {}
+    return {
+        "audio": True,
+        "audio_sample_rate": AUDIO_RATE,
+        "audio_channels": soundtrack.channels,
+        "audio_source_rate": soundtrack.sample_rate,
+    }
 
 
 def _stop_if_cancelled(where: str) -> None:

@@ -22,6 +22,7 @@ from api.errors import EXCEPTION_HANDLERS
 from api.lifecycle import LifecycleController
 from api.listing import TasksController
 from api.metrics import PROMETHEUS, metrics_endpoint
+from api.models_routes import ModelsController
 from api.openai_videos import OpenAIVideosController
 from api.paths import refuse_nul_path_parameters
 from api.ratelimit import RateLimitMiddleware
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             TaskWebhooksController,
             TaskEventsController,
             BatchesController,
+            ModelsController,
             metrics_endpoint,
             openapi.openapi_json,
             openapi.docs_shortcut,

@@ -52,7 +52,8 @@ def _names(catalog: Catalog, model: str) -> list[str]:
 
 
 def generate_rules(catalog: Catalog, default_model: str, default_duration: int) -> list[JsonSchema]:
-    """`GenerateRequest`'s conditions: per model, `duration` and `resolution` within its envelope."""
+    """`GenerateRequest`'s conditions: per model, `duration` and `resolution` within its envelope, and
+    `audio` only where the model renders a soundtrack."""
     rules = []
     every_aspect: list[str | None] = [None, *ASPECT_RATIO_VALUES]
     for model, spec in catalog.models.items():
@@ -67,6 +68,8 @@ def generate_rules(catalog: Catalog, default_model: str, default_duration: int) 
             then["properties"]["resolution"] = {"enum": sizes}
             if not spec.renders(_default_size(None)):
                 then["required"].append("resolution")
+        if not spec.audio:  # `audio: true` is for the models that render a soundtrack
+            then["properties"]["audio"] = {"enum": [False, None]}
         if then["properties"]:
             rules.append(
                 {

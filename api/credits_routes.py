@@ -11,6 +11,7 @@ from api.auth import NEEDS_ADMIN, NEEDS_AUDIT, NEEDS_READ, Principal
 from api.openapi import error_responses
 from api.ratelimit import RATE_STATUS
 from api.state import Resources
+from sorapi import errors
 from sorapi.credit_schemas import (
     AuditPage,
     CreditsResponse,
@@ -22,6 +23,9 @@ from sorapi.credit_schemas import (
 )
 from sorapi.resolutions import ASPECT_RATIO_VALUES, RESOLUTION_VALUES
 from sorapi.schemas import ErrorEnvelope, GenerateRequest
+from sorapi.speed import SPEEDS
+
+AUDIO_VALUES = {"true": True, "false": False}
 
 FORBIDDEN = {
     403: ResponseSpec(
@@ -99,6 +103,19 @@ class CreditsController(Controller):
         prompt: str = Parameter(
             query="prompt", default="estimate", description="Ignored: the prompt does not change the price"
         ),
+        speed: str | None = Parameter(
+            query="speed",
+            default=None,
+            description="Speed profile, as `speed` of the generate body (default: the model's)",
+            schema_extra={"enum": list(SPEEDS)},
+        ),
+        audio: str | None = Parameter(
+            query="audio",
+            default=None,
+            description="With the soundtrack, as `audio` of the generate body (`true` on models with audio "
+            "only; default: the model's)",
+            schema_extra={"enum": list(AUDIO_VALUES)},
+        ),
     ) -> EstimateResponse:
         """Quote a render before submitting it (the `prompt` is accepted but never read: it changes no price)."""
         req = GenerateRequest(
@@ -107,6 +124,8 @@ class CreditsController(Controller):
             duration=duration,
             resolution=resolution,
             aspect_ratio=aspect_ratio,
+            speed=speed,
+            audio=_flag("audio", audio),
         )
         return await credits.estimate(resources, principal, req)
 
@@ -142,3 +161,14 @@ class CreditsController(Controller):
         """Key use and administrative actions on the account, newest first (Scale plans; `audit` scope)."""
         credits.audit_enabled(resources, principal)
         return await credits.audit_page(resources, principal.account_id, cursor, limit)
+
+
+def _flag(name: str, value: str | None) -> bool | None:
+    """A boolean query parameter: `true` or `false` exactly (absent: None)."""
+    if value is None:
+        return None
+    if value not in AUDIO_VALUES:
+        raise errors.ValidationFailed(
+            "the request is invalid", details=[{"field": name, "message": f"{name} must be true or false"}]
+        )
+    return AUDIO_VALUES[value]

@@ -56,6 +56,22 @@ def multipart_fields(body: bytes, boundary: str | None) -> FormFields:
     return fields
 
 
+def multipart_parts(body: bytes, boundary: str | None) -> list[tuple[str, str | bytes, bool]]:
+    """Every part of a multipart/form-data body in order, repeats kept: (name, text or file bytes,
+    whether it is a file part)."""
+    if not boundary:
+        raise _malformed("multipart/form-data without a boundary in Content-Type")
+    parts: list[tuple[str, str | bytes, bool]] = []
+    try:
+        for segment, payload in _parts(body, boundary.encode("latin-1")):
+            name = segment.name or ""
+            is_file = segment.filename is not None
+            parts.append((name, payload if is_file else _text(name, payload, segment.charset), is_file))
+    except (ParserError, ParserLimitReached, UnicodeDecodeError) as exc:
+        raise _malformed(str(exc.args[0]) if exc.args else type(exc).__name__) from None
+    return parts
+
+
 def _parts(body: bytes, boundary: bytes) -> Iterator[tuple[MultipartSegment, bytes]]:
     """Each part's headers and payload, in order."""
     with PushMultipartParser(boundary, max_segment_count=MAX_PARTS, strict=True) as parser:

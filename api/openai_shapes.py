@@ -8,7 +8,8 @@ import msgspec
 from msgspec import Meta
 
 from sorapi.resolutions import RESOLUTION_VALUES
-from sorapi.schemas import MAX_DURATION_S, PROMPT_PATTERN, ClientMetadata, Size
+from sorapi.schemas import MAX_DURATION_S, PROMPT_PATTERN, ClientMetadata, ImageUrl, Size
+from sorapi.speed import SPEEDS
 
 SECONDS_PATTERN = "^(?:" + "|".join(str(n) for n in range(MAX_DURATION_S, 0, -1)) + ")$"
 """`seconds` as text: a whole number of seconds from 1 to 20, digits only (the handler matches it whole)."""
@@ -70,10 +71,17 @@ class VideoDeleted(msgspec.Struct, kw_only=True):
     deleted: Annotated[bool, Meta(description="The assets are gone (a finished task's record stays, `expired`)")] = True
 
 
+class ImageReference(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`input_reference` as a reference object (OpenAI's `ImageInputReferenceParam`); `file_id` is not supported."""
+
+    image_url: ImageUrl
+
+
 class CreateVideo(msgspec.Struct, kw_only=True):
     """Body of `POST /v1/videos`, as JSON or multipart/form-data (what the `openai` SDK sends).
 
-    `input_reference` (image-to-video) is not offered: sending it answers 422 `unsupported_parameter`."""
+    `input_reference` (image-to-video) is the first frame: a file part, or `{"image_url": ...}`
+    (as form fields: `input_reference[image_url]`)."""
 
     prompt: Annotated[
         str,
@@ -112,6 +120,24 @@ class CreateVideo(msgspec.Struct, kw_only=True):
         ClientMetadata | None,
         Meta(description="SorAPI extension: your labels, as `metadata` of /api/generate (form fields `metadata[KEY]`)"),
     ] = None
+    input_reference: Annotated[
+        ImageReference | None,
+        Meta(
+            description="Image-to-video: the first frame. In a multipart body a file part (PNG, JPEG or WEBP, at "
+            'most 20 MiB and 4096x4096; what the SDK sends for a file), or `{"image_url": "https://..."}` '
+            "(form fields `input_reference[image_url]`). Scaled to cover the output size, then centre-cropped. "
+            "Only on models with `image_conditioning` (GET /api/models); `file_id` is not supported."
+        ),
+    ] = None
+    speed: Annotated[
+        str | None,
+        Meta(
+            description="SorAPI extension: speed profile, as `speed` of /api/generate (quality, balanced, fast; "
+            "default: the model's)",
+            examples=["fast"],
+            extra_json_schema={"enum": [*SPEEDS, None]},
+        ),
+    ] = None
 
 
 class RemixVideo(msgspec.Struct, kw_only=True):
@@ -121,6 +147,7 @@ class RemixVideo(msgspec.Struct, kw_only=True):
             min_length=1,
             max_length=5000,
             pattern=PROMPT_PATTERN,
-            description="The new prompt (not only whitespace); the source's seed, size, duration and model are kept",
+            description="The new prompt (not only whitespace); the source's seed, size, duration, model and speed "
+            "are kept",
         ),
     ]

@@ -19,7 +19,7 @@ from litestar.openapi.spec import Example, OpenAPIMediaType, Operation, RequestB
 from litestar.params import Parameter
 from litestar.response import Redirect
 
-from api import credits, forms, lifecycle, listing, openapi, query, tasks
+from api import credits, forms, image_inputs, lifecycle, listing, openapi, query, tasks
 from api.auth import NEEDS_GENERATE, NEEDS_READ, Principal
 from api.openai_shapes import SECONDS_PATTERN, CreateVideo, RemixVideo, Video, VideoDeleted, VideoError, VideoList
 from api.openapi import error_responses
@@ -42,7 +42,14 @@ _STATUS = {
     status.FAILED: "failed",
     status.CANCELLED: "failed",
 }
-_FIELD_NAMES = {"model_version": "model", "duration": "seconds", "resolution": "size", "aspect_ratio": "size"}
+_FIELD_NAMES = {
+    "model_version": "model",
+    "duration": "seconds",
+    "resolution": "size",
+    "aspect_ratio": "size",
+    "image_url": "input_reference",
+    "image": "input_reference",
+}
 """SorAPI field names in validation details → the OpenAI parameter the caller actually sent."""
 
 
@@ -105,31 +112,55 @@ async def _create(
     req: GenerateRequest,
     idempotency_key: str | None,
     origin: dict[str, str] | None = None,
+    uploads: image_inputs.Uploads = image_inputs.NO_UPLOADS,
 ) -> Task:
     """The shared task service, with validation details renamed to the OpenAI parameters."""
     try:
-        return (await tasks.create_task(res, principal, req, idempotency_key, origin=origin)).task
+        return (await tasks.create_task(res, principal, req, idempotency_key, origin=origin, uploads=uploads)).task
     except errors.ValidationFailed as exc:
         exc.details = [{**d, "field": _FIELD_NAMES.get(d.get("field", ""), d.get("field", ""))} for d in exc.details]
         raise
 
 
-async def _read_create_body(request: Request[Any, Any, Any]) -> CreateVideo:
-    """JSON or multipart/form-data (the SDK always sends multipart); image conditioning is refused clearly."""
-    raw = await _raw_fields(request)
-    if any(k == "input_reference" or k.startswith("input_reference[") for k, v in raw.items() if v is not None):
-        raise errors.ValidationFailed(
-            "input_reference (image-to-video conditioning) is not supported yet; send a text prompt only",
-            code=errors.UNSUPPORTED_PARAMETER,
-            details=[{"field": "input_reference", "message": "image conditioning is not available on this server"}],
-        )
+async def _read_create_body(request: Request[Any, Any, Any]) -> tuple[CreateVideo, image_inputs.Uploads]:
+    """JSON or multipart/form-data (the SDK always sends multipart); `input_reference` as a file part is
+    the first-frame upload, as `{"image_url": ...}` (or the form field `input_reference[image_url]`) its URL."""
+    raw, uploads = _input_reference(await _raw_fields(request))
     raw = _form_metadata(raw)
     try:
-        return msgspec.convert({k: v for k, v in raw.items() if not isinstance(v, bytes)}, CreateVideo, strict=False)
+        body = msgspec.convert({k: v for k, v in raw.items() if not isinstance(v, bytes)}, CreateVideo, strict=False)
+        return body, uploads
     except msgspec.ValidationError as exc:
         raise errors.ValidationFailed(
             "the request is invalid", details=[{"field": _error_path(str(exc)), "message": str(exc)}]
         ) from exc
+
+
+def _input_reference(raw: dict[str, Any]) -> tuple[dict[str, Any], image_inputs.Uploads]:
+    """`input_reference` out of the fields: a file part becomes the upload `image`; form fields
+    `input_reference[KEY]` or JSON text become the reference object; `file_id` is refused (422)."""
+    fields = {k: v for k, v in raw.items() if k != "input_reference" and not k.startswith("input_reference[")}
+    parts = {k[len("input_reference[") : -1]: v for k, v in raw.items() if k.startswith("input_reference[")}
+    value = raw.get("input_reference")
+    if isinstance(value, bytes):
+        return fields, image_inputs.Uploads(files={"image": value})
+    if isinstance(value, str):
+        try:
+            value = msgspec.json.decode(value)
+        except msgspec.DecodeError:
+            value = {"image_url": value}  # a bare URL in a form field
+    reference = parts or value
+    if isinstance(reference, dict) and "file_id" in reference:
+        raise errors.ValidationFailed(
+            "input_reference.file_id is not supported; send the file itself or an image_url",
+            code=errors.UNSUPPORTED_PARAMETER,
+            details=[
+                {"field": "input_reference", "message": "file_id is not supported: upload the file or send image_url"}
+            ],
+        )
+    if reference is not None:
+        fields["input_reference"] = reference
+    return fields, image_inputs.NO_UPLOADS
 
 
 def _form_metadata(raw: dict[str, Any]) -> dict[str, Any]:
@@ -235,12 +266,13 @@ CREATE_ERRORS = {
     ),
     422: _envelope_examples(
         "Validation failed (`validation_error`; `error.details` names each field, also a form "
-        "field that is not UTF-8 text), or `input_reference` was sent: image-to-video is not "
-        "supported yet (`unsupported_parameter`)",
+        "field that is not UTF-8 text, and `input_reference` when its image is refused: not PNG, JPEG "
+        "or WEBP, too large, unreachable or private URL, a model without image conditioning), or "
+        "`input_reference.file_id` was sent (`unsupported_parameter`)",
         (errors.VALIDATION_ERROR, "the request is invalid"),
         (
             errors.UNSUPPORTED_PARAMETER,
-            "input_reference (image-to-video conditioning) is not supported yet; send a text prompt only",
+            "input_reference.file_id is not supported; send the file itself or an image_url",
         ),
     ),
 }
@@ -255,21 +287,25 @@ class OpenAIVideosController(Controller):
         status_code=200,
         opt=RATE_GENERATE | NEEDS_GENERATE,
         operation_class=_CreateVideoOperation,
+        request_max_body_size=24 * 1024 * 1024,  # one image of at most 20 MiB and the text fields
         responses={**error_responses(401, 402, 429, 503), **CREATE_ERRORS},
     )
     async def create(
         self, request: Request[Any, Any, Any], principal: Principal, resources: Resources
     ) -> Response[Video]:
-        """Create a video job (OpenAI `videos.create`): `prompt`, `model`, `seconds`, `size`."""
-        body = await _read_create_body(request)
+        """Create a video job (OpenAI `videos.create`): `prompt`, `model`, `seconds`, `size`, and
+        `input_reference` (image-to-video: the first frame, a file or `{"image_url": ...}`)."""
+        body, uploads = await _read_create_body(request)
         req = _generate_request(
+            image_url=body.input_reference.image_url if body.input_reference else None,
             prompt=body.prompt,
             model_version=body.model,
             duration=_seconds(body.seconds),
             resolution=body.size,
             metadata=body.metadata,
+            speed=body.speed,
         )
-        task = await _create(resources, principal, req, request.headers.get("idempotency-key"))
+        task = await _create(resources, principal, req, request.headers.get("idempotency-key"), uploads=uploads)
         return Response(video_view(task), headers=_poll_headers())
 
     @get("/", opt=RATE_STATUS | NEEDS_READ, responses=error_responses(400, 401, 404, 422, 429))
@@ -354,7 +390,8 @@ class OpenAIVideosController(Controller):
         video_id: str,
         request: Request[Any, Any, Any],
     ) -> Response[Video]:
-        """Render again with a new prompt and the source's seed, size, duration and model (OpenAI `videos.remix`)."""
+        """Render again with a new prompt and the source's seed, size, duration, model and speed profile
+        (OpenAI `videos.remix`)."""
         source = await tasks.get_task(resources, principal, video_id)
         recorded: dict[str, Any] = source.request
         req = _generate_request(
@@ -365,6 +402,7 @@ class OpenAIVideosController(Controller):
             guidance=recorded["guidance"],
             seed=recorded["seed"],
             negative_prompt=recorded.get("negative_prompt"),
+            speed=recorded.get("speed"),  # None for a source recorded before profiles: the model's default
         )
         task = await _create(
             resources, principal, req, request.headers.get("idempotency-key"), origin={"remixed_from": source.id}

@@ -340,8 +340,10 @@ def finalize(app: Litestar) -> None:
     rendered = document.to_schema()
     _, components = msgspec.json.schema_components(EXTRA_COMPONENTS, ref_template="#/components/schemas/{name}")
     schemas = rendered.setdefault("components", {}).setdefault("schemas", {})
-    schemas.update(components)
+    for name, schema in components.items():  # Litestar's rendering wins where it has one: it hoists the
+        schemas.setdefault(name, schema)  # `schema_only` keywords (enums) that msgspec leaves under `extra`
     _close_request_bodies(schemas, app)
+    _plain_booleans(schemas)
     _link_operations(rendered["paths"])
     resources = app.state.resources
     contract.publish_catalog(schemas, rendered["paths"], resources.catalog)
@@ -370,6 +372,22 @@ LINKS = {
 }
 """Responses that name a task → what a client (or a stateful fuzzer) does next with its id.
 Deleting is left out on purpose: it keeps the record (`expired`), so reads after it still succeed."""
+
+
+def _plain_booleans(node: Any) -> None:
+    """A strict boolean (`Literal[True, False]`: the lax decoder refuses 0/1 for it) is published as
+    the plain boolean it is: its enum says nothing `type` does not, and client generators choke on
+    an enum of booleans (openapi-python-client drops the whole model)."""
+    if isinstance(node, dict):
+        kinds = node.get("type")
+        boolean = set(kinds if isinstance(kinds, list) else [kinds]) <= {"boolean", "null"}
+        if boolean and all(value is None or isinstance(value, bool) for value in node.get("enum", [1])):
+            del node["enum"]
+        for value in node.values():
+            _plain_booleans(value)
+    elif isinstance(node, list):
+        for value in node:
+            _plain_booleans(value)
 
 
 def _link_operations(paths: dict[str, Any]) -> None:

@@ -15,14 +15,14 @@ from litestar.params import Parameter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import pagination, query, task_stream, tasks, webhooks
+from api import generate_body, pagination, query, task_stream, tasks, webhooks
 from api.auth import NEEDS_GENERATE, NEEDS_READ, Principal
 from api.openapi import error_responses
 from api.ratelimit import RATE_GENERATE, RATE_STATUS
 from api.request_db import READ_SESSION, SHARED_SESSION
 from api.state import Resources
 from sorapi import errors, status
-from sorapi.schemas import GenerateRequest, GenerateResponse, StatusResponse
+from sorapi.schemas import GenerateResponse, StatusResponse
 
 EXPANDABLE = frozenset({"events", "webhooks"})
 """Values `expand` accepts; each one adds a block to the status response (add yours here)."""
@@ -71,9 +71,11 @@ class VideoController(Controller):
         dependencies=SHARED_SESSION,
         responses=error_responses(400, 401, 402, 422, 429, 503),
         response_headers=[PREFERENCE_APPLIED],
+        operation_class=generate_body.GenerateOperation,
+        request_max_body_size=generate_body.MAX_BODY_BYTES,
     )
     async def generate(
-        self, data: GenerateRequest, principal: Principal, resources: Resources, request: Request, db: AsyncSession
+        self, principal: Principal, resources: Resources, request: Request, db: AsyncSession
     ) -> Response[GenerateResponse]:
         """Submit a prompt and get a task id at once; the render runs asynchronously.
 
@@ -83,9 +85,13 @@ class VideoController(Controller):
         `Prefer: wait=N` (RFC 7240, N at most 60) holds the answer until the task ends or N seconds
         pass, and adds the task as `/api/status` shows it in `result`; `Preference-Applied: wait=N`
         says it ended in time.
+
+        Image-to-video: `image_url` (or the multipart file `image`) is the first frame, and
+        `last_frame_url` (or `last_frame`) the last, on models that take them (`GET /api/models`).
         """
+        data, uploads = await generate_body.read(request)
         created = await tasks.create_task(
-            resources, principal, data, request.headers.get("idempotency-key"), session=db
+            resources, principal, data, request.headers.get("idempotency-key"), session=db, uploads=uploads
         )
         body = GenerateResponse(
             task_id=created.task.id,

@@ -14,13 +14,24 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import credits, pagination
+from api import credits, image_inputs, pagination
 from api.auth import Principal, admit, bearer_key, require_route_scope
 from api.credits_audit import key_use
 from api.state import Resources
-from sorapi import errors, metrics, names, netguard, status, storage, webhook_events, webhook_policy
+from sorapi import (
+    conditioning,
+    errors,
+    metrics,
+    names,
+    netguard,
+    status,
+    storage,
+    webhook_events,
+    webhook_policy,
+)
 from sorapi import search_attributes as attrs
 from sorapi.catalog import task_priority
+from sorapi.conditioning import Conditioning
 from sorapi.db import history, ledger, status_poll
 from sorapi.db import tasks as task_rows
 from sorapi.db.models import Task
@@ -72,6 +83,7 @@ async def create_task(
     *,
     origin: dict[str, str] | None = None,
     session: AsyncSession | None = None,
+    uploads: image_inputs.Uploads = image_inputs.NO_UPLOADS,
 ) -> Created:
     """Record the task and its credit hold in one transaction, then start its workflow.
 
@@ -80,18 +92,29 @@ async def create_task(
     (e.g. `{"remixed_from": id}`) is recorded with the request and is part of its fingerprint.
     With `session` (the request's own, see api/request_db.py) the records join its transaction,
     which is committed here, before the workflow starts; otherwise they get a transaction of their own.
+    `uploads`: image files sent as multipart parts; they and `image_url` / `last_frame_url` are accepted
+    (fetched, decoded) before the transaction and stored under the task's prefix after it (api/image_inputs.py).
     """
     key = idempotency_key(req.idempotency_key, header_key)
     planned = plan(req, res.catalog, allow_http_callbacks=res.settings.webhook_allow_http)
-    if isinstance(planned, list):
-        raise errors.ValidationFailed("the request is invalid", details=[msgspec.to_builtins(d) for d in planned])
+    problems = [
+        *(planned if isinstance(planned, list) else []),
+        *conditioning.problems(req, res.catalog, uploads.names()),
+    ]
+    if problems:
+        raise errors.ValidationFailed("the request is invalid", details=[msgspec.to_builtins(d) for d in problems])
+    assert not isinstance(planned, list)
     planned = with_plan_defaults(planned, res.catalog.plans[principal.plan])
-    if session is not None and req.callback_url is not None:
-        await session.commit()  # no open transaction (no row lock) across a DNS lookup
+    wants_images = bool(conditioning.sent_fields(req, uploads.names()))
+    if session is not None and (req.callback_url is not None or wants_images):
+        await session.commit()  # no open transaction (no row lock) across a DNS lookup or an image fetch
     await check_callback_destination(res, req.callback_url)
+    images = await image_inputs.gather(res, req, uploads) if wants_images else Conditioning()
+    planned = msgspec.structs.replace(planned, request=conditioning.recorded(planned.request, images))
     digest = fingerprint(msgspec.structs.replace(req, idempotency_key=key))
     if origin:
         digest = hashlib.sha256(digest.encode() + msgspec.json.encode(origin, order="sorted")).hexdigest()
+    digest = conditioning.fingerprint(digest, images)
     task_id = idempotent_task_id(principal.account_id, key) if key else new_task_id()
     if session is None:
         async with res.sessions.begin() as own:
@@ -102,9 +125,21 @@ async def create_task(
     if not replayed:
         count_created(principal.plan, task)
     if not replayed or task.status == status.QUEUED:
+        if images:
+            await _store_images(res, task, images, retriable=key is not None)
         await start_workflow(res, task, principal.plan, retriable=key is not None)
     log.info("task created" if not replayed else "task replayed", task_id=task.id, price=task.price)
     return Created(task=task, replayed=replayed)
+
+
+async def _store_images(res: Resources, task: Task, images: Conditioning, *, retriable: bool) -> None:
+    """Store the task's images before its workflow starts; a failed store is a failed start (503)."""
+    try:
+        await image_inputs.store(res, task.id, images)
+    except errors.ServiceUnavailable:
+        if not retriable:
+            await _abandon_unstarted(res, task)
+        raise
 
 
 def count_created(plan_name: str, task: Task) -> None:
@@ -218,6 +253,8 @@ async def _ensure_workflow(res: Resources, task: Task, plan_name: str) -> None:
     request = msgspec.convert(task.request, TaskRequest)
     lane = webhook_policy.lane(res.settings.webhook_queue_prefix, plan_name)
     render = render_spec(task.id, request, res.catalog)
+    if request.image is not None:  # image-to-video: where the render host reads its images
+        render = msgspec.structs.replace(render, **conditioning.render_fields(task.id, request, res.catalog))
     if webhook_events.wants(task.request, webhook_events.PROGRESS):  # the render host announces its progress
         render = msgspec.structs.replace(render, progress_webhook_lane=lane)
     arg = VideoTaskInput(

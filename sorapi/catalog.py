@@ -11,9 +11,10 @@ from pathlib import Path
 import msgspec
 from temporalio.common import Priority
 
-from sorapi.families import DTYPES, FAMILIES, frames_for
+from sorapi.families import AUDIO_FAMILIES, DTYPES, FAMILIES, frames_for
 from sorapi.resolutions import SIZE_NAMES, Tier
 from sorapi.settings import Settings, get_settings
+from sorapi.speed import DEFAULT_SPEED, SPEEDS, SpeedProfile
 
 DEFAULT_CATALOG_PATH = Path(__file__).with_name("catalog.toml")
 
@@ -58,7 +59,7 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True):
     """One public model: which diffusers family renders it, from which weights, within which limits."""
 
     family: str
-    """A pipeline family of `sorapi.families` ("wan" or "ltx")."""
+    """A pipeline family of `sorapi.families` ("wan", "ltx" or "ltx2")."""
     weights: str
     """Diffusers-format directory, relative to SORAPI_MODEL_DIR (loaded with local_files_only)."""
     fps: int
@@ -73,8 +74,27 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True):
     """Presets ("WxH") this model renders; empty: every preset."""
     credit_multiplier: float = 1.0
     aliases: list[str] = []
+    image_conditioning: bool = False
+    """It takes a first-frame image (image-to-video: `image_url` / `image`, `/v1/videos` `input_reference`)."""
+    last_frame_conditioning: bool = False
+    """It also takes a last-frame image (`last_frame_url` / `last_frame`); implies `image_conditioning`."""
+    default_speed: str = DEFAULT_SPEED
+    """The speed profile of a request that sends no `speed`."""
+    speed_steps: dict[str, int] = {}
+    """Steps of a profile on this model, where its `steps_fraction` of `default_steps` is not right
+    (e.g. a distilled checkpoint's 4 steps)."""
+    audio: bool = False
+    """The model renders a soundtrack with the video (its family must make audio: LTX-2)."""
+    audio_default: bool = False
+    """Whether a request that sends no `audio` gets the soundtrack (only on a model with `audio`)."""
+    audio_credit_multiplier: float = 1.0
+    """Factor on the price of a render delivered with its soundtrack."""
 
     def __post_init__(self) -> None:
+        if self.default_speed not in SPEEDS:
+            raise ValueError(f"default_speed must be one of {', '.join(SPEEDS)}, got {self.default_speed!r}")
+        if any(name not in SPEEDS or steps < 1 for name, steps in self.speed_steps.items()):
+            raise ValueError(f"speed_steps maps profiles ({', '.join(SPEEDS)}) to steps >= 1, got {self.speed_steps}")
         if self.family not in FAMILIES:
             raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
         if self.dtype not in DTYPES:
@@ -84,6 +104,12 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True):
         unknown = [size for size in self.resolutions if size not in SIZE_NAMES]
         if unknown:
             raise ValueError(f"resolutions must be presets ({', '.join(SIZE_NAMES)}), got {unknown}")
+        if self.audio and self.family not in AUDIO_FAMILIES:
+            raise ValueError(f"audio needs a family that makes audio ({', '.join(sorted(AUDIO_FAMILIES))})")
+        if self.audio_default and not self.audio:
+            raise ValueError("audio_default needs audio = true")
+        if self.audio_credit_multiplier <= 0:
+            raise ValueError("audio_credit_multiplier must be positive")
 
     def frames_for(self, duration_s: int) -> int:
         """Frames a render of `duration_s` seconds has: native fps, rounded as the family requires."""
@@ -97,6 +123,21 @@ class Catalog(msgspec.Struct, frozen=True):
     pricing: Pricing
     plans: dict[str, Plan]
     models: dict[str, ModelSpec]
+    speed: dict[str, SpeedProfile] = {}
+    """Speed profiles by name; one the file leaves out renders as `quality` does, at the model's price."""
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.speed if name not in SPEEDS]
+        if unknown:
+            raise ValueError(f"speed profiles must be among {', '.join(SPEEDS)}, got {unknown}")
+
+    def speed_profile(self, name: str) -> SpeedProfile:
+        return self.speed.get(name) or SpeedProfile()
+
+    def steps(self, model: str, speed: str) -> int:
+        """Denoising steps of `model` under the profile `speed`."""
+        spec = self.models[model]
+        return spec.speed_steps.get(speed) or self.speed_profile(speed).steps(spec.default_steps)
 
     def model_names(self) -> list[str]:
         """Every accepted `model_version` value, canonical names first."""
@@ -107,10 +148,12 @@ class Catalog(msgspec.Struct, frozen=True):
             return name
         return next((key for key, m in self.models.items() if name in m.aliases), None)
 
-    def price(self, model: str, duration_s: int, tier: Tier) -> int:
-        """Credits a render costs: seconds × the tier's rate × the model's multiplier, rounded up."""
+    def price(self, model: str, duration_s: int, tier: Tier, speed: str = DEFAULT_SPEED, audio: bool = False) -> int:
+        """Credits a render costs: seconds × the tier's rate × the model's multiplier × the speed
+        profile's (× the model's audio multiplier with audio), rounded up (float noise below 1e-9 is not a credit)."""
         spec = self.models[model]
-        return math.ceil(duration_s * self.pricing.credits_per_second[tier] * spec.credit_multiplier)
+        factor = self.speed_profile(speed).credit_multiplier * (spec.audio_credit_multiplier if audio else 1.0)
+        return math.ceil(round(duration_s * self.pricing.credits_per_second[tier] * spec.credit_multiplier * factor, 9))
 
 
 SETTING_OVERRIDES: dict[str, tuple[str, str]] = {

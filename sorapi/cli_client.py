@@ -20,6 +20,7 @@ from typing import Any, TextIO
 import httpx
 
 from sorapi import status
+from sorapi.speed import SPEEDS
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 FINISHED = status.TERMINAL
@@ -165,6 +166,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         "negative_prompt": args.negative_prompt,
         "callback_url": args.callback_url,
         "idempotency_key": args.idempotency_key,
+        "speed": args.speed,
     }
     created = client.generate({k: v for k, v in payload.items() if v is not None})
     task_id = created["task_id"]
@@ -229,6 +231,7 @@ def add_client_commands(sub: Any) -> None:
     gen.add_argument("--seed", type=int)
     gen.add_argument("--guidance", type=float)
     gen.add_argument("--negative-prompt")
+    gen.add_argument("--speed", choices=SPEEDS, help="speed profile (default: the model's)")
     gen.add_argument("--callback-url")
     gen.add_argument("--idempotency-key")
     gen.add_argument("--wait", action="store_true", help="wait for the task, showing progress on stderr")

@@ -151,6 +151,18 @@ class EstimateResponse(msgspec.Struct, kw_only=True):
     credit_multiplier: float
     available: int
     affordable: Annotated[bool, Meta(description="Whether the account could reserve it right now")]
+    speed: Annotated[
+        str, Meta(description="The speed profile priced (sent, else the model's default)", examples=["quality"])
+    ] = "quality"
+    speed_multiplier: Annotated[
+        float, Meta(description="The speed profile's factor on the price (catalog `[speed.<name>]`)", examples=[1.0])
+    ] = 1.0
+    audio: Annotated[
+        bool, Meta(description="Whether the quote includes the soundtrack (sent, else the model's default)")
+    ] = False
+    audio_multiplier: Annotated[
+        float, Meta(description="The soundtrack's factor on the price (the model's `audio_credit_multiplier`)")
+    ] = 1.0
 
 
 class AuditEventView(msgspec.Struct, kw_only=True):

@@ -142,4 +142,8 @@ async def estimate(
         credit_multiplier=catalog.models[request.model_version].credit_multiplier,
         available=ledger.available(account),
         affordable=affordable,
+        speed=request.speed,
+        speed_multiplier=catalog.speed_profile(request.speed).credit_multiplier,
+        audio=request.audio,
+        audio_multiplier=catalog.models[request.model_version].audio_credit_multiplier if request.audio else 1.0,
     )

@@ -21,8 +21,10 @@ class FamilyRule(msgspec.Struct, frozen=True):
     frame_step: int
 
 
-# Wan: VAE 8x spatial x patch 2, 4x temporal. LTX-Video: VAE 32x spatial, 8x temporal.
-FAMILIES: dict[str, FamilyRule] = {"wan": FamilyRule(16, 4), "ltx": FamilyRule(32, 8)}
+# Wan: VAE 8x spatial x patch 2, 4x temporal. LTX-Video and LTX-2: VAE 32x spatial, 8x temporal.
+FAMILIES: dict[str, FamilyRule] = {"wan": FamilyRule(16, 4), "ltx": FamilyRule(32, 8), "ltx2": FamilyRule(32, 8)}
+AUDIO_FAMILIES = frozenset({"ltx2"})
+"""Families whose pipeline renders a soundtrack with the video (LTX-2: audio VAE and vocoder)."""
 
 
 def family_rule(family: str) -> FamilyRule:

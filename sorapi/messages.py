@@ -10,6 +10,19 @@ from datetime import datetime
 import msgspec
 
 
+class RenderSpeed(msgspec.Struct, kw_only=True, frozen=True):
+    """A render's speed profile as the API resolved it from the catalog (`sorapi.speed`); the default is
+    what renders were before profiles: every step, no cache, no compilation."""
+
+    name: str = "quality"
+    steps_fraction: float = 1.0
+    """Share of the steps a tiny dev model runs (real models get `RenderSpec.steps` already resolved)."""
+    cache_threshold: float = 0.0
+    """First Block Cache threshold on the transformer for this render only (0: none)."""
+    compile: bool = False
+    """Regional torch.compile of the transformer's blocks for this render, on a CUDA device only."""
+
+
 class RenderSpec(msgspec.Struct, kw_only=True, frozen=True):
     """What to render, fully resolved by the API (seed fixed, size and frame count computed)."""
 
@@ -32,6 +45,18 @@ class RenderSpec(msgspec.Struct, kw_only=True, frozen=True):
     progress_webhook_lane: str = ""
     """The task asked for `progress` webhooks: the render host starts them on this delivery lane
     (empty: it did not ask)."""
+    image_key: str = ""
+    """Image-to-video: the S3 key of the first-frame image, under the task's prefix (empty: text-to-video).
+    The render host reads it with its own S3 user, allowed GET on `tasks/*/inputs/*` only."""
+    last_frame_key: str = ""
+    """The S3 key of the last-frame image (empty: none)."""
+    frame_conditions: bool = False
+    """Condition at frame indices (LTXConditionPipeline) rather than on the first frame alone
+    (LTXImageToVideoPipeline): the model's `last_frame_conditioning`."""
+    speed: RenderSpeed = msgspec.field(default_factory=RenderSpeed)
+    """The speed profile: `steps` is already its step count; the cache and compilation apply per render."""
+    audio: bool = False
+    """Deliver the soundtrack with the video (the model's family makes one: LTX-2)."""
 
 
 class VideoTaskInput(msgspec.Struct, kw_only=True, frozen=True):
@@ -99,6 +124,23 @@ class RenderMeta(msgspec.Struct, kw_only=True, frozen=True):
     duration_s: int = 0
     dtype: str = ""
     device: str = ""
+    speed: str = ""
+    """The speed profile rendered (empty on renders recorded before profiles: quality)."""
+    cache: str = ""
+    """The transformer cache this render ran with (`first_block:<threshold>`; empty: none)."""
+    compiled: bool = False
+    """The transformer's repeated blocks ran under torch.compile."""
+    conditioning: list[str] = []
+    """The images it was conditioned on (`first_frame`, `last_frame`), each fitted to the output size by
+    scaling to cover it and cropping the centre; empty: text-to-video."""
+    audio: bool = False
+    """The MP4 and WebM carry the soundtrack (AAC and Opus), as long as the video."""
+    audio_sample_rate: int = 0
+    """Sample rate of the delivered audio tracks in Hz (0: no audio)."""
+    audio_channels: int = 0
+    """1 (mono) or 2 (stereo); 0: no audio."""
+    audio_source_rate: int = 0
+    """The rate the model's vocoder produced before resampling (0: no audio)."""
 
 
 class RenderResult(msgspec.Struct, kw_only=True, frozen=True):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
-from sorapi import status, webhook_events
+from sorapi import speed, status, webhook_events
 from sorapi.resolutions import ASPECT_RATIO_VALUES, RESOLUTION_VALUES, SIZE_NAMES, Orientation
 from sorapi.webhook_signing import RESERVED_PREFIXES
 
@@ -124,6 +124,17 @@ CallbackUrl = Annotated[
         examples=["https://example.com/webhooks/sora2"],
     ),
 ]
+ImageUrl = Annotated[
+    str,
+    Meta(
+        max_length=2048,
+        pattern=NO_NUL,
+        description="HTTPS URL of an image (PNG, JPEG or WEBP, at most 20 MiB and 4096x4096) that the API fetches "
+        "once, at create time, through the same checks as webhooks (public addresses only, no redirects). Only "
+        "on models with `image_conditioning` (GET /api/models).",
+        examples=["https://example.com/frames/first.png"],
+    ),
+]
 HEADER_NAME = "^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$"
 """A callback header name: an RFC 9110 token (sorapi.webhook_signing checks the same)."""
 
@@ -198,6 +209,15 @@ WebhookEvents = Annotated[
         extra_json_schema=schema_only(uniqueItems=True, items=WEBHOOK_EVENT_ITEM),
     ),
 ]
+Speed = Annotated[
+    str,
+    Meta(
+        description="Speed profile: `quality` (every step of the model), `balanced` or `fast` (fewer steps and a "
+        "transformer cache, at a lower price: see `GET /api/credits/estimate`). Default: the model's, in the catalog.",
+        examples=["fast"],
+        extra_json_schema=schema_only(enum=[*speed.SPEEDS, None]),
+    ),
+]
 IdempotencyKey = Annotated[
     str,
     Meta(
@@ -227,6 +247,49 @@ class GenerateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_queue_seconds: MaxQueueSeconds | None = None
     metadata: ClientMetadata | None = None
     webhook_events: WebhookEvents | None = None
+    image_url: (
+        Annotated[
+            ImageUrl,
+            Meta(
+                description="Image-to-video: the video's first frame, fetched from this HTTPS URL (or send the file "
+                "as the multipart part `image`). It is scaled to cover the output size and centre-cropped."
+            ),
+        ]
+        | None
+    ) = None
+    last_frame_url: (
+        Annotated[
+            ImageUrl,
+            Meta(
+                description="The video's last frame, fetched from this HTTPS URL (or the multipart part `last_frame`); "
+                "needs a first frame, and a model with `last_frame_conditioning`."
+            ),
+        ]
+        | None
+    ) = None
+    speed: Speed | None = None
+    audio: (
+        Annotated[
+            Literal[True, False],  # a bool the lax decoder takes only as true/false, never 0/1 or "true"
+            Meta(
+                description="Deliver the soundtrack the model renders with the video (AAC in the MP4, Opus in the "
+                "WebM). Only models whose family makes audio (LTX-2: `ltx-2`) take `true`; on any other model "
+                "`true` is a 422 naming `audio`. Default: the model's, in the catalog (`ltx-2`: true; others: false).",
+                examples=[True],
+            ),
+        ]
+        | None
+    ) = None
+
+
+class InputImageInfo(msgspec.Struct, kw_only=True):
+    """A conditioning image as the task recorded it (the file itself is kept with the task's outputs)."""
+
+    sha256: Annotated[str, Meta(description="SHA-256 of the file's bytes (part of the idempotency fingerprint)")]
+    content_type: Annotated[str, Meta(description="image/png, image/jpeg or image/webp, read from the content")]
+    width: Annotated[int, Meta(description="Width of the file, before it is fitted to the output size")]
+    height: Annotated[int, Meta(description="Height of the file, before it is fitted to the output size")]
+    url: Annotated[str | None, Meta(description="The URL it was fetched from; null for an upload")] = None
 
 
 class TaskRequest(msgspec.Struct, kw_only=True):
@@ -261,6 +324,21 @@ class TaskRequest(msgspec.Struct, kw_only=True):
             extra_json_schema=schema_only(items=WEBHOOK_EVENT_ITEM),
         ),
     ] = msgspec.field(default_factory=lambda: list(webhook_events.DEFAULT))
+    image: Annotated[
+        InputImageInfo | None, Meta(description="The first-frame image (image-to-video); null: text-to-video")
+    ] = None
+    last_frame: Annotated[InputImageInfo | None, Meta(description="The last-frame image, if one was sent")] = None
+    speed: Annotated[
+        str,
+        Meta(
+            description="The speed profile rendered (sent, else the model's default)",
+            examples=["quality"],
+            extra_json_schema=schema_only(enum=list(speed.SPEEDS)),
+        ),
+    ] = speed.DEFAULT_SPEED
+    audio: Annotated[
+        bool, Meta(description="Whether the outputs carry the model's soundtrack (sent, else the model's default)")
+    ] = False
 
 
 class GenerateResponse(msgspec.Struct, kw_only=True):

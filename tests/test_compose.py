@@ -48,7 +48,8 @@ def test_each_process_gets_only_what_it_needs(service: str, process: str) -> Non
 
 
 def test_each_s3_role_may_do_only_its_job() -> None:
-    """render puts; orchestrator reads, lists and deletes; the API reads (presigned links)."""
+    """render puts (and reads input images); orchestrator reads, lists and deletes; the API reads (presigned
+    links) and puts input images."""
     import json
 
     actions = {
@@ -60,10 +61,17 @@ def test_each_s3_role_may_do_only_its_job() -> None:
         for role in ("api", "orchestrator", "render")
     }
     assert actions == {
-        "api": ["s3:GetObject", "s3:ListBucket"],
+        "api": ["s3:GetObject", "s3:ListBucket", "s3:PutObject"],
         "orchestrator": ["s3:DeleteObject", "s3:GetObject", "s3:ListBucket"],
-        "render": ["s3:PutObject"],
+        "render": ["s3:GetObject", "s3:PutObject"],
     }
+    inputs_only = {  # image-to-video: the API stores a task's input images, the render host reads them, nothing more
+        ("api", "s3:PutObject"): ["arn:aws:s3:::sorapi/tasks/*/inputs/*"],
+        ("render", "s3:GetObject"): ["arn:aws:s3:::sorapi/tasks/*/inputs/*"],
+    }
+    for (role, action), resources in inputs_only.items():
+        policy = json.loads((ROOT / "deploy" / "minio" / f"policy-{role}.json").read_text())
+        assert [s["Resource"] for s in policy["Statement"] if action in s["Action"]] == [resources]
     setup = (ROOT / "deploy" / "minio" / "minio-setup.sh").read_text()
     for role in actions:
         assert f"mc admin user add local sorapi-{role}" in setup

@@ -211,13 +211,17 @@ async def test_a_form_field_that_is_not_utf8_is_a_422_naming_it_and_a_broken_for
     assert urlencoded.status_code == 422 and urlencoded.json()["error"]["details"][0]["field"] == "prompt"
 
 
-async def test_input_reference_is_not_offered_and_is_refused(account: Api) -> None:
+async def test_input_reference_is_offered_and_a_model_without_image_conditioning_refuses_it(account: Api) -> None:
     create = (await _document(account))["components"]["schemas"]["CreateVideo"]
-    assert "input_reference" not in create["properties"]
+    assert "input_reference" in create["properties"]
     refused = await account.http.post(
         "/v1/videos", json={"prompt": "A cat", "input_reference": "cat.png"}, headers=account.auth()
     )
-    assert refused.status_code == 422 and refused.json()["error"]["code"] == "unsupported_parameter"
+    assert refused.status_code == 422 and refused.json()["error"]["details"][0]["field"] == "input_reference"
+    by_file_id = await account.http.post(
+        "/v1/videos", json={"prompt": "A cat", "input_reference": {"file_id": "file-1"}}, headers=account.auth()
+    )
+    assert by_file_id.status_code == 422 and by_file_id.json()["error"]["code"] == "unsupported_parameter"
 
 
 @pytest.mark.parametrize(

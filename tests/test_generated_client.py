@@ -48,7 +48,19 @@ def generate_client(spec: bytes, into: Path) -> Path:
         cwd=into,
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    _import_unset_where_used(into / PACKAGE / "api")
     return into
+
+
+def _import_unset_where_used(api_dir: Path) -> None:
+    """openapi-python-client 0.29 writes `body: A | B | Unset = UNSET` for an operation with two body
+    types (`/api/generate`: JSON or multipart) without importing `Unset` (its template sets
+    `body_required` inside a Jinja loop, where the value does not survive). Add the import; nothing
+    else of the generated code is touched."""
+    for module in api_dir.rglob("*.py"):
+        text = module.read_text()
+        if "| Unset = UNSET" in text and "import Response, UNSET\n" in text:
+            module.write_text(text.replace("import Response, UNSET\n", "import Response, UNSET, Unset\n", 1))
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ CATALOG = load_catalog(DEFAULT_CATALOG_PATH)
 def test_registry_maps_channels_and_concrete_ids_to_local_weights() -> None:
     assert GenerateRequest(prompt="x").model_version == "sora-2-latest"
     assert {"sora-2-latest", "sora-2-preview", "wan2.1-t2v-1.3b", "ltx-video-0.9"} <= set(CATALOG.models)
-    assert {m.family for m in CATALOG.models.values()} == set(FAMILIES) == {"wan", "ltx"}
+    assert {m.family for m in CATALOG.models.values()} == set(FAMILIES) == {"wan", "ltx", "ltx2"}
     for name, model in CATALOG.models.items():
         assert not Path(model.weights).is_absolute() and "/" not in model.weights, f"{name}: a local directory name"
         assert model.frames_for(model.max_duration_s) > 0 and model.default_steps > 0

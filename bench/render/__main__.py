@@ -9,6 +9,9 @@
 2. Warm vs cold: the worker's first task of a model loads the pipeline; later ones must not.
 3. Encoding: PyAV (our encoders) vs the ffmpeg binary from `imageio-ffmpeg`, same frames,
    same codec settings, frames/s.
+4. Speed profiles (`--only profiles` runs this part alone): for quality, balanced and fast on one
+   warm pipeline, the transformer forward passes, the blocks that computed and the denoise time, as
+   ratios against quality (`bench/render/profiles.py`); fast must run <= 60% of quality's passes.
 
 Without SORAPI_MODEL_DIR the tiny dev model renders (at 1/--scale of the size); on a GPU host
 set SORAPI_MODEL_DIR and SORAPI_RENDER_* as for the worker and pass --scale 1. Prints a table and
@@ -40,8 +43,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.encode import encode_mp4, encode_webm, write_thumbnail
-from activities.pipelines import run_pipeline
+from activities.pipelines import load_pipeline, run_pipeline, set_cpu_threads
 from activities.render import RenderActivities, effective_render
+from bench.render.profiles import print_table, profile_benchmark
 from bench.render.workflow import BENCH_WORKFLOW, BenchRenderTask, BenchTaskInput
 from sorapi import names, servers
 from sorapi.catalog import get_catalog
@@ -52,6 +56,7 @@ from sorapi.messages import RenderMeta, RenderSpec
 from sorapi.planning import plan, render_spec
 from sorapi.schemas import GenerateRequest
 from sorapi.settings import Settings, settings_from_env
+from sorapi.speed import SPEEDS
 from workers.orchestrator import sandbox_runner
 from workers.render import create_workers, make_render_activities
 
@@ -74,6 +79,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=10, help="dev model denoising steps")
     parser.add_argument("--device", default=None, help="render device (default: SORAPI_RENDER_DEVICE)")
     parser.add_argument("--encode-frames", type=int, default=48, help="720p frames for the encoder comparison")
+    parser.add_argument("--only", choices=("all", "profiles"), default="all", help="run every part, or the profiles")
+    parser.add_argument("--profile-repeats", type=int, default=3, help="timed runs of each speed profile")
     return parser.parse_args()
 
 
@@ -95,12 +102,17 @@ def bench_settings(args: argparse.Namespace, data_dir: Path, s3_port: int) -> Se
     )
 
 
-def request_spec(args: argparse.Namespace, task_id: str) -> RenderSpec:
+def request_spec(args: argparse.Namespace, task_id: str, speed: str | None = None) -> RenderSpec:
     """The render the API would hand the worker for this request (same planning code)."""
     catalog = get_catalog()
     planned = plan(
         GenerateRequest(
-            prompt=PROMPT, model_version=args.model, duration=args.duration, resolution=args.resolution, seed=args.seed
+            prompt=PROMPT,
+            model_version=args.model,
+            duration=args.duration,
+            resolution=args.resolution,
+            seed=args.seed,
+            speed=speed,
         ),
         catalog,
     )
@@ -293,6 +305,31 @@ def encode_benchmark(count: int, root: Path) -> dict[str, Any]:
     return results
 
 
+def speed_profiles(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """The profile table on the worker's own pipeline (no Temporal, no S3: only the denoising differs)."""
+    settings = bench_settings(args, root / "data", servers.free_port())
+    specs = {name: request_spec(args, f"profile-{name}", speed=name) for name in SPEEDS}
+    spec = specs["quality"]
+    weights_dir = str(Path(settings.model_dir) / spec.weights) if settings.model_dir else None
+    set_cpu_threads(settings.render_device, settings.render_cpu_threads, dev_models=weights_dir is None)
+    pipe = load_pipeline(
+        spec.family,
+        weights_dir,
+        device=settings.render_device,
+        dtype=canonical_dtype(settings.render_dtype or spec.dtype),
+        offload=settings.render_offload,
+        attention_backend=settings.render_attention_backend,
+        compile=settings.render_compile,
+    )
+    result = profile_benchmark(pipe, specs, settings, weights_dir is None, args.profile_repeats)
+    shape = effective_render(spec, settings, dev_model=weights_dir is None)
+    label = f"{args.model} {shape.width}x{shape.height}x{shape.num_frames}f" + (
+        " (tiny dev model)" if weights_dir is None else ""
+    )
+    print_table(result, label)
+    return {"shape": label, **result}
+
+
 def report(work: dict[str, Any], encode: dict[str, Any]) -> dict[str, Any]:
     """Medians, and minimums (the least disturbed run: this box is shared, so noise only adds time)."""
     warm, bare = work["warm"], work["bare_s"]
@@ -367,11 +404,15 @@ def report(work: dict[str, Any], encode: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     args = parse_args()
     configure_logging("warning", json=False, process="bench")
+    work: dict[str, Any] = {}
+    encode: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="sorapi-bench-") as tmp:
         root = Path(tmp)
-        work = asyncio.run(worker_benchmark(args, root))
-        encode = encode_benchmark(args.encode_frames, root)
-    summary = report(work, encode)
+        profiles = speed_profiles(args, root)
+        if args.only == "all":
+            work = asyncio.run(worker_benchmark(args, root))
+            encode = encode_benchmark(args.encode_frames, root)
+    summary = report(work, encode) if args.only == "all" else {}
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS / f"render-{stamp}.json"
@@ -380,8 +421,9 @@ def main() -> None:
             {
                 "args": vars(args),
                 "summary": summary,
-                "worker": work,
-                "encode": encode,
+                "profiles": profiles,
+                "worker": work or None,
+                "encode": encode or None,
                 "host": {
                     "platform": platform.platform(),
                     "cpus": os.cpu_count(),

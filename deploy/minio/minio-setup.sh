@@ -1,7 +1,8 @@
 #!/bin/sh
 # One S3 user per SorAPI role, each allowed only its own actions on the bucket (run by compose's
-# minio-setup; idempotent). render: put objects; orchestrator: read (presigned webhook links),
-# list and delete (retention); api: read (presigned download links) and the bucket check of /readyz.
+# minio-setup; idempotent). render: put objects, read input images (tasks/*/inputs/*); orchestrator:
+# read (presigned webhook links), list and delete (retention); api: read (presigned download links),
+# the bucket check of /readyz, and put input images (tasks/*/inputs/*).
 set -eu
 mc alias set local http://minio:9000 "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" >/dev/null
 mc mb --ignore-existing local/sorapi
