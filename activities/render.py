@@ -95,6 +95,22 @@ def effective_render(spec: RenderSpec, settings: Settings, dev_model: bool) -> E
     )
 
 
+def spec_arguments(spec: RenderSpec, shape: EffectiveRender) -> dict[str, Any]:
+    """The pipeline's arguments for `spec` at the size, frames and steps this host renders (`shape`)."""
+    return {
+        "prompt": spec.prompt,
+        "negative_prompt": spec.negative_prompt,
+        "width": shape.width,
+        "height": shape.height,
+        "num_frames": shape.num_frames,
+        "guidance_scale": spec.guidance_scale,
+        "num_inference_steps": shape.steps,
+        "seed": spec.seed,
+        "fps": shape.fps,
+        "speed": spec.speed,
+    }
+
+
 def _heartbeat_interval(timeout: timedelta | None) -> float:
     """Beat well inside the heartbeat timeout (a quarter of it), and at least every 5 s."""
     return min(5.0, timeout.total_seconds() / 4) if timeout else 5.0
@@ -219,21 +235,7 @@ class RenderActivities:
             return activity.is_cancelled()  # a draining worker finishes its render (cancelled after the grace)
 
         images = self._input_images(spec, plan.width, plan.height)  # image-to-video: fitted to this render's size
-        clip = render_clip(
-            pipe,
-            prompt=spec.prompt,
-            negative_prompt=spec.negative_prompt,
-            width=plan.width,
-            height=plan.height,
-            num_frames=plan.num_frames,
-            guidance_scale=spec.guidance_scale,
-            num_inference_steps=plan.steps,
-            seed=spec.seed,
-            on_step=on_step,
-            fps=plan.fps,
-            speed=spec.speed,
-            **images,
-        )
+        clip = render_clip(pipe, **spec_arguments(spec, plan), on_step=on_step, **images)
         frames, soundtrack = clip.frames, _soundtrack(spec, clip)
         denoised = time.perf_counter()
         effects = speed_effects(pipe, spec.speed)

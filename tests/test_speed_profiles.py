@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from activities.pipelines import RenderInterrupted, build_tiny_pipeline, run_pipeline
-from activities.render import effective_render
+from activities.render import effective_render, spec_arguments
 from activities.speed import count_passes, speed_effects
 from bench.gpu.__main__ import REFUSED
 from bench.gpu.__main__ import main as bench_gpu
@@ -46,20 +46,7 @@ def render(pipe: Any, spec: RenderSpec, **kwargs: Any) -> tuple[np.ndarray, int,
     """Frames, transformer forward passes and computed blocks of one render on the dev settings."""
     shape = effective_render(spec, Settings(), dev_model=True)
     with count_passes(pipe) as passes:
-        frames = run_pipeline(
-            pipe,
-            prompt=spec.prompt,
-            negative_prompt=spec.negative_prompt,
-            width=shape.width,
-            height=shape.height,
-            num_frames=shape.num_frames,
-            guidance_scale=spec.guidance_scale,
-            num_inference_steps=shape.steps,
-            seed=spec.seed,
-            fps=shape.fps,
-            speed=spec.speed,
-            **kwargs,
-        )
+        frames = run_pipeline(pipe, **spec_arguments(spec, shape), **kwargs)
     return frames, passes.transformer, passes.blocks
 
 

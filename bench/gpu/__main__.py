@@ -66,7 +66,7 @@ def _render(pipe: Any, spec: Any, settings: Any, device: str) -> dict[str, Any]:
     import torch
 
     from activities.pipelines import peak_gpu_memory, reset_peak_memory, run_pipeline
-    from activities.render import effective_render
+    from activities.render import effective_render, spec_arguments
     from activities.speed import count_passes, speed_effects
 
     shape = effective_render(spec, settings, dev_model=False)
@@ -74,19 +74,7 @@ def _render(pipe: Any, spec: Any, settings: Any, device: str) -> dict[str, Any]:
     torch.cuda.synchronize(device)
     with count_passes(pipe) as passes:
         started = time.perf_counter()
-        run_pipeline(
-            pipe,
-            prompt=spec.prompt,
-            negative_prompt=spec.negative_prompt,
-            width=shape.width,
-            height=shape.height,
-            num_frames=shape.num_frames,
-            guidance_scale=spec.guidance_scale,
-            num_inference_steps=shape.steps,
-            seed=spec.seed,
-            fps=shape.fps,
-            speed=spec.speed,
-        )
+        run_pipeline(pipe, **spec_arguments(spec, shape))
         torch.cuda.synchronize(device)
         seconds = time.perf_counter() - started
     effects = speed_effects(pipe, spec.speed)

@@ -44,7 +44,7 @@ from temporalio.worker import Worker
 
 from activities.encode import encode_mp4, encode_webm, write_thumbnail
 from activities.pipelines import load_pipeline, run_pipeline, set_cpu_threads
-from activities.render import RenderActivities, effective_render
+from activities.render import RenderActivities, effective_render, spec_arguments
 from bench.render.profiles import print_table, profile_benchmark
 from bench.render.workflow import BENCH_WORKFLOW, BenchRenderTask, BenchTaskInput
 from sorapi import names, servers
@@ -127,18 +127,7 @@ def bare_render(renders: RenderActivities, settings: Settings, spec: RenderSpec,
     weights_dir = str(Path(settings.model_dir) / spec.weights) if settings.model_dir else None
     pipe = renders.pipeline(spec.family, weights_dir, canonical_dtype(settings.render_dtype or spec.dtype))
     shape = effective_render(spec, settings, dev_model=weights_dir is None)
-    frames = run_pipeline(
-        pipe,
-        prompt=spec.prompt,
-        negative_prompt=spec.negative_prompt,
-        width=shape.width,
-        height=shape.height,
-        num_frames=shape.num_frames,
-        guidance_scale=spec.guidance_scale,
-        num_inference_steps=shape.steps,
-        seed=spec.seed,
-        fps=shape.fps,
-    )
+    frames = run_pipeline(pipe, **spec_arguments(spec, shape))
     encode_mp4(frames, shape.fps, workdir / "video.mp4")
     encode_webm(frames, shape.fps, workdir / "video.webm")
     write_thumbnail(frames, workdir / "thumbnail.jpg")

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from activities.pipelines import run_pipeline
-from activities.render import effective_render
+from activities.render import effective_render, spec_arguments
 from activities.speed import count_passes, speed_effects
 from sorapi.messages import RenderSpec
 from sorapi.settings import Settings
@@ -30,19 +30,7 @@ def _once(pipe: Any, spec: RenderSpec, settings: Settings, dev_model: bool) -> d
     shape = effective_render(spec, settings, dev_model=dev_model)
     with count_passes(pipe) as passes:
         started = time.perf_counter()
-        run_pipeline(
-            pipe,
-            prompt=spec.prompt,
-            negative_prompt=spec.negative_prompt,
-            width=shape.width,
-            height=shape.height,
-            num_frames=shape.num_frames,
-            guidance_scale=spec.guidance_scale,
-            num_inference_steps=shape.steps,
-            seed=spec.seed,
-            fps=shape.fps,
-            speed=spec.speed,
-        )
+        run_pipeline(pipe, **spec_arguments(spec, shape))
         seconds = time.perf_counter() - started
     effects = speed_effects(pipe, spec.speed)
     return {
