@@ -11,12 +11,10 @@ from __future__ import annotations
 import asyncio
 import ssl
 
-import httpcore
 import structlog
 
-from sorapi import netguard
+from sorapi import netguard, outbound
 from sorapi.image_input import MAX_BYTES
-from sorapi.outbound import PinnedBackend
 
 log = structlog.get_logger()
 
@@ -43,13 +41,7 @@ async def fetch_image(
         raise FetchFailed(str(exc).replace("callback_url", "the image URL").replace("callbacks", "images")) from None
     except netguard.Unresolvable:
         raise FetchFailed("the image URL's host does not resolve") from None
-    pool = httpcore.AsyncConnectionPool(
-        ssl_context=ssl_context or httpcore.default_ssl_context(),
-        network_backend=PinnedBackend(target.host, target.ip),
-        max_connections=1,
-        retries=0,
-    )
-    per_phase = {"connect": timeout_s, "read": timeout_s, "write": timeout_s, "pool": timeout_s}
+    pool, per_phase = outbound.pinned_pool(target, timeout_s, ssl_context)
     headers = [("Host", target.host_header), ("Accept", "image/png, image/jpeg, image/webp"), ("User-Agent", "SorAPI")]
     try:
         async with (

@@ -61,6 +61,20 @@ class PostResult:
     """The underlying exception, for the operator's logs."""
 
 
+def pinned_pool(
+    target: Target, timeout_s: float, ssl_context: ssl.SSLContext | None = None
+) -> tuple[httpcore.AsyncConnectionPool, dict[str, float]]:
+    """One connection to the address netguard checked (no second DNS answer can redirect it), no
+    retries, and `timeout_s` for each phase of the request."""
+    pool = httpcore.AsyncConnectionPool(
+        ssl_context=ssl_context or httpcore.default_ssl_context(),
+        network_backend=PinnedBackend(target.host, target.ip),
+        max_connections=1,
+        retries=0,
+    )
+    return pool, {"connect": timeout_s, "read": timeout_s, "write": timeout_s, "pool": timeout_s}
+
+
 async def post(
     target: Target,
     body: bytes,
@@ -72,13 +86,7 @@ async def post(
     """POST `body` once; every failure comes back as `error`, never as an exception, so each attempt
     is recorded as failed and retried on schedule (an exception would fail the activity instead)."""
     sent = {**headers, "Host": target.host_header, "Content-Length": str(len(body))}
-    pool = httpcore.AsyncConnectionPool(
-        ssl_context=ssl_context or httpcore.default_ssl_context(),
-        network_backend=PinnedBackend(target.host, target.ip),
-        max_connections=1,
-        retries=0,
-    )
-    per_phase = {"connect": timeout_s, "read": timeout_s, "write": timeout_s, "pool": timeout_s}
+    pool, per_phase = pinned_pool(target, timeout_s, ssl_context)
     started = time.monotonic()
     try:
         async with (
