@@ -86,9 +86,9 @@ def _form(body: bytes, boundary: str | None) -> tuple[GenerateRequest, Uploads]:
                 *(items if isinstance(items, list) else [items]),
             ]
         elif name in BOOL_FIELDS:
-            if value not in ("true", "false"):
+            if value not in ("true", "false", "null"):  # "null": not sent, as for the other fields
                 raise _refused(name, "expected `true` or `false`")
-            fields[name] = value == "true"
+            fields[name] = None if value == "null" else value == "true"
         else:
             fields[name] = value
     return _convert(fields), Uploads(files=files)
