@@ -400,7 +400,10 @@ async def test_200_streams_on_one_task_cost_the_api_less_than_200_pollers(
 
     async def poll_every_second() -> None:
         while True:
-            answer = await pollers.get("/api/status", params={"task_id": task_id}, headers=client.auth())
+            try:
+                answer = await pollers.get("/api/status", params={"task_id": task_id}, headers=client.auth())
+            except httpx.TransportError:  # a connection dropped under 400 at once: a poller asks again
+                continue
             if answer.json()["status"] in ("succeeded", "failed"):
                 return
             await asyncio.sleep(1)
