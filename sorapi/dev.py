@@ -191,6 +191,7 @@ def run_dev(settings: Settings | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     procs: list[servers.ManagedProcess] = []
+    servers.reserve_ports(*_configured_ports(settings))
     try:
         _, temporal_port = servers.host_port(settings.temporal_address)
         ui_origins = [f"http://{host}:{settings.temporal_ui_port}" for host in ("127.0.0.1", "localhost")]
@@ -256,6 +257,13 @@ def run_dev(settings: Settings | None = None) -> int:
         for proc in reversed(procs):
             proc.stop()
         log.info("dev stack stopped")
+
+
+def _configured_ports(settings: Settings) -> list[int]:
+    """Every port the settings give a server of this stack; internal ports are picked around them."""
+    addresses = (settings.temporal_address, settings.s3_endpoint)
+    named = ("api_port", "temporal_ui_port", "codec_port", "dev_postgres_port", "dev_valkey_port", *METRICS_PORTS)
+    return [servers.host_port(a)[1] for a in addresses] + [getattr(settings, name) for name in named]
 
 
 def _ensure_bucket(settings: Settings, timeout_s: float = 30.0) -> None:

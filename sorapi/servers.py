@@ -20,11 +20,25 @@ from typing import Any
 
 from sorapi import search_attributes
 
+_HANDED_OUT: set[int] = set()
+"""Ports this process picked or was told are meant for a server that may not listen yet."""
+
+
+def reserve_ports(*ports: int) -> None:
+    """Ports a server of this stack will bind later: `free_port` never hands them out (the kernel
+    would, since nothing listens on them yet, and two servers of one stack would then collide)."""
+    _HANDED_OUT.update(ports)
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port free now and not handed out before by this process."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def venv_binary(name: str) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import av
 import httpx
 
+from sorapi import servers
 from tests.stack import Api, Stack, start_stack
 
 # The seed's quickstart payload, byte for byte.
@@ -77,6 +78,15 @@ def json_lines(text: str) -> list[dict[str, object]]:
     return records
 
 
+def test_free_ports_are_never_handed_out_twice() -> None:
+    """A stack picks its servers' ports before they listen: a repeat would make two of them collide."""
+    reserved = servers.free_port()
+    servers.reserve_ports(reserved + 1)
+    picked = [servers.free_port() for _ in range(300)]
+    assert len(set(picked)) == len(picked)
+    assert reserved not in picked and reserved + 1 not in picked
+
+
 def _port_closed(address: str) -> bool:
     host, _, port = address.rpartition(":")
     with socket.socket() as sock:
@@ -90,7 +100,10 @@ async def test_embedded_stack_renders_stops_cleanly_and_restarts_on_its_data(tmp
     first = start_stack(tmp)
     try:
         api = Api(first.base_url, first.api_key)
-        done = await _quickstart_renders(api, tmp)
+        try:
+            done = await _quickstart_renders(api, tmp)
+        except httpx.TransportError as exc:
+            raise AssertionError(f"the dev stack stopped answering:\n{first.logs()[-6000:]}") from exc
         await api.close()
         assert (first.data_dir / "pg" / "PG_VERSION").exists()
         assert "redis://" in first.logs(), "the dev stack should run its own Valkey for rate limits"
