@@ -6,7 +6,8 @@ to the render's size (scale to cover, centre crop) and conditions the render on 
 
 - a first frame alone: ``LTXImageToVideoPipeline`` (LTX-Video 0.9.1's image-to-video);
 - a model with `last_frame_conditioning`: ``LTXConditionPipeline``, an ``LTXVideoCondition`` at frame 0
-  and, with a last frame, one at the last frame index (LTX-Video 0.9.5 and later).
+  and, with a last frame, one at the last frame index (LTX-Video 0.9.5 and later);
+- an extension: ``LTXConditionPipeline`` with the source's last frames as a video condition at frame 0.
 
 Both are built from the warm text-to-video pipeline's own components (no second copy of the weights),
 once per pipeline object.
@@ -108,8 +109,14 @@ def conditioned(
     last_frame: Image.Image | None,
     frame_conditions: bool,
     num_frames: int,
+    video: list[Image.Image] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
-    """(the pipeline to call, the conditioning arguments of the call); `pipe` itself for text-to-video."""
+    """(the pipeline to call, the conditioning arguments of the call); `pipe` itself for text-to-video.
+    `video`: an extension's source frames, a condition from frame 0 (`activities.extension`)."""
+    if video is not None:
+        if not isinstance(pipe, LTXPipeline) or not frame_conditions:
+            raise ValueError(f"{type(pipe).__name__} cannot extend a clip: it needs LTX-Video frame conditioning")
+        return _variant(pipe, LTXConditionPipeline), {"conditions": [LTXVideoCondition(video=video, frame_index=0)]}
     if image is None:
         if last_frame is not None:
             raise ValueError("a last frame needs a first frame")

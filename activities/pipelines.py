@@ -411,6 +411,7 @@ def render_clip(
     image: Image.Image | None = None,
     last_frame: Image.Image | None = None,
     frame_conditions: bool = False,
+    video: list[Image.Image] | None = None,
 ) -> Clip:
     """Render one video: uint8 frames of shape (F, H, W, 3), with LTX-2's soundtrack (the same length).
 
@@ -419,7 +420,8 @@ def render_clip(
     the render and raises RenderInterrupted. ``fps`` conditions LTX-Video's motion (its
     ``frame_rate``, default 25) and times LTX-2's audio; Wan has no such input. ``speed`` applies a
     profile's transformer cache and compilation to this call only (``activities.speed``). ``image``
-    (and ``last_frame``), already fitted to the size, make it image-to-video (``activities.conditioning``).
+    (and ``last_frame``), already fitted to the size, make it image-to-video (``activities.conditioning``);
+    ``video``, frames at the size, conditions it from frame 0 (an extension: ``activities.extension``).
     """
     _validate(
         pipe,
@@ -436,7 +438,12 @@ def render_clip(
     if isinstance(pipe, LTX2Pipeline):
         extra = ltx2.call_kwargs(pipe, fps)
     caller, conditions = conditioned(
-        pipe, image=image, last_frame=last_frame, frame_conditions=frame_conditions, num_frames=num_frames
+        pipe,
+        image=image,
+        last_frame=last_frame,
+        frame_conditions=frame_conditions,
+        num_frames=num_frames,
+        video=video,
     )
     with _pipeline_lock(pipe), speed_profile(pipe, speed):  # the profile's cache lasts this call only
         try:

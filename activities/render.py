@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 import structlog
 from minio import Minio
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
+from activities import extension
 from activities.conditioning import read_image
 from activities.encode import AUDIO_RATE, EncodedFile, Soundtrack, encode_mp4, encode_webm, write_thumbnail
 from activities.heartbeat import Heartbeater
@@ -235,8 +237,15 @@ class RenderActivities:
             return activity.is_cancelled()  # a draining worker finishes its render (cancelled after the grace)
 
         images = self._input_images(spec, plan.width, plan.height)  # image-to-video: fitted to this render's size
-        clip = render_clip(pipe, **spec_arguments(spec, plan), on_step=on_step, **images)
+        arguments = spec_arguments(spec, plan)
+        source = self._source_frames(spec, plan.width, plan.height)  # an extension: the clip it continues
+        if source is not None:
+            arguments["num_frames"] = extension.frames_to_render(plan.num_frames, spec.family)
+            images = {"video": extension.conditioning_frames(source, spec.family), "frame_conditions": True}
+        clip = render_clip(pipe, **arguments, on_step=on_step, **images)
         frames, soundtrack = clip.frames, _soundtrack(spec, clip)
+        if source is not None:
+            frames = extension.stitch(source, frames, spec.family)
         denoised = time.perf_counter()
         effects = speed_effects(pipe, spec.speed)
         _stop_if_cancelled("after decoding")
@@ -253,7 +262,7 @@ class RenderActivities:
             family=spec.family,
             width=plan.width,
             height=plan.height,
-            num_frames=plan.num_frames,
+            num_frames=len(frames),
             fps=plan.fps,
             steps=plan.steps,
             seed=spec.seed,
@@ -272,6 +281,7 @@ class RenderActivities:
             cache=effects.cache,
             compiled=effects.compiled,
             conditioning=[role for role, key in _INPUT_ROLES if getattr(spec, key)],
+            source_frames=0 if source is None else len(source),
             **_audio_meta(soundtrack),
         )
         files.append(_write_metadata(meta, workdir / "metadata.json"))
@@ -294,7 +304,7 @@ class RenderActivities:
         bucket = self._settings.s3_bucket
         images: dict[str, Any] = {
             role: read_image(self._s3, bucket, getattr(spec, key), width, height)
-            for role, key in _INPUT_ROLES
+            for role, key in _IMAGE_ROLES
             if getattr(spec, key)
         }
         return {
@@ -302,6 +312,12 @@ class RenderActivities:
             "last_frame": images.get(LAST_FRAME),
             "frame_conditions": spec.frame_conditions,
         }
+
+    def _source_frames(self, spec: RenderSpec, width: int, height: int) -> np.ndarray | None:
+        """An extension's source frames at this render's size; None for any other task."""
+        if not spec.source_video_key:
+            return None
+        return extension.read_source(self._s3, self._settings.s3_bucket, spec.source_video_key, width, height)
 
     @activity.defn(name=names.UPLOAD_OUTPUTS)
     def upload_outputs(self, arg: UploadInput) -> list[StoredObject]:
@@ -329,8 +345,10 @@ class RenderActivities:
         return stored
 
 
-_INPUT_ROLES = ((FIRST_FRAME, "image_key"), (LAST_FRAME, "last_frame_key"))
+_IMAGE_ROLES = ((FIRST_FRAME, "image_key"), (LAST_FRAME, "last_frame_key"))
 """Each input image's role and the RenderSpec field holding its S3 key."""
+_INPUT_ROLES = (*_IMAGE_ROLES, ("source_video", "source_video_key"))
+"""Every input's role (RenderMeta.conditioning) and its key's field."""
 
 
 def _observe_render(meta: RenderMeta, device: str) -> None:

@@ -32,7 +32,7 @@ from api.auth import NEEDS_GENERATE, NEEDS_READ, Principal
 from api.openapi import error_responses
 from api.ratelimit import RATE_GENERATE, RATE_STATUS
 from api.state import Resources
-from sorapi import conditioning, errors, status
+from sorapi import conditioning, errors, extension, status
 from sorapi.batch_schemas import BatchCounts, BatchCreated, BatchRequest, BatchStatus
 from sorapi.db import ledger
 from sorapi.db.models import Batch, Task
@@ -88,6 +88,7 @@ def _planned_items(res: Resources, principal: Principal, items: list[GenerateReq
                 }
             )
         problems += [_item_detail(index, d) for d in conditioning.batch_problems(item)]
+        problems += [_item_detail(index, d) for d in extension.batch_problems(item)]
         result = plan(item, res.catalog, allow_http_callbacks=res.settings.webhook_allow_http)
         if isinstance(result, list):
             problems += [_item_detail(index, d) for d in result]

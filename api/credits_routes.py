@@ -6,7 +6,7 @@ from litestar import Controller, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
-from api import credits, pagination
+from api import credits, pagination, tasks
 from api.auth import NEEDS_ADMIN, NEEDS_AUDIT, NEEDS_READ, Principal
 from api.openapi import error_responses
 from api.ratelimit import RATE_STATUS
@@ -133,13 +133,15 @@ class CreditsController(Controller):
         "/credits/estimate",
         status_code=200,
         opt=RATE_STATUS | NEEDS_READ,
-        responses={**error_responses(400, 401, 422, 429), **FORBIDDEN},
+        responses={**error_responses(400, 401, 404, 409, 422, 429), **FORBIDDEN},
     )
     async def estimate_body(
         self, data: GenerateRequest, principal: Principal, resources: Resources
     ) -> EstimateResponse:
-        """Quote exactly the body you would send to `POST /api/generate` (nothing is created)."""
-        return await credits.estimate(resources, principal, data)
+        """Quote exactly the body you would send to `POST /api/generate` (nothing is created); an
+        extension (`extend_from`) is quoted as its source decides: the added seconds at its model and size."""
+        _, rendered = await tasks.as_rendered(resources, principal, data)
+        return await credits.estimate(resources, principal, rendered)
 
     @get("/credits/ledger", opt=RATE_STATUS | NEEDS_READ, responses={**error_responses(401, 422, 429), **FORBIDDEN})
     async def ledger(

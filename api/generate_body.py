@@ -2,7 +2,8 @@
 
 JSON is decoded and checked exactly as Litestar would for a `data: GenerateRequest` parameter (the
 same 400 for malformed JSON, the same 422 details), so clients see no difference. A multipart form
-has the same fields as text parts (numbers as their digits, `audio` as `true` or `false`;
+has the same fields as text parts (numbers as their digits, `audio` as `true` or `false`, `null` for an
+optional field not sent;
 `callback_headers` and `metadata` as JSON text or `name[KEY]` parts; `webhook_events` as a JSON array
 or one part per event) and the image files as the parts `image` (first frame) and `last_frame`.
 """
@@ -31,6 +32,8 @@ OBJECT_FIELDS = ("callback_headers", "metadata")
 LIST_FIELDS = ("webhook_events",)
 BOOL_FIELDS = ("audio",)
 """Form text `true` / `false` becomes the JSON boolean (anything else is refused as in JSON)."""
+NULLABLE_FIELDS = frozenset(f.name for f in msgspec.structs.fields(GenerateRequest) if f.default is None)
+"""Fields whose form text `null` means not sent (how an OpenAPI form encodes null), as JSON's `null` does."""
 _AT = re.compile(r"`\$\.(.+)`$")
 
 
@@ -71,6 +74,9 @@ def _form(body: bytes, boundary: str | None) -> tuple[GenerateRequest, Uploads]:
             continue
         if isinstance(value, bytes):
             raise _refused(name, f"only {' and '.join(FILE_PARTS)} may be file parts")
+        if value == "null" and name in NULLABLE_FIELDS:
+            fields.pop(name, None)
+            continue
         owner, _, rest = name.partition("[")
         if owner in OBJECT_FIELDS and rest.endswith("]"):
             labels = fields.setdefault(owner, {})
@@ -86,9 +92,9 @@ def _form(body: bytes, boundary: str | None) -> tuple[GenerateRequest, Uploads]:
                 *(items if isinstance(items, list) else [items]),
             ]
         elif name in BOOL_FIELDS:
-            if value not in ("true", "false", "null"):  # "null": not sent, as for the other fields
+            if value not in ("true", "false"):
                 raise _refused(name, "expected `true` or `false`")
-            fields[name] = None if value == "null" else value == "true"
+            fields[name] = value == "true"
         else:
             fields[name] = value
     return _convert(fields), Uploads(files=files)

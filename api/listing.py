@@ -79,6 +79,7 @@ def summary(task: Task, eta_seconds: int | None = None) -> TaskSummary:
         model_version=request["model_version"],
         duration=request["duration"],
         resolution=request["resolution"],
+        extended_from=request.get("extended_from"),
         progress=100 if task.status in (status.SUCCEEDED, status.EXPIRED) else task.progress,
         credits_reserved=task.price,
         error_code=task.error_code,

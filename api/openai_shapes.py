@@ -8,7 +8,7 @@ import msgspec
 from msgspec import Meta
 
 from sorapi.resolutions import RESOLUTION_VALUES
-from sorapi.schemas import MAX_DURATION_S, PROMPT_PATTERN, ClientMetadata, ImageUrl, Size
+from sorapi.schemas import MAX_DURATION_S, NO_NUL, PROMPT_PATTERN, ClientMetadata, ImageUrl, Size
 from sorapi.speed import SPEEDS
 
 SECONDS_PATTERN = "^(?:" + "|".join(str(n) for n in range(MAX_DURATION_S, 0, -1)) + ")$"
@@ -39,7 +39,13 @@ class Video(msgspec.Struct, kw_only=True):
     progress: Annotated[int, Meta(ge=0, le=100, description="Approximate completion percentage")]
     prompt: Annotated[str | None, Meta(description="The prompt that was used")] = None
     remixed_from_video_id: Annotated[str | None, Meta(description="Source video of a remix")] = None
-    seconds: Annotated[str, Meta(description="Clip duration in seconds", examples=["8"])]
+    extended_from_video_id: Annotated[
+        str | None, Meta(description="SorAPI extension: the video an extension continues")
+    ] = None
+    seconds: Annotated[
+        str,
+        Meta(description="Clip duration in seconds (an extension's: the whole clip, source included)", examples=["8"]),
+    ]
     size: Annotated[Size, Meta(description="Resolution as WIDTHxHEIGHT", examples=["720x1280"])]
     status: Annotated[
         Literal["queued", "in_progress", "completed", "failed"],
@@ -149,5 +155,50 @@ class RemixVideo(msgspec.Struct, kw_only=True):
             pattern=PROMPT_PATTERN,
             description="The new prompt (not only whitespace); the source's seed, size, duration, model and speed "
             "are kept",
+        ),
+    ]
+
+
+class VideoReference(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The completed video an extension continues (OpenAI's `VideoReferenceInputParam`)."""
+
+    id: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=64,
+            pattern=NO_NUL,
+            description="Id of a completed video of this account",
+            examples=["sora2aeeccc8d1274d569475872baf49a4d6"],
+        ),
+    ]
+
+
+class ExtendVideo(msgspec.Struct, kw_only=True):
+    """Body of `POST /v1/videos/extensions`, as JSON or multipart/form-data (the SDK sends `video[id]`)."""
+
+    prompt: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=5000,
+            pattern=PROMPT_PATTERN,
+            description="What happens next (not only whitespace)",
+            examples=["The camera keeps rising above the skyline"],
+        ),
+    ]
+    seconds: Annotated[
+        Seconds,
+        Meta(
+            description="Seconds to add, as text or a number; the whole clip is limited per model "
+            "(`max_extended_duration_s`, GET /api/models)",
+            examples=["4"],
+        ),
+    ]
+    video: Annotated[
+        VideoReference,
+        Meta(
+            description='The completed video to extend: `{"id": "..."}` (form field `video[id]`). Its model, size '
+            "and seed are kept; uploading a video file is not supported"
         ),
     ]

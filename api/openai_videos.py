@@ -21,7 +21,16 @@ from litestar.response import Redirect
 
 from api import credits, forms, image_inputs, lifecycle, listing, openapi, query, tasks
 from api.auth import NEEDS_GENERATE, NEEDS_READ, Principal
-from api.openai_shapes import SECONDS_PATTERN, CreateVideo, RemixVideo, Video, VideoDeleted, VideoError, VideoList
+from api.openai_shapes import (
+    SECONDS_PATTERN,
+    CreateVideo,
+    ExtendVideo,
+    RemixVideo,
+    Video,
+    VideoDeleted,
+    VideoError,
+    VideoList,
+)
 from api.openapi import error_responses
 from api.ratelimit import RATE_DELETE, RATE_GENERATE, RATE_STATUS
 from api.state import Resources
@@ -49,6 +58,7 @@ _FIELD_NAMES = {
     "aspect_ratio": "size",
     "image_url": "input_reference",
     "image": "input_reference",
+    "extend_from": "video",
 }
 """SorAPI field names in validation details → the OpenAI parameter the caller actually sent."""
 
@@ -75,7 +85,8 @@ def video_view(task: Task, progress: int | None = None, eta_seconds: int | None 
         progress=100 if done else (progress if progress is not None else task.progress),
         prompt=request["prompt"],
         remixed_from_video_id=request.get("remixed_from"),
-        seconds=str(request["duration"]),
+        extended_from_video_id=request.get("extended_from"),
+        seconds=str(request.get("total_duration") or request["duration"]),
         size=request["resolution"],
         status=_openai_status(task),  # type: ignore[arg-type]
         eta_seconds=eta_seconds,
@@ -130,6 +141,33 @@ async def _read_create_body(request: Request[Any, Any, Any]) -> tuple[CreateVide
     try:
         body = msgspec.convert({k: v for k, v in raw.items() if not isinstance(v, bytes)}, CreateVideo, strict=False)
         return body, uploads
+    except msgspec.ValidationError as exc:
+        raise errors.ValidationFailed(
+            "the request is invalid", details=[{"field": _error_path(str(exc)), "message": str(exc)}]
+        ) from exc
+
+
+async def _read_extend_body(request: Request[Any, Any, Any]) -> ExtendVideo:
+    """JSON or multipart/form-data; `video` as `{"id": ...}`, form fields `video[id]`, or JSON text. A video
+    file is refused (422 `unsupported_parameter`): only a completed video of the account can be extended."""
+    raw = await _raw_fields(request)
+    parts = {k[len("video[") : -1]: v for k, v in raw.items() if k.startswith("video[") and k.endswith("]")}
+    fields = {k: v for k, v in raw.items() if not k.startswith("video[")}
+    if isinstance(fields.get("video"), bytes):
+        raise errors.ValidationFailed(
+            "extending an uploaded video is not supported; send the id of a completed video",
+            code=errors.UNSUPPORTED_PARAMETER,
+            details=[{"field": "video", "message": 'send {"id": "<video id>"} of a completed video, not a file'}],
+        )
+    if isinstance(fields.get("video"), str):
+        try:
+            fields["video"] = msgspec.json.decode(fields["video"])
+        except msgspec.DecodeError:
+            fields["video"] = {"id": fields["video"]}  # a bare id in a form field
+    if parts:
+        fields["video"] = parts
+    try:
+        return msgspec.convert({k: v for k, v in fields.items() if not isinstance(v, bytes)}, ExtendVideo, strict=False)
     except msgspec.ValidationError as exc:
         raise errors.ValidationFailed(
             "the request is invalid", details=[{"field": _error_path(str(exc)), "message": str(exc)}]
@@ -230,20 +268,29 @@ def _seconds(raw: str | int) -> int:
     return int(raw)
 
 
+def _either_body(struct: type) -> RequestBody:
+    """The body a handler parses itself: JSON or multipart/form-data, same fields."""
+    schema = openapi.document_struct(struct)
+    return RequestBody(
+        required=True,
+        description="Same fields as JSON or multipart/form-data",
+        content={
+            "application/json": OpenAPIMediaType(schema=schema),
+            "multipart/form-data": OpenAPIMediaType(schema=schema),
+        },
+    )
+
+
 @dataclass
 class _CreateVideoOperation(Operation):
-    """Documents the body the handler parses itself: JSON or multipart/form-data, same fields."""
-
     def __post_init__(self) -> None:
-        schema = openapi.document_struct(CreateVideo)
-        self.request_body = RequestBody(
-            required=True,
-            description="Same fields as JSON or multipart/form-data",
-            content={
-                "application/json": OpenAPIMediaType(schema=schema),
-                "multipart/form-data": OpenAPIMediaType(schema=schema),
-            },
-        )
+        self.request_body = _either_body(CreateVideo)
+
+
+@dataclass
+class _ExtendVideoOperation(Operation):
+    def __post_init__(self) -> None:
+        self.request_body = _either_body(ExtendVideo)
 
 
 def _envelope_examples(description: str, *examples: tuple[str, str]) -> ResponseSpec:
@@ -306,6 +353,26 @@ class OpenAIVideosController(Controller):
             speed=body.speed,
         )
         task = await _create(resources, principal, req, request.headers.get("idempotency-key"), uploads=uploads)
+        return Response(video_view(task), headers=_poll_headers())
+
+    @post(
+        "/extensions",
+        status_code=200,
+        opt=RATE_GENERATE | NEEDS_GENERATE,
+        operation_class=_ExtendVideoOperation,
+        responses={**error_responses(401, 402, 404, 409, 429, 503), **CREATE_ERRORS},
+    )
+    async def extend(
+        self, request: Request[Any, Any, Any], principal: Principal, resources: Resources
+    ) -> Response[Video]:
+        """Extend a completed video (OpenAI `videos.extend`): `seconds` more of it, rendered from its last
+        frames with its model, size and seed; the result is the whole clip (`seconds`: source plus added).
+        404 for an unknown video; 409 `source_not_ready`, `source_failed` or `source_expired` for one
+        without a video to continue; 422 naming `video` for a model that extends nothing, `seconds` for a
+        clip longer than the model's `max_extended_duration_s`."""
+        body = await _read_extend_body(request)
+        req = _generate_request(prompt=body.prompt, duration=_seconds(body.seconds), extend_from=body.video.id)
+        task = await _create(resources, principal, req, request.headers.get("idempotency-key"))
         return Response(video_view(task), headers=_poll_headers())
 
     @get("/", opt=RATE_STATUS | NEEDS_READ, responses=error_responses(400, 401, 404, 422, 429))

@@ -54,7 +54,12 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
         errors.NOT_FOUND,
         "no task 'sora2...'",
     ),
-    409: ("The task has no content yet", errors.TASK_NOT_READY, "the task is running; content exists once it succeeds"),
+    409: (
+        "The task is not in a state that allows this: no content yet (`task_not_ready`), or an extension's "
+        "source has no video to continue (`source_not_ready`, `source_failed`, `source_expired`)",
+        errors.TASK_NOT_READY,
+        "the task is running; content exists once it succeeds",
+    ),
     410: ("The retention window ended and the assets were deleted", errors.TASK_EXPIRED, "the task's assets expired"),
     422: (
         "Validation failed; `error.details` names each field (prompt length, resolution presets...)",
@@ -86,7 +91,12 @@ _MORE_EXAMPLES: dict[int, list[tuple[str, str]]] = {
             "this task costs 16 credits but API key key_3f2a's monthly spend limit of 100 credits has 4 left "
             "(96 used this month, held and captured); the limit resets at 2027-01-01T00:00:00Z",
         )
-    ]
+    ],
+    409: [
+        (errors.SOURCE_NOT_READY, "the source task is running: extend it once it has succeeded"),
+        (errors.SOURCE_FAILED, "the source task failed: it has no video to continue"),
+        (errors.SOURCE_EXPIRED, "the source task's video was deleted (its retention ended, or DELETE)"),
+    ],
 }
 """Further codes a status can carry, each shown as an example of its own."""
 
@@ -130,6 +140,7 @@ OPERATION_IDS = {
     "OpenAIVideosController.delete_video": "deleteVideo",
     "OpenAIVideosController.download_content": "downloadVideoContent",
     "OpenAIVideosController.remix": "remixVideo",
+    "OpenAIVideosController.extend": "extendVideo",
     "AdminController.create_account": "adminCreateAccount",
     "AdminController.account": "adminGetAccount",
     "AdminController.issue_key": "adminIssueKey",
@@ -368,6 +379,7 @@ LINKS = {
     ("/api/tasks/{task_id}/cancel", "post", "202"): ("task_id", TASK_LINKS),
     ("/v1/videos", "post", "200"): ("id", VIDEO_LINKS),
     ("/v1/videos/{video_id}/remix", "post", "200"): ("id", VIDEO_LINKS),
+    ("/v1/videos/extensions", "post", "200"): ("id", VIDEO_LINKS),
     ("/api/batches", "post", "200"): ("batch_id", {"GetBatch": ("getBatch", "batch_id", "Read the batch back")}),
 }
 """Responses that name a task → what a client (or a stateful fuzzer) does next with its id.

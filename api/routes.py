@@ -69,7 +69,7 @@ class VideoController(Controller):
         status_code=200,
         opt=RATE_GENERATE | NEEDS_GENERATE,
         dependencies=SHARED_SESSION,
-        responses=error_responses(400, 401, 402, 422, 429, 503),
+        responses=error_responses(400, 401, 402, 404, 409, 422, 429, 503),
         response_headers=[PREFERENCE_APPLIED],
         operation_class=generate_body.GenerateOperation,
         request_max_body_size=generate_body.MAX_BODY_BYTES,

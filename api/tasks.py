@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import msgspec
@@ -14,13 +15,14 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import credits, image_inputs, pagination
+from api import credits, extensions, image_inputs, pagination
 from api.auth import Principal, admit, bearer_key, require_route_scope
 from api.credits_audit import key_use
 from api.state import Resources
 from sorapi import (
     conditioning,
     errors,
+    extension,
     metrics,
     names,
     netguard,
@@ -96,6 +98,8 @@ async def create_task(
     (fetched, decoded) before the transaction and stored under the task's prefix after it (api/image_inputs.py).
     """
     key = idempotency_key(req.idempotency_key, header_key)
+    sent = req
+    source, req = await as_rendered(res, principal, req, uploads.names())
     planned = plan(req, res.catalog, allow_http_callbacks=res.settings.webhook_allow_http)
     problems = [
         *(planned if isinstance(planned, list) else []),
@@ -111,7 +115,11 @@ async def create_task(
     await check_callback_destination(res, req.callback_url)
     images = await image_inputs.gather(res, req, uploads) if wants_images else Conditioning()
     planned = msgspec.structs.replace(planned, request=conditioning.recorded(planned.request, images))
-    digest = fingerprint(msgspec.structs.replace(req, idempotency_key=key))
+    if source is not None:
+        planned = msgspec.structs.replace(
+            planned, request=extension.recorded(planned.request, source.task_id, source.request)
+        )
+    digest = fingerprint(msgspec.structs.replace(sent, idempotency_key=key))
     if origin:
         digest = hashlib.sha256(digest.encode() + msgspec.json.encode(origin, order="sorted")).hexdigest()
     digest = conditioning.fingerprint(digest, images)
@@ -127,6 +135,8 @@ async def create_task(
     if not replayed or task.status == status.QUEUED:
         if images:
             await _store_images(res, task, images, retriable=key is not None)
+        if source is not None:
+            await _store_source(res, task, source, retriable=key is not None)
         await start_workflow(res, task, principal.plan, retriable=key is not None)
     log.info("task created" if not replayed else "task replayed", task_id=task.id, price=task.price)
     return Created(task=task, replayed=replayed)
@@ -136,6 +146,20 @@ async def _store_images(res: Resources, task: Task, images: Conditioning, *, ret
     """Store the task's images before its workflow starts; a failed store is a failed start (503)."""
     try:
         await image_inputs.store(res, task.id, images)
+    except errors.ServiceUnavailable:
+        if not retriable:
+            await _abandon_unstarted(res, task)
+        raise
+
+
+async def _store_source(res: Resources, task: Task, source: extensions.Source, *, retriable: bool) -> None:
+    """Copy an extension's source video before its workflow starts. A source deleted meanwhile ends the
+    task (409 `source_expired`, credits released): no retry can bring it back."""
+    try:
+        await extensions.store_source(res, task.id, source)
+    except errors.Conflict as gone:
+        await _abandon_unstarted(res, task, code=gone.code)
+        raise
     except errors.ServiceUnavailable:
         if not retriable:
             await _abandon_unstarted(res, task)
@@ -200,7 +224,7 @@ async def start_workflow(res: Resources, task: Task, plan_name: str, *, retriabl
         raise
 
 
-async def _abandon_unstarted(res: Resources, task: Task) -> None:
+async def _abandon_unstarted(res: Resources, task: Task, code: str = errors.SERVICE_UNAVAILABLE) -> None:
     """A keyless task whose workflow start failed: fail it and release its hold, so no credits stay
     held by a task that will never run. (A keyed task stays queued: the client's retry with the same
     key starts its workflow.)
@@ -223,8 +247,8 @@ async def _abandon_unstarted(res: Resources, task: Task) -> None:
             session,
             task.id,
             status.FAILED,
-            error_code=errors.SERVICE_UNAVAILABLE,
-            error_message=errors.task_message(errors.SERVICE_UNAVAILABLE),
+            error_code=code,
+            error_message=errors.task_message(code),
         )
         if failed is not None and failed.status == status.FAILED:
             await ledger.release(session, task.account_id, task.id, reason="the workflow could not start")
@@ -255,6 +279,7 @@ async def _ensure_workflow(res: Resources, task: Task, plan_name: str) -> None:
     render = render_spec(task.id, request, res.catalog)
     if request.image is not None:  # image-to-video: where the render host reads its images
         render = msgspec.structs.replace(render, **conditioning.render_fields(task.id, request, res.catalog))
+    render = msgspec.structs.replace(render, **extension.render_fields(task.id, request))
     if webhook_events.wants(task.request, webhook_events.PROGRESS):  # the render host announces its progress
         render = msgspec.structs.replace(render, progress_webhook_lane=lane)
     arg = VideoTaskInput(
@@ -302,6 +327,16 @@ async def _ensure_workflow(res: Resources, task: Task, plan_name: str) -> None:
         raise errors.ServiceUnavailable(
             "the orchestrator is unavailable; retry with the same idempotency_key", headers={"Retry-After": "5"}
         ) from exc
+
+
+async def as_rendered(
+    res: Resources, principal: Principal, req: GenerateRequest, uploads: Collection[str] = ()
+) -> tuple[extensions.Source | None, GenerateRequest]:
+    """The request as it renders: an extension's as its source decides (api/extensions.py: 404, 409,
+    422), with that source; any other as sent."""
+    if req.extend_from is None:
+        return None, req
+    return extensions.continued(res, req, await get_task(res, principal, req.extend_from), uploads)
 
 
 def lookup_id(given: str) -> str:

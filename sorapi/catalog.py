@@ -89,6 +89,10 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True):
     """Whether a request that sends no `audio` gets the soundtrack (only on a model with `audio`)."""
     audio_credit_multiplier: float = 1.0
     """Factor on the price of a render delivered with its soundtrack."""
+    max_extended_duration_s: int = 0
+    """Longest whole clip an extension of this model's videos may make, source plus added seconds
+    (0: it extends none). Extending conditions on the source's last frames at frame indices, so it
+    needs `last_frame_conditioning` (LTXConditionPipeline)."""
 
     def __post_init__(self) -> None:
         if self.default_speed not in SPEEDS:
@@ -110,6 +114,8 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("audio_default needs audio = true")
         if self.audio_credit_multiplier <= 0:
             raise ValueError("audio_credit_multiplier must be positive")
+        if self.max_extended_duration_s < 0 or (self.max_extended_duration_s and not self.last_frame_conditioning):
+            raise ValueError("max_extended_duration_s must be >= 0, and > 0 only with last_frame_conditioning")
 
     def frames_for(self, duration_s: int) -> int:
         """Frames a render of `duration_s` seconds has: native fps, rounded as the family requires."""

@@ -43,6 +43,12 @@ REDELIVERIES_IN_FLIGHT = "redeliveries_in_flight"
 DUPLICATE_HEADER = "duplicate_header"
 TOO_MANY_STREAMS = "too_many_streams"
 """The key already holds `SORAPI_STREAMS_PER_KEY` open event streams on this API process (429)."""
+SOURCE_NOT_READY = "source_not_ready"
+"""An extension's source task is still queued or running: extend it once it succeeded (409)."""
+SOURCE_FAILED = "source_failed"
+"""An extension's source task failed or was cancelled: it has no video to continue (409)."""
+SOURCE_EXPIRED = "source_expired"
+"""An extension's source task's video was deleted (retention ended, or DELETE) (409)."""
 LEDGER_CONFLICT = "ledger_conflict"
 """A money step contradicts the ledger (a capture after someone else released the hold): retrying cannot help."""
 
@@ -57,6 +63,7 @@ TASK_MESSAGES = {
     CANCELLED: "the task was cancelled; nothing was charged",
     LEDGER_CONFLICT: "the task's credit hold had already been settled elsewhere; nothing more was charged",
     SERVICE_UNAVAILABLE: "the orchestrator was unavailable; nothing was charged",
+    SOURCE_EXPIRED: "the video this task extends was deleted before its render could start; nothing was charged",
     INTERNAL_ERROR: "an internal error ended the task; nothing was charged",
 }
 """The only text a task's `error_message` (and its webhooks) carries: fixed per code, so no exception

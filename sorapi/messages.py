@@ -57,6 +57,9 @@ class RenderSpec(msgspec.Struct, kw_only=True, frozen=True):
     """The speed profile: `steps` is already its step count; the cache and compilation apply per render."""
     audio: bool = False
     """Deliver the soundtrack with the video (the model's family makes one: LTX-2)."""
+    source_video_key: str = ""
+    """An extension: the S3 key of its copy of the source's MP4, under the task's prefix (empty: none). The
+    render continues it from its last frames and delivers source plus extension as one clip."""
 
 
 class VideoTaskInput(msgspec.Struct, kw_only=True, frozen=True):
@@ -131,8 +134,8 @@ class RenderMeta(msgspec.Struct, kw_only=True, frozen=True):
     compiled: bool = False
     """The transformer's repeated blocks ran under torch.compile."""
     conditioning: list[str] = []
-    """The images it was conditioned on (`first_frame`, `last_frame`), each fitted to the output size by
-    scaling to cover it and cropping the centre; empty: text-to-video."""
+    """What it was conditioned on: images (`first_frame`, `last_frame`), each fitted to the output size by
+    scaling to cover it and cropping the centre, or an extension's `source_video`; empty: text-to-video."""
     audio: bool = False
     """The MP4 and WebM carry the soundtrack (AAC and Opus), as long as the video."""
     audio_sample_rate: int = 0
@@ -141,6 +144,8 @@ class RenderMeta(msgspec.Struct, kw_only=True, frozen=True):
     """1 (mono) or 2 (stereo); 0: no audio."""
     audio_source_rate: int = 0
     """The rate the model's vocoder produced before resampling (0: no audio)."""
+    source_frames: int = 0
+    """An extension: how many of `num_frames` are its source's (they come first); 0: not an extension."""
 
 
 class RenderResult(msgspec.Struct, kw_only=True, frozen=True):

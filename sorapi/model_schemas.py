@@ -33,6 +33,13 @@ class ModelInfo(msgspec.Struct, kw_only=True):
         bool, Meta(description="Also takes a last-frame image: `last_frame_url` / `last_frame` (/api/generate)")
     ]
     audio: Annotated[bool, Meta(description="Renders a soundtrack: takes `audio: true` (/api/generate)")] = False
+    max_extended_duration_s: Annotated[
+        int,
+        Meta(
+            description="Longest whole clip an extension of its videos may make, source plus added seconds "
+            "(`extend_from`, POST /v1/videos/extensions); 0: its videos cannot be extended"
+        ),
+    ] = 0
     audio_default: Annotated[bool, Meta(description="A request without `audio` gets the soundtrack")] = False
     default_speed: Annotated[
         str, Meta(description="The speed profile of a request without `speed`", examples=["quality"])
@@ -63,6 +70,7 @@ def model_list(catalog: Catalog) -> ModelList:
                 image_conditioning=spec.image_conditioning or spec.last_frame_conditioning,
                 last_frame_conditioning=spec.last_frame_conditioning,
                 audio=spec.audio,
+                max_extended_duration_s=spec.max_extended_duration_s,
                 audio_default=spec.audio_default,
                 default_speed=spec.default_speed,
                 steps={speed: catalog.steps(name, speed) for speed in SPEEDS},

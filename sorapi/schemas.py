@@ -135,6 +135,19 @@ ImageUrl = Annotated[
         examples=["https://example.com/frames/first.png"],
     ),
 ]
+ExtendFrom = Annotated[
+    str,
+    Meta(
+        max_length=64,
+        pattern=NO_NUL,
+        description="Extend a clip: the id of a succeeded task of this account whose video the new one continues. "
+        "The added `duration` seconds are rendered conditioned on its last frames, with its model, size and seed "
+        "(`model_version`, `resolution` and `aspect_ratio` may be left out; sent, they must match), and the output "
+        "is the whole clip, source plus extension, encoded once. Priced as the added seconds; the whole clip is "
+        "limited per model (`max_extended_duration_s`, GET /api/models). Not in batches.",
+        examples=["sora2aeeccc8d1274d569475872baf49a4d6"],
+    ),
+]
 HEADER_NAME = "^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$"
 """A callback header name: an RFC 9110 token (sorapi.webhook_signing checks the same)."""
 
@@ -280,6 +293,7 @@ class GenerateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         ]
         | None
     ) = None
+    extend_from: ExtendFrom | None = None
 
 
 class InputImageInfo(msgspec.Struct, kw_only=True):
@@ -339,6 +353,13 @@ class TaskRequest(msgspec.Struct, kw_only=True):
     audio: Annotated[
         bool, Meta(description="Whether the outputs carry the model's soundtrack (sent, else the model's default)")
     ] = False
+    extended_from: Annotated[
+        str | None, Meta(description="An extension: the task whose video this one continues; null otherwise")
+    ] = None
+    total_duration: Annotated[
+        int | None,
+        Meta(description="An extension: seconds of the whole clip, the source's plus `duration` (the added ones)"),
+    ] = None
 
 
 class GenerateResponse(msgspec.Struct, kw_only=True):
@@ -552,8 +573,11 @@ class TaskSummary(msgspec.Struct, kw_only=True):
     status: Annotated[TaskStatus, Meta(description="queued, running, succeeded, failed, cancelled or expired")]
     prompt: Annotated[str, Meta(description="The prompt as submitted")]
     model_version: Annotated[str, Meta(description="The model that renders it", examples=["sora-2-latest"])]
-    duration: Annotated[int, Meta(description="Clip length in seconds")]
+    duration: Annotated[int, Meta(description="Clip length in seconds (an extension's: the added ones)")]
     resolution: Annotated[Size, Meta(description="Render resolution", examples=["1280x720"])]
+    extended_from: Annotated[
+        str | None, Meta(description="An extension: the task whose video it continues; null otherwise")
+    ] = None
     progress: Annotated[int, Meta(description="Percent done as last recorded (live progress: /api/status)")]
     credits_reserved: Annotated[int, Meta(description="Credits held for (or charged by) the task")]
     error_code: Annotated[str | None, Meta(description="Stable failure code, if it failed")] = None

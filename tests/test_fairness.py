@@ -17,8 +17,10 @@ from tests.fairness_workflow import FairnessProbeWorkflow
 from workers.orchestrator import sandbox_runner
 
 BACKLOG = 1_000
-BOUND = 20
-"""The lone task must start within this many renders."""
+BOUND = 50
+"""The lone task must start within this many renders, not behind all 1,000. Not 1 or 2: matching reads
+each task queue partition's backlog in batches and a poller is served by any of the queue's partitions
+(4 by default), each fair on its own; on a busy 2-core CI box it started after 20 once."""
 
 
 async def test_one_accounts_backlog_does_not_stall_another_accounts_task(local_env: WorkflowEnvironment) -> None:

@@ -303,10 +303,12 @@ class VideoTaskWorkflow:
         self._tag(attrs.STATUS.value_set(final), attrs.ERROR_CODE.value_set(code), attrs.CREDITS_CHARGED.value_set(0))
         await self._release_slot()
         await announce(self._task.task_id, final, self._task.has_callback, self._task.webhook_queue)
-        if self._gated and not self._rendering and not self._task.render.image_key:
+        render = self._task.render
+        if self._gated and not self._rendering and not render.image_key and not render.source_video_key:
             # Nothing was rendered, so nothing can have been uploaded. An image-to-video task has its input
-            # images under its prefix from the start: they go too. (No patch: the input decides, and every
-            # history recorded before image_key existed has it empty, so it replays this branch.)
+            # images under its prefix from the start, an extension its source's video: they go too. (No
+            # patch: the input decides, and every history recorded before these keys existed has them
+            # empty, so it replays this branch.)
             return
         if workflow.patched(DISCARD_OUTPUTS_PATCH):  # workflows that settled before this step replay without it
             try:
