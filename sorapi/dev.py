@@ -2,7 +2,7 @@
 
 Temporal dev server (UI included), SeaweedFS S3, PostgreSQL and Valkey (unless
 SORAPI_DATABASE_URL / SORAPI_REDIS_URL name servers of the operator's), migrations, a seeded
-dev account, then the orchestrator worker, one CPU render worker, the codec server (the Temporal UI
+dev account, then the orchestrator worker, the render workers (`render_workers`), the codec server (the Temporal UI
 decodes payloads through it) and the API as child processes, each given only the settings it needs
 (sorapi.secret_policy.WITHHELD). Ctrl-C or SIGTERM stops every child; if any child dies, the stack
 stops with it rather than limp on.
@@ -90,11 +90,12 @@ def start_database(settings: Settings, data: Path, logs: Path) -> tuple[Settings
     return settings, started
 
 
-def _banner(settings: Settings, key: str) -> str:
+def _banner(settings: Settings, key: str, extra_renders: list[tuple[int, int]]) -> str:
     base = settings.resolved_public_base_url
     return f"""
 SorAPI dev stack is up.
   API          {base}          (docs: {base}/docs)
+  Render       {_render_line(settings, 1 + len(extra_renders))}
   Temporal UI  http://127.0.0.1:{settings.temporal_ui_port}   (payloads decoded by the codec server on :{settings.codec_port})
   S3           http://{settings.s3_endpoint}  bucket {settings.s3_bucket}
   PostgreSQL   {make_url(settings.database_url).render_as_string(hide_password=True)}
@@ -102,7 +103,7 @@ SorAPI dev stack is up.
   Data         {Path(settings.data_dir).resolve()}
   API key      {key}
   Admin token  {settings.admin_token}   (Bearer token of the /admin/... API)
-{_metrics_lines(settings)}
+{_metrics_lines(settings, extra_renders)}
 
 Render a video (the seed's quickstart):
   export SORA2_API_KEY={key}
@@ -115,6 +116,11 @@ Then poll (use the task_id it returned):
 
 Ctrl-C stops everything.
 """.rstrip()
+
+
+def _render_line(settings: Settings, workers: int) -> str:
+    what = f"weights from {settings.model_dir}" if settings.model_dir else "tiny dev models, random weights"
+    return f"{workers} worker{'s' if workers > 1 else ''} on {settings.render_device} ({what})"
 
 
 METRICS_PORTS = (
@@ -145,10 +151,35 @@ def _bindable(host: str, port: int) -> bool:
     return True
 
 
-def _wait_for_metrics(settings: Settings, children: list[servers.ManagedProcess]) -> None:
+def render_workers(settings: Settings) -> int:
+    """How many render workers the stack runs (`dev_render_workers`; 0: see its docstring)."""
+    if settings.dev_render_workers:
+        return settings.dev_render_workers
+    on_cpu_dev_models = not settings.model_dir and settings.render_device == "cpu"
+    return min(2, os.cpu_count() or 1) if on_cpu_dev_models else 1
+
+
+def _extra_render_ports(settings: Settings) -> tuple[int, int]:
+    """A second (third...) render worker's own metrics and SDK metrics ports: free ones (0 where the
+    first worker serves none)."""
+    return (
+        servers.free_port() if settings.render_metrics_port else 0,
+        servers.free_port() if settings.render_sdk_metrics_port else 0,
+    )
+
+
+def _render_env(ports: tuple[int, int]) -> dict[str, str]:
+    metrics_port, sdk_port = ports
+    return {
+        ENV_PREFIX + "RENDER_METRICS_PORT": str(metrics_port),
+        ENV_PREFIX + "RENDER_SDK_METRICS_PORT": str(sdk_port),
+    }
+
+
+def _wait_for_metrics(settings: Settings, children: list[servers.ManagedProcess], extra_ports: list[int]) -> None:
     """Print the banner once the workers serve their metrics (a render worker imports torch first);
     an endpoint that never comes up is logged, not fatal."""
-    for port in (getattr(settings, field) for field in METRICS_PORTS):
+    for port in [*(getattr(settings, field) for field in METRICS_PORTS), *extra_ports]:
         if not port:
             continue
         try:
@@ -164,13 +195,17 @@ def _reachable(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "") else host
 
 
-def _metrics_lines(settings: Settings) -> str:
+def _metrics_lines(settings: Settings, extra_renders: list[tuple[int, int]]) -> str:
     """One `metrics:` URL per process: the API's takes the admin token, the workers' listen on metrics_host."""
     host = _reachable(settings.metrics_host)
     api = f"{settings.resolved_public_base_url}/metrics"
     lines = [f"  metrics: api           {api}   (Bearer: the admin token)"]
-    for process in ("orchestrator", "render"):
-        own, sdk = getattr(settings, f"{process}_metrics_port"), getattr(settings, f"{process}_sdk_metrics_port")
+    workers = [
+        (process, getattr(settings, f"{process}_metrics_port"), getattr(settings, f"{process}_sdk_metrics_port"))
+        for process in ("orchestrator", "render")
+    ]
+    workers += [(f"render-{n}", own, sdk) for n, (own, sdk) in enumerate(extra_renders, 2)]
+    for process, own, sdk in workers:
         if own:
             extra = f"   (Temporal SDK: http://{host}:{sdk}/metrics)" if sdk else ""
             lines.append(f"  metrics: {process:<13} http://{host}:{own}/metrics{extra}")
@@ -222,14 +257,19 @@ def run_dev(settings: Settings | None = None) -> int:
         settings = free_metrics_ports(settings)
         env = {**os.environ, **_settings_env(msgspec.structs.replace(settings, dev_stack=True))}
         sorapi = [sys.executable, "-m", "sorapi"]
+        extra_renders = [_extra_render_ports(settings) for _ in range(render_workers(settings) - 1)]
+        processes = [
+            ("orchestrator", secret_policy.ORCHESTRATOR, {}),
+            ("render", secret_policy.RENDER, {}),
+            *((f"render-{n}", secret_policy.RENDER, _render_env(ports)) for n, ports in enumerate(extra_renders, 2)),
+            ("codec-server", secret_policy.CODEC, {}),
+            ("api", secret_policy.API, {}),
+        ]
         children = [
-            servers.spawn(name, [*sorapi, *process.split()], log_path=None, env=secret_policy.scoped_env(env, process))
-            for name, process in (
-                ("orchestrator", secret_policy.ORCHESTRATOR),
-                ("render", secret_policy.RENDER),
-                ("codec-server", secret_policy.CODEC),
-                ("api", secret_policy.API),
+            servers.spawn(
+                name, [*sorapi, *process.split()], log_path=None, env=secret_policy.scoped_env({**env, **own}, process)
             )
+            for name, process, own in processes
         ]
         procs += children
         try:
@@ -237,8 +277,8 @@ def run_dev(settings: Settings | None = None) -> int:
         except RuntimeError:
             dead = next(c for c in children if not c.alive())
             raise RuntimeError(f"{dead.name} exited during start-up:\n{dead.log_tail()}") from None
-        _wait_for_metrics(settings, children)
-        print(_banner(settings, key), file=sys.stderr, flush=True)
+        _wait_for_metrics(settings, children, [port for ports in extra_renders for port in ports])
+        print(_banner(settings, key, extra_renders), file=sys.stderr, flush=True)
         while not stopping:
             exited = [p for p in procs if not p.alive()]
             if exited:

@@ -129,6 +129,7 @@ def start_stack(tmp: Path, database_url: str | None = None, **extra_env: str) ->
         "SORAPI_DEV_API_KEY": api_key,
         "SORAPI_LOG_JSON": "true",
         "SORAPI_DEV_STACK": "true",  # processes a test adds to the stack run on its dev secrets too
+        "SORAPI_DEV_RENDER_WORKERS": "1",  # one render host: a test that stops or watches it knows which renders
         **extra_env,
     }
     if database_url:
@@ -252,3 +253,31 @@ async def make_account(sessions: Any, *, plan: str = "free", credits: int = 1000
         account = await create_account(session, name=f"test-{uuid.uuid4().hex[:6]}", plan=plan, credits=credits)
         key = await issue_api_key(session, account.id)
     return account.id, key
+
+
+def s3_of(stack: Stack) -> tuple[Any, str]:
+    """A client of the stack's S3 store and its bucket."""
+    from sorapi import storage
+    from sorapi.settings import settings_from_env
+
+    settings = settings_from_env(stack.env)
+    return storage.make_client(settings), settings.s3_bucket
+
+
+def object_exists(client: Any, bucket: str, key: str) -> bool:
+    from minio.error import S3Error
+
+    try:
+        client.stat_object(bucket, key)
+    except S3Error:
+        return False
+    return True
+
+
+async def until_object_gone(client: Any, bucket: str, key: str) -> bool:
+    """Whether the object is deleted within a minute (a task's row moves first, then its objects go)."""
+    for _ in range(240):
+        if not await asyncio.to_thread(object_exists, client, bucket, key):
+            return True
+        await asyncio.sleep(0.25)
+    return False

@@ -13,17 +13,14 @@ import httpx
 import numpy as np
 import openai
 import pytest
-from minio import Minio
-from minio.error import S3Error
 from openai.types import Video
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities import extension as render_extension
-from sorapi import extension, storage
+from sorapi import extension
 from sorapi.catalog import get_catalog
 from sorapi.schemas import GenerateRequest, TaskRequest
-from sorapi.settings import settings_from_env
-from tests.stack import Api, Stack, make_account
+from tests.stack import Api, Stack, make_account, object_exists, s3_of, until_object_gone
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)  # the SDK marks the Sora endpoints deprecated
 
@@ -54,14 +51,6 @@ def _refused(answer: httpx.Response, status: int = 422) -> tuple[str, str]:
     assert answer.status_code == status, answer.text
     error = answer.json()["error"]
     return error["code"], (error["details"][0]["field"] if error["details"] else "")
-
-
-def _exists(client: Minio, bucket: str, key: str) -> bool:
-    try:
-        client.stat_object(bucket, key)
-    except S3Error:
-        return False
-    return True
 
 
 # --- rules, without the stack ----------------------------------------------------------------------------
@@ -261,10 +250,9 @@ async def test_each_refused_extension_answers_its_status_and_code(
     assert _refused(reused) == ("idempotency_key_reused", "")
 
     # Its copy of the source lives under its own prefix: deleting the source does not stop it.
-    client = storage.make_client(settings_from_env(stack.env))
-    bucket = settings_from_env(stack.env).s3_bucket
+    client, bucket = s3_of(stack)
     copy_key = extension.source_key(first.json()["task_id"])
-    assert await asyncio.to_thread(_exists, client, bucket, copy_key)
+    assert await asyncio.to_thread(object_exists, client, bucket, copy_key)
     deleted = await account.http.delete(f"/api/tasks/{source_id}", headers=account.auth())
     assert deleted.status_code in (200, 202), deleted.text
     assert (await account.wait(first.json()["task_id"]))["status"] == "succeeded"
@@ -291,6 +279,15 @@ async def test_each_refused_extension_answers_its_status_and_code(
         "source_failed",
         "",
     )
+
+    # An extension cancelled before it rendered: its copy of the source goes with it.
+    queued = await account.generate({"prompt": "on", "duration": 1, "extend_from": second_source["task_id"]})
+    queued_id = queued.json()["task_id"]
+    queued_copy = extension.source_key(queued_id)
+    assert await asyncio.to_thread(object_exists, client, bucket, queued_copy)
+    assert (await account.http.post(f"/api/tasks/{queued_id}/cancel", headers=account.auth())).status_code == 202
+    assert (await account.wait(queued_id))["status"] == "cancelled"
+    assert await until_object_gone(client, bucket, queued_copy)
     for filler in fillers:
         await account.http.post(f"/api/tasks/{filler.json()['task_id']}/cancel", headers=account.auth())
         await account.wait(filler.json()["task_id"])

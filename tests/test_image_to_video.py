@@ -17,13 +17,19 @@ import httpx
 import numpy as np
 import openai
 import pytest
-from minio import Minio
-from minio.error import S3Error
 from PIL import Image
 
 from sorapi import image_fetch, image_input, storage
-from sorapi.settings import settings_from_env
-from tests.stack import Api, Stack, fresh_pg_database, make_account, start_stack
+from tests.stack import (
+    Api,
+    Stack,
+    fresh_pg_database,
+    make_account,
+    object_exists,
+    s3_of,
+    start_stack,
+    until_object_gone,
+)
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)  # the SDK marks the Sora endpoints deprecated
 
@@ -64,28 +70,6 @@ async def _generate_with(account: Api, fields: dict[str, str], **files: bytes) -
 def _refused_field(answer: httpx.Response) -> str:
     assert answer.status_code == 422, answer.text
     return str(answer.json()["error"]["details"][0]["field"])
-
-
-def _s3(stack: Stack) -> tuple[Minio, str]:
-    settings = settings_from_env(stack.env)
-    return storage.make_client(settings), settings.s3_bucket
-
-
-def _exists(client: Minio, bucket: str, key: str) -> bool:
-    try:
-        client.stat_object(bucket, key)
-    except S3Error:
-        return False
-    return True
-
-
-async def _until_gone(client: Minio, bucket: str, key: str) -> bool:
-    """Whether the object is deleted within a minute (the row moves first, then the objects go)."""
-    for _ in range(240):
-        if not await asyncio.to_thread(_exists, client, bucket, key):
-            return True
-        await asyncio.sleep(0.25)
-    return False
 
 
 async def _first_frame(done: dict[str, Any], tmp: Path) -> np.ndarray:
@@ -266,17 +250,17 @@ async def test_the_same_key_with_another_image_is_idempotency_key_reused(account
 async def test_the_input_image_lives_and_dies_with_its_task(account: Api, stack: Stack) -> None:
     """Stored under the task's prefix; gone after DELETE (with the outputs), and gone when a task ends
     without succeeding (discard_outputs)."""
-    client, bucket = _s3(stack)
+    client, bucket = s3_of(stack)
     created = await _generate_with(account, SMALL, image=IMAGE_A)
     task_id = created.json()["task_id"]
     key = storage.object_key(task_id, "inputs/first_frame.png")
-    assert await asyncio.to_thread(_exists, client, bucket, key)
+    assert await asyncio.to_thread(object_exists, client, bucket, key)
     assert (await account.wait(task_id))["status"] == "succeeded"
-    assert await asyncio.to_thread(_exists, client, bucket, key), "kept while the outputs are"
+    assert await asyncio.to_thread(object_exists, client, bucket, key), "kept while the outputs are"
     deleted = await account.http.delete(f"/api/tasks/{task_id}", headers=account.auth())
     assert deleted.status_code in (200, 202), deleted.text
     await account.wait(task_id, until=frozenset({"expired"}))
-    assert await _until_gone(client, bucket, key)
+    assert await until_object_gone(client, bucket, key)
 
     # A task cancelled while it waits for a slot (the Free plan's two are taken) never renders: its input
     # image is deleted all the same.
@@ -285,11 +269,11 @@ async def test_the_input_image_lives_and_dies_with_its_task(account: Api, stack:
     waiting = await _generate_with(account, SMALL, image=IMAGE_B)
     waiting_id = waiting.json()["task_id"]
     waiting_key = storage.object_key(waiting_id, "inputs/first_frame.png")
-    assert await asyncio.to_thread(_exists, client, bucket, waiting_key)
+    assert await asyncio.to_thread(object_exists, client, bucket, waiting_key)
     cancelled = await account.http.post(f"/api/tasks/{waiting_id}/cancel", headers=account.auth())
     assert cancelled.status_code == 202, cancelled.text
     assert (await account.wait(waiting_id))["status"] == "cancelled"
-    assert await _until_gone(client, bucket, waiting_key)
+    assert await until_object_gone(client, bucket, waiting_key)
     for filler in fillers:
         await account.wait(filler.json()["task_id"])
 

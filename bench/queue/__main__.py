@@ -29,7 +29,7 @@ import httpx
 import uvloop
 
 from bench.queue import drain, tasks, throughput, waiting
-from bench.queue.procs import flag, paused, stack_processes
+from bench.queue.procs import flag, paused, render_workers, stack_processes
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 UNLIMITED = {
@@ -67,7 +67,7 @@ async def measure(stack: Any, args: argparse.Namespace) -> dict[str, Any]:
             print(f"throughput: {report['throughput']}", flush=True)
         rows: list[dict[str, Any]] = []
         if args.waiting:
-            with paused(processes["render"]):
+            with paused(render_workers(processes)):
                 ((_, line_key),) = await tasks.accounts(sessions, [args.plan])
                 for target in [0, *args.waiting]:
                     live = sum((await tasks.live_per_account(sessions)).values())
@@ -251,6 +251,12 @@ def main() -> int:
     )
     parser.add_argument("--plan", default="free", help="plan of the account holding the line")
     parser.add_argument(
+        "--render-workers",
+        type=int,
+        default=0,
+        help="render workers of the stack (SORAPI_DEV_RENDER_WORKERS; 0: what `make dev` starts on this machine)",
+    )
+    parser.add_argument(
         "--dev-steps",
         default="1",
         help="denoising steps of the tiny dev model (SORAPI_DEV_STEPS; "
@@ -267,7 +273,11 @@ def main() -> int:
     database_url = create_pg_database()
     upgrade(database_url)
     stack = start_stack(
-        Path(tempfile.mkdtemp(prefix="sorapi-bench-queue-")), database_url, **UNLIMITED, SORAPI_DEV_STEPS=args.dev_steps
+        Path(tempfile.mkdtemp(prefix="sorapi-bench-queue-")),
+        database_url,
+        **UNLIMITED,
+        SORAPI_DEV_STEPS=args.dev_steps,
+        SORAPI_DEV_RENDER_WORKERS=str(args.render_workers),
     )
     try:
         report = uvloop.run(measure(stack, args))

@@ -33,13 +33,15 @@ def _comm(pid: int) -> str:
 
 
 def stack_processes(stack_pid: int) -> dict[str, int]:
-    """orchestrator, render, api and temporal of the `sorapi dev` at `stack_pid`; postgres: the
-    postmaster this process started (its backends are its children: measure it with `tree_of`)."""
-    found = {}
-    for pid in tree_of(stack_pid):
+    """orchestrator, render (render-2... for each further render worker), api and temporal of the
+    `sorapi dev` at `stack_pid`; postgres: the postmaster this process started (its backends are its
+    children: measure it with `tree_of`)."""
+    found: dict[str, int] = {}
+    for pid in sorted(tree_of(stack_pid)):
         for role, tail in ROLES.items():
             if tuple(_cmdline(pid)[-2:]) == tail:
-                found[role] = pid
+                taken = sum(1 for name in found if name == role or name.startswith(f"{role}-"))
+                found[f"{role}-{taken + 1}" if taken else role] = pid
         if _comm(pid) == "temporal":
             found["temporal"] = pid
     for pid in tree_of(os.getpid()):
@@ -61,11 +63,18 @@ def _parent(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
+def render_workers(processes: dict[str, int]) -> list[int]:
+    """Every render worker of the stack."""
+    return [pid for role, pid in processes.items() if role == "render" or role.startswith("render-")]
+
+
 @contextmanager
-def paused(pid: int) -> Iterator[None]:
-    """SIGSTOP `pid` for the block (no render can run), SIGCONT after, whatever happens."""
-    os.kill(pid, signal.SIGSTOP)
+def paused(pids: list[int]) -> Iterator[None]:
+    """SIGSTOP `pids` for the block (no render can run), SIGCONT after, whatever happens."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
     try:
         yield
     finally:
-        os.kill(pid, signal.SIGCONT)
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
