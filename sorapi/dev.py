@@ -2,7 +2,7 @@
 
 Temporal dev server (UI included), SeaweedFS S3, PostgreSQL and Valkey (unless
 SORAPI_DATABASE_URL / SORAPI_REDIS_URL name servers of the operator's), migrations, a seeded
-dev account, then the orchestrator worker, the render workers (`render_workers`), the codec server (the Temporal UI
+dev account, then the orchestrator worker, the render workers (`dev_render_workers`), the codec server (the Temporal UI
 decodes payloads through it) and the API as child processes, each given only the settings it needs
 (sorapi.secret_policy.WITHHELD). Ctrl-C or SIGTERM stops every child; if any child dies, the stack
 stops with it rather than limp on.
@@ -151,14 +151,6 @@ def _bindable(host: str, port: int) -> bool:
     return True
 
 
-def render_workers(settings: Settings) -> int:
-    """How many render workers the stack runs (`dev_render_workers`; 0: see its docstring)."""
-    if settings.dev_render_workers:
-        return settings.dev_render_workers
-    on_cpu_dev_models = not settings.model_dir and settings.render_device == "cpu"
-    return min(2, os.cpu_count() or 1) if on_cpu_dev_models else 1
-
-
 def _extra_render_ports(settings: Settings) -> tuple[int, int]:
     """A second (third...) render worker's own metrics and SDK metrics ports: free ones (0 where the
     first worker serves none)."""
@@ -257,7 +249,7 @@ def run_dev(settings: Settings | None = None) -> int:
         settings = free_metrics_ports(settings)
         env = {**os.environ, **_settings_env(msgspec.structs.replace(settings, dev_stack=True))}
         sorapi = [sys.executable, "-m", "sorapi"]
-        extra_renders = [_extra_render_ports(settings) for _ in range(render_workers(settings) - 1)]
+        extra_renders = [_extra_render_ports(settings) for _ in range(settings.dev_render_workers - 1)]
         processes = [
             ("orchestrator", secret_policy.ORCHESTRATOR, {}),
             ("render", secret_policy.RENDER, {}),

@@ -129,7 +129,6 @@ def start_stack(tmp: Path, database_url: str | None = None, **extra_env: str) ->
         "SORAPI_DEV_API_KEY": api_key,
         "SORAPI_LOG_JSON": "true",
         "SORAPI_DEV_STACK": "true",  # processes a test adds to the stack run on its dev secrets too
-        "SORAPI_DEV_RENDER_WORKERS": "1",  # one render host: a test that stops or watches it knows which renders
         **extra_env,
     }
     if database_url:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 from pathlib import Path
 
@@ -96,9 +95,9 @@ def _port_closed(address: str) -> bool:
 
 
 async def test_embedded_stack_renders_stops_cleanly_and_restarts_on_its_data(tmp: Path) -> None:
-    """`sorapi dev` on its own PostgreSQL and Valkey, with the render workers `make dev` starts here: render,
-    SIGTERM stops every child, a second run reuses the data."""
-    first = start_stack(tmp, SORAPI_DEV_RENDER_WORKERS="0")  # 0: as `make dev` (two on a CPU with 2+ cores)
+    """`sorapi dev` on its own PostgreSQL and Valkey, here with two render workers: render, SIGTERM stops
+    every child, a second run reuses the data."""
+    first = start_stack(tmp, SORAPI_DEV_RENDER_WORKERS="2")
     try:
         api = Api(first.base_url, first.api_key)
         try:
@@ -108,10 +107,9 @@ async def test_embedded_stack_renders_stops_cleanly_and_restarts_on_its_data(tmp
         await api.close()
         assert (first.data_dir / "pg" / "PG_VERSION").exists()
         assert "redis://" in first.logs(), "the dev stack should run its own Valkey for rate limits"
-        expected = min(2, os.cpu_count() or 1)
         ready = [r for r in json_lines(first.logs()) if r.get("event") == "render host ready"]
-        assert len(ready) == expected, f"{len(ready)} render workers, expected {expected}"
-        assert f"Render       {expected} worker" in first.logs()
+        assert len(ready) == 2, f"{len(ready)} render workers ready, expected 2"
+        assert "Render       2 workers" in first.logs() and "metrics: render-2" in first.logs()
     finally:
         first.stop()
     assert first.proc.returncode == 0

@@ -253,8 +253,8 @@ def main() -> int:
     parser.add_argument(
         "--render-workers",
         type=int,
-        default=0,
-        help="render workers of the stack (SORAPI_DEV_RENDER_WORKERS; 0: what `make dev` starts on this machine)",
+        default=1,
+        help="render workers of the stack (SORAPI_DEV_RENDER_WORKERS; `make dev` starts one)",
     )
     parser.add_argument(
         "--dev-steps",
