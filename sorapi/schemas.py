@@ -10,7 +10,7 @@ from msgspec import Meta
 
 from sorapi import speed, status, webhook_events
 from sorapi.resolutions import ASPECT_RATIO_VALUES, RESOLUTION_VALUES, SIZE_NAMES, Orientation
-from sorapi.webhook_signing import RESERVED_PREFIXES
+from sorapi.webhook_signing import HEADER_NAME, RESERVED_PREFIXES
 
 MAX_PROMPT_CHARS = 5000
 MAX_IDEMPOTENCY_KEY_CHARS = 64
@@ -148,8 +148,6 @@ ExtendFrom = Annotated[
         examples=["sora2aeeccc8d1274d569475872baf49a4d6"],
     ),
 ]
-HEADER_NAME = "^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$"
-"""A callback header name: an RFC 9110 token (sorapi.webhook_signing checks the same)."""
 
 
 def _caseless(prefix: str) -> str:

@@ -30,8 +30,10 @@ RESERVED_PREFIXES = (
     "idempotency-key",
 )
 """Header names (by prefix, case-insensitive) that SorAPI sets and `callback_headers` may not."""
-_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
-"""An RFC 9110 token. Matched whole (`fullmatch`): `$` would also accept a trailing newline."""
+HEADER_NAME = "^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$"
+"""A callback header name: an RFC 9110 token (the schema's `pattern` of `callback_headers` names)."""
+_HEADER_NAME = re.compile(HEADER_NAME.strip("^$"))
+"""Matched whole (`fullmatch`): `$` would also accept a trailing newline."""
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
 """Printable ASCII: no control characters to split a request, nothing the HTTP layer would reject."""
 
