@@ -38,7 +38,7 @@ from sorapi.db import history, ledger, status_poll
 from sorapi.db import tasks as task_rows
 from sorapi.db.models import Task
 from sorapi.ids import idempotent_task_id, new_task_id
-from sorapi.messages import RenderProgress, VideoTaskInput
+from sorapi.messages import VIDEO_TASK_VERSION, RenderProgress, VideoTaskInput
 from sorapi.planning import Planned, fingerprint, plan, render_spec, with_plan_defaults
 from sorapi.progress import progress_percent
 from sorapi.schemas import (
@@ -295,6 +295,7 @@ async def _ensure_workflow(res: Resources, task: Task, plan_name: str) -> None:
         webhook_queue=lane,
         max_queue_s=request.max_queue_seconds or 0,
         plan=plan_name,
+        version=VIDEO_TASK_VERSION,
     )
     try:
         if webhook_events.wants(task.request, status.QUEUED):  # before the task can move on: sent first

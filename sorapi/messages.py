@@ -62,6 +62,12 @@ class RenderSpec(msgspec.Struct, kw_only=True, frozen=True):
     render continues it from its last frames and delivers source plus extension as one clip."""
 
 
+VIDEO_TASK_VERSION = 1
+"""The VideoTask behaviour the API starts tasks with. From 1 on, every step that came with a patch is
+taken because the input says so, not by `workflow.patched`: each patch marker also upserts the
+`TemporalChangeVersion` search attribute, two history events and a visibility write per patch per task."""
+
+
 class VideoTaskInput(msgspec.Struct, kw_only=True, frozen=True):
     task_id: str
     account_id: str
@@ -83,6 +89,9 @@ class VideoTaskInput(msgspec.Struct, kw_only=True, frozen=True):
     """Start deadline: a task still waiting for a slot this long after it asked expires (0: none)."""
     plan: str = ""
     """The account's plan when the task was made: the `SorapiPlan` search attribute (empty in older histories)."""
+    version: int = 0
+    """VIDEO_TASK_VERSION when it started; 0 (histories recorded before this field, and inputs that leave it
+    out): each patched step is decided by `workflow.patched`, as its history recorded it."""
 
 
 class HoldInput(msgspec.Struct, kw_only=True, frozen=True):

@@ -12,10 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
+from sorapi import names
 from sorapi.converter import DATA_CONVERTER
+from tests.api_helpers import QUICK
+from tests.stack import Api, Stack
 from workers.orchestrator import WORKFLOWS, sandbox_runner
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -43,4 +47,38 @@ async def test_recorded_history_replays_on_todays_code(path: Path) -> None:
     result = await replayer.replay_workflow(
         WorkflowHistory.from_json(path.stem, path.read_text()), raise_on_replay_failure=True
     )
+    assert result.replay_failure is None
+
+
+async def test_a_task_the_api_starts_takes_its_patched_steps_without_markers(api: Api, stack: Stack) -> None:
+    """VIDEO_TASK_VERSION: the input, not `workflow.patched`, decides; so no patch marker and no
+    `TemporalChangeVersion` upsert in the history, the retention starts as a local activity, and the
+    history replays on today's code."""
+    created = await api.generate(QUICK)
+    assert created.status_code == 200, created.text
+    task_id = created.json()["task_id"]
+    assert (await api.wait(task_id))["status"] == "succeeded"
+    client = await stack.temporal_client()
+    history = await client.get_workflow_handle(task_id).fetch_history()
+    markers = [
+        e.marker_recorded_event_attributes.marker_name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+    ]
+    assert "core_patch" not in markers and "core_local_activity" in markers
+    upserted = {
+        name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+        for name in e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+    }
+    assert "TemporalChangeVersion" not in upserted and "SorapiStatus" in upserted
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    assert names.START_RETENTION not in scheduled, "the retention starts as a local activity"
+    replayer = Replayer(workflows=WORKFLOWS, workflow_runner=sandbox_runner(), data_converter=client.data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None

@@ -51,10 +51,14 @@ WORKFLOWS = [
 
 
 def sandbox_runner() -> SandboxedWorkflowRunner:
-    """The default sandbox, with msgspec passed through (a C extension with no global state to leak) and
-    opentelemetry (the tracing interceptor's workflow side must share the process's context and provider)."""
+    """The default sandbox's run-time restrictions, with every module passed through instead of
+    re-imported for each workflow run (a tenth of the orchestrator's CPU under load; docs/architecture.md):
+    workflow modules must therefore hold no mutable module state. msgspec and opentelemetry are named
+    too: a C extension with no state to leak, and the tracing interceptor's context and provider."""
     return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules("msgspec", "opentelemetry")
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(
+            "msgspec", "opentelemetry"
+        ).with_passthrough_all_modules()
     )
 
 

@@ -61,12 +61,20 @@ class TaskRetentionWorkflow:
         return reason
 
 
-async def retain(arg: RetentionInput) -> None:
-    """From a task's workflow: start its retention window (its own long-lived workflow)."""
+LOCAL_START_PATCH = "local-retention-start"
+"""Since this patch the start is a local activity: one start RPC (idempotent: `start_once`) needs no
+activity task and no workflow task of its own, the last step of every succeeded task (bench.queue)."""
+
+
+async def retain(arg: RetentionInput, *, local: bool) -> None:
+    """From a task's workflow: start its retention window (its own long-lived workflow); `local`: as a
+    local activity (the caller decides, by LOCAL_START_PATCH)."""
+    summary = f"start retention until {arg.expires_at:%Y-%m-%d %H:%M} UTC"
+    if local:
+        await workflow.execute_local_activity(
+            names.START_RETENTION, arg, start_to_close_timeout=START_TIMEOUT, retry_policy=START_RETRY, summary=summary
+        )
+        return
     await workflow.execute_activity(
-        names.START_RETENTION,
-        arg,
-        start_to_close_timeout=START_TIMEOUT,
-        retry_policy=START_RETRY,
-        summary=f"start retention until {arg.expires_at:%Y-%m-%d %H:%M} UTC",
+        names.START_RETENTION, arg, start_to_close_timeout=START_TIMEOUT, retry_policy=START_RETRY, summary=summary
     )

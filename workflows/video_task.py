@@ -42,7 +42,7 @@ with workflow.unsafe.imports_passed_through():
         UploadInput,
         VideoTaskInput,
     )
-    from workflows.retention import retain
+    from workflows.retention import LOCAL_START_PATCH, retain
     from workflows.webhook_delivery import announce
 
 DB_TIMEOUT = timedelta(seconds=30)
@@ -109,6 +109,8 @@ class VideoTaskWorkflow:
         """Database steps run as local activities (LOCAL_DB_STEPS_PATCH)."""
         self._tagged = False
         """Search attributes are upserted as the task moves (SEARCH_ATTRIBUTES_PATCH)."""
+        self._version = 0
+        """The input's `version`: from 1 on, patched steps are taken without asking `workflow.patched`."""
 
     @workflow.signal(name=act.SLOT_GRANTED_SIGNAL)
     def slot_granted(self) -> None:
@@ -118,16 +120,17 @@ class VideoTaskWorkflow:
     async def run(self, task: VideoTaskInput) -> str:
         hold = HoldInput(task_id=task.task_id, account_id=task.account_id, amount=task.price)
         try:
-            self._tagged = workflow.patched(SEARCH_ATTRIBUTES_PATCH)
+            self._version = task.version
+            self._tagged = self._since(SEARCH_ATTRIBUTES_PATCH)
             self._tag(
                 attrs.ACCOUNT_ID.value_set(task.account_id),
                 attrs.MODEL.value_set(task.render.model),
                 attrs.STATUS.value_set(status.QUEUED),
                 *([attrs.PLAN.value_set(task.plan)] if task.plan else []),
             )
-            self._local_db = workflow.patched(LOCAL_DB_STEPS_PATCH)
+            self._local_db = self._since(LOCAL_DB_STEPS_PATCH)
             await self._db(act.RESERVE_CREDITS, hold, summary=f"reserve {task.price} credits")
-            self._gated = workflow.patched(SLOT_GATE_PATCH)
+            self._gated = self._since(SLOT_GATE_PATCH)
             if self._gated:
                 slot = await self._wait_for_slot(task)
                 if slot == ENDED_ELSEWHERE:
@@ -275,6 +278,11 @@ class VideoTaskWorkflow:
             summary=summary,
         )
 
+    def _since(self, patch: str) -> bool:
+        """Whether this run takes the step `patch` brought: always from input version 1 on (no marker),
+        else as its history recorded it."""
+        return self._version >= 1 or workflow.patched(patch)
+
     def _tag(self, *updates: SearchAttributeUpdate[Any]) -> None:
         """Upsert search attributes: the Temporal UI's view of the task (SEARCH_ATTRIBUTES_PATCH)."""
         if self._tagged:
@@ -310,7 +318,7 @@ class VideoTaskWorkflow:
             # patch: the input decides, and every history recorded before these keys existed has them
             # empty, so it replays this branch.)
             return
-        if workflow.patched(DISCARD_OUTPUTS_PATCH):  # workflows that settled before this step replay without it
+        if self._since(DISCARD_OUTPUTS_PATCH):  # workflows that settled before this step replay without it
             try:
                 await workflow.execute_activity(
                     act.DISCARD_OUTPUTS,
@@ -338,7 +346,8 @@ class VideoTaskWorkflow:
                     expires_at=self._expires_at,
                     has_callback=task.has_callback,
                     webhook_queue=task.webhook_queue,
-                )
+                ),
+                local=self._since(LOCAL_START_PATCH),
             )
         await announce(task.task_id, status.SUCCEEDED, task.has_callback, task.webhook_queue)
 

@@ -36,7 +36,7 @@ from bench.api import load
 from bench.api.cpu import CpuMeter, CpuReserved, pids_of
 from sorapi import names, servers
 from sorapi.catalog import get_catalog
-from sorapi.messages import VideoTaskInput
+from sorapi.messages import VIDEO_TASK_VERSION, VideoTaskInput
 from sorapi.payload_codec import data_converter
 from sorapi.planning import plan, render_spec
 from sorapi.schemas import GenerateRequest
@@ -115,6 +115,7 @@ async def measure(
             price=planned.price,
             render=render_spec(task_id, planned.request, get_catalog()),
             render_queue=queue,
+            version=VIDEO_TASK_VERSION,  # as the API starts it
         )
         await temporal.start_workflow(
             names.VIDEO_TASK_WORKFLOW,
