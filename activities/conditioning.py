@@ -33,6 +33,7 @@ from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
 from minio import Minio
 from PIL import Image
 
+from sorapi import storage
 from sorapi.image_input import fit, open_rgb
 
 _VARIANTS: weakref.WeakKeyDictionary[Any, dict[type | str, Any]] = weakref.WeakKeyDictionary()
@@ -41,13 +42,7 @@ _GUARD = threading.Lock()
 
 def read_image(s3: Minio, bucket: str, key: str, width: int, height: int) -> Image.Image:
     """The stored input image `key`, fitted to `width`×`height`."""
-    response = s3.get_object(bucket, key)
-    try:
-        data = response.read()
-    finally:
-        response.close()
-        response.release_conn()
-    return fit(open_rgb(data), width, height)
+    return fit(open_rgb(storage.read_object(s3, bucket, key)), width, height)
 
 
 CALIBRATION_STEPS = 200

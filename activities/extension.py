@@ -17,6 +17,7 @@ import numpy as np
 from minio import Minio
 from PIL import Image
 
+from sorapi import storage
 from sorapi.families import family_rule
 from sorapi.image_input import fit
 
@@ -29,13 +30,7 @@ def overlap(family: str) -> int:
 def read_source(s3: Minio, bucket: str, key: str, width: int, height: int) -> np.ndarray:
     """The source video's frames as uint8 (F, H, W, 3) at `width`×`height` (fitted if it was rendered
     at another size, e.g. by another kind of host)."""
-    response = s3.get_object(bucket, key)
-    try:
-        data = response.read()
-    finally:
-        response.close()
-        response.release_conn()
-    with av.open(io.BytesIO(data), mode="r") as container:
+    with av.open(io.BytesIO(storage.read_object(s3, bucket, key)), mode="r") as container:
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
     if not frames:
         raise ValueError("the source video has no frames")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -14,6 +14,10 @@ from sorapi.speed import SPEEDS
 SECONDS_PATTERN = "^(?:" + "|".join(str(n) for n in range(MAX_DURATION_S, 0, -1)) + ")$"
 """`seconds` as text: a whole number of seconds from 1 to 20, digits only (the handler matches it whole)."""
 Seconds = Annotated[str, Meta(pattern=SECONDS_PATTERN)] | Annotated[int, Meta(ge=1, le=MAX_DURATION_S)]
+
+
+PROMPT_LIMITS: dict[str, Any] = {"min_length": 1, "max_length": 5000, "pattern": PROMPT_PATTERN}
+"""A prompt's constraints, on every body that takes one (not only whitespace, no NUL)."""
 
 
 class VideoError(msgspec.Struct, kw_only=True):
@@ -92,9 +96,7 @@ class CreateVideo(msgspec.Struct, kw_only=True):
     prompt: Annotated[
         str,
         Meta(
-            min_length=1,
-            max_length=5000,
-            pattern=PROMPT_PATTERN,
+            **PROMPT_LIMITS,
             description="Text prompt that describes the video (not only whitespace)",
             examples=["A calico cat playing a piano on stage"],
         ),
@@ -150,9 +152,7 @@ class RemixVideo(msgspec.Struct, kw_only=True):
     prompt: Annotated[
         str,
         Meta(
-            min_length=1,
-            max_length=5000,
-            pattern=PROMPT_PATTERN,
+            **PROMPT_LIMITS,
             description="The new prompt (not only whitespace); the source's seed, size, duration, model and speed "
             "are kept",
         ),
@@ -180,9 +180,7 @@ class ExtendVideo(msgspec.Struct, kw_only=True):
     prompt: Annotated[
         str,
         Meta(
-            min_length=1,
-            max_length=5000,
-            pattern=PROMPT_PATTERN,
+            **PROMPT_LIMITS,
             description="What happens next (not only whitespace)",
             examples=["The camera keeps rising above the skyline"],
         ),

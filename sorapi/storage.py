@@ -39,6 +39,16 @@ def put_file(client: Minio, bucket: str, key: str, path: Path, content_type: str
     client.fput_object(bucket, key, str(path), content_type=content_type)
 
 
+def read_object(client: Minio, bucket: str, key: str) -> bytes:
+    """The whole object `key`, its connection given back to the pool."""
+    response = client.get_object(bucket, key)
+    try:
+        return response.read()
+    finally:
+        response.close()
+        response.release_conn()
+
+
 def presign(client: Minio, bucket: str, key: str, ttl_s: int) -> str:
     return client.presigned_get_object(bucket, key, expires=timedelta(seconds=ttl_s))
 
