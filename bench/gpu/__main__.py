@@ -93,31 +93,11 @@ def _render(pipe: Any, spec: Any, settings: Any, device: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
-    import msgspec
-
     from activities.pipelines import load_pipeline
-    from sorapi.catalog import get_catalog
+    from bench.request import request_spec
     from sorapi.families import canonical_dtype
-    from sorapi.planning import plan, render_spec
-    from sorapi.schemas import GenerateRequest
 
-    catalog = get_catalog()
-    specs = {}
-    for name in args.profiles.split(","):
-        planned = plan(
-            GenerateRequest(
-                prompt=PROMPT,
-                model_version=args.model,
-                duration=args.duration,
-                resolution=args.resolution,
-                seed=args.seed,
-                speed=name,
-            ),
-            catalog,
-        )
-        if isinstance(planned, list):
-            raise SystemExit(f"invalid request: {msgspec.to_builtins(planned)}")
-        specs[name] = render_spec(f"gpu-{name}", planned.request, catalog)
+    specs = {name: request_spec(PROMPT, args, f"gpu-{name}", speed=name) for name in args.profiles.split(",")}
     first = next(iter(specs.values()))
     weights = Path(settings.model_dir) / first.weights
     started = time.perf_counter()

@@ -47,14 +47,12 @@ from activities.pipelines import load_pipeline, run_pipeline, set_cpu_threads
 from activities.render import RenderActivities, effective_render, spec_arguments
 from bench.render.profiles import print_table, profile_benchmark
 from bench.render.workflow import BENCH_WORKFLOW, BenchRenderTask, BenchTaskInput
+from bench.request import request_spec as planned_spec
 from sorapi import names, servers
-from sorapi.catalog import get_catalog
 from sorapi.converter import DATA_CONVERTER
 from sorapi.families import canonical_dtype
 from sorapi.logs import configure_logging
 from sorapi.messages import RenderMeta, RenderSpec
-from sorapi.planning import plan, render_spec
-from sorapi.schemas import GenerateRequest
 from sorapi.settings import Settings, settings_from_env
 from sorapi.speed import SPEEDS
 from workers.orchestrator import sandbox_runner
@@ -103,22 +101,8 @@ def bench_settings(args: argparse.Namespace, data_dir: Path, s3_port: int) -> Se
 
 
 def request_spec(args: argparse.Namespace, task_id: str, speed: str | None = None) -> RenderSpec:
-    """The render the API would hand the worker for this request (same planning code)."""
-    catalog = get_catalog()
-    planned = plan(
-        GenerateRequest(
-            prompt=PROMPT,
-            model_version=args.model,
-            duration=args.duration,
-            resolution=args.resolution,
-            seed=args.seed,
-            speed=speed,
-        ),
-        catalog,
-    )
-    if isinstance(planned, list):
-        raise SystemExit(f"invalid bench request: {planned}")
-    return render_spec(task_id, planned.request, catalog)
+    """The render the API would hand the worker for this bench's request (same planning code)."""
+    return planned_spec(PROMPT, args, task_id, speed)
 
 
 def bare_render(renders: RenderActivities, settings: Settings, spec: RenderSpec, workdir: Path) -> float:
