@@ -394,7 +394,9 @@ async def _workflow_phase(res: Resources, task_id: str) -> tuple[str, RenderProg
                 return "waiting", None, None
             beat = (await converter.decode(pending.heartbeat_details.payloads, [RenderProgress]))[0]
             return beat.phase, beat, progress_percent(beat)
-    stage = await desc.memo_value("stage", None)  # nothing pending: between two of the workflow's steps
+    # Nothing pending: between two of the workflow's steps, read from its memo (before input version 2)
+    # or its search attributes.
+    stage = await desc.memo_value("stage", None) or attrs.stage(desc.typed_search_attributes)
     if stage == "render":
         return "encoding", None, 95
     if stage == "upload":

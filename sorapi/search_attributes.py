@@ -35,6 +35,7 @@ from temporalio.common import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from sorapi.messages import RenderSpec
+from sorapi.status import RUNNING
 
 __all__ = [
     "ACCOUNT_ID",
@@ -50,6 +51,7 @@ __all__ = [
     "initial",
     "register",
     "render_summary",
+    "stage",
     "task_details",
     "task_summary",
 ]
@@ -92,6 +94,14 @@ def initial(*, account_id: str, plan: str, model: str, status: str) -> TypedSear
     if plan:
         pairs.append(SearchAttributePair(PLAN, plan))
     return TypedSearchAttributes(pairs)
+
+
+def stage(attributes: TypedSearchAttributes) -> str | None:
+    """The step a running task (input version 2 on) is at while no activity is pending, from its
+    attributes: "upload" once a render returned (it names its host), "render" once it runs."""
+    if attributes.get(RENDER_HOST):
+        return "upload"
+    return "render" if attributes.get(STATUS) == RUNNING else None
 
 
 def task_summary(spec: RenderSpec, plan: str) -> str:

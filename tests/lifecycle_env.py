@@ -253,6 +253,7 @@ async def lifecycle_env(tmp: Path, pg_url: str) -> AsyncIterator[Lifecycle]:
         webhook_allow_http=True,
         secret_key="lifecycle-test-server-key",
         render_heartbeat_timeout_s=2,
+        workflow_sandbox=True,
     )
     weed = servers.start_seaweedfs(
         tmp / "s3", s3_port, settings.s3_access_key, settings.s3_secret_key, log_path=tmp / "seaweedfs.log"

@@ -129,6 +129,7 @@ def start_stack(tmp: Path, database_url: str | None = None, **extra_env: str) ->
         "SORAPI_DEV_API_KEY": api_key,
         "SORAPI_LOG_JSON": "true",
         "SORAPI_DEV_STACK": "true",  # processes a test adds to the stack run on its dev secrets too
+        "SORAPI_WORKFLOW_SANDBOX": "true",  # CI runs every workflow in Temporal's sandbox
         **extra_env,
     }
     if database_url:

@@ -14,13 +14,15 @@ from pathlib import Path
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from sorapi import names
 from sorapi.converter import DATA_CONVERTER
+from sorapi.settings import Settings, settings_from_env
 from tests.api_helpers import QUICK
 from tests.stack import Api, Stack
-from workers.orchestrator import WORKFLOWS, sandbox_runner
+from workers.orchestrator import WORKFLOWS, sandbox_runner, workflow_runner
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
@@ -52,8 +54,8 @@ async def test_recorded_history_replays_on_todays_code(path: Path) -> None:
 
 async def test_a_task_the_api_starts_takes_its_patched_steps_without_markers(api: Api, stack: Stack) -> None:
     """VIDEO_TASK_VERSION: the input, not `workflow.patched`, decides; so no patch marker and no
-    `TemporalChangeVersion` upsert in the history, the retention starts as a local activity, and the
-    history replays on today's code."""
+    `TemporalChangeVersion` upsert in the history, the retention starts as a local activity, the start's
+    search attributes are not upserted again, no memo is written, and the history replays on today's code."""
     created = await api.generate(QUICK)
     assert created.status_code == 200, created.text
     task_id = created.json()["task_id"]
@@ -73,6 +75,9 @@ async def test_a_task_the_api_starts_takes_its_patched_steps_without_markers(api
         for name in e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
     }
     assert "TemporalChangeVersion" not in upserted and "SorapiStatus" in upserted
+    assert "SorapiAccountId" not in upserted, "the API starts it with these: not upserted again"
+    kinds = {e.event_type for e in history.events}
+    assert EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED not in kinds, "no stage memo: the API reads the attributes"
     scheduled = [
         e.activity_task_scheduled_event_attributes.activity_type.name
         for e in history.events
@@ -82,3 +87,11 @@ async def test_a_task_the_api_starts_takes_its_patched_steps_without_markers(api
     replayer = Replayer(workflows=WORKFLOWS, workflow_runner=sandbox_runner(), data_converter=client.data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
+
+
+async def test_ci_runs_the_workflows_in_the_sandbox_and_production_without(stack: Stack) -> None:
+    """Production skips the sandbox's cost (SORAPI_WORKFLOW_SANDBOX off); every stack and worker the
+    suite starts turns it on, so a non-deterministic call in a workflow fails here before it ships."""
+    assert isinstance(workflow_runner(Settings()), UnsandboxedWorkflowRunner)
+    assert isinstance(workflow_runner(Settings(workflow_sandbox=True)), SandboxedWorkflowRunner)
+    assert settings_from_env(stack.env).workflow_sandbox

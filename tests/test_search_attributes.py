@@ -19,6 +19,7 @@ from pathlib import Path
 from temporalio.api.enums.v1 import EventType, IndexedValueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
 from sorapi import search_attributes as attrs
@@ -187,3 +188,15 @@ async def test_temporal_setup_registers_the_attributes_once(stack: Stack) -> Non
         **{key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in attrs.KEYS},
         "SorapiCreditsCharged": IndexedValueType.INDEXED_VALUE_TYPE_INT,
     }
+
+
+def test_a_running_tasks_stage_between_two_steps_comes_from_its_attributes() -> None:
+    """Between two activities nothing is pending: the API then reads the stage from the attributes
+    (input version 2 on), so a task's progress never falls back to 0 while it moves on."""
+
+    def stage(*pairs: SearchAttributePair[str]) -> str | None:
+        return attrs.stage(TypedSearchAttributes(list(pairs)))
+
+    assert stage(SearchAttributePair(attrs.STATUS, "queued")) is None
+    assert stage(SearchAttributePair(attrs.STATUS, "running")) == "render"
+    assert stage(SearchAttributePair(attrs.STATUS, "running"), SearchAttributePair(attrs.RENDER_HOST, "h1")) == "upload"

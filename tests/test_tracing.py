@@ -66,6 +66,7 @@ def _settings(tmp: Path, database_url: str, temporal_address: str, s3_port: int)
         webhook_queue_prefix=f"hooks-{run}",
         webhook_allow_http=True,
         secret_key="tracing-test-server-key",
+        workflow_sandbox=True,
     )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.audit_prune import AuditPruneActivities
@@ -62,6 +62,11 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
     )
 
 
+def workflow_runner(settings: Settings) -> WorkflowRunner:
+    """The sandbox where SORAPI_WORKFLOW_SANDBOX asks for it (tests), else plain runs (production)."""
+    return sandbox_runner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner()
+
+
 def create_worker(client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Worker:
     ledger, state = LedgerActivities(sessions), TaskStateActivities(sessions)
     refresh = CreditRefreshActivities(sessions)
@@ -91,7 +96,7 @@ def create_worker(client: Client, settings: Settings, sessions: async_sessionmak
             expiry.discard_outputs,
             *_follow_ups(client, settings, sessions),
         ],
-        workflow_runner=sandbox_runner(),
+        workflow_runner=workflow_runner(settings),
         graceful_shutdown_timeout=timedelta(seconds=20),
     )
 

@@ -89,7 +89,8 @@ SEARCH_ATTRIBUTES_PATCH = "search-attributes"
 queued, running, the render host, then the end with its error code and the credits charged."""
 STAGE_MEMO = "stage"
 """Memo: "render" / "upload", set with the activity it schedules. Between two activities nothing is
-pending, and the API reads this to keep a task's progress from falling back to 0."""
+pending, and the API reads this to keep a task's progress from falling back to 0. Before input
+version 2 only: since, the same is read from the search attributes (`sorapi.search_attributes.stage`)."""
 
 
 @workflow.defn(name=act.VIDEO_TASK_WORKFLOW)
@@ -122,12 +123,13 @@ class VideoTaskWorkflow:
         try:
             self._version = task.version
             self._tagged = self._since(SEARCH_ATTRIBUTES_PATCH)
-            self._tag(
-                attrs.ACCOUNT_ID.value_set(task.account_id),
-                attrs.MODEL.value_set(task.render.model),
-                attrs.STATUS.value_set(status.QUEUED),
-                *([attrs.PLAN.value_set(task.plan)] if task.plan else []),
-            )
+            if self._version < 2:  # from 2 on, the API starts the workflow with these
+                self._tag(
+                    attrs.ACCOUNT_ID.value_set(task.account_id),
+                    attrs.MODEL.value_set(task.render.model),
+                    attrs.STATUS.value_set(status.QUEUED),
+                    *([attrs.PLAN.value_set(task.plan)] if task.plan else []),
+                )
             self._local_db = self._since(LOCAL_DB_STEPS_PATCH)
             await self._db(act.RESERVE_CREDITS, hold, summary=f"reserve {task.price} credits")
             self._gated = self._since(SLOT_GATE_PATCH)
@@ -209,7 +211,7 @@ class VideoTaskWorkflow:
         """Render, then upload from the same host; if that host vanished, render again elsewhere."""
         self._rendering = True
         for attempt in range(1, MAX_RENDERS + 1):
-            workflow.upsert_memo({STAGE_MEMO: "render"})
+            self._stage("render")
             rendered: RenderResult = await workflow.execute_activity(
                 act.RENDER_VIDEO,
                 task.render,
@@ -222,7 +224,7 @@ class VideoTaskWorkflow:
                 summary=attrs.render_summary(task.render) + (f" (host {attempt})" if attempt > 1 else ""),
             )
             self._tag(attrs.RENDER_HOST.value_set(rendered.host_queue))
-            workflow.upsert_memo({STAGE_MEMO: "upload"})
+            self._stage("upload")
             try:
                 outputs: list[StoredObject] = await workflow.execute_activity(
                     act.UPLOAD_OUTPUTS,
@@ -282,6 +284,12 @@ class VideoTaskWorkflow:
         """Whether this run takes the step `patch` brought: always from input version 1 on (no marker),
         else as its history recorded it."""
         return self._version >= 1 or workflow.patched(patch)
+
+    def _stage(self, stage: str) -> None:
+        """Record the step being scheduled in the STAGE_MEMO, before input version 2; from 2 on the API
+        reads it from the search attributes (`attrs.stage`), and the memo's write is saved."""
+        if self._version < 2:
+            workflow.upsert_memo({STAGE_MEMO: stage})
 
     def _tag(self, *updates: SearchAttributeUpdate[Any]) -> None:
         """Upsert search attributes: the Temporal UI's view of the task (SEARCH_ATTRIBUTES_PATCH)."""

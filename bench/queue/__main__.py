@@ -62,7 +62,13 @@ async def measure(stack: Any, args: argparse.Namespace) -> dict[str, Any]:
             print(f"drain: {report['drain']}", flush=True)
         if args.throughput:
             report["throughput"] = await throughput.run(
-                stack.env, stack.data_dir.parent, sessions, temporal, args.throughput, concurrency=8
+                stack.env,
+                stack.data_dir.parent,
+                sessions,
+                temporal,
+                args.throughput,
+                concurrency=8,
+                rounds=args.throughput_rounds,
             )
             print(f"throughput: {report['throughput']}", flush=True)
         rows: list[dict[str, Any]] = []
@@ -216,7 +222,7 @@ def table(report: dict[str, Any], args: argparse.Namespace) -> str:
             f"orchestration throughput: {t['tasks']} tasks started {t['concurrency']} at a time, "
             f"{t['activities_per_task']} activities each: {t['task']['per_s']:.1f} tasks/s end to end "
             f"(no-op render) vs {t['raw']['per_s']:.1f}/s raw workflows: median ratio {t['ratio']:.2f}x "
-            f"(rounds, each raw before and after the tasks: {', '.join(f'{r:.2f}x' for r in t['rounds'])})",
+            f"(rounds, each tasks then raw twice: {', '.join(f'{r:.2f}x' for r in t['rounds'])})",
         ]
     lines.append("")
     for name, verdict in report["verdicts"].items():
@@ -244,6 +250,9 @@ def main() -> int:
         default=60.0,
         help="seconds of each quiet CPU window (a multiple "
         "of the sweeper's minute, so that every window holds the same number of sweeps)",
+    )
+    parser.add_argument(
+        "--throughput-rounds", type=int, default=5, help="rounds of the throughput phase; the median counts"
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds of each create-pace run")
     parser.add_argument("--concurrency", type=int, default=4, help="creates in flight in the create-pace runs")

@@ -1,7 +1,7 @@
 """The throughput phase's raw baseline: a workflow that runs `count` no-op activities in a row, nothing else.
 
-Its own module, importing only temporalio, so it runs in the orchestrator's workflow sandbox as the
-task workflow does.
+Its own module, importing only temporalio, so it runs in the orchestrator's workflow runner (sandboxed
+or not, SORAPI_WORKFLOW_SANDBOX) as the task workflow does.
 """
 
 from __future__ import annotations

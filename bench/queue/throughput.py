@@ -6,7 +6,8 @@ activities: the baseline does the same number of things, each the plain way), bo
 The tasks go through a second API process whose SORAPI_RENDER_QUEUE is a queue of the bench's own,
 served here by a render host that renders nothing and uploads nothing: what is left is the API, the
 gates, the workflows and their database work. The stack's render worker never sees these tasks.
-The raw workflow and its activity are served here too, in the orchestrator's sandbox.
+The raw workflow and its activity are served here too, by the runner the stack's orchestrator uses
+(SORAPI_WORKFLOW_SANDBOX).
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkflowRunner
 
 from bench.queue import noop, tasks
 from sorapi import names, servers, status
 from sorapi.db.models import Task
 from sorapi.messages import RenderMeta, RenderResult, RenderSpec, StoredObject, UploadInput
-from workers.orchestrator import sandbox_runner
+from sorapi.settings import settings_from_env
+from workers.orchestrator import workflow_runner
 
 
 class NoopRenderHost:
@@ -103,18 +105,19 @@ async def run(
     temporal: Client,
     count: int,
     concurrency: int,
-    rounds: int = 3,
+    rounds: int = 5,
 ) -> dict[str, object]:
-    """`rounds` sandwiched rounds (raw, tasks, raw), as `bench.api` runs them: each round's ratio is the
-    raw rate of the two runs around it (their mean time) against the tasks' rate; the median counts."""
+    """`rounds` rounds of tasks, then raw workflows twice: each round's ratio is the raw runs' mean time
+    against the tasks' time; the median counts (single rounds on 2 cores spread by ±0.15)."""
     runs: list[dict[str, Any]] = []
+    runner = workflow_runner(settings_from_env(stack_env))
     async with noop_api(stack_env, workdir, temporal) as api:
         for _ in range(rounds):
             task = await _tasks(api, sessions, count, concurrency)
             steps = await _steps(temporal, task.pop("first"))
-            before = await _raw(temporal, count, concurrency, steps)
+            before = await _raw(temporal, runner, count, concurrency, steps)
             runs.append({"raw_before": before, "task": task})
-            runs[-1]["raw_after"] = await _raw(temporal, count, concurrency, steps)
+            runs[-1]["raw_after"] = await _raw(temporal, runner, count, concurrency, steps)
     for one in runs:
         raw_s = (one["raw_before"]["wall_s"] + one["raw_after"]["wall_s"]) / 2
         one["ratio"] = round(raw_s / one["task"]["wall_s"], 3)
@@ -127,6 +130,7 @@ async def run(
         "raw": middle["raw_before"],
         "ratio": middle["ratio"],
         "rounds": [one["ratio"] for one in runs],
+        "runs": runs,
     }
 
 
@@ -161,7 +165,7 @@ async def _steps(temporal: Client, task_id: str) -> int:
     return sum(map(_is_step, history.events))
 
 
-async def _raw(temporal: Client, count: int, concurrency: int, steps: int) -> dict[str, float]:
+async def _raw(temporal: Client, runner: WorkflowRunner, count: int, concurrency: int, steps: int) -> dict[str, float]:
     """`count` raw workflows of `steps` no-op activities, started `concurrency` at a time."""
     raw_queue = f"bench-raw-{uuid.uuid4().hex[:8]}"
     async with Worker(
@@ -169,7 +173,7 @@ async def _raw(temporal: Client, count: int, concurrency: int, steps: int) -> di
         task_queue=raw_queue,
         workflows=[noop.RawTaskWorkflow],
         activities=[noop.noop],
-        workflow_runner=sandbox_runner(),
+        workflow_runner=runner,
     ):
         began = time.monotonic()
         todo, handles = iter(range(count)), []
