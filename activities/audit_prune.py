@@ -6,9 +6,9 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from sorapi import names
-from sorapi.db import audit
-from sorapi.messages import AuditPruneBatch
+from sorapi.contracts import names
+from sorapi.contracts.messages import AuditPruneBatch
+from sorapi.store import audit
 
 log = structlog.get_logger()
 

@@ -1,6 +1,6 @@
 """Image-to-video on the render host: read a task's input images, fit them, and pick the pipeline.
 
-The images were accepted by the API (`sorapi.image_input`) and stored under the task's S3 prefix;
+The images were accepted by the API (`sorapi.domain.image_input`) and stored under the task's S3 prefix;
 the host reads them with its own S3 user (GET on `tasks/*/inputs/*` only: deploy/minio/), fits each
 to the render's size (scale to cover, centre crop) and conditions the render on them:
 
@@ -33,8 +33,8 @@ from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
 from minio import Minio
 from PIL import Image
 
-from sorapi import storage
-from sorapi.image_input import fit, open_rgb
+from sorapi.adapters import storage
+from sorapi.domain.image_input import fit, open_rgb
 
 _VARIANTS: weakref.WeakKeyDictionary[Any, dict[type | str, Any]] = weakref.WeakKeyDictionary()
 _GUARD = threading.Lock()
@@ -107,7 +107,7 @@ def conditioned(
     video: list[Image.Image] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """(the pipeline to call, the conditioning arguments of the call); `pipe` itself for text-to-video.
-    `video`: an extension's source frames, a condition from frame 0 (`activities.extension`)."""
+    `video`: an extension's source frames, a condition from frame 0 (`activities.stitching`)."""
     if video is not None:
         if not isinstance(pipe, LTXPipeline) or not frame_conditions:
             raise ValueError(f"{type(pipe).__name__} cannot extend a clip: it needs LTX-Video frame conditioning")

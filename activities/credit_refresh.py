@@ -8,11 +8,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 from temporalio import activity
 
-from sorapi import names, status
-from sorapi.catalog import Catalog, get_catalog
-from sorapi.db import ledger
-from sorapi.db.models import Account, LedgerEntry, Task
-from sorapi.messages import RefreshBatch, RefreshBatchResult
+from sorapi.contracts import names, status
+from sorapi.contracts.messages import RefreshBatch, RefreshBatchResult
+from sorapi.domain.catalog import Catalog, get_catalog
+from sorapi.store import ledger
+from sorapi.store.models import Account, LedgerEntry, Task
 
 SWEEP_LIMIT = 500
 

@@ -13,10 +13,11 @@ from minio import Minio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from sorapi import names, status, storage
-from sorapi.db import tasks as task_rows
-from sorapi.db.models import Task, utcnow
-from sorapi.messages import ExpireTask
+from sorapi.adapters import storage
+from sorapi.contracts import names, status
+from sorapi.contracts.messages import ExpireTask
+from sorapi.store import task_rows
+from sorapi.store.models import Task, utcnow
 
 log = structlog.get_logger()
 

@@ -19,10 +19,11 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from sorapi import names, webhook_events
-from sorapi.db.models import Task
-from sorapi.ids import retention_workflow_id, webhook_workflow_id
-from sorapi.messages import RetentionInput, WebhookDeliveryInput
+from sorapi.contracts import names
+from sorapi.contracts.messages import RetentionInput, WebhookDeliveryInput
+from sorapi.domain import webhook_events
+from sorapi.domain.ids import retention_workflow_id, webhook_workflow_id
+from sorapi.store.models import Task
 
 
 class FollowUpActivities:
@@ -77,7 +78,7 @@ async def start_once(
     details: str | None = None,
 ) -> str:
     """Start once: a retry finds the workflow running (USE_EXISTING) or finished (rejected).
-    `summary` and `details` are what the Temporal UI shows for it (sorapi.search_attributes)."""
+    `summary` and `details` are what the Temporal UI shows for it (sorapi.adapters.search_attributes)."""
     with contextlib.suppress(WorkflowAlreadyStartedError):
         await client.start_workflow(
             workflow,

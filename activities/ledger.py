@@ -7,11 +7,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from sorapi import errors, metrics, names
-from sorapi.db import ledger
-from sorapi.db import tasks as task_rows
-from sorapi.db.models import Account
-from sorapi.messages import HoldInput
+from sorapi.adapters import metrics
+from sorapi.contracts import errors, names
+from sorapi.contracts.messages import HoldInput
+from sorapi.store import ledger, task_rows
+from sorapi.store.models import Account
 
 log = structlog.get_logger()
 

@@ -30,13 +30,13 @@ from diffusers import (
 from PIL import Image
 from transformers import ByT5Tokenizer, T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
 
-from activities import ltx2
-from activities.conditioning import conditioned
-from activities.encode import Soundtrack
-from activities.speed import speed_profile
-from sorapi.families import FAMILIES, canonical_dtype, family_rule
-from sorapi.families import frames_for as frames_for  # re-exported: callers size renders with it
-from sorapi.messages import RenderSpeed
+from sorapi.activities import ltx2
+from sorapi.activities.conditioning import conditioned
+from sorapi.activities.encode import Soundtrack
+from sorapi.activities.speed import speed_profile
+from sorapi.contracts.messages import RenderSpeed
+from sorapi.domain.families import FAMILIES, canonical_dtype, family_rule
+from sorapi.domain.families import frames_for as frames_for  # re-exported: callers size renders with it
 
 SUPPORTED_FAMILIES = tuple(FAMILIES)
 
@@ -421,7 +421,7 @@ def render_clip(
     ``frame_rate``, default 25) and times LTX-2's audio; Wan has no such input. ``speed`` applies a
     profile's transformer cache and compilation to this call only (``activities.speed``). ``image``
     (and ``last_frame``), already fitted to the size, make it image-to-video (``activities.conditioning``);
-    ``video``, frames at the size, conditions it from frame 0 (an extension: ``activities.extension``).
+    ``video``, frames at the size, conditions it from frame 0 (an extension: ``activities.stitching``).
     """
     _validate(
         pipe,

@@ -8,7 +8,7 @@ step twice. The start does not hold up the render: it runs on the worker's event
 
 The host's own spacing is only a first filter (a retry may run elsewhere). The rule itself, one
 `progress` delivery per task every PROGRESS_INTERVAL_S, is kept by the delivery's first attempt,
-which claims it on the task row (`sorapi.db.progress_claims`) or drops the beat unsent.
+which claims it on the task row (`sorapi.store.progress_claims`) or drops the beat unsent.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from concurrent.futures import Future
 import structlog
 from temporalio.client import Client
 
-from sorapi import webhook_events
-from sorapi.messages import RenderProgress, RenderSpec, WebhookProgress
-from sorapi.progress import progress_percent
+from sorapi.contracts.messages import RenderProgress, RenderSpec, WebhookProgress
+from sorapi.domain import webhook_events
+from sorapi.domain.progress import progress_percent
 
 log = structlog.get_logger()
 

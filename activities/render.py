@@ -29,11 +29,11 @@ from minio import Minio
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from activities import extension
-from activities.conditioning import read_image
-from activities.encode import AUDIO_RATE, EncodedFile, Soundtrack, encode_mp4, encode_webm, write_thumbnail
-from activities.heartbeat import Heartbeater
-from activities.pipelines import (
+from sorapi.activities import stitching
+from sorapi.activities.conditioning import read_image
+from sorapi.activities.encode import AUDIO_RATE, EncodedFile, Soundtrack, encode_mp4, encode_webm, write_thumbnail
+from sorapi.activities.heartbeat import Heartbeater
+from sorapi.activities.pipelines import (
     Clip,
     RenderInterrupted,
     frames_for,
@@ -44,14 +44,23 @@ from activities.pipelines import (
     render_clip,
     reset_peak_memory,
 )
-from activities.progress_webhooks import ProgressWebhooks
-from activities.speed import speed_effects
-from sorapi import errors, metrics, names, storage
-from sorapi.families import canonical_dtype
-from sorapi.image_input import FIRST_FRAME, LAST_FRAME
-from sorapi.messages import LocalFile, RenderMeta, RenderProgress, RenderResult, RenderSpec, StoredObject, UploadInput
-from sorapi.settings import Settings
-from sorapi.speed import scaled_steps
+from sorapi.activities.progress_webhooks import ProgressWebhooks
+from sorapi.activities.speed import speed_effects
+from sorapi.adapters import metrics, storage
+from sorapi.adapters.settings import Settings
+from sorapi.contracts import errors, names
+from sorapi.contracts.messages import (
+    LocalFile,
+    RenderMeta,
+    RenderProgress,
+    RenderResult,
+    RenderSpec,
+    StoredObject,
+    UploadInput,
+)
+from sorapi.domain.families import canonical_dtype
+from sorapi.domain.image_input import FIRST_FRAME, LAST_FRAME
+from sorapi.domain.speed import scaled_steps
 
 log = structlog.get_logger()
 
@@ -240,12 +249,12 @@ class RenderActivities:
         arguments = spec_arguments(spec, plan)
         source = self._source_frames(spec, plan.width, plan.height)  # an extension: the clip it continues
         if source is not None:
-            arguments["num_frames"] = extension.frames_to_render(plan.num_frames, spec.family)
-            images = {"video": extension.conditioning_frames(source, spec.family), "frame_conditions": True}
+            arguments["num_frames"] = stitching.frames_to_render(plan.num_frames, spec.family)
+            images = {"video": stitching.conditioning_frames(source, spec.family), "frame_conditions": True}
         clip = render_clip(pipe, **arguments, on_step=on_step, **images)
         frames, soundtrack = clip.frames, _soundtrack(spec, clip)
         if source is not None:
-            frames = extension.stitch(source, frames, spec.family)
+            frames = stitching.stitch(source, frames, spec.family)
         denoised = time.perf_counter()
         effects = speed_effects(pipe, spec.speed)
         _stop_if_cancelled("after decoding")
@@ -317,7 +326,7 @@ class RenderActivities:
         """An extension's source frames at this render's size; None for any other task."""
         if not spec.source_video_key:
             return None
-        return extension.read_source(self._s3, self._settings.s3_bucket, spec.source_video_key, width, height)
+        return stitching.read_source(self._s3, self._settings.s3_bucket, spec.source_video_key, width, height)
 
     @activity.defn(name=names.UPLOAD_OUTPUTS)
     def upload_outputs(self, arg: UploadInput) -> list[StoredObject]:

@@ -16,16 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client
 
-from activities.followups import start_once
-from sorapi import names, status, webhook_events
-from sorapi import webhook_policy as policy
-from sorapi.catalog import Catalog, get_catalog
-from sorapi.db import slots
-from sorapi.db import tasks as task_rows
-from sorapi.db.models import Account, Task
-from sorapi.gates import DEFAULT_MAX_HISTORY, signal_gate
-from sorapi.ids import webhook_workflow_id
-from sorapi.messages import GateRequest, GateSnapshot, GateWaiter, SlotRequest, WebhookDeliveryInput
+from sorapi.activities.followups import start_once
+from sorapi.adapters.gates import DEFAULT_MAX_HISTORY, signal_gate
+from sorapi.contracts import names, status
+from sorapi.contracts.messages import GateRequest, GateSnapshot, GateWaiter, SlotRequest, WebhookDeliveryInput
+from sorapi.domain import webhook_events, webhook_policy
+from sorapi.domain.catalog import Catalog, get_catalog
+from sorapi.domain.ids import webhook_workflow_id
+from sorapi.store import slots, task_rows
+from sorapi.store.models import Account, Task
 
 log = structlog.get_logger()
 
@@ -108,7 +107,7 @@ class GateActivities:
                 activity.client(),
                 task_id=task_id,
                 event=status.RUNNING,
-                lane=policy.lane(self._webhook_queue_prefix, plan),
+                lane=webhook_policy.lane(self._webhook_queue_prefix, plan),
                 task_queue=activity.info().task_queue,
             )
         return True
@@ -167,8 +166,8 @@ async def settle_orphan(
         arg = WebhookDeliveryInput(
             task_id=task_id,
             event=status.FAILED,
-            event_id=policy.event_id(task_id, status.FAILED),
-            lane=policy.lane(webhook_queue_prefix, plan),
+            event_id=webhook_policy.event_id(task_id, status.FAILED),
+            lane=webhook_policy.lane(webhook_queue_prefix, plan),
         )
         await start_once(
             client,

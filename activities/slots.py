@@ -15,10 +15,10 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError, RPCStatusCode
 
-from sorapi import names
-from sorapi.catalog import Catalog, get_catalog
-from sorapi.db import ledger, slots
-from sorapi.messages import SlotRequest
+from sorapi.contracts import names
+from sorapi.contracts.messages import SlotRequest
+from sorapi.domain.catalog import Catalog, get_catalog
+from sorapi.store import ledger, slots
 
 log = structlog.get_logger()
 

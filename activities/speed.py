@@ -29,7 +29,7 @@ import msgspec
 import torch
 from diffusers.hooks import FirstBlockCacheConfig
 
-from sorapi.messages import RenderSpeed
+from sorapi.contracts.messages import RenderSpeed
 
 _COMPILED_FORWARD = "_sorapi_compiled_forward"
 """Attribute of a block holding its compiled `forward`, made on the first compiled render."""

@@ -20,11 +20,11 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.slot_gate import settle_orphan
-from sorapi import names, status
-from sorapi.db.models import Task, utcnow
-from sorapi.gates import signal_gate
-from sorapi.messages import SweepInput, SweepResult
+from sorapi.activities.slot_gate import settle_orphan
+from sorapi.adapters.gates import signal_gate
+from sorapi.contracts import names, status
+from sorapi.contracts.messages import SweepInput, SweepResult
+from sorapi.store.models import Task, utcnow
 
 log = structlog.get_logger()
 

@@ -8,10 +8,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from sorapi import metrics, names, status
-from sorapi.db import tasks as task_rows
-from sorapi.db.models import Account, Task
-from sorapi.messages import MarkFailed, MarkSucceeded
+from sorapi.adapters import metrics
+from sorapi.contracts import names, status
+from sorapi.contracts.messages import MarkFailed, MarkSucceeded
+from sorapi.store import task_rows
+from sorapi.store.models import Account, Task
 
 log = structlog.get_logger()
 

@@ -19,17 +19,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from sorapi import metrics, names, netguard, outbound, status, storage, webhook_events
-from sorapi.db import progress_claims
-from sorapi.db import tasks as task_rows
-from sorapi.db import webhooks as rows
-from sorapi.db.models import Task, WebhookDelivery, utcnow
-from sorapi.messages import DeliverWebhook, DeliveryOutcome, WebhookProgress
-from sorapi.schemas import ProgressBeat, TaskRequest, WebhookOutput, WebhookPayload
-from sorapi.secretbox import SecretBox
-from sorapi.settings import Settings
-from sorapi.webhook_policy import event_type
-from sorapi.webhook_signing import merge_headers, signed_headers
+from sorapi.adapters import metrics, netguard, outbound, storage
+from sorapi.adapters.secretbox import SecretBox
+from sorapi.adapters.settings import Settings
+from sorapi.adapters.webhook_signing import merge_headers, signed_headers
+from sorapi.contracts import names, status
+from sorapi.contracts.messages import DeliverWebhook, DeliveryOutcome, WebhookProgress
+from sorapi.contracts.schemas import ProgressBeat, TaskRequest, WebhookOutput, WebhookPayload
+from sorapi.domain import webhook_events
+from sorapi.domain.webhook_policy import event_type
+from sorapi.store import progress_claims, task_rows, webhook_rows
+from sorapi.store.models import Task, WebhookDelivery, utcnow
 
 log = structlog.get_logger()
 
@@ -56,7 +56,7 @@ class WebhookActivities:
     @activity.defn(name=names.DELIVER_WEBHOOK)
     async def deliver_webhook(self, arg: DeliverWebhook) -> DeliveryOutcome:
         async with self._sessions() as session:
-            recorded = await rows.find_attempt(session, arg.delivery_id, arg.attempt)
+            recorded = await webhook_rows.find_attempt(session, arg.delivery_id, arg.attempt)
         if recorded is not None:  # an activity retry after the attempt was recorded: do not send twice
             return _outcome_of(recorded)
         async with self._sessions.begin() as session:
@@ -66,7 +66,7 @@ class WebhookActivities:
             task = await session.get(Task, arg.task_id)
             if task is None:
                 raise LookupError(f"no task {arg.task_id}")
-            secrets = await rows.signing_secrets(session, task.account_id, self._box)
+            secrets = await webhook_rows.signing_secrets(session, task.account_id, self._box)
         request = msgspec.convert(task.request, TaskRequest)
         payload = self._payload(task, request, arg)
         body = msgspec.json.encode(payload)
@@ -185,7 +185,7 @@ class WebhookActivities:
                     )
         except IntegrityError:  # a concurrent retry of this same attempt recorded it first
             async with self._sessions() as session:
-                recorded = await rows.find_attempt(session, arg.delivery_id, arg.attempt)
+                recorded = await webhook_rows.find_attempt(session, arg.delivery_id, arg.attempt)
             if recorded is None:
                 raise
             return _outcome_of(recorded)

@@ -10,33 +10,33 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 
-from api import openapi, ratelimit
-from api.admin_routes import AdminController
-from api.allow import AllowHeaderMiddleware
-from api.auth import SingleAuthorizationMiddleware, provide_principal
-from api.batches import BatchesController
-from api.cancel import CancelController
-from api.console import console_routes
-from api.credits_routes import CreditsController
-from api.errors import EXCEPTION_HANDLERS
-from api.lifecycle import LifecycleController
-from api.listing import TasksController
-from api.metrics import PROMETHEUS, metrics_endpoint
-from api.models_routes import ModelsController
-from api.openai_videos import OpenAIVideosController
-from api.paths import refuse_nul_path_parameters
-from api.ratelimit import RateLimitMiddleware
-from api.request_id import RequestIdMiddleware, stamp_response
-from api.routes import HealthController, VideoController
-from api.state import Resources
-from api.task_events import StreamSlots, TaskEventHub
-from api.task_stream import TaskEventsController
-from api.webhooks import TaskWebhooksController, WebhookSecretController
-from sorapi import netguard, storage, tracing
-from sorapi.catalog import get_catalog
-from sorapi.db.engine import make_async_engine, make_autocommit_sessionmaker, make_sessionmaker
-from sorapi.settings import Settings, get_settings
-from sorapi.temporal import connect
+from sorapi.adapters import netguard, storage, tracing
+from sorapi.adapters.settings import Settings, get_settings
+from sorapi.adapters.temporal import connect
+from sorapi.api import openapi, ratelimit
+from sorapi.api.admin import AdminController
+from sorapi.api.allow import AllowHeaderMiddleware
+from sorapi.api.auth import SingleAuthorizationMiddleware, provide_principal
+from sorapi.api.batches import BatchesController
+from sorapi.api.console import console_routes
+from sorapi.api.credits.endpoints import CreditsController
+from sorapi.api.errors import EXCEPTION_HANDLERS
+from sorapi.api.metrics import PROMETHEUS, metrics_endpoint
+from sorapi.api.model_catalog import ModelsController
+from sorapi.api.openai_videos import OpenAIVideosController
+from sorapi.api.paths import refuse_nul_path_parameters
+from sorapi.api.ratelimit import RateLimitMiddleware
+from sorapi.api.request_id import RequestIdMiddleware, stamp_response
+from sorapi.api.state import Resources
+from sorapi.api.tasks.cancel import CancelController
+from sorapi.api.tasks.deletion import LifecycleController
+from sorapi.api.tasks.endpoints import HealthController, VideoController
+from sorapi.api.tasks.events import StreamSlots, TaskEventHub
+from sorapi.api.tasks.listing import TasksController
+from sorapi.api.tasks.stream import TaskEventsController
+from sorapi.api.webhooks import TaskWebhooksController, WebhookSecretController
+from sorapi.domain.catalog import get_catalog
+from sorapi.store.engine import make_async_engine, make_autocommit_sessionmaker, make_sessionmaker
 
 GC_GEN0_THRESHOLD = 20_000
 """Allocations between young-generation collections (CPython's default is 700)."""
@@ -117,7 +117,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             RateLimitMiddleware(),
         ],
         before_send=[stamp_response],
-        plugins=[*tracing.litestar_plugins()],  # a span per request when tracing is on (sorapi.tracing)
+        plugins=[*tracing.litestar_plugins()],  # a span per request when tracing is on (sorapi.adapters.tracing)
         before_request=refuse_nul_path_parameters,
         on_startup=[openapi.finalize],
         dependencies={
@@ -126,5 +126,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         openapi_config=openapi.config(),
-        logging_config=None,  # structlog (sorapi.logs) owns logging; keep Litestar from reconfiguring it
+        logging_config=None,  # structlog (sorapi.adapters.logs) owns logging; keep Litestar from reconfiguring it
     )

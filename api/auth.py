@@ -18,10 +18,10 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.credits_audit import key_use, remember_until_commit
-from api.state import Resources
-from sorapi.db.accounts import KeyOwner, KeyUse, key_owner
-from sorapi.errors import DuplicateHeader, Forbidden, Unauthorized
+from sorapi.api.key_use import key_use, remember_until_commit
+from sorapi.api.state import Resources
+from sorapi.contracts.errors import DuplicateHeader, Forbidden, Unauthorized
+from sorapi.store.accounts import KeyOwner, KeyUse, key_owner
 
 
 @dataclass(frozen=True)

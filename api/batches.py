@@ -1,13 +1,13 @@
 """`POST /api/batches` and `GET /api/batches/{batch_id}`: up to 100 tasks created together, or none.
 
-A batch is the single create (api/tasks.py) done for every item inside one transaction: each item is
+A batch is the single create (api/tasks/task_service.py) done for every item inside one transaction: each item is
 validated and priced first (every problem of every item in one 422, fields named `items[i].…`);
 then, with the account row locked, the batch row and each task with its hold are recorded by the same
 `record_task` the single create uses, so the ledger's checks apply to the running sum and the first
 item that does not fit rolls everything back (402 naming it). Workflows start after the commit,
 with the single create's start logic.
 
-The batch's idempotency key maps to a deterministic batch id (sorapi/ids.py), and item `i`'s key is
+The batch's idempotency key maps to a deterministic batch id (sorapi/domain/ids.py), and item `i`'s key is
 `<batch id>/<i>`, so item task ids are deterministic too: a retry with the same key and body finds
 the batch and starts whatever did not start (a crash, or Temporal down, between commit and start).
 """
@@ -27,18 +27,20 @@ from litestar import Controller, Request, Response, get, post
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import listing, ratelimit, tasks
-from api.auth import NEEDS_GENERATE, NEEDS_READ, Principal
-from api.openapi import error_responses
-from api.ratelimit import RATE_GENERATE, RATE_STATUS
-from api.state import Resources
-from sorapi import conditioning, errors, extension, status
-from sorapi.batch_schemas import BatchCounts, BatchCreated, BatchRequest, BatchStatus
-from sorapi.db import ledger
-from sorapi.db.models import Batch, Task
-from sorapi.ids import batch_item_key, idempotent_batch_id, idempotent_task_id, new_batch_id, new_task_id
-from sorapi.planning import Planned, fingerprint, plan, with_plan_defaults
-from sorapi.schemas import GenerateRequest, GenerateResponse
+from sorapi.api import ratelimit
+from sorapi.api.auth import NEEDS_GENERATE, NEEDS_READ, Principal
+from sorapi.api.openapi import error_responses
+from sorapi.api.ratelimit import RATE_GENERATE, RATE_STATUS
+from sorapi.api.state import Resources
+from sorapi.api.tasks import listing, task_service
+from sorapi.contracts import errors, status
+from sorapi.contracts.batch_schemas import BatchCounts, BatchCreated, BatchRequest, BatchStatus
+from sorapi.contracts.schemas import GenerateRequest, GenerateResponse
+from sorapi.domain import conditioning, extension
+from sorapi.domain.ids import batch_item_key, idempotent_batch_id, idempotent_task_id, new_batch_id, new_task_id
+from sorapi.domain.planning import Planned, fingerprint, plan, with_plan_defaults
+from sorapi.store import ledger
+from sorapi.store.models import Batch, Task
 
 log = structlog.get_logger()
 
@@ -104,7 +106,7 @@ async def _check_callbacks(res: Resources, items: list[GenerateRequest]) -> None
     problems: list[dict[str, str]] = []
     for url in dict.fromkeys(item.callback_url for item in items if item.callback_url is not None):
         try:
-            await tasks.check_callback_destination(res, url)
+            await task_service.check_callback_destination(res, url)
         except errors.ApiError as exc:
             problems += [
                 _item_detail(index, d)
@@ -132,7 +134,7 @@ async def submit_batch(
 ) -> CreatedBatch:
     """Validate and price every item, charge the rate limit per item, record the batch, its tasks and
     their holds in one transaction, then start each task's workflow."""
-    key = tasks.idempotency_key(req.idempotency_key, header_key)
+    key = task_service.idempotency_key(req.idempotency_key, header_key)
     planned = _planned_items(res, principal, req.items)
     await ratelimit.charge_more(request.scope, len(req.items), f"a batch of {len(req.items)}")
     await _check_callbacks(res, req.items)
@@ -141,7 +143,7 @@ async def submit_batch(
         batch, rows, replayed = await _record_batch(session, principal, req, planned, batch_id, key)
     if not replayed:
         for task in rows:
-            tasks.count_created(principal.plan, task)
+            task_service.count_created(principal.plan, task)
     started = [task for task in rows if not replayed or task.status == status.QUEUED]
     await _start_all(res, batch, started, principal.plan, retriable=key is not None)
     log.info("batch replayed" if replayed else "batch created", batch_id=batch.id, tasks=len(rows), price=batch.price)
@@ -187,7 +189,7 @@ async def _record_batch(
         zip(req.items, planned, item_keys, task_ids, strict=True)
     ):
         try:
-            task, found = await tasks.record_task(
+            task, found = await task_service.record_task(
                 session, principal, item, priced, task_id, item_key, _item_digest(item, origin), origin
             )
         except errors.ApiError as exc:  # 402 insufficient credits or a spend limit, for the sum so far
@@ -212,7 +214,7 @@ async def _start_all(res: Resources, batch: Batch, rows: list[Task], plan_name: 
     async def start(task: Task) -> bool:
         async with gate:
             try:
-                await tasks.start_workflow(res, task, plan_name, retriable=retriable)
+                await task_service.start_workflow(res, task, plan_name, retriable=retriable)
             except errors.ServiceUnavailable:
                 return False
             return True
@@ -238,7 +240,9 @@ async def read_batch(res: Resources, principal: Principal, batch_id: str) -> Bat
     async with res.autocommit_sessions() as session:
         batch = (
             await session.execute(
-                select(Batch).where(Batch.id == tasks.lookup_id(batch_id), Batch.account_id == principal.account_id)
+                select(Batch).where(
+                    Batch.id == task_service.lookup_id(batch_id), Batch.account_id == principal.account_id
+                )
             )
         ).scalar_one_or_none()
         if batch is None:

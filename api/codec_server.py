@@ -21,9 +21,9 @@ from litestar.exceptions import NotAuthorizedException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 from temporalio.api.common.v1 import Payloads
 
-from api.auth import authorization_header
-from sorapi.payload_codec import EncryptionCodec, PayloadUnreadable, payload_keys
-from sorapi.settings import Settings, split_list
+from sorapi.adapters.payload_codec import EncryptionCodec, PayloadUnreadable, payload_keys
+from sorapi.adapters.settings import Settings, split_list
+from sorapi.api.auth import authorization_header
 
 JSON = "application/json"
 

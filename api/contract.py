@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sorapi.catalog import Catalog, ModelSpec
-from sorapi.resolutions import ASPECT_RATIO_VALUES, RESOLUTION_VALUES, resolve
-from sorapi.schemas import MAX_DURATION_S
+from sorapi.contracts.schemas import MAX_DURATION_S
+from sorapi.domain.catalog import Catalog, ModelSpec
+from sorapi.domain.resolutions import ASPECT_RATIO_VALUES, RESOLUTION_VALUES, resolve
 
 JsonSchema = dict[str, Any]
 
@@ -123,7 +123,7 @@ def _without_empty(schema: JsonSchema) -> JsonSchema:
 
 _LABEL = "[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _LAST_LABEL = "[A-Za-z_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-"""DNS labels as sorapi.netguard reads them; the last one is not numeric (that would be an IPv4 address)."""
+"""DNS labels as sorapi.adapters.netguard reads them; the last one is not numeric (that would be an IPv4 address)."""
 _ANY_PORT = "(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 
 

@@ -9,9 +9,9 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from sqlalchemy import exc as db_errors
 
-from sorapi import errors
-from sorapi.errors import ApiError
-from sorapi.schemas import ErrorBody, ErrorDetail, ErrorEnvelope
+from sorapi.contracts import errors
+from sorapi.contracts.errors import ApiError
+from sorapi.contracts.schemas import ErrorBody, ErrorDetail, ErrorEnvelope
 
 log = structlog.get_logger()
 

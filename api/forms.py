@@ -16,7 +16,7 @@ from multipart import (
     PushMultipartParser,
 )
 
-from sorapi import errors
+from sorapi.contracts import errors
 
 MAX_PARTS = 64
 """More parts than any of our forms has fields: a body with more is refused, not parsed."""

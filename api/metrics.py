@@ -2,7 +2,7 @@
 
 Request rate, latency and status per route come from Litestar's Prometheus plugin
 (`sorapi_http_requests_total`, `sorapi_http_request_duration_seconds`, labelled by the route's path
-template, so task ids never become labels); the business metrics are sorapi.metrics'. The waiting
+template, so task ids never become labels); the business metrics are sorapi.adapters.metrics'. The waiting
 and running gauges are read at scrape time from the task rows' partial indexes (queued, running):
 the work grows with the tasks in flight, never with the table. Every API replica reports the same
 gauges: aggregate them with `max`, the counters with `sum`.
@@ -23,10 +23,11 @@ from litestar.plugins.prometheus import PrometheusConfig
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import func, select
 
-from api.auth import authorization_header
-from api.state import Resources
-from sorapi import errors, metrics, status
-from sorapi.db.models import Account, Task
+from sorapi.adapters import metrics
+from sorapi.api.auth import authorization_header
+from sorapi.api.state import Resources
+from sorapi.contracts import errors, status
+from sorapi.store.models import Account, Task
 
 PROMETHEUS = PrometheusConfig(app_name="sorapi", prefix="sorapi_http", group_path=True)
 """Request metrics per route template; its middleware goes first, so refusals (401, 429) count too."""

@@ -19,9 +19,15 @@ from litestar.openapi.spec import Example, OpenAPIMediaType, Operation, RequestB
 from litestar.params import Parameter
 from litestar.response import Redirect
 
-from api import credits, forms, image_inputs, lifecycle, listing, openapi, query, tasks
-from api.auth import NEEDS_GENERATE, NEEDS_READ, Principal
-from api.openai_shapes import (
+from sorapi.api import forms, openapi, query
+from sorapi.api.auth import NEEDS_GENERATE, NEEDS_READ, Principal
+from sorapi.api.credits import credit_service
+from sorapi.api.openapi import error_responses
+from sorapi.api.ratelimit import RATE_DELETE, RATE_GENERATE, RATE_STATUS
+from sorapi.api.state import Resources
+from sorapi.api.tasks import deletion, image_inputs, listing, task_service
+from sorapi.contracts import errors, status
+from sorapi.contracts.openai_shapes import (
     SECONDS_PATTERN,
     CreateVideo,
     ExtendVideo,
@@ -31,13 +37,9 @@ from api.openai_shapes import (
     VideoError,
     VideoList,
 )
-from api.openapi import error_responses
-from api.ratelimit import RATE_DELETE, RATE_GENERATE, RATE_STATUS
-from api.state import Resources
-from sorapi import errors, status
-from sorapi.db import history
-from sorapi.db.models import Task
-from sorapi.schemas import ErrorEnvelope, GenerateRequest
+from sorapi.contracts.schemas import ErrorEnvelope, GenerateRequest
+from sorapi.store import history
+from sorapi.store.models import Task
 
 POLL_AFTER_MS = "1000"
 """Sent as `openai-poll-after-ms`: the SDK's `create_and_poll` waits this long between retrieves
@@ -104,9 +106,9 @@ def _openai_status(task: Task) -> str:
 async def _live_view(res: Resources, task: Task, plan: str) -> Video:
     percent, position = None, None
     if task.status == status.RUNNING:
-        percent, _ = await tasks.live_state(res, task)
+        percent, _ = await task_service.live_state(res, task)
     elif task.status == status.QUEUED:
-        position = await credits.queue_position(res, task)
+        position = await credit_service.queue_position(res, task)
     eta = await res.render_times.eta(
         res.autocommit_sessions, res.catalog, task, plan=plan, position=position, progress=percent or task.progress
     )
@@ -127,7 +129,9 @@ async def _create(
 ) -> Task:
     """The shared task service, with validation details renamed to the OpenAI parameters."""
     try:
-        return (await tasks.create_task(res, principal, req, idempotency_key, origin=origin, uploads=uploads)).task
+        return (
+            await task_service.create_task(res, principal, req, idempotency_key, origin=origin, uploads=uploads)
+        ).task
     except errors.ValidationFailed as exc:
         exc.details = [{**d, "field": _FIELD_NAMES.get(d.get("field", ""), d.get("field", ""))} for d in exc.details]
         raise
@@ -393,7 +397,7 @@ class OpenAIVideosController(Controller):
         """List the account's videos (OpenAI `videos.list`), cursor-paginated by `after`."""
         position = None
         if after:  # `?after=` is the first page, as an empty cursor is on every list
-            anchor = await tasks.get_task(resources, principal, after)
+            anchor = await task_service.get_task(resources, principal, after)
             position = (anchor.created_at, anchor.id)
         async with resources.sessions() as session:
             rows, more = await history.tasks_page(
@@ -410,7 +414,7 @@ class OpenAIVideosController(Controller):
     @get("/{video_id:str}", opt=RATE_STATUS | NEEDS_READ, responses=error_responses(400, 401, 404, 429))
     async def retrieve(self, principal: Principal, resources: Resources, video_id: str) -> Response[Video]:
         """A video job's status and progress (OpenAI `videos.retrieve`; `create_and_poll` polls this)."""
-        task = await tasks.get_task(resources, principal, video_id)
+        task = await task_service.get_task(resources, principal, video_id)
         return Response(await _live_view(resources, task, principal.plan), headers=_poll_headers())
 
     @delete(
@@ -421,7 +425,7 @@ class OpenAIVideosController(Controller):
     )
     async def delete_video(self, principal: Principal, resources: Resources, video_id: str) -> VideoDeleted:
         """Delete a video and its stored assets (OpenAI `videos.delete`)."""
-        task = await lifecycle.delete_task(resources, principal, video_id)
+        task = await deletion.delete_task(resources, principal, video_id)
         return VideoDeleted(id=video_id, deleted=task.status in status.TERMINAL - {status.SUCCEEDED})
 
     @get(
@@ -440,7 +444,7 @@ class OpenAIVideosController(Controller):
         ),
     ) -> Redirect:
         """Redirect (307) to a short-lived presigned URL of the asset (OpenAI `videos.download_content`)."""
-        task = await tasks.get_task(resources, principal, video_id)
+        task = await task_service.get_task(resources, principal, video_id)
         return Redirect(path=listing.content_url(resources, task, variant), status_code=307)
 
     @post(
@@ -459,7 +463,7 @@ class OpenAIVideosController(Controller):
     ) -> Response[Video]:
         """Render again with a new prompt and the source's seed, size, duration, model and speed profile
         (OpenAI `videos.remix`)."""
-        source = await tasks.get_task(resources, principal, video_id)
+        source = await task_service.get_task(resources, principal, video_id)
         recorded: dict[str, Any] = source.request
         req = _generate_request(
             prompt=data.prompt,

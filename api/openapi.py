@@ -29,11 +29,11 @@ from litestar.openapi.spec import (
 from litestar.response import Redirect
 from litestar.routes import HTTPRoute
 
-from api import contract
-from api.auth import SCOPES_OPT
-from api.docs_pages import docs_assets, render_plugins  # noqa: F401  (app.py mounts openapi.docs_assets())
-from sorapi import errors
-from sorapi.schemas import ErrorEnvelope
+from sorapi.api import contract
+from sorapi.api.auth import SCOPES_OPT
+from sorapi.api.docs_pages import docs_assets, render_plugins  # noqa: F401  (app.py mounts openapi.docs_assets())
+from sorapi.contracts import errors
+from sorapi.contracts.schemas import ErrorEnvelope
 
 _ERRORS: dict[int, tuple[str, str, str]] = {
     400: (

@@ -13,8 +13,8 @@ from typing import Any
 
 from litestar.params import Parameter
 
-from api.query import EMPTY_MEANS_ABSENT
-from sorapi import errors
+from sorapi.api.query import EMPTY_MEANS_ABSENT
+from sorapi.contracts import errors
 
 _ID = "[0-9]{1,9}"
 """A row id (fits PostgreSQL's integer)."""

@@ -7,7 +7,7 @@ from typing import Any
 
 from litestar import Request
 
-from sorapi import errors
+from sorapi.contracts import errors
 
 
 def refuse_nul_path_parameters(request: Request[Any, Any, Any]) -> None:

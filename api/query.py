@@ -11,8 +11,8 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 
-from sorapi import errors
-from sorapi.schemas import MAX_METADATA_KEY_CHARS, MAX_METADATA_KEYS, MAX_METADATA_VALUE_CHARS
+from sorapi.contracts import errors
+from sorapi.contracts.schemas import MAX_METADATA_KEY_CHARS, MAX_METADATA_KEYS, MAX_METADATA_VALUE_CHARS
 
 EMPTY_MEANS_ABSENT = " An empty value is the same as leaving it out."
 """Appended to the description of every optional parameter that treats `?name=` as absent."""
@@ -111,7 +111,7 @@ METADATA_PARAM = re.compile(r"^metadata\[(.*)\]$")
 
 def metadata_filter(items: Iterable[tuple[str, str]]) -> dict[str, str]:
     """`metadata[KEY]=VALUE` query parameters (OpenAPI deepObject) as a dict, held to the limits of
-    `metadata` itself (sorapi.schemas.ClientMetadata): a label that no task can have is a 422."""
+    `metadata` itself (sorapi.contracts.schemas.ClientMetadata): a label that no task can have is a 422."""
     found: dict[str, str] = {}
     for name, value in items:
         match = METADATA_PARAM.match(name)

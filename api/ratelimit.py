@@ -30,10 +30,10 @@ from litestar.middleware import ASGIMiddleware
 from litestar.status_codes import HTTP_401_UNAUTHORIZED
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.auth import AUTHENTICATED, authorization_header
-from api.ratelimit_store import BucketStore, Take, make_store, whole_seconds
-from sorapi import errors
-from sorapi.settings import Settings
+from sorapi.adapters.settings import Settings
+from sorapi.api.auth import AUTHENTICATED, authorization_header
+from sorapi.api.ratelimit_store import BucketStore, Take, make_store, whole_seconds
+from sorapi.contracts import errors
 
 GENERATE = "generate"
 STATUS = "status"

@@ -9,7 +9,7 @@ authenticated request is still audited exactly once, whatever its outcome.
 
 `GET /api/status` declares `dependencies=READ_SESSION`: an autocommit session (PostgreSQL), in
 which the handler authenticates itself and reads the task in one statement
-(sorapi.db.status_poll). A read needs no transaction around it: no BEGIN or COMMIT round trips.
+(sorapi.store.status_poll). A read needs no transaction around it: no BEGIN or COMMIT round trips.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from litestar import Request
 from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.auth import Principal, authenticate_in, require_route_scope
-from api.credits_audit import UNCOMMITTED_KEY_USE
-from api.state import Resources
-from sorapi.db import audit
-from sorapi.errors import Forbidden
+from sorapi.api.auth import Principal, authenticate_in, require_route_scope
+from sorapi.api.key_use import UNCOMMITTED_KEY_USE
+from sorapi.api.state import Resources
+from sorapi.contracts.errors import Forbidden
+from sorapi.store import audit
 
 log = structlog.get_logger()
 

@@ -8,10 +8,10 @@ from minio import Minio
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from api.eta import RenderTimes
-from api.task_events import ProgressWatchers, StreamSlots, TaskEventHub
-from sorapi.catalog import Catalog
-from sorapi.settings import Settings
+from sorapi.adapters.settings import Settings
+from sorapi.api.tasks.eta import RenderTimes
+from sorapi.api.tasks.events import ProgressWatchers, StreamSlots, TaskEventHub
+from sorapi.domain.catalog import Catalog
 
 
 @dataclass
@@ -21,7 +21,8 @@ class Resources:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     autocommit_sessions: async_sessionmaker[AsyncSession]
-    """Each statement its own transaction (sorapi.db.engine.make_autocommit_sessionmaker): authentication and reads."""
+    """Each statement its own transaction (sorapi.store.engine.make_autocommit_sessionmaker): authentication
+    and reads."""
     temporal: Client
     s3: Minio
     """Talks to the store (readiness checks)."""

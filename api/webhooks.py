@@ -20,19 +20,21 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from api import pagination, tasks
-from api.auth import NEEDS_ADMIN, NEEDS_GENERATE, NEEDS_READ, Principal
-from api.openapi import error_responses
-from api.ratelimit import RATE_REDELIVER, RATE_STATUS
-from api.state import Resources
-from sorapi import errors, names, status, webhook_events, webhook_policy
-from sorapi.db import webhooks as rows
-from sorapi.db.models import Task, WebhookDelivery
-from sorapi.ids import redelivery_slot_workflow_id, webhook_workflow_id
-from sorapi.messages import RedeliveryInput, WebhookDeliveryInput
-from sorapi.schemas import ErrorEnvelope, Redelivery, WebhookAttempt, WebhookDeliveries, WebhookSecret
-from sorapi.secretbox import SecretBox, make_secret_box
-from sorapi.settings import Settings
+from sorapi.adapters.secretbox import SecretBox, make_secret_box
+from sorapi.adapters.settings import Settings
+from sorapi.api import pagination
+from sorapi.api.auth import NEEDS_ADMIN, NEEDS_GENERATE, NEEDS_READ, Principal
+from sorapi.api.openapi import error_responses
+from sorapi.api.ratelimit import RATE_REDELIVER, RATE_STATUS
+from sorapi.api.state import Resources
+from sorapi.api.tasks import task_service
+from sorapi.contracts import errors, names, status
+from sorapi.contracts.messages import RedeliveryInput, WebhookDeliveryInput
+from sorapi.contracts.schemas import ErrorEnvelope, Redelivery, WebhookAttempt, WebhookDeliveries, WebhookSecret
+from sorapi.domain import webhook_events, webhook_policy
+from sorapi.domain.ids import redelivery_slot_workflow_id, webhook_workflow_id
+from sorapi.store import webhook_rows
+from sorapi.store.models import Task, WebhookDelivery
 
 FORBIDDEN = {403: ResponseSpec(ErrorEnvelope, description="The API key lacks the `admin` scope (`insufficient_scope`)")}
 DELIVERY_CURSOR = "w"
@@ -70,14 +72,14 @@ def secret_box(settings: Settings) -> SecretBox:
 
 async def reveal_secret(res: Resources, principal: Principal) -> WebhookSecret:
     async with res.sessions.begin() as session:
-        found = await rows.signing_secrets(session, principal.account_id, secret_box(res.settings))
+        found = await webhook_rows.signing_secrets(session, principal.account_id, secret_box(res.settings))
     return WebhookSecret(secret=found.current, previous_secret_valid_until=found.previous_until)
 
 
 async def rotate_secret(res: Resources, principal: Principal) -> WebhookSecret:
     overlap = timedelta(hours=res.settings.webhook_rotation_overlap_hours)
     async with res.sessions.begin() as session:
-        fresh = await rows.rotate_secret(session, principal.account_id, secret_box(res.settings), overlap)
+        fresh = await webhook_rows.rotate_secret(session, principal.account_id, secret_box(res.settings), overlap)
     return WebhookSecret(secret=fresh.current, previous_secret_valid_until=fresh.previous_until)
 
 
@@ -98,14 +100,14 @@ def attempt_view(row: WebhookDelivery) -> WebhookAttempt:
 
 async def attempts(res: Resources, task: Task) -> list[WebhookAttempt]:
     async with res.sessions() as session:
-        return [attempt_view(row) for row in await rows.list_for_task(session, task.id)]
+        return [attempt_view(row) for row in await webhook_rows.list_for_task(session, task.id)]
 
 
 async def deliveries_page(res: Resources, task: Task, cursor: str | None, limit: int) -> WebhookDeliveries:
     """One page of the task's delivery log, oldest first."""
     after_id = pagination.decode_id_cursor(cursor, DELIVERY_CURSOR)
     async with res.autocommit_sessions() as session:
-        found, more = await rows.deliveries_page(session, task.id, after_id=after_id, limit=limit)
+        found, more = await webhook_rows.deliveries_page(session, task.id, after_id=after_id, limit=limit)
     return WebhookDeliveries(
         task_id=task.id,
         callback_url=task.request.get("callback_url"),
@@ -117,7 +119,7 @@ async def deliveries_page(res: Resources, task: Task, cursor: str | None, limit:
 
 async def redeliver(res: Resources, principal: Principal, task_id: str) -> Redelivery:
     """Send the task's last event again (same `webhook-id`), with the full retry schedule, in a free slot."""
-    task = await tasks.get_task(res, principal, task_id)
+    task = await task_service.get_task(res, principal, task_id)
     if not task.request.get("callback_url"):
         raise errors.Conflict("this task has no callback_url", code=errors.NO_CALLBACK_URL)
     if task.status not in status.TERMINAL:
@@ -214,7 +216,7 @@ class TaskWebhooksController(Controller):
     ) -> WebhookDeliveries:
         """A task's webhook delivery attempts, oldest first: time, HTTP status, latency, error, outcome.
         Paginated: `limit` per page (default 50); pass `next_cursor` back as `cursor` while `has_more`."""
-        task = await tasks.get_task(resources, principal, task_id)
+        task = await task_service.get_task(resources, principal, task_id)
         return await deliveries_page(resources, task, cursor, limit)
 
     @post(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from sorapi.catalog import get_catalog
-from sorapi.messages import RenderSpec
-from sorapi.planning import plan, render_spec
-from sorapi.schemas import GenerateRequest
+from sorapi.contracts.messages import RenderSpec
+from sorapi.contracts.schemas import GenerateRequest
+from sorapi.domain.catalog import get_catalog
+from sorapi.domain.planning import plan, render_spec
 
 
 def request_spec(prompt: str, args: argparse.Namespace, task_id: str, speed: str | None = None) -> RenderSpec:

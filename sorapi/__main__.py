@@ -1,5 +1,5 @@
 import sys
 
-from sorapi.cli import main
+from sorapi.cli.main import main
 
 sys.exit(main())

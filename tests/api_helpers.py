@@ -13,9 +13,9 @@ import uvicorn
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from api.app import create_app
-from sorapi import servers
-from sorapi.settings import settings_from_env
+from sorapi.adapters.settings import settings_from_env
+from sorapi.api.app import create_app
+from sorapi.cli import servers
 from tests.stack import Stack
 
 QUICK = {"prompt": "A paper boat drifting down a rain gutter", "duration": 1, "resolution": "480x480"}

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from sorapi import servers
+from sorapi.cli import servers
 
 
 @functools.cache

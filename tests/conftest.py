@@ -9,9 +9,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
-from sorapi import search_attributes, servers
-from sorapi.converter import DATA_CONVERTER
-from sorapi.db.engine import make_async_engine, make_sessionmaker
+from sorapi.adapters import search_attributes
+from sorapi.adapters.converter import DATA_CONVERTER
+from sorapi.cli import servers
+from sorapi.store.engine import make_async_engine, make_sessionmaker
 from tests.stack import Api, Stack, fresh_pg_database, start_stack
 
 

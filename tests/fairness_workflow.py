@@ -8,7 +8,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from sorapi import names
+    from sorapi.contracts import names
 
 
 @workflow.defn(name="FairnessProbe")

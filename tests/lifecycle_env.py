@@ -3,7 +3,7 @@ activities against a time-skipping Temporal server, a real SeaweedFS and real Po
 
 Only the GPU side is faked, under the real activity names: `render_video` writes small files
 (or fails / waits to be cancelled when the prompt says so) and `upload_outputs` puts them into S3.
-Tasks are created through `api.tasks.create_task`, exactly as `POST /api/generate` does.
+Tasks are created through `sorapi.api.tasks.service.create_task`, exactly as `POST /api/generate` does.
 """
 
 from __future__ import annotations
@@ -30,21 +30,23 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from api.auth import Principal
-from api.state import Resources
-from api.tasks import create_task
-from sorapi import names, search_attributes, servers, storage
-from sorapi.catalog import get_catalog
-from sorapi.converter import DATA_CONVERTER
-from sorapi.db.engine import make_async_engine, make_autocommit_sessionmaker, make_sessionmaker
-from sorapi.db.models import Task, TaskEvent, WebhookDelivery
-from sorapi.messages import LocalFile, RenderMeta, RenderResult, RenderSpec, StoredObject, UploadInput
-from sorapi.schemas import GenerateRequest
-from sorapi.settings import Settings
+from sorapi.adapters import search_attributes, storage
+from sorapi.adapters.converter import DATA_CONVERTER
+from sorapi.adapters.settings import Settings
+from sorapi.api.auth import Principal
+from sorapi.api.state import Resources
+from sorapi.api.tasks.task_service import create_task
+from sorapi.cli import servers
+from sorapi.contracts import names
+from sorapi.contracts.messages import LocalFile, RenderMeta, RenderResult, RenderSpec, StoredObject, UploadInput
+from sorapi.contracts.schemas import GenerateRequest
+from sorapi.domain.catalog import get_catalog
+from sorapi.store.engine import make_async_engine, make_autocommit_sessionmaker, make_sessionmaker
+from sorapi.store.models import Task, TaskEvent, WebhookDelivery
+from sorapi.workers.orchestrator import create_worker
+from sorapi.workers.webhooks import create_webhook_workers
 from tests.stack import make_account
 from tests.webhook_receiver import Received, Receiver
-from workers.orchestrator import create_worker
-from workers.webhooks import create_webhook_workers
 
 
 @dataclass

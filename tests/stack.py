@@ -20,9 +20,10 @@ import psycopg
 from sqlalchemy.engine import make_url
 from temporalio.client import Client
 
-from sorapi import secret_policy, servers
-from sorapi.payload_codec import data_converter
-from sorapi.settings import settings_from_env
+from sorapi.adapters import secret_policy
+from sorapi.adapters.payload_codec import data_converter
+from sorapi.adapters.settings import settings_from_env
+from sorapi.cli import servers
 from tests.backing import pg_admin_url
 
 
@@ -43,7 +44,7 @@ def drop_pg_database(url: str) -> None:
 @contextmanager
 def fresh_pg_database() -> Iterator[str]:
     """A new, migrated PostgreSQL database for the block; dropped afterwards."""
-    from sorapi.db.migrate import upgrade
+    from sorapi.store.migrate import upgrade
 
     url = create_pg_database()
     try:
@@ -56,7 +57,7 @@ def fresh_pg_database() -> Iterator[str]:
 @asynccontextmanager
 async def own_sessions() -> AsyncIterator[Any]:
     """Sessions of a fresh, migrated database of the caller's own, for work that touches every row."""
-    from sorapi.db.engine import make_async_engine, make_sessionmaker
+    from sorapi.store.engine import make_async_engine, make_sessionmaker
 
     with fresh_pg_database() as url:
         engine = make_async_engine(url)
@@ -247,7 +248,7 @@ async def sse_messages(answer: httpx.Response) -> AsyncIterator[dict[str, Any]]:
 
 async def make_account(sessions: Any, *, plan: str = "free", credits: int = 1000) -> tuple[str, str]:
     """A new account with one API key, written straight to the stack's database: (account_id, key)."""
-    from sorapi.db.accounts import create_account, issue_api_key
+    from sorapi.store.accounts import create_account, issue_api_key
 
     async with sessions.begin() as session:
         account = await create_account(session, name=f"test-{uuid.uuid4().hex[:6]}", plan=plan, credits=credits)
@@ -257,8 +258,8 @@ async def make_account(sessions: Any, *, plan: str = "free", credits: int = 1000
 
 def s3_of(stack: Stack) -> tuple[Any, str]:
     """A client of the stack's S3 store and its bucket."""
-    from sorapi import storage
-    from sorapi.settings import settings_from_env
+    from sorapi.adapters import storage
+    from sorapi.adapters.settings import settings_from_env
 
     settings = settings_from_env(stack.env)
     return storage.make_client(settings), settings.s3_bucket

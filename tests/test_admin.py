@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 from litestar.testing import AsyncTestClient
 
-from api.app import create_app
-from sorapi.catalog import get_catalog
-from sorapi.settings import settings_from_env
+from sorapi.adapters.settings import settings_from_env
+from sorapi.api.app import create_app
+from sorapi.domain.catalog import get_catalog
 from tests.stack import Stack
 
 

@@ -25,11 +25,11 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.auth import Principal
-from api.tasks import create_task
-from sorapi import errors, status
-from sorapi.db.models import LedgerEntry, Task
-from sorapi.schemas import GenerateRequest
+from sorapi.api.auth import Principal
+from sorapi.api.tasks.task_service import create_task
+from sorapi.contracts import errors, status
+from sorapi.contracts.schemas import GenerateRequest
+from sorapi.store.models import LedgerEntry, Task
 from tests.lifecycle_env import Lifecycle, lifecycle_env
 from tests.stack import fresh_pg_database, make_account
 

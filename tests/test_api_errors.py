@@ -9,7 +9,7 @@ import structlog
 from litestar import get
 from sqlalchemy import exc as db_errors
 
-from sorapi import servers
+from sorapi.cli import servers
 from tests.api_helpers import QUICK, app_client, bearer
 from tests.stack import Api, Stack
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from sorapi.db.models import LedgerEntry, Task
+from sorapi.store.models import LedgerEntry, Task
 from tests.api_helpers import QUICK
 from tests.stack import Api, Stack
 

@@ -20,9 +20,9 @@ import numpy as np
 import openai
 import pytest
 
-from activities.encode import AUDIO_RATE, Soundtrack, encode_mp4, encode_webm
-from activities.pipelines import Clip, build_tiny_pipeline, render_clip
-from sorapi.catalog import DEFAULT_CATALOG_PATH, load_catalog
+from sorapi.activities.encode import AUDIO_RATE, Soundtrack, encode_mp4, encode_webm
+from sorapi.activities.pipelines import Clip, build_tiny_pipeline, render_clip
+from sorapi.domain.catalog import DEFAULT_CATALOG_PATH, load_catalog
 from tests.stack import Api
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)  # the SDK marks the Sora endpoints deprecated

@@ -22,14 +22,14 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 import tests.stack
-from activities.audit_prune import AuditPruneActivities
-from sorapi import names
-from sorapi.db.accounts import KEY_USE
-from sorapi.db.models import AuditEvent
-from sorapi.messages import AuditPruneInput, AuditPruneResult
+from sorapi.activities.audit_prune import AuditPruneActivities
+from sorapi.contracts import names
+from sorapi.contracts.messages import AuditPruneInput, AuditPruneResult
+from sorapi.store.accounts import KEY_USE
+from sorapi.store.models import AuditEvent
+from sorapi.workers.orchestrator import sandbox_runner
+from sorapi.workflows.audit_prune import AuditPruneWorkflow
 from tests.stack import Stack
-from workers.orchestrator import sandbox_runner
-from workflows.audit_prune import AuditPruneWorkflow
 
 
 @pytest.fixture(scope="module")

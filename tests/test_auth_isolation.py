@@ -57,8 +57,8 @@ async def test_status_accepts_id_alias_and_requires_one(account: Api) -> None:
 async def test_revoked_key_is_refused(account: Api, sessions: Any) -> None:
     from sqlalchemy import update
 
-    from sorapi.db.models import ApiKey, utcnow
-    from sorapi.ids import hash_api_key
+    from sorapi.domain.ids import hash_api_key
+    from sorapi.store.models import ApiKey, utcnow
 
     _, key = await make_account(sessions)
     assert (await account.generate(PAYLOAD, key=key)).status_code == 200
@@ -69,14 +69,14 @@ async def test_revoked_key_is_refused(account: Api, sessions: Any) -> None:
 
 async def test_scopes_limit_what_a_key_may_do(account: Api, sessions: Any) -> None:
     """A read-only seat can poll but not spend credits; a generate-only key cannot read."""
-    from sorapi.db.accounts import issue_api_key
+    from sorapi.store.accounts import issue_api_key
 
     task_id = (await account.generate(PAYLOAD)).json()["task_id"]
     async with sessions.begin() as session:
         from sqlalchemy import select
 
-        from sorapi.db.models import ApiKey
-        from sorapi.ids import hash_api_key
+        from sorapi.domain.ids import hash_api_key
+        from sorapi.store.models import ApiKey
 
         owner = await session.scalar(select(ApiKey.account_id).where(ApiKey.key_hash == hash_api_key(account.api_key)))
         reader = await issue_api_key(session, owner, scopes="read")
@@ -101,8 +101,8 @@ def _routes() -> list[tuple[str, str, frozenset[str] | None]]:
     """(method, concrete path, declared scopes) of every route of the app, as built for production."""
     from litestar.routes import HTTPRoute
 
-    from api.app import create_app
-    from sorapi.settings import Settings
+    from sorapi.adapters.settings import Settings
+    from sorapi.api.app import create_app
 
     found = []
     for route in create_app(Settings()).routes:
@@ -124,7 +124,7 @@ async def _call(account: Api, method: str, path: str, key: str | None) -> Any:
 async def test_every_route_needs_a_key_and_the_scope_it_declares(account: Api, sessions: Any) -> None:
     """Walks every route: without a key 401; with a key holding every scope but the route's, 403
     `insufficient_scope`. A new route that forgets either (or declares no scopes) fails here."""
-    from sorapi.db.accounts import issue_api_key
+    from sorapi.store.accounts import issue_api_key
 
     keys: dict[frozenset[str], str] = {}
     routes = _routes()
@@ -148,7 +148,7 @@ async def test_every_route_needs_a_key_and_the_scope_it_declares(account: Api, s
 async def test_changing_a_task_needs_generate_and_reading_one_needs_read(account: Api, sessions: Any) -> None:
     """Cancel, delete and webhook redelivery change a task (and what it spends): a read-only seat
     may not; a generate-only key may, though it cannot list or read tasks."""
-    from sorapi.db.accounts import issue_api_key
+    from sorapi.store.accounts import issue_api_key
 
     task_id = (await account.generate(PAYLOAD)).json()["task_id"]
     async with sessions.begin() as session:

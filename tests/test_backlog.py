@@ -9,9 +9,9 @@ from prometheus_client import REGISTRY, generate_latest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from sorapi import backlog
+from sorapi.adapters import backlog
+from sorapi.workers.orchestrator import sandbox_runner
 from tests.fairness_workflow import FairnessProbeWorkflow
-from workers.orchestrator import sandbox_runner
 
 WAITING = 3
 

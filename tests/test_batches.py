@@ -13,10 +13,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from api.ratelimit_store import MemoryBucketStore, RedisBucketStore
-from sorapi import servers
-from sorapi.db.accounts import issue_api_key
-from sorapi.db.models import Account, Batch, LedgerEntry, Task
+from sorapi.api.ratelimit_store import MemoryBucketStore, RedisBucketStore
+from sorapi.cli import servers
+from sorapi.store.accounts import issue_api_key
+from sorapi.store.models import Account, Batch, LedgerEntry, Task
 from tests.api_helpers import QUICK, bearer, serve_replica
 from tests.backing import redis_url
 from tests.stack import Api, Stack, make_account

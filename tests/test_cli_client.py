@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sorapi.cli_client import describe
+from sorapi.cli.client import describe
 from tests.stack import Api
 
 
@@ -120,5 +120,5 @@ def test_progress_line_shows_queue_then_steps() -> None:
 
 
 def test_the_client_never_imports_torch() -> None:
-    probe = "import sys, sorapi.cli; sorapi.cli.build_parser(); print('torch' in sys.modules)"
+    probe = "import sys, sorapi.cli.main; sorapi.cli.main.build_parser(); print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"

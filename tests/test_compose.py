@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sorapi import secret_policy
-from sorapi.cli import build_parser
-from sorapi.settings import Settings
+from sorapi.adapters import secret_policy
+from sorapi.adapters.settings import Settings
+from sorapi.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,7 +91,7 @@ def test_every_sorapi_command_in_compose_exists() -> None:
 
 
 def test_compose_env_names_are_real_settings() -> None:
-    from sorapi.settings import ENV_PREFIX, Settings
+    from sorapi.adapters.settings import ENV_PREFIX, Settings
 
     known = {ENV_PREFIX + name.upper() for name in Settings.__struct_fields__}
     for svc in _compose()["services"].values():

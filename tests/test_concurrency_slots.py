@@ -12,13 +12,12 @@ from sqlalchemy import select
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.slots import SLOT_BUSY, SlotActivities
-from sorapi.catalog import get_catalog
-from sorapi.db import ledger, slots
-from sorapi.db import tasks as task_rows
-from sorapi.db.models import Account, Task
-from sorapi.ids import new_task_id
-from sorapi.messages import SlotRequest
+from sorapi.activities.slots import SLOT_BUSY, SlotActivities
+from sorapi.contracts.messages import SlotRequest
+from sorapi.domain.catalog import get_catalog
+from sorapi.domain.ids import new_task_id
+from sorapi.store import ledger, slots, task_rows
+from sorapi.store.models import Account, Task
 from tests.stack import Api, Stack, make_account
 
 TASK = {"prompt": "a lighthouse in a storm", "duration": 1, "resolution": "480x480"}
@@ -123,8 +122,8 @@ async def test_waiters_get_a_freed_slot_in_submission_order(sessions: Any) -> No
     """FIFO: the older task gets the freed slot even when the newer one asked first."""
     from datetime import timedelta
 
-    from sorapi.db import tasks as task_rows
-    from sorapi.db.models import utcnow
+    from sorapi.store import task_rows
+    from sorapi.store.models import utcnow
 
     account_id, _ = await make_account(sessions, credits=100)
     busy, older, newer = new_task_id(), new_task_id(), new_task_id()

@@ -20,8 +20,8 @@ import pytest
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Page, Request, Route, ViewportSize, async_playwright, expect
 
-from api.console import ASSETS, STATIC
-from sorapi.db.engine import make_async_engine, make_sessionmaker
+from sorapi.api.console import ASSETS, STATIC
+from sorapi.store.engine import make_async_engine, make_sessionmaker
 from tests.api_helpers import QUICK
 from tests.stack import Stack, fresh_pg_database, start_stack
 from tests.webhook_receiver import Receiver
@@ -98,7 +98,7 @@ def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture(scope="module")
 async def console(console_stack: Stack) -> Console:
     """A fresh Free account with ample credits and an admin-scope key (the console shows every page)."""
-    from sorapi.db.accounts import create_account, issue_api_key
+    from sorapi.store.accounts import create_account, issue_api_key
 
     engine = make_async_engine(console_stack.database_url)
     try:

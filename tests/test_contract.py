@@ -8,10 +8,10 @@ from typing import Any, get_args
 import jsonschema_rs
 import pytest
 
-from sorapi.credit_schemas import LedgerKind
-from sorapi.db import ledger
-from sorapi.schemas import HEADER_NAME, PROMPT_PATTERN
-from sorapi.webhook_signing import valid_header_name
+from sorapi.adapters.webhook_signing import valid_header_name
+from sorapi.contracts.credit_schemas import LedgerKind
+from sorapi.contracts.schemas import HEADER_NAME, PROMPT_PATTERN
+from sorapi.store import ledger
 from tests.api_helpers import QUICK
 from tests.stack import Api
 

@@ -13,15 +13,17 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from api.auth import Principal
-from api.state import Resources
-from api.tasks import create_task
-from sorapi import errors, servers, storage
-from sorapi.catalog import get_catalog
-from sorapi.db.models import Account, LedgerEntry, Task
-from sorapi.schemas import GenerateRequest
-from sorapi.settings import Settings
-from sorapi.temporal import connect
+from sorapi.adapters import storage
+from sorapi.adapters.settings import Settings
+from sorapi.adapters.temporal import connect
+from sorapi.api.auth import Principal
+from sorapi.api.state import Resources
+from sorapi.api.tasks.task_service import create_task
+from sorapi.cli import servers
+from sorapi.contracts import errors
+from sorapi.contracts.schemas import GenerateRequest
+from sorapi.domain.catalog import get_catalog
+from sorapi.store.models import Account, LedgerEntry, Task
 from tests.stack import make_account
 
 

@@ -10,15 +10,15 @@ from typing import Any
 from sqlalchemy import func, select
 from temporalio.client import WorkflowFailureError
 
-from sorapi import names
-from sorapi.catalog import get_catalog
-from sorapi.db import ledger
-from sorapi.db.accounts import issue_api_key
-from sorapi.db.models import Account, LedgerEntry, Task
-from sorapi.ids import new_task_id
-from sorapi.messages import VideoTaskInput
-from sorapi.planning import render_spec
-from sorapi.schemas import TaskRequest
+from sorapi.contracts import names
+from sorapi.contracts.messages import VideoTaskInput
+from sorapi.contracts.schemas import TaskRequest
+from sorapi.domain.catalog import get_catalog
+from sorapi.domain.ids import new_task_id
+from sorapi.domain.planning import render_spec
+from sorapi.store import ledger
+from sorapi.store.accounts import issue_api_key
+from sorapi.store.models import Account, LedgerEntry, Task
 from tests.stack import Api, Stack, make_account
 
 TERMINAL = ("succeeded", "failed", "cancelled", "expired")

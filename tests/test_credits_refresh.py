@@ -20,19 +20,18 @@ from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.credit_refresh import CreditRefreshActivities
-from sorapi import names
-from sorapi.catalog import Plan, get_catalog
-from sorapi.db import ledger
-from sorapi.db import tasks as task_rows
-from sorapi.db.accounts import create_account
-from sorapi.db.models import Account, LedgerEntry, Task
-from sorapi.ids import new_task_id
-from sorapi.messages import CreditRefreshInput, CreditRefreshResult
-from sorapi.periods import period_bounds, period_of
+from sorapi.activities.credit_refresh import CreditRefreshActivities
+from sorapi.contracts import names
+from sorapi.contracts.messages import CreditRefreshInput, CreditRefreshResult
+from sorapi.domain.catalog import Plan, get_catalog
+from sorapi.domain.ids import new_task_id
+from sorapi.domain.periods import period_bounds, period_of
+from sorapi.store import ledger, task_rows
+from sorapi.store.accounts import create_account
+from sorapi.store.models import Account, LedgerEntry, Task
+from sorapi.workers.orchestrator import sandbox_runner
+from sorapi.workflows.credit_refresh import CreditRefreshWorkflow
 from tests.stack import Stack, make_account
-from workers.orchestrator import sandbox_runner
-from workflows.credit_refresh import CreditRefreshWorkflow
 
 INCLUDED = 1000
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, Request, Response, Route, ViewportSize, async_playwright, expect
 
-from api.openapi import SEED_DOC_PAGES
+from sorapi.api.openapi import SEED_DOC_PAGES
 from tests.stack import Api
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from temporalio.api.common.v1 import Payload
 
-from sorapi import status
-from sorapi.catalog import get_catalog
-from sorapi.converter import DATA_CONVERTER
-from sorapi.messages import RenderProgress, StoredObject, VideoTaskInput
-from sorapi.planning import fingerprint, render_spec
-from sorapi.resolutions import ResolutionError, resolve
-from sorapi.schemas import GenerateRequest
+from sorapi.adapters.converter import DATA_CONVERTER
+from sorapi.contracts import status
+from sorapi.contracts.messages import RenderProgress, StoredObject, VideoTaskInput
+from sorapi.contracts.schemas import GenerateRequest
+from sorapi.domain.catalog import get_catalog
+from sorapi.domain.planning import fingerprint, render_spec
+from sorapi.domain.resolutions import ResolutionError, resolve
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,7 @@ def test_older_payloads_still_decode_when_structs_grow() -> None:
 
 
 def test_render_spec_is_deterministic_from_the_recorded_request() -> None:
-    from sorapi.planning import plan
+    from sorapi.domain.planning import plan
 
     catalog = get_catalog()
     planned = plan(GenerateRequest(prompt="x", seed=7, aspect_ratio="vertical"), catalog)

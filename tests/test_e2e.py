@@ -9,7 +9,7 @@ from pathlib import Path
 import av
 import httpx
 
-from sorapi import servers
+from sorapi.cli import servers
 from tests.stack import Api, Stack, start_stack
 
 # The seed's quickstart payload, byte for byte.

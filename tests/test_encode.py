@@ -9,7 +9,7 @@ import pytest
 
 av = pytest.importorskip("av")
 
-from activities.encode import EncodedFile, encode_mp4, encode_webm, write_thumbnail  # noqa: E402
+from sorapi.activities.encode import EncodedFile, encode_mp4, encode_webm, write_thumbnail  # noqa: E402
 
 # Distinct flat colours per frame: survive lossy coding and reveal channel swaps or frame mix-ups.
 COLOURS = np.array(

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from sorapi.db.engine import make_async_engine
+from sorapi.store.engine import make_async_engine
 from tests.backing import pg_admin_url
 from tests.stack import fresh_pg_database
 

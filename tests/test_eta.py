@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sorapi.eta import estimate_seconds
+from sorapi.domain.eta import estimate_seconds
 from tests.stack import Api
 
 TASK = {"prompt": "a paper boat on a rain puddle", "duration": 1, "resolution": "480x480"}

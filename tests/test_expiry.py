@@ -13,13 +13,13 @@ import httpx
 import pytest
 from temporalio.client import WorkflowFailureError
 
-from api.lifecycle import delete_task
-from api.tasks import status_view
-from sorapi import errors
-from sorapi.catalog import get_catalog
-from sorapi.db import ledger
-from sorapi.db.models import Task, utcnow
-from sorapi.messages import DeliveryReport
+from sorapi.api.tasks.deletion import delete_task
+from sorapi.api.tasks.task_service import status_view
+from sorapi.contracts import errors
+from sorapi.contracts.messages import DeliveryReport
+from sorapi.domain.catalog import get_catalog
+from sorapi.store import ledger
+from sorapi.store.models import Task, utcnow
 from tests.lifecycle_env import Lifecycle, lifecycle_env
 from tests.stack import fresh_pg_database
 

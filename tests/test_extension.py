@@ -16,10 +16,10 @@ import pytest
 from openai.types import Video
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from activities import extension as render_extension
-from sorapi import extension
-from sorapi.catalog import get_catalog
-from sorapi.schemas import GenerateRequest, TaskRequest
+from sorapi.activities import stitching
+from sorapi.contracts.schemas import GenerateRequest, TaskRequest
+from sorapi.domain import extension
+from sorapi.domain.catalog import get_catalog
 from tests.stack import Api, Stack, make_account, object_exists, s3_of, until_object_gone
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)  # the SDK marks the Sora endpoints deprecated
@@ -95,15 +95,15 @@ def test_an_extension_takes_its_sources_model_size_and_seed_and_refuses_to_diffe
 
 
 def test_the_render_continues_from_the_overlap_and_the_clip_is_source_then_new_frames() -> None:
-    assert render_extension.overlap("ltx") == 9
+    assert stitching.overlap("ltx") == 9
     for added in (9, 17, 41):  # valid LTX counts (k×8+1) stay valid with the overlap
-        assert (render_extension.frames_to_render(added, "ltx") - 1) % 8 == 0
+        assert (stitching.frames_to_render(added, "ltx") - 1) % 8 == 0
     source = np.zeros((17, 4, 6, 3), dtype=np.uint8)
     rendered = np.full((17, 4, 6, 3), 200, dtype=np.uint8)
-    clip = render_extension.stitch(source, rendered, "ltx")
+    clip = stitching.stitch(source, rendered, "ltx")
     assert clip.shape == (25, 4, 6, 3) and clip[:17].max() == 0 and clip[17:].min() == 200
     with pytest.raises(ValueError, match="source"):
-        render_extension.stitch(source, np.zeros((17, 4, 4, 3), dtype=np.uint8), "ltx")
+        stitching.stitch(source, np.zeros((17, 4, 4, 3), dtype=np.uint8), "ltx")
 
 
 # --- the whole path --------------------------------------------------------------------------------------

@@ -11,10 +11,10 @@ from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from sorapi import names
-from sorapi.catalog import get_catalog, task_priority
+from sorapi.contracts import names
+from sorapi.domain.catalog import get_catalog, task_priority
+from sorapi.workers.orchestrator import sandbox_runner
 from tests.fairness_workflow import FairnessProbeWorkflow
-from workers.orchestrator import sandbox_runner
 
 BACKLOG = 1_000
 BOUND = 50

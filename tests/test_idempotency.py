@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from sorapi.db.models import LedgerEntry, Task
+from sorapi.store.models import LedgerEntry, Task
 from tests.stack import Api, Stack
 
 PAYLOAD = {"prompt": "A lighthouse beam sweeping through fog", "duration": 1, "idempotency_key": "job-2024-03-12-001"}

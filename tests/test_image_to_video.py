@@ -19,7 +19,8 @@ import openai
 import pytest
 from PIL import Image
 
-from sorapi import image_fetch, image_input, storage
+from sorapi.adapters import image_fetch, storage
+from sorapi.domain import image_input
 from tests.stack import (
     Api,
     Stack,
@@ -342,7 +343,7 @@ def open_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 async def test_an_image_url_is_fetched_recorded_and_its_content_is_in_the_fingerprint(
     open_stack: Stack, image_server: str
 ) -> None:
-    from sorapi.db.engine import make_async_engine, make_sessionmaker
+    from sorapi.store.engine import make_async_engine, make_sessionmaker
 
     engine = make_async_engine(open_stack.database_url)
     try:
@@ -375,8 +376,8 @@ async def test_an_image_url_is_fetched_recorded_and_its_content_is_in_the_finger
 def test_the_dev_models_image_variant_decodes_with_its_own_calibrated_vae_and_renders_deterministically() -> None:
     """Text-to-video keeps the tiny model's random VAE; the image-to-video variant gets a fitted copy, the
     same on every worker (seeded), so one request renders the same frames twice."""
-    from activities.conditioning import conditioned
-    from activities.pipelines import build_tiny_pipeline, render_clip
+    from sorapi.activities.conditioning import conditioned
+    from sorapi.activities.pipelines import build_tiny_pipeline, render_clip
 
     pipe = build_tiny_pipeline("ltx")
     first = image_input.fit(image_input.open_rgb(IMAGE_A), 128, 64)

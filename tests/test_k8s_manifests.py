@@ -11,9 +11,9 @@ import pytest
 import yaml
 from kubernetes_validate.utils import SchemaNotFoundError, latest_version, validate
 
-from sorapi import backlog
-from sorapi.secret_policy import API, ORCHESTRATOR, RENDER, WITHHELD
-from sorapi.settings import ENV_PREFIX, Settings
+from sorapi.adapters import backlog
+from sorapi.adapters.secret_policy import API, ORCHESTRATOR, RENDER, WITHHELD
+from sorapi.adapters.settings import ENV_PREFIX, Settings
 
 K8S = Path(__file__).resolve().parent.parent / "deploy" / "k8s"
 CUSTOM_KINDS = {("keda.sh/v1alpha1", "ScaledObject")}

@@ -19,13 +19,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 from sqlalchemy import select
 
-from sorapi.catalog import Plan
-from sorapi.db import ledger
-from sorapi.db.accounts import create_account
-from sorapi.db.engine import make_async_engine, make_sessionmaker
-from sorapi.db.models import Account, LedgerEntry
-from sorapi.errors import InsufficientCredits
-from sorapi.ids import new_task_id
+from sorapi.contracts.errors import InsufficientCredits
+from sorapi.domain.catalog import Plan
+from sorapi.domain.ids import new_task_id
+from sorapi.store import ledger
+from sorapi.store.accounts import create_account
+from sorapi.store.engine import make_async_engine, make_sessionmaker
+from sorapi.store.models import Account, LedgerEntry
 
 PREPAID = Plan(max_concurrent_jobs=2, retention_hours=24, commercial_use=False)
 WITH_OVERAGE = Plan(

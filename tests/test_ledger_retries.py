@@ -9,16 +9,15 @@ from typing import Any
 from sqlalchemy import select
 from temporalio.testing import ActivityEnvironment
 
-from activities.credit_refresh import CreditRefreshActivities
-from activities.ledger import LedgerActivities
-from activities.slots import SlotActivities
-from sorapi.catalog import get_catalog
-from sorapi.db import ledger
-from sorapi.db import tasks as task_rows
-from sorapi.db.accounts import create_account
-from sorapi.db.models import Account, LedgerEntry, Task
-from sorapi.ids import new_task_id
-from sorapi.messages import HoldInput, RefreshBatch, SlotRequest
+from sorapi.activities.credit_refresh import CreditRefreshActivities
+from sorapi.activities.ledger import LedgerActivities
+from sorapi.activities.slots import SlotActivities
+from sorapi.contracts.messages import HoldInput, RefreshBatch, SlotRequest
+from sorapi.domain.catalog import get_catalog
+from sorapi.domain.ids import new_task_id
+from sorapi.store import ledger, task_rows
+from sorapi.store.accounts import create_account
+from sorapi.store.models import Account, LedgerEntry, Task
 from tests.stack import make_account
 
 PRICE = 16

@@ -13,7 +13,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
-from sorapi.db.models import Account, Task
+from sorapi.store.models import Account, Task
 from tests.api_helpers import QUICK, app_client, bearer
 from tests.stack import Api, Stack
 

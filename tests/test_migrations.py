@@ -6,9 +6,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from sorapi.db.engine import make_sync_engine
-from sorapi.db.migrate import MIGRATIONS_DIR, alembic_config, upgrade
-from sorapi.db.models import Base
+from sorapi.store.engine import make_sync_engine
+from sorapi.store.migrate import MIGRATIONS_DIR, alembic_config, upgrade
+from sorapi.store.models import Base
 
 
 def _drift(url: str) -> list:

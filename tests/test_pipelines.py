@@ -14,7 +14,7 @@ pytest.importorskip("diffusers")
 
 from torch import get_num_threads, set_num_threads
 
-from activities.pipelines import (
+from sorapi.activities.pipelines import (
     SUPPORTED_FAMILIES,
     RenderInterrupted,
     build_tiny_pipeline,

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from api.ratelimit_store import MemoryBucketStore, RedisBucketStore
-from sorapi import servers
+from sorapi.api.ratelimit_store import MemoryBucketStore, RedisBucketStore
+from sorapi.cli import servers
 from tests.api_helpers import QUICK, app_client, bearer, serve_replica
 from tests.backing import redis_url
 from tests.stack import Api, Stack, make_account

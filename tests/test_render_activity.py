@@ -22,12 +22,12 @@ from temporalio.activity import ActivityCancellationDetails
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import ActivityEnvironment
 
-from activities.heartbeat import Heartbeater
-from activities.pipelines import build_tiny_pipeline
-from activities.render import SCRATCH_TTL_S, WORKER_SHUTDOWN, RenderActivities, sweep_scratch
-from sorapi import errors
-from sorapi.messages import RenderMeta, RenderProgress, RenderSpec
-from sorapi.settings import Settings
+from sorapi.activities.heartbeat import Heartbeater
+from sorapi.activities.pipelines import build_tiny_pipeline
+from sorapi.activities.render import SCRATCH_TTL_S, WORKER_SHUTDOWN, RenderActivities, sweep_scratch
+from sorapi.adapters.settings import Settings
+from sorapi.contracts import errors
+from sorapi.contracts.messages import RenderMeta, RenderProgress, RenderSpec
 
 
 def make_spec(task_id: str = "sora2test", **overrides: Any) -> RenderSpec:

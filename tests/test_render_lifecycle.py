@@ -27,14 +27,15 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from activities.pipelines import build_tiny_pipeline
-from sorapi import errors, names, storage
-from sorapi.catalog import DEFAULT_CATALOG_PATH
-from sorapi.db.engine import make_async_engine, make_sessionmaker
-from sorapi.db.migrate import upgrade
-from sorapi.db.models import Account, LedgerEntry
-from sorapi.messages import RenderProgress
-from sorapi.settings import settings_from_env
+from sorapi.activities.pipelines import build_tiny_pipeline
+from sorapi.adapters import storage
+from sorapi.adapters.settings import settings_from_env
+from sorapi.contracts import errors, names
+from sorapi.contracts.messages import RenderProgress
+from sorapi.domain.catalog import DEFAULT_CATALOG_PATH
+from sorapi.store.engine import make_async_engine, make_sessionmaker
+from sorapi.store.migrate import upgrade
+from sorapi.store.models import Account, LedgerEntry
 from tests.stack import Api, Stack, create_pg_database, drop_pg_database, make_account, start_stack
 
 SLOW_STEPS = 12

@@ -7,11 +7,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from sorapi.catalog import DEFAULT_CATALOG_PATH, load_catalog
-from sorapi.families import FAMILIES, canonical_dtype, frames_for
-from sorapi.planning import Planned, plan, render_spec
-from sorapi.resolutions import SIZE_NAMES
-from sorapi.schemas import GenerateRequest
+from sorapi.contracts.schemas import GenerateRequest
+from sorapi.domain.catalog import DEFAULT_CATALOG_PATH, load_catalog
+from sorapi.domain.families import FAMILIES, canonical_dtype, frames_for
+from sorapi.domain.planning import Planned, plan, render_spec
+from sorapi.domain.resolutions import SIZE_NAMES
 
 CATALOG = load_catalog(DEFAULT_CATALOG_PATH)
 

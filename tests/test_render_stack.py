@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import func, select
 
-from sorapi.db.models import LedgerEntry, Task
+from sorapi.store.models import LedgerEntry, Task
 from tests.stack import Api, Stack, make_account
 
 

@@ -17,12 +17,12 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-from sorapi import names
-from sorapi.converter import DATA_CONVERTER
-from sorapi.settings import Settings, settings_from_env
+from sorapi.adapters.converter import DATA_CONVERTER
+from sorapi.adapters.settings import Settings, settings_from_env
+from sorapi.contracts import names
+from sorapi.workers.orchestrator import WORKFLOWS, sandbox_runner, workflow_runner
 from tests.api_helpers import QUICK
 from tests.stack import Api, Stack
-from workers.orchestrator import WORKFLOWS, sandbox_runner, workflow_runner
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 

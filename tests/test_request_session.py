@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from sorapi.db.models import AuditEvent, Task
+from sorapi.store.models import AuditEvent, Task
 from tests.stack import Api, Stack, make_account
 
 SMALL = {"prompt": "a paper boat on a pond", "duration": 1, "resolution": "480x480"}

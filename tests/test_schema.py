@@ -202,7 +202,7 @@ phases.stateful.enabled = false
 
 async def _admin_of_a_scale_account(sessions: Any) -> tuple[str, str]:
     """A Scale account (audit log, every feature) with ample credits, and a key with every scope."""
-    from sorapi.db.accounts import create_account, issue_api_key
+    from sorapi.store.accounts import create_account, issue_api_key
 
     async with sessions.begin() as session:
         account = await create_account(session, name="schemathesis", plan="scale", credits=10**7)

@@ -22,8 +22,8 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
-from sorapi import search_attributes as attrs
-from sorapi import servers
+from sorapi.adapters import search_attributes
+from sorapi.cli import servers
 from tests.api_helpers import QUICK, app_client, bearer
 from tests.stack import Api, Stack
 
@@ -70,13 +70,13 @@ async def test_a_succeeded_task_is_found_by_account_status_and_model(account: Ap
 
     described = await client.get_workflow_handle(task_id).describe()
     found = described.typed_search_attributes
-    assert found.get(attrs.ACCOUNT_ID) == account.account_id
-    assert found.get(attrs.PLAN) == "free"
-    assert found.get(attrs.MODEL) == MODEL
-    assert found.get(attrs.STATUS) == "succeeded"
-    assert found.get(attrs.CREDITS_CHARGED) == price
-    assert found.get(attrs.RENDER_HOST, "").startswith("sorapi-render-host-")
-    assert found.get(attrs.ERROR_CODE) is None
+    assert found.get(search_attributes.ACCOUNT_ID) == account.account_id
+    assert found.get(search_attributes.PLAN) == "free"
+    assert found.get(search_attributes.MODEL) == MODEL
+    assert found.get(search_attributes.STATUS) == "succeeded"
+    assert found.get(search_attributes.CREDITS_CHARGED) == price
+    assert found.get(search_attributes.RENDER_HOST, "").startswith("sorapi-render-host-")
+    assert found.get(search_attributes.ERROR_CODE) is None
     summary = await described.static_summary()
     assert summary is not None
     assert summary.startswith(f"{MODEL} 480×480 1 s · free · “A paper boat"), summary
@@ -125,7 +125,7 @@ async def test_queued_running_and_failed_tasks_are_found_by_status_plan_and_erro
         task_ids
     )
     found = (await temporal.get_workflow_handle(task_ids[0]).describe()).typed_search_attributes
-    assert found.get(attrs.CREDITS_CHARGED) == 0
+    assert found.get(search_attributes.CREDITS_CHARGED) == 0
     assert "render 1 s 480×480, 30 steps" in await activity_summaries(temporal, task_ids[0])
 
 
@@ -178,14 +178,14 @@ async def test_temporal_setup_registers_the_attributes_once(stack: Stack) -> Non
     async with await WorkflowEnvironment.start_local(dev_server_existing_path=servers.venv_binary("temporal")) as env:
         address = env.client.service_client.config.target_host
         first = await asyncio.to_thread(_setup, address, stack)
-        custom = await _custom_attributes(env.client, until_has=len(attrs.KEYS))  # a listing may lag an add
+        custom = await _custom_attributes(env.client, until_has=len(search_attributes.KEYS))  # a listing may lag an add
         second = await asyncio.to_thread(_setup, address, stack)
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0, second.stderr
     assert first.stdout.count(" added") == 7 and "already registered" not in first.stdout, first.stdout
     assert second.stdout.count("already registered") == 7 and " added" not in second.stdout, second.stdout
-    assert {key.name: custom.get(key.name) for key in attrs.KEYS} == {
-        **{key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in attrs.KEYS},
+    assert {key.name: custom.get(key.name) for key in search_attributes.KEYS} == {
+        **{key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in search_attributes.KEYS},
         "SorapiCreditsCharged": IndexedValueType.INDEXED_VALUE_TYPE_INT,
     }
 
@@ -195,8 +195,14 @@ def test_a_running_tasks_stage_between_two_steps_comes_from_its_attributes() -> 
     (input version 2 on), so a task's progress never falls back to 0 while it moves on."""
 
     def stage(*pairs: SearchAttributePair[str]) -> str | None:
-        return attrs.stage(TypedSearchAttributes(list(pairs)))
+        return search_attributes.stage(TypedSearchAttributes(list(pairs)))
 
-    assert stage(SearchAttributePair(attrs.STATUS, "queued")) is None
-    assert stage(SearchAttributePair(attrs.STATUS, "running")) == "render"
-    assert stage(SearchAttributePair(attrs.STATUS, "running"), SearchAttributePair(attrs.RENDER_HOST, "h1")) == "upload"
+    assert stage(SearchAttributePair(search_attributes.STATUS, "queued")) is None
+    assert stage(SearchAttributePair(search_attributes.STATUS, "running")) == "render"
+    assert (
+        stage(
+            SearchAttributePair(search_attributes.STATUS, "running"),
+            SearchAttributePair(search_attributes.RENDER_HOST, "h1"),
+        )
+        == "upload"
+    )

@@ -17,14 +17,15 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.client import Client
 
-from sorapi import secret_policy, servers
-from sorapi.converter import DATA_CONVERTER
-from sorapi.db.models import Account
-from sorapi.db.reseal import reseal_secrets
-from sorapi.keyring import Keyring
-from sorapi.payload_codec import ENCODING, PURPOSE, EncryptionCodec, PayloadUnreadable
-from sorapi.secretbox import SecretBox, SecretUnreadable
-from sorapi.settings import Settings, settings_from_env
+from sorapi.adapters import secret_policy
+from sorapi.adapters.converter import DATA_CONVERTER
+from sorapi.adapters.keyring import Keyring
+from sorapi.adapters.payload_codec import ENCODING, PURPOSE, EncryptionCodec, PayloadUnreadable
+from sorapi.adapters.secretbox import SecretBox, SecretUnreadable
+from sorapi.adapters.settings import Settings, settings_from_env
+from sorapi.cli import servers
+from sorapi.store.models import Account
+from sorapi.store.reseal import reseal_secrets
 from tests.stack import Api, Stack, make_account, own_sessions
 
 OLD, NEW = "old-server-key-" + "a" * 32, "new-server-key-" + "b" * 32
@@ -262,7 +263,7 @@ async def _mtls_proxy(tmp: Path, upstream: str) -> tuple[asyncio.Server, int]:
 async def test_processes_reach_a_cluster_over_mtls(stack: Stack, tmp_path: Path) -> None:
     """The settings' CA, client certificate and server name reach a TLS-only, client-cert-only
     frontend (a TLS proxy before the dev server); without the client certificate it refuses."""
-    from sorapi.temporal import connect, tls_config
+    from sorapi.adapters.temporal import connect, tls_config
 
     ca = _certificate("sorapi-test-ca", None, tmp_path)
     _certificate("temporal.internal", ca, tmp_path)

@@ -20,15 +20,24 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.sweeper import SweeperActivities
-from sorapi import gates, names
-from sorapi.db import ledger
-from sorapi.db.models import Account, LedgerEntry, Task, utcnow
-from sorapi.ids import new_task_id, slot_gate_workflow_id
-from sorapi.messages import GateState, RenderResult, RenderSpec, StoredObject, SweepInput, UploadInput, VideoTaskInput
+from sorapi.activities.sweeper import SweeperActivities
+from sorapi.adapters import gates
+from sorapi.contracts import names
+from sorapi.contracts.messages import (
+    GateState,
+    RenderResult,
+    RenderSpec,
+    StoredObject,
+    SweepInput,
+    UploadInput,
+    VideoTaskInput,
+)
+from sorapi.domain.ids import new_task_id, slot_gate_workflow_id
+from sorapi.store import ledger
+from sorapi.store.models import Account, LedgerEntry, Task, utcnow
+from sorapi.workers.orchestrator import WORKFLOWS, sandbox_runner
 from tests.stack import make_account, own_sessions
 from tests.test_workflow import PRICE, _meta, _spec, orchestration_activities
-from workers.orchestrator import WORKFLOWS, sandbox_runner
 
 
 @pytest.fixture(scope="module")

@@ -14,17 +14,17 @@ import msgspec
 import numpy as np
 import pytest
 
-from activities.pipelines import RenderInterrupted, build_tiny_pipeline, run_pipeline
-from activities.render import effective_render, spec_arguments
-from activities.speed import count_passes, speed_effects
 from bench.gpu.__main__ import REFUSED
 from bench.gpu.__main__ import main as bench_gpu
-from sorapi.catalog import get_catalog
-from sorapi.messages import RenderSpec, RenderSpeed
-from sorapi.planning import plan, render_spec
-from sorapi.schemas import GenerateRequest
-from sorapi.settings import Settings
-from sorapi.speed import SPEEDS, scaled_steps
+from sorapi.activities.pipelines import RenderInterrupted, build_tiny_pipeline, run_pipeline
+from sorapi.activities.render import effective_render, spec_arguments
+from sorapi.activities.speed import count_passes, speed_effects
+from sorapi.adapters.settings import Settings
+from sorapi.contracts.messages import RenderSpec, RenderSpeed
+from sorapi.contracts.schemas import GenerateRequest
+from sorapi.domain.catalog import get_catalog
+from sorapi.domain.planning import plan, render_spec
+from sorapi.domain.speed import SPEEDS, scaled_steps
 from tests.stack import Api
 
 PROMPT = "A paper boat drifting down a rain-soaked street"

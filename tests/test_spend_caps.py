@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import func, select
 from temporalio.service import RPCError, RPCStatusCode
 
-from sorapi.db import ledger, spend_limits
-from sorapi.db.models import Account, ApiKey, LedgerEntry, Task
-from sorapi.ids import idempotent_task_id
+from sorapi.domain.ids import idempotent_task_id
+from sorapi.store import ledger, spend_limits
+from sorapi.store.models import Account, ApiKey, LedgerEntry, Task
 from tests.stack import Api, Stack, make_account
 
 SMALL = {"prompt": "a paper boat on a pond", "duration": 1, "resolution": "480x480"}  # sd: 1 credit

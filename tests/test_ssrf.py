@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from sorapi import netguard, outbound, servers
+from sorapi.adapters import netguard, outbound
+from sorapi.cli import servers
 from tests.stack import Api
 from tests.webhook_receiver import Receiver
 
@@ -134,7 +135,7 @@ async def test_callback_ports_are_the_configured_ones(url: str, ports: frozenset
 
 
 def test_the_port_setting_defaults_to_443_and_8443_and_refuses_garbage() -> None:
-    from sorapi.settings import settings_from_env
+    from sorapi.adapters.settings import settings_from_env
 
     assert settings_from_env({}).callback_ports == netguard.DEFAULT_PORTS == {443, 8443}
     assert settings_from_env({"SORAPI_WEBHOOK_ALLOWED_PORTS": "443, 9443"}).callback_ports == {443, 9443}
@@ -225,7 +226,7 @@ async def test_redirects_are_not_followed(receiver: Receiver) -> None:
     result = await outbound.post(target, b"{}", {})
     assert result.status_code == 302
     assert receiver.at("/elsewhere") == []
-    from activities.webhooks import _classify
+    from sorapi.activities.webhooks import _classify
 
     outcome = _classify(result, final=False)
     assert outcome.outcome == "retry" and "redirects are not followed" in (outcome.error or "")

@@ -1,4 +1,4 @@
-"""The status poll's reads (sorapi.db.status_poll) in one statement: the key's owner, the key-use
+"""The status poll's reads (sorapi.store.status_poll) in one statement: the key's owner, the key-use
 audit entry for audit plans only, and the task with its queue place, scoped to the owner's account."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select
 
-from sorapi import status
-from sorapi.db.accounts import KeyUse
-from sorapi.db.engine import make_async_engine, make_autocommit_sessionmaker, make_sessionmaker
-from sorapi.db.models import AuditEvent, Task, utcnow
-from sorapi.db.status_poll import owner_and_task
-from sorapi.ids import new_task_id
+from sorapi.contracts import status
+from sorapi.domain.ids import new_task_id
+from sorapi.store.accounts import KeyUse
+from sorapi.store.engine import make_async_engine, make_autocommit_sessionmaker, make_sessionmaker
+from sorapi.store.models import AuditEvent, Task, utcnow
+from sorapi.store.status_poll import owner_and_task
 from tests.stack import make_account
 
 

@@ -1,7 +1,7 @@
 """One trace per task: `POST /api/generate`, the workflow, each activity and the webhook attempt.
 
 The API runs in this process (`create_app`, Litestar's OpenTelemetry plugin), the orchestrator,
-webhook and (fake-GPU) render workers too, all on clients from `sorapi.temporal.connect` against a
+webhook and (fake-GPU) render workers too, all on clients from `sorapi.adapters.temporal.connect` against a
 real Temporal dev server; spans go to an in-memory exporter instead of OTLP.
 """
 
@@ -25,17 +25,19 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from api.app import create_app
-from sorapi import names, servers, storage, tracing
-from sorapi.db.engine import make_async_engine, make_sessionmaker
-from sorapi.settings import Settings
-from sorapi.temporal import connect
+from sorapi.adapters import storage, tracing
+from sorapi.adapters.settings import Settings
+from sorapi.adapters.temporal import connect
+from sorapi.api.app import create_app
+from sorapi.cli import servers
+from sorapi.contracts import names
+from sorapi.store.engine import make_async_engine, make_sessionmaker
+from sorapi.workers.orchestrator import create_worker
+from sorapi.workers.webhooks import create_webhook_workers
 from tests.api_helpers import bearer
 from tests.lifecycle_env import _ensure_bucket, fake_gpu
 from tests.stack import fresh_pg_database, make_account
 from tests.webhook_receiver import Receiver
-from workers.orchestrator import create_worker
-from workers.webhooks import create_webhook_workers
 
 
 @pytest.fixture(scope="module")

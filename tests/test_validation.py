@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from sorapi.db.models import LedgerEntry, Task
+from sorapi.store.models import LedgerEntry, Task
 from tests.stack import Api
 
 OK_PROMPT = "Aerial shot of bioluminescent forests at dusk with cinematic lighting"

@@ -26,13 +26,13 @@ from standardwebhooks.webhooks import Webhook
 from temporalio.client import Client as TemporalClient
 from temporalio.service import RPCError, RPCStatusCode
 
-from sorapi import status
-from sorapi.db import progress_claims
-from sorapi.db.accounts import create_account, issue_api_key
-from sorapi.db.engine import make_async_engine, make_sessionmaker
-from sorapi.db.models import Task, utcnow
-from sorapi.ids import new_task_id
-from sorapi.webhook_events import DEFAULT, EVENTS, PROGRESS_INTERVAL_S
+from sorapi.contracts import status
+from sorapi.domain.ids import new_task_id
+from sorapi.domain.webhook_events import DEFAULT, EVENTS, PROGRESS_INTERVAL_S
+from sorapi.store import progress_claims
+from sorapi.store.accounts import create_account, issue_api_key
+from sorapi.store.engine import make_async_engine, make_sessionmaker
+from sorapi.store.models import Task, utcnow
 from tests.stack import Api, Stack, fresh_pg_database, start_stack
 from tests.webhook_receiver import Received, Receiver
 

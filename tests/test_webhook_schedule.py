@@ -13,9 +13,9 @@ from datetime import timedelta
 import pytest
 from temporalio.client import WorkflowFailureError
 
-from sorapi import webhook_policy
-from sorapi.db.models import WebhookDelivery
-from sorapi.messages import DeliveryReport
+from sorapi.contracts.messages import DeliveryReport
+from sorapi.domain import webhook_policy
+from sorapi.store.models import WebhookDelivery
 from tests.lifecycle_env import Lifecycle, lifecycle_env
 from tests.stack import fresh_pg_database
 from tests.webhook_receiver import Received

@@ -17,14 +17,15 @@ from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 from temporalio.testing import ActivityEnvironment
 
-from activities.webhooks import WebhookActivities, retry_after_seconds
-from sorapi import netguard, storage, webhook_policy
-from sorapi.db import webhooks as rows
-from sorapi.db.models import Task, TaskEvent
-from sorapi.messages import DeliverWebhook
-from sorapi.secretbox import SecretBox
-from sorapi.settings import Settings
-from sorapi.webhook_signing import x_signature
+from sorapi.activities.webhooks import WebhookActivities, retry_after_seconds
+from sorapi.adapters import netguard, storage
+from sorapi.adapters.secretbox import SecretBox
+from sorapi.adapters.settings import Settings
+from sorapi.adapters.webhook_signing import x_signature
+from sorapi.contracts.messages import DeliverWebhook
+from sorapi.domain import webhook_policy
+from sorapi.store import webhook_rows
+from sorapi.store.models import Task, TaskEvent
 from tests.stack import make_account
 from tests.webhook_receiver import Receiver
 
@@ -105,7 +106,7 @@ async def test_callback_headers_never_replace_signature_or_content_headers(sessi
     assert outcome.outcome == "delivered"
     (got,) = receiver.received
     async with sessions.begin() as session:
-        secret = (await rows.signing_secrets(session, account_id, BOX)).current
+        secret = (await webhook_rows.signing_secrets(session, account_id, BOX)).current
     assert got.headers["x-env"] == "staging"
     assert "x-bad" not in got.headers and "x-evil" not in got.headers
     assert "x-accent" not in got.headers and "x-trailing" not in got.headers
@@ -179,7 +180,7 @@ async def test_concurrent_first_use_creates_exactly_one_secret(sessions: Any) ->
 
     async def reveal() -> str:
         async with sessions.begin() as session:
-            return (await rows.signing_secrets(session, account_id, BOX)).current
+            return (await webhook_rows.signing_secrets(session, account_id, BOX)).current
 
     secrets = await asyncio.gather(*(reveal() for _ in range(6)))
     assert len(set(secrets)) == 1 and secrets[0].startswith("whsec_")

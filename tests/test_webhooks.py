@@ -21,10 +21,10 @@ from openai import OpenAI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks.webhooks import Webhook
 
-from sorapi.db.accounts import create_account, issue_api_key
-from sorapi.db.engine import make_async_engine, make_sessionmaker
-from sorapi.db.models import Task, WebhookDelivery, utcnow
-from sorapi.ids import new_task_id, redelivery_slot_workflow_id
+from sorapi.domain.ids import new_task_id, redelivery_slot_workflow_id
+from sorapi.store.accounts import create_account, issue_api_key
+from sorapi.store.engine import make_async_engine, make_sessionmaker
+from sorapi.store.models import Task, WebhookDelivery, utcnow
 from tests.stack import Api, Stack, fresh_pg_database, start_stack
 from tests.webhook_receiver import Received, Receiver
 

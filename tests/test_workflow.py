@@ -18,14 +18,11 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.ledger import LedgerActivities
-from activities.slot_gate import GateActivities
-from activities.task_state import TaskStateActivities
-from sorapi import errors, names
-from sorapi.db import ledger
-from sorapi.db.models import Account, LedgerEntry, Task
-from sorapi.ids import new_task_id
-from sorapi.messages import (
+from sorapi.activities.ledger import LedgerActivities
+from sorapi.activities.slot_gate import GateActivities
+from sorapi.activities.task_state import TaskStateActivities
+from sorapi.contracts import errors, names
+from sorapi.contracts.messages import (
     HoldInput,
     MarkFailed,
     RenderMeta,
@@ -36,8 +33,11 @@ from sorapi.messages import (
     UploadInput,
     VideoTaskInput,
 )
+from sorapi.domain.ids import new_task_id
+from sorapi.store import ledger
+from sorapi.store.models import Account, LedgerEntry, Task
+from sorapi.workers.orchestrator import WORKFLOWS, sandbox_runner
 from tests.stack import make_account, own_sessions
-from workers.orchestrator import WORKFLOWS, sandbox_runner
 
 PRICE = 16
 

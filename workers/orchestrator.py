@@ -13,30 +13,30 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.audit_prune import AuditPruneActivities
-from activities.credit_refresh import CreditRefreshActivities
-from activities.expiry import ExpiryActivities
-from activities.followups import FollowUpActivities
-from activities.ledger import LedgerActivities
-from activities.slot_gate import GateActivities
-from activities.slots import SlotActivities
-from activities.sweeper import SweeperActivities
-from activities.task_state import TaskStateActivities
-from sorapi import backlog, metrics, search_attributes, storage
-from sorapi.db.engine import make_async_engine, make_sessionmaker
-from sorapi.schedules import ensure_schedules
-from sorapi.settings import Settings
-from sorapi.temporal import connect
-from workers.run import run_until_signalled
-from workers.webhooks import create_webhook_workers
-from workflows.audit_prune import AuditPruneWorkflow
-from workflows.credit_refresh import CreditRefreshWorkflow
-from workflows.retention import TaskRetentionWorkflow
-from workflows.slot_gate import SlotGateWorkflow
-from workflows.sweeper import SweepStrandedWorkflow
-from workflows.video_task import VideoTaskWorkflow
-from workflows.webhook_delivery import WebhookDeliveryWorkflow
-from workflows.webhook_redelivery import WebhookRedeliveryWorkflow
+from sorapi.activities.audit_prune import AuditPruneActivities
+from sorapi.activities.credit_refresh import CreditRefreshActivities
+from sorapi.activities.expiry import ExpiryActivities
+from sorapi.activities.followups import FollowUpActivities
+from sorapi.activities.ledger import LedgerActivities
+from sorapi.activities.slot_gate import GateActivities
+from sorapi.activities.slots import SlotActivities
+from sorapi.activities.sweeper import SweeperActivities
+from sorapi.activities.task_state import TaskStateActivities
+from sorapi.adapters import backlog, metrics, search_attributes, storage
+from sorapi.adapters.schedules import ensure_schedules
+from sorapi.adapters.settings import Settings
+from sorapi.adapters.temporal import connect
+from sorapi.store.engine import make_async_engine, make_sessionmaker
+from sorapi.workers.run import run_until_signalled
+from sorapi.workers.webhooks import create_webhook_workers
+from sorapi.workflows.audit_prune import AuditPruneWorkflow
+from sorapi.workflows.credit_refresh import CreditRefreshWorkflow
+from sorapi.workflows.retention import TaskRetentionWorkflow
+from sorapi.workflows.slot_gate import SlotGateWorkflow
+from sorapi.workflows.sweeper import SweepStrandedWorkflow
+from sorapi.workflows.video_task import VideoTaskWorkflow
+from sorapi.workflows.webhook_delivery import WebhookDeliveryWorkflow
+from sorapi.workflows.webhook_redelivery import WebhookRedeliveryWorkflow
 
 WORKFLOWS = [
     VideoTaskWorkflow,

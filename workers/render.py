@@ -17,12 +17,12 @@ import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.progress_webhooks import ProgressWebhooks
-from activities.render import RenderActivities, sweep_scratch
-from sorapi import metrics, storage
-from sorapi.settings import Settings
-from sorapi.temporal import connect
-from workers.run import run_until_signalled
+from sorapi.activities.progress_webhooks import ProgressWebhooks
+from sorapi.activities.render import RenderActivities, sweep_scratch
+from sorapi.adapters import metrics, storage
+from sorapi.adapters.settings import Settings
+from sorapi.adapters.temporal import connect
+from sorapi.workers.run import run_until_signalled
 
 HEARTBEAT_THROTTLE = timedelta(seconds=0.25)
 """Heartbeats are sent per denoising step; this only caps steps faster than 4/s (tiny dev models)."""
@@ -69,7 +69,7 @@ def create_workers(
 
 
 async def main(settings: Settings) -> None:
-    from activities.pipelines import device_available, set_cpu_threads
+    from sorapi.activities.pipelines import device_available, set_cpu_threads
 
     if not device_available(settings.render_device):
         log.error("render device is not available on this host", device=settings.render_device)

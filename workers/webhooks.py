@@ -13,13 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.webhooks import WebhookActivities
-from sorapi import netguard, storage
-from sorapi.catalog import Catalog, get_catalog
-from sorapi.db.engine import make_async_engine, make_sessionmaker
-from sorapi.secretbox import make_secret_box
-from sorapi.settings import Settings
-from sorapi.webhook_policy import lane
+from sorapi.activities.webhooks import WebhookActivities
+from sorapi.adapters import netguard, storage
+from sorapi.adapters.secretbox import make_secret_box
+from sorapi.adapters.settings import Settings
+from sorapi.domain.catalog import Catalog, get_catalog
+from sorapi.domain.webhook_policy import lane
+from sorapi.store.engine import make_async_engine, make_sessionmaker
 
 LANE_SLOTS = 16
 DEDICATED_LANE_SLOTS = 64

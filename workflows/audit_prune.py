@@ -14,8 +14,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from sorapi import names
-    from sorapi.messages import AuditPruneBatch, AuditPruneInput, AuditPruneResult
+    from sorapi.contracts import names
+    from sorapi.contracts.messages import AuditPruneBatch, AuditPruneInput, AuditPruneResult
 
 BATCH_TIMEOUT = timedelta(minutes=2)
 BATCH_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=1))

@@ -14,9 +14,9 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from sorapi import names
-    from sorapi.messages import CreditRefreshInput, CreditRefreshResult, RefreshBatch, RefreshBatchResult
-    from sorapi.periods import period_of
+    from sorapi.contracts import names
+    from sorapi.contracts.messages import CreditRefreshInput, CreditRefreshResult, RefreshBatch, RefreshBatchResult
+    from sorapi.domain.periods import period_of
 
 BATCH_TIMEOUT = timedelta(minutes=5)
 BATCH_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=5))

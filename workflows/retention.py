@@ -16,9 +16,9 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from sorapi import names, status
-    from sorapi.messages import ExpireTask, RetentionInput
-    from workflows.webhook_delivery import START_RETRY, START_TIMEOUT, announce
+    from sorapi.contracts import names, status
+    from sorapi.contracts.messages import ExpireTask, RetentionInput
+    from sorapi.workflows.webhook_delivery import START_RETRY, START_TIMEOUT, announce
 
 EXPIRE_TIMEOUT = timedelta(minutes=5)
 EXPIRE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=5))

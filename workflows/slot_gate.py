@@ -26,8 +26,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from sorapi import names
-    from sorapi.messages import GateRequest, GateSnapshot, GateState, GateWaiter
+    from sorapi.contracts import names
+    from sorapi.contracts.messages import GateRequest, GateSnapshot, GateState, GateWaiter
 
 DB_TIMEOUT = timedelta(seconds=60)
 DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))

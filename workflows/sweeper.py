@@ -12,8 +12,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from sorapi import names
-    from sorapi.messages import SweepInput, SweepResult
+    from sorapi.contracts import names
+    from sorapi.contracts.messages import SweepInput, SweepResult
 
 SWEEP_TIMEOUT = timedelta(minutes=5)
 SWEEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts=3)

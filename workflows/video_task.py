@@ -27,10 +27,9 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from sorapi import errors, status
-    from sorapi import names as act
-    from sorapi import search_attributes as attrs
-    from sorapi.messages import (
+    from sorapi.adapters import search_attributes
+    from sorapi.contracts import errors, names, status
+    from sorapi.contracts.messages import (
         HoldInput,
         MarkFailed,
         MarkSucceeded,
@@ -42,8 +41,8 @@ with workflow.unsafe.imports_passed_through():
         UploadInput,
         VideoTaskInput,
     )
-    from workflows.retention import LOCAL_START_PATCH, retain
-    from workflows.webhook_delivery import announce
+    from sorapi.workflows.retention import LOCAL_START_PATCH, retain
+    from sorapi.workflows.webhook_delivery import announce
 
 DB_TIMEOUT = timedelta(seconds=30)
 SLOT_RETRY = RetryPolicy(
@@ -85,15 +84,15 @@ Capture stays a normal activity: a local activity's result is lost with a workfl
 (a signal or cancel arrived meanwhile), and the retried task may then decide otherwise; a capture
 that ran must be seen, so that the task goes on to succeed and never ends cancelled but charged."""
 SEARCH_ATTRIBUTES_PATCH = "search-attributes"
-"""Tasks started since upsert their search attributes (sorapi.search_attributes) as they move:
+"""Tasks started since upsert their search attributes (sorapi.adapters.search_attributes) as they move:
 queued, running, the render host, then the end with its error code and the credits charged."""
 STAGE_MEMO = "stage"
 """Memo: "render" / "upload", set with the activity it schedules. Between two activities nothing is
 pending, and the API reads this to keep a task's progress from falling back to 0. Before input
-version 2 only: since, the same is read from the search attributes (`sorapi.search_attributes.stage`)."""
+version 2 only: since, the same is read from the search attributes (`sorapi.adapters.search_attributes.stage`)."""
 
 
-@workflow.defn(name=act.VIDEO_TASK_WORKFLOW)
+@workflow.defn(name=names.VIDEO_TASK_WORKFLOW)
 class VideoTaskWorkflow:
     @workflow.init
     def __init__(self, task: VideoTaskInput) -> None:
@@ -113,7 +112,7 @@ class VideoTaskWorkflow:
         self._version = 0
         """The input's `version`: from 1 on, patched steps are taken without asking `workflow.patched`."""
 
-    @workflow.signal(name=act.SLOT_GRANTED_SIGNAL)
+    @workflow.signal(name=names.SLOT_GRANTED_SIGNAL)
     def slot_granted(self) -> None:
         self._granted = True
 
@@ -125,18 +124,18 @@ class VideoTaskWorkflow:
             self._tagged = self._since(SEARCH_ATTRIBUTES_PATCH)
             if self._version < 2:  # from 2 on, the API starts the workflow with these
                 self._tag(
-                    attrs.ACCOUNT_ID.value_set(task.account_id),
-                    attrs.MODEL.value_set(task.render.model),
-                    attrs.STATUS.value_set(status.QUEUED),
-                    *([attrs.PLAN.value_set(task.plan)] if task.plan else []),
+                    search_attributes.ACCOUNT_ID.value_set(task.account_id),
+                    search_attributes.MODEL.value_set(task.render.model),
+                    search_attributes.STATUS.value_set(status.QUEUED),
+                    *([search_attributes.PLAN.value_set(task.plan)] if task.plan else []),
                 )
             self._local_db = self._since(LOCAL_DB_STEPS_PATCH)
-            await self._db(act.RESERVE_CREDITS, hold, summary=f"reserve {task.price} credits")
+            await self._db(names.RESERVE_CREDITS, hold, summary=f"reserve {task.price} credits")
             self._gated = self._since(SLOT_GATE_PATCH)
             if self._gated:
                 slot = await self._wait_for_slot(task)
                 if slot == ENDED_ELSEWHERE:
-                    self._tag(attrs.STATUS.value_set(ENDED_ELSEWHERE))
+                    self._tag(search_attributes.STATUS.value_set(ENDED_ELSEWHERE))
                     return ENDED_ELSEWHERE
                 if slot == status.EXPIRED:
                     await self._settle(
@@ -148,16 +147,19 @@ class VideoTaskWorkflow:
                     return status.EXPIRED
             else:
                 await workflow.execute_activity(
-                    act.ACQUIRE_SLOT,
+                    names.ACQUIRE_SLOT,
                     SlotRequest(task_id=task.task_id, account_id=task.account_id),
                     start_to_close_timeout=DB_TIMEOUT,
                     retry_policy=SLOT_RETRY,
                     summary="wait for a slot",
                 )
-            self._tag(attrs.STATUS.value_set(status.RUNNING))
+            self._tag(search_attributes.STATUS.value_set(status.RUNNING))
             outputs, meta = await self._render_and_upload(task)
             await _past_cancelling(self._succeed(hold, outputs, meta))
-            self._tag(attrs.STATUS.value_set(status.SUCCEEDED), attrs.CREDITS_CHARGED.value_set(task.price))
+            self._tag(
+                search_attributes.STATUS.value_set(status.SUCCEEDED),
+                search_attributes.CREDITS_CHARGED.value_set(task.price),
+            )
             await _past_cancelling(self._hand_over())
             return status.SUCCEEDED
         except asyncio.CancelledError:
@@ -179,7 +181,7 @@ class VideoTaskWorkflow:
         """Join the account's line and sleep until the gate grants a slot: `running`, or
         `expired` when `max_queue_s` passes first, or ENDED_ELSEWHERE."""
         request = SlotRequest(task_id=task.task_id, account_id=task.account_id, gate_queue=workflow.info().task_queue)
-        if not await self._db(act.REQUEST_SLOT, request, bool, summary="join the account's line"):
+        if not await self._db(names.REQUEST_SLOT, request, bool, summary="join the account's line"):
             return ENDED_ELSEWHERE
         self._asked_gate = True
         deadline = timedelta(seconds=task.max_queue_s) if task.max_queue_s else None
@@ -190,7 +192,7 @@ class VideoTaskWorkflow:
         except asyncio.TimeoutError:
             if not self._granted:
                 return status.EXPIRED
-        if await self._db(act.MARK_RUNNING, task.task_id, summary="mark running"):
+        if await self._db(names.MARK_RUNNING, task.task_id, summary="mark running"):
             return status.RUNNING
         await self._release_slot()
         return ENDED_ELSEWHERE
@@ -202,7 +204,7 @@ class VideoTaskWorkflow:
         self._asked_gate = False
         task = self._task
         await self._db(
-            act.RELEASE_SLOT,
+            names.RELEASE_SLOT,
             SlotRequest(task_id=task.task_id, account_id=task.account_id, gate_queue=workflow.info().task_queue),
             summary="give the slot back",
         )
@@ -213,7 +215,7 @@ class VideoTaskWorkflow:
         for attempt in range(1, MAX_RENDERS + 1):
             self._stage("render")
             rendered: RenderResult = await workflow.execute_activity(
-                act.RENDER_VIDEO,
+                names.RENDER_VIDEO,
                 task.render,
                 task_queue=task.render_queue,
                 result_type=RenderResult,
@@ -221,13 +223,13 @@ class VideoTaskWorkflow:
                 heartbeat_timeout=timedelta(seconds=task.render_heartbeat_s),
                 retry_policy=RENDER_RETRY,
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                summary=attrs.render_summary(task.render) + (f" (host {attempt})" if attempt > 1 else ""),
+                summary=search_attributes.render_summary(task.render) + (f" (host {attempt})" if attempt > 1 else ""),
             )
-            self._tag(attrs.RENDER_HOST.value_set(rendered.host_queue))
+            self._tag(search_attributes.RENDER_HOST.value_set(rendered.host_queue))
             self._stage("upload")
             try:
                 outputs: list[StoredObject] = await workflow.execute_activity(
-                    act.UPLOAD_OUTPUTS,
+                    names.UPLOAD_OUTPUTS,
                     UploadInput(task_id=task.task_id, files=rendered.files),
                     task_queue=rendered.host_queue,
                     result_type=list[StoredObject],
@@ -250,9 +252,9 @@ class VideoTaskWorkflow:
         raise ApplicationError("render hosts kept disappearing before upload", type=errors.RENDER_FAILED)
 
     async def _succeed(self, hold: HoldInput, outputs: list[StoredObject], meta: RenderMeta) -> None:
-        await self._db(act.CAPTURE_CREDITS, hold, durable=True, summary=f"capture {hold.amount} credits")
+        await self._db(names.CAPTURE_CREDITS, hold, durable=True, summary=f"capture {hold.amount} credits")
         await self._db(
-            act.MARK_SUCCEEDED,
+            names.MARK_SUCCEEDED,
             MarkSucceeded(task_id=hold.task_id, outputs=outputs, render=meta, expires_at=self._retain_until()),
             summary=f"mark succeeded ({_files(len(outputs))})",
         )
@@ -287,7 +289,7 @@ class VideoTaskWorkflow:
 
     def _stage(self, stage: str) -> None:
         """Record the step being scheduled in the STAGE_MEMO, before input version 2; from 2 on the API
-        reads it from the search attributes (`attrs.stage`), and the memo's write is saved."""
+        reads it from the search attributes (`search_attributes.stage`), and the memo's write is saved."""
         if self._version < 2:
             workflow.upsert_memo({STAGE_MEMO: stage})
 
@@ -310,13 +312,17 @@ class VideoTaskWorkflow:
         """Return the hold (capture never happened on this path), then record the end state: a
         client that sees `failed`/`cancelled` also sees its credits back. Last, delete whatever an
         upload that failed part-way left in S3: nothing of such a task is ever served."""
-        await self._db(act.RELEASE_CREDITS, hold, summary=f"release {hold.amount} credits")
+        await self._db(names.RELEASE_CREDITS, hold, summary=f"release {hold.amount} credits")
         await self._db(
-            act.MARK_FAILED,
+            names.MARK_FAILED,
             MarkFailed(task_id=hold.task_id, status=final, error_code=code, error_message=errors.task_message(code)),
             summary=f"mark {final} ({code})",
         )
-        self._tag(attrs.STATUS.value_set(final), attrs.ERROR_CODE.value_set(code), attrs.CREDITS_CHARGED.value_set(0))
+        self._tag(
+            search_attributes.STATUS.value_set(final),
+            search_attributes.ERROR_CODE.value_set(code),
+            search_attributes.CREDITS_CHARGED.value_set(0),
+        )
         await self._release_slot()
         await announce(self._task.task_id, final, self._task.has_callback, self._task.webhook_queue)
         render = self._task.render
@@ -329,7 +335,7 @@ class VideoTaskWorkflow:
         if self._since(DISCARD_OUTPUTS_PATCH):  # workflows that settled before this step replay without it
             try:
                 await workflow.execute_activity(
-                    act.DISCARD_OUTPUTS,
+                    names.DISCARD_OUTPUTS,
                     hold.task_id,
                     start_to_close_timeout=DB_TIMEOUT,
                     retry_policy=DISCARD_RETRY,
@@ -391,11 +397,11 @@ def _failure(exc: ActivityError) -> tuple[str, str]:
     detail = f"{exc.activity_type}: {cause or exc}"
     if isinstance(cause, ApplicationError) and cause.type in KNOWN_CODES:
         return str(cause.type), detail
-    if exc.activity_type == act.UPLOAD_OUTPUTS:  # retried for minutes (UPLOAD_RETRY): the store stayed away
+    if exc.activity_type == names.UPLOAD_OUTPUTS:  # retried for minutes (UPLOAD_RETRY): the store stayed away
         return errors.UPLOAD_FAILED, detail
     if isinstance(cause, TimeoutError):
         return errors.TIMEOUT, f"{exc.activity_type} timed out ({cause.type.name if cause.type else 'unknown'})"
-    fallback = errors.RENDER_FAILED if exc.activity_type == act.RENDER_VIDEO else errors.INTERNAL_ERROR
+    fallback = errors.RENDER_FAILED if exc.activity_type == names.RENDER_VIDEO else errors.INTERNAL_ERROR
     return fallback, detail
 
 

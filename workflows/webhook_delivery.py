@@ -3,7 +3,7 @@
 Started for the task's workflows by `start_webhook_delivery` (its own workflow, so a cancelled or
 failed task can finish while its webhook keeps retrying), or by the API for a redelivery. Each
 attempt is one `deliver_webhook` activity on the plan's lane; this workflow decides when to try
-again (`sorapi.webhook_policy`), with jitter from the workflow's deterministic random.
+again (`sorapi.domain.webhook_policy`), with jitter from the workflow's deterministic random.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from sorapi import names
-    from sorapi import webhook_policy as policy
-    from sorapi.messages import DeliverWebhook, DeliveryOutcome, DeliveryReport, WebhookDeliveryInput
+    from sorapi.contracts import names
+    from sorapi.contracts.messages import DeliverWebhook, DeliveryOutcome, DeliveryReport, WebhookDeliveryInput
+    from sorapi.domain import webhook_policy
 
 ATTEMPT_TIMEOUT = timedelta(seconds=60)
 """One attempt: DNS, the 15 s HTTP budget and two small DB writes."""
@@ -35,12 +35,14 @@ class WebhookDeliveryWorkflow:
         first = workflow.now()
         delivery_id = workflow.info().workflow_id
         outcome = "failed"
-        for attempt in range(1, policy.MAX_ATTEMPTS + 1):
+        for attempt in range(1, webhook_policy.MAX_ATTEMPTS + 1):
             result = await self._attempt(arg, delivery_id, attempt)
             outcome = result.outcome
-            if outcome != "retry" or attempt == policy.MAX_ATTEMPTS:
+            if outcome != "retry" or attempt == webhook_policy.MAX_ATTEMPTS:
                 break
-            delay = policy.next_delay(attempt, workflow.now() - first, workflow.random().random(), result.retry_after_s)
+            delay = webhook_policy.next_delay(
+                attempt, workflow.now() - first, workflow.random().random(), result.retry_after_s
+            )
             await workflow.sleep(delay, summary=f"webhook retry {attempt + 1}")
         return DeliveryReport(event_id=arg.event_id, outcome=outcome, attempts=attempt)
 
@@ -51,7 +53,7 @@ class WebhookDeliveryWorkflow:
             event_id=arg.event_id,
             delivery_id=delivery_id,
             attempt=attempt,
-            max_attempts=policy.MAX_ATTEMPTS,
+            max_attempts=webhook_policy.MAX_ATTEMPTS,
             trigger=arg.trigger,
             progress=arg.progress,
         )
@@ -67,7 +69,7 @@ class WebhookDeliveryWorkflow:
             )
         except ActivityError as exc:
             workflow.logger.warning("webhook attempt %s could not run: %s", attempt, exc.cause or exc)
-            final = attempt == policy.MAX_ATTEMPTS
+            final = attempt == webhook_policy.MAX_ATTEMPTS
             return DeliveryOutcome(outcome="failed" if final else "retry", error=str(exc.cause or exc))
 
 
@@ -80,7 +82,7 @@ async def announce(task_id: str, event: str, has_callback: bool, lane: str) -> N
         return
     await workflow.execute_activity(
         names.START_WEBHOOK_DELIVERY,
-        WebhookDeliveryInput(task_id=task_id, event=event, event_id=policy.event_id(task_id, event), lane=lane),
+        WebhookDeliveryInput(task_id=task_id, event=event, event_id=webhook_policy.event_id(task_id, event), lane=lane),
         start_to_close_timeout=START_TIMEOUT,
         retry_policy=START_RETRY,
         summary=f"start webhook delivery: {event}",

@@ -14,8 +14,8 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from sorapi import names
-    from sorapi.messages import DeliveryReport, RedeliveryInput
+    from sorapi.contracts import names
+    from sorapi.contracts.messages import DeliveryReport, RedeliveryInput
 
 
 @workflow.defn(name=names.WEBHOOK_REDELIVERY_WORKFLOW)

@@ -22,10 +22,10 @@ from litestar.datastructures import CacheControlHeader
 from litestar.exceptions import NotFoundException
 from litestar.handlers import HTTPRouteHandler
 
-from api.state import Resources
-from sorapi import schemas, status
-from sorapi.catalog import Catalog
-from sorapi.resolutions import PRESETS
+from sorapi.api.state import Resources
+from sorapi.contracts import schemas, status
+from sorapi.domain.catalog import Catalog
+from sorapi.domain.resolutions import PRESETS
 
 STATIC = Path(__file__).parent / "static"
 ASSETS = ("console.js", "console.css")

@@ -34,13 +34,14 @@ import uvloop
 
 from bench.api import load
 from bench.api.cpu import CpuMeter, CpuReserved, pids_of
-from sorapi import names, servers
-from sorapi.catalog import get_catalog
-from sorapi.messages import VIDEO_TASK_VERSION, VideoTaskInput
-from sorapi.payload_codec import data_converter
-from sorapi.planning import plan, render_spec
-from sorapi.schemas import GenerateRequest
-from sorapi.settings import settings_from_env
+from sorapi.adapters.payload_codec import data_converter
+from sorapi.adapters.settings import settings_from_env
+from sorapi.cli import servers
+from sorapi.contracts import names
+from sorapi.contracts.messages import VIDEO_TASK_VERSION, VideoTaskInput
+from sorapi.contracts.schemas import GenerateRequest
+from sorapi.domain.catalog import get_catalog
+from sorapi.domain.planning import plan, render_spec
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 PAYLOAD = {
@@ -68,8 +69,8 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
 
 
 async def _accounts(database_url: str, count: int, plan_name: str) -> list[str]:
-    from sorapi.db.accounts import create_account, issue_api_key
-    from sorapi.db.engine import make_async_engine, make_sessionmaker
+    from sorapi.store.accounts import create_account, issue_api_key
+    from sorapi.store.engine import make_async_engine, make_sessionmaker
 
     engine = make_async_engine(database_url)
     keys = []
@@ -265,7 +266,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    from sorapi.db.migrate import upgrade
+    from sorapi.store.migrate import upgrade
     from tests.stack import create_pg_database, drop_pg_database, start_stack
 
     load_before = os.getloadavg()

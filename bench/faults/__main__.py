@@ -48,8 +48,9 @@ from temporalio.client import Client
 from bench.faults import checks, memory
 from bench.faults.load import PAYLOAD, Load, Probe, pause
 from bench.faults.stack import FaultStack, start_stack
-from sorapi import names, storage
-from sorapi.db.engine import make_async_engine, make_sessionmaker
+from sorapi.adapters import storage
+from sorapi.contracts import names
+from sorapi.store.engine import make_async_engine, make_sessionmaker
 from tests.stack import make_account
 from tests.webhook_receiver import Receiver
 
@@ -136,7 +137,7 @@ async def executing_now(run: Run, account_ids: list[str], activity: str, timeout
     """A task whose `activity` the render worker is executing right now (STARTED on its pid)."""
     from sqlalchemy import select
 
-    from sorapi.db.models import Task
+    from sorapi.store.models import Task
 
     pid = run.stack.components["render"].pid
     deadline = time.monotonic() + timeout_s
@@ -384,7 +385,7 @@ async def memory_phase(run: Run) -> dict[str, Any]:
 async def statuses(run: Run, task_ids: list[str]) -> dict[str, str]:
     from sqlalchemy import select
 
-    from sorapi.db.models import Task
+    from sorapi.store.models import Task
 
     async with run.sessions() as session:
         return dict((await session.execute(select(Task.id, Task.status).where(Task.id.in_(task_ids)))).all())

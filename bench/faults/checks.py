@@ -24,10 +24,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from sorapi import status
-from sorapi.db.ledger import CAPTURE, RELEASE, RESERVE, fold
-from sorapi.db.models import Account, LedgerEntry, Task, WebhookDelivery
-from sorapi.webhook_policy import event_id
+from sorapi.contracts import status
+from sorapi.domain.webhook_policy import event_id
+from sorapi.store.ledger import CAPTURE, RELEASE, RESERVE, fold
+from sorapi.store.models import Account, LedgerEntry, Task, WebhookDelivery
 from tests.webhook_receiver import Received
 
 LIVE = (status.QUEUED, status.RUNNING)

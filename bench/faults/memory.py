@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bench.faults.load import PAYLOAD
-from sorapi import status
-from sorapi.db.models import Task
+from sorapi.contracts import status
+from sorapi.store.models import Task
 
 LIMIT = 1.10
 """The later reading may be at most 10% above the earlier one."""

@@ -2,7 +2,7 @@
 
 `sorapi dev` supervises its children as one group and stops everything when one dies; a fault
 suite needs the opposite: each component on its own, killed, stopped and started again on the
-same ports and the same data. The servers come from `sorapi.servers` (the same functions, ports
+same ports and the same data. The servers come from `sorapi.cli.servers` (the same functions, ports
 picked free once and kept); a restart runs the very command line of the first start again, with
 its environment, working directory and user, and waits as the first start did.
 """
@@ -18,9 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sorapi import secret_policy, servers
-from sorapi.dev import _ensure_bucket, _settings_env
-from sorapi.settings import Settings
+from sorapi.adapters import secret_policy
+from sorapi.adapters.settings import Settings
+from sorapi.cli import servers
+from sorapi.cli.dev import _ensure_bucket, _settings_env
 
 UNLIMITED = {
     "rate_generate_per_min": 1e9,
@@ -177,7 +178,7 @@ def start_stack(root: Path, *, dev_steps: int, step_delay_s: float = 0.0) -> Fau
             user=servers._unprivileged_user(),
         )
         servers.create_database(servers.postgres_url(ports["postgres"]), "sorapi")
-        from sorapi.db.migrate import upgrade
+        from sorapi.store.migrate import upgrade
 
         upgrade(settings.resolved_database_url)
         proc = servers.start_valkey(data / "valkey", ports["valkey"], log_path=logs / "valkey.log")

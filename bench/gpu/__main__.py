@@ -3,7 +3,7 @@
     SORAPI_MODEL_DIR=/models python -m bench.gpu [--model sora-2-latest] [--resolution 1280x720]
         [--duration 8] [--profiles quality,balanced,fast] [--repeats 1] [--device cuda:0]
 
-The request is planned by the API's own code (`sorapi.planning`), so each profile renders the steps,
+The request is planned by the API's own code (`sorapi.domain.planning`), so each profile renders the steps,
 the cache and the compilation a task of that profile gets; the pipeline loads as the render worker
 loads it (SORAPI_RENDER_* honoured). Per profile: the denoise + decode seconds (CUDA-synchronised),
 seconds per second of video, transformer forward passes and the blocks that computed, peak GPU
@@ -65,9 +65,9 @@ def refusal(device: str, model_dir: str) -> str | None:
 def _render(pipe: Any, spec: Any, settings: Any, device: str) -> dict[str, Any]:
     import torch
 
-    from activities.pipelines import peak_gpu_memory, reset_peak_memory, run_pipeline
-    from activities.render import effective_render, spec_arguments
-    from activities.speed import count_passes, speed_effects
+    from sorapi.activities.pipelines import peak_gpu_memory, reset_peak_memory, run_pipeline
+    from sorapi.activities.render import effective_render, spec_arguments
+    from sorapi.activities.speed import count_passes, speed_effects
 
     shape = effective_render(spec, settings, dev_model=False)
     reset_peak_memory(device)
@@ -93,9 +93,9 @@ def _render(pipe: Any, spec: Any, settings: Any, device: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
-    from activities.pipelines import load_pipeline
     from bench.request import request_spec
-    from sorapi.families import canonical_dtype
+    from sorapi.activities.pipelines import load_pipeline
+    from sorapi.domain.families import canonical_dtype
 
     specs = {name: request_spec(PROMPT, args, f"gpu-{name}", speed=name) for name in args.profiles.split(",")}
     first = next(iter(specs.values()))
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from sorapi.settings import settings_from_env
+    from sorapi.adapters.settings import settings_from_env
 
     settings = settings_from_env()
     problem = refusal(args.device, settings.model_dir)

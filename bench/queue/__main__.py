@@ -46,7 +46,7 @@ the largest line "costs no more" than the smallest if it is within this of it.""
 
 async def measure(stack: Any, args: argparse.Namespace) -> dict[str, Any]:
 
-    from sorapi.db.engine import make_async_engine, make_sessionmaker
+    from sorapi.store.engine import make_async_engine, make_sessionmaker
 
     processes = stack_processes(stack.proc.pid)
     metrics_port = flag(processes["temporal"], "--metrics-port")
@@ -276,7 +276,7 @@ def main() -> int:
     args.waiting = sorted(int(n) for n in args.waiting.split(",") if n)
     args.drain_tasks, args.drain_accounts = (int(x) for x in args.drain.split(":"))
 
-    from sorapi.db.migrate import upgrade
+    from sorapi.store.migrate import upgrade
     from tests.stack import create_pg_database, drop_pg_database, start_stack
 
     load_before = os.getloadavg()

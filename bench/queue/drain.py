@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bench.api.cpu import TICKS, process_ticks, tree_of
 from bench.queue import tasks
-from sorapi.catalog import get_catalog
-from sorapi.db.ledger import CAPTURE
-from sorapi.db.models import Account, LedgerEntry, Task
+from sorapi.domain.catalog import get_catalog
+from sorapi.store.ledger import CAPTURE
+from sorapi.store.models import Account, LedgerEntry, Task
 
 PLANS = ("free", "pro", "scale")
 

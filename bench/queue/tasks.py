@@ -9,8 +9,8 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sorapi import status
-from sorapi.db.models import Task
+from sorapi.contracts import status
+from sorapi.store.models import Task
 from tests.stack import make_account
 
 PAYLOAD = {

@@ -33,11 +33,12 @@ from temporalio.client import Client
 from temporalio.worker import Worker, WorkflowRunner
 
 from bench.queue import noop, tasks
-from sorapi import names, servers, status
-from sorapi.db.models import Task
-from sorapi.messages import RenderMeta, RenderResult, RenderSpec, StoredObject, UploadInput
-from sorapi.settings import settings_from_env
-from workers.orchestrator import workflow_runner
+from sorapi.adapters.settings import settings_from_env
+from sorapi.cli import servers
+from sorapi.contracts import names, status
+from sorapi.contracts.messages import RenderMeta, RenderResult, RenderSpec, StoredObject, UploadInput
+from sorapi.store.models import Task
+from sorapi.workers.orchestrator import workflow_runner
 
 
 class NoopRenderHost:

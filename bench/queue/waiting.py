@@ -30,9 +30,9 @@ from temporalio.service import RPCError
 from bench.api import load
 from bench.api.cpu import CpuMeter
 from bench.queue import tasks
-from sorapi import names
-from sorapi.ids import slot_gate_workflow_id
-from sorapi.messages import GateState, SweepResult
+from sorapi.contracts import names
+from sorapi.contracts.messages import GateState, SweepResult
+from sorapi.domain.ids import slot_gate_workflow_id
 
 MEASURED = ("orchestrator", "temporal", "postgres", "api")
 QUIET_S = 20.0

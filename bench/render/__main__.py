@@ -42,21 +42,22 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.encode import encode_mp4, encode_webm, write_thumbnail
-from activities.pipelines import load_pipeline, run_pipeline, set_cpu_threads
-from activities.render import RenderActivities, effective_render, spec_arguments
 from bench.render.profiles import print_table, profile_benchmark
 from bench.render.workflow import BENCH_WORKFLOW, BenchRenderTask, BenchTaskInput
 from bench.request import request_spec as planned_spec
-from sorapi import names, servers
-from sorapi.converter import DATA_CONVERTER
-from sorapi.families import canonical_dtype
-from sorapi.logs import configure_logging
-from sorapi.messages import RenderMeta, RenderSpec
-from sorapi.settings import Settings, settings_from_env
-from sorapi.speed import SPEEDS
-from workers.orchestrator import sandbox_runner
-from workers.render import create_workers, make_render_activities
+from sorapi.activities.encode import encode_mp4, encode_webm, write_thumbnail
+from sorapi.activities.pipelines import load_pipeline, run_pipeline, set_cpu_threads
+from sorapi.activities.render import RenderActivities, effective_render, spec_arguments
+from sorapi.adapters.converter import DATA_CONVERTER
+from sorapi.adapters.logs import configure_logging
+from sorapi.adapters.settings import Settings, settings_from_env
+from sorapi.cli import servers
+from sorapi.contracts import names
+from sorapi.contracts.messages import RenderMeta, RenderSpec
+from sorapi.domain.families import canonical_dtype
+from sorapi.domain.speed import SPEEDS
+from sorapi.workers.orchestrator import sandbox_runner
+from sorapi.workers.render import create_workers, make_render_activities
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 PROMPT = "A neon-lit city skyline at dusk with flying cars and dynamic lighting"

@@ -15,12 +15,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from activities.pipelines import run_pipeline
-from activities.render import effective_render, spec_arguments
-from activities.speed import count_passes, speed_effects
-from sorapi.messages import RenderSpec
-from sorapi.settings import Settings
-from sorapi.speed import SPEEDS
+from sorapi.activities.pipelines import run_pipeline
+from sorapi.activities.render import effective_render, spec_arguments
+from sorapi.activities.speed import count_passes, speed_effects
+from sorapi.adapters.settings import Settings
+from sorapi.contracts.messages import RenderSpec
+from sorapi.domain.speed import SPEEDS
 
 FAST_PASS_LIMIT = 0.60
 """`fast` runs at most this share of `quality`'s transformer forward passes."""

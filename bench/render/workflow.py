@@ -12,8 +12,8 @@ import msgspec
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from sorapi import names
-    from sorapi.messages import RenderMeta, RenderResult, RenderSpec, StoredObject, UploadInput
+    from sorapi.contracts import names
+    from sorapi.contracts.messages import RenderMeta, RenderResult, RenderSpec, StoredObject, UploadInput
 
 BENCH_WORKFLOW = "BenchRenderTask"
 

@@ -64,8 +64,8 @@ def _record_at(ref: str, prefix: str) -> int:
 async def record_all(out: Path, prefix: str) -> None:
     from temporalio.testing import WorkflowEnvironment
 
-    from sorapi import servers
-    from sorapi.converter import DATA_CONVERTER
+    from sorapi.adapters.converter import DATA_CONVERTER
+    from sorapi.cli import servers
 
     for name, scenario in _scenarios().items():  # a server each: one scenario's leftovers never stop time
         async with await WorkflowEnvironment.start_time_skipping(
@@ -80,14 +80,14 @@ async def record_all(out: Path, prefix: str) -> None:
 async def _register_search_attributes(client: Any) -> None:
     """The search attributes the workflows upsert (an older commit's upsert none, and lack the module)."""
     try:
-        from sorapi.search_attributes import register
+        from sorapi.adapters.search_attributes import register
     except ImportError:
         return
     await register(client)
 
 
 def _scenarios() -> dict[str, Callable[[Any], Awaitable[Any]]]:
-    from sorapi import names
+    from sorapi.contracts import names
 
     found = {"video_task_succeeded": _video_task_succeeded, "video_task_render_failed": _video_task_render_failed}
     if hasattr(names, "SLOT_GATE_WORKFLOW"):
@@ -100,7 +100,7 @@ def _fakes(render: Callable[..., Any] | None = None) -> list[Any]:
     """Every orchestration and render activity, faked under its real name."""
     from temporalio import activity
 
-    from sorapi import messages, names
+    from sorapi.contracts import messages, names
 
     def fake(name: str, result: Any) -> Any:
         @activity.defn(name=name)
@@ -158,7 +158,7 @@ def _fakes(render: Callable[..., Any] | None = None) -> list[Any]:
 def _request_slot() -> Any:
     from temporalio import activity
 
-    from sorapi import names
+    from sorapi.contracts import names
 
     @activity.defn(name="request_slot")
     async def request_slot(req: Any) -> bool:
@@ -173,8 +173,8 @@ def _request_slot() -> Any:
 async def _run_video_task(env: Any, task_id: str, *, render: Any = None, max_queue_s: int = 0) -> Any:
     from temporalio.worker import Worker
 
-    from sorapi import messages, names
-    from workers.orchestrator import WORKFLOWS, sandbox_runner
+    from sorapi.contracts import messages, names
+    from sorapi.workers.orchestrator import WORKFLOWS, sandbox_runner
 
     spec = messages.RenderSpec(
         task_id=task_id,
@@ -237,8 +237,8 @@ async def _slot_gate(env: Any) -> Any:
     """A gate that grants two tasks whose workflows are gone: both grants fail and are settled."""
     from temporalio.worker import Worker
 
-    from sorapi import messages, names
-    from workers.orchestrator import WORKFLOWS, sandbox_runner
+    from sorapi.contracts import messages, names
+    from sorapi.workers.orchestrator import WORKFLOWS, sandbox_runner
 
     queue, gate_id = f"recorder-{uuid.uuid4().hex}", f"slot-gate-recorder-{uuid.uuid4().hex[:8]}"
     async with Worker(
@@ -261,8 +261,8 @@ async def _slot_gate(env: Any) -> Any:
 
 
 async def _webhook_delivery(env: Any) -> Any:
-    from sorapi import messages, names
-    from sorapi import webhook_policy as policy
+    from sorapi.contracts import messages, names
+    from sorapi.domain import webhook_policy
 
     return await _run_to_end(
         env,
@@ -270,14 +270,14 @@ async def _webhook_delivery(env: Any) -> Any:
         lambda queue: messages.WebhookDeliveryInput(
             task_id="sora2recorded",
             event="succeeded",
-            event_id=policy.event_id("sora2recorded", "succeeded"),
+            event_id=webhook_policy.event_id("sora2recorded", "succeeded"),
             lane=queue,
         ),
     )
 
 
 async def _task_retention(env: Any) -> Any:
-    from sorapi import messages, names
+    from sorapi.contracts import messages, names
 
     expires_at = await env.get_current_time() + timedelta(hours=24)
     return await _run_to_end(
@@ -293,7 +293,7 @@ async def _run_to_end(env: Any, workflow: str, make_arg: Callable[[str], Any]) -
     """Run one workflow to its end on a queue of its own, every activity faked; return its history."""
     from temporalio.worker import Worker
 
-    from workers.orchestrator import WORKFLOWS, sandbox_runner
+    from sorapi.workers.orchestrator import WORKFLOWS, sandbox_runner
 
     queue = f"recorder-{uuid.uuid4().hex}"
     async with Worker(
