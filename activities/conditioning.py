@@ -107,7 +107,8 @@ def conditioned(
     video: list[Image.Image] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """(the pipeline to call, the conditioning arguments of the call); `pipe` itself for text-to-video.
-    `video`: an extension's source frames, a condition from frame 0 (`activities.stitching`)."""
+    `video`: an extension's source frames, a condition from frame 0 (`activities.stitching`).
+    """
     if video is not None:
         if not isinstance(pipe, LTXPipeline) or not frame_conditions:
             raise ValueError(f"{type(pipe).__name__} cannot extend a clip: it needs LTX-Video frame conditioning")

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import structlog
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import aliased
 from temporalio import activity
 
-from sorapi.contracts import names, status
+from sorapi.contracts import names
 from sorapi.contracts.messages import RefreshBatch, RefreshBatchResult
 from sorapi.domain.catalog import Catalog, get_catalog
 from sorapi.store import ledger
-from sorapi.store.models import Account, LedgerEntry, Task
 
 SWEEP_LIMIT = 500
 
@@ -29,16 +26,7 @@ class CreditRefreshActivities:
         """Refresh each account of the batch in its own transaction; repeats change nothing."""
         monthly = [name for name, plan in self._catalog.plans.items() if plan.included_credits > 0]
         async with self._sessions() as session:
-            ids = list(
-                (
-                    await session.scalars(
-                        select(Account.id)
-                        .where(Account.plan.in_(monthly), Account.id > batch.after_account_id)
-                        .order_by(Account.id)
-                        .limit(batch.limit)
-                    )
-                ).all()
-            )
+            ids = await ledger.accounts_on(session, monthly, after=batch.after_account_id, limit=batch.limit)
         refreshed = granted = expired = 0
         for account_id in ids:
             async with self._sessions.begin() as session:
@@ -66,25 +54,10 @@ class CreditRefreshActivities:
     @activity.defn(name=names.RELEASE_EXPIRED_HOLDS)
     async def release_expired_holds(self, _: RefreshBatch) -> int:
         """Return holds still open on tasks that already ended (their workflow stopped between marking
-        the task and releasing, e.g. terminated by an operator). Idempotent like every release."""
-        resolved = aliased(LedgerEntry)
+        the task and releasing, e.g. terminated by an operator). Idempotent like every release.
+        """
         async with self._sessions() as session:
-            rows = (
-                await session.execute(
-                    select(LedgerEntry.account_id, Task.id)
-                    .join(Task, Task.id == LedgerEntry.task_id)
-                    .outerjoin(
-                        resolved,
-                        (resolved.task_id == LedgerEntry.task_id) & resolved.kind.in_((ledger.CAPTURE, ledger.RELEASE)),
-                    )
-                    .where(
-                        LedgerEntry.kind == ledger.RESERVE,
-                        resolved.id.is_(None),
-                        Task.status.in_((status.FAILED, status.CANCELLED, status.EXPIRED)),
-                    )
-                    .limit(SWEEP_LIMIT)
-                )
-            ).all()
+            rows = await ledger.holds_of_ended_tasks(session, limit=SWEEP_LIMIT)
         released = 0
         for account_id, task_id in rows:
             async with self._sessions.begin() as session:

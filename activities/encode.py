@@ -105,7 +105,8 @@ def _mux_audio(container: Any, stream: Any, audio: Soundtrack, seconds: float) -
     """Encode ``audio`` into ``stream``, lasting ``seconds`` (the video's duration).
 
     PyAV's encoder resamples the one input frame to its own rate and sample format and cuts it
-    into the codec's frame size (1024 samples for AAC, 960 for Opus)."""
+    into the codec's frame size (1024 samples for AAC, 960 for Opus).
+    """
     samples = _fit_to(_check_soundtrack(audio), round(seconds * audio.sample_rate))
     frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout=stream.layout.name)
     frame.sample_rate = audio.sample_rate
@@ -140,7 +141,8 @@ def _encode_video(
     audio: Soundtrack | None = None,
 ) -> tuple[int, int]:
     """Encode RGB frames as yuv420p with ``codec`` (and ``audio`` as the container's audio codec);
-    returns the encoded (width, height)."""
+    returns the encoded (width, height).
+    """
     frames = _even(_check_frames(frames))
     _check_fps(fps)
     if audio is not None:
@@ -186,7 +188,8 @@ def _describe(
 
 def encode_mp4(frames: np.ndarray, fps: int, path: pathlib.Path, audio: Soundtrack | None = None) -> EncodedFile:
     """H.264/yuv420p MP4 with the moov atom first (+faststart) so players can start streaming
-    before the download finishes. Odd sizes are padded by one pixel. ``audio`` becomes an AAC track."""
+    before the download finishes. Odd sizes are padded by one pixel. ``audio`` becomes an AAC track.
+    """
     width, height = _encode_video(
         frames,
         fps,

@@ -34,7 +34,8 @@ class LedgerActivities:
     @activity.defn(name=names.CAPTURE_CREDITS)
     async def capture_credits(self, hold: HoldInput) -> int:
         """Charge the hold. A conflict (the hold was released meanwhile, e.g. by the API giving up on the
-        task) is permanent: it fails at once with a stable code instead of retrying for ever."""
+        task) is permanent: it fails at once with a stable code instead of retrying for ever.
+        """
         try:
             async with self._sessions.begin() as session:
                 charged = await ledger.capture(session, hold.account_id, hold.task_id)

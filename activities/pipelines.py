@@ -1,10 +1,10 @@
 """Diffusers pipeline construction and execution for the render workers.
 
 This is the only module that imports torch/diffusers; the API and the workflows never import it,
-so they stay light. Three families are supported: Wan (2.1/2.2 ``WanPipeline``), LTX-Video
-(``LTXPipeline``) and LTX-2 (``LTX2Pipeline``, video with audio: see ``activities.ltx2``). Without
-weights, a tiny random-weight pipeline of the same family is built in code so the whole stack
-runs offline on a CPU in seconds.
+so they stay light. What differs between the families (Wan, LTX-Video, LTX-2 with its soundtrack) lives
+in one module each, ``activities/families/``; this module is what they share. Without weights, a tiny
+random-weight pipeline of the same family is built in code so the whole stack runs offline on a CPU in
+seconds.
 """
 
 from __future__ import annotations
@@ -17,20 +17,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from diffusers import (
-    AutoencoderKLLTXVideo,
-    AutoencoderKLWan,
-    FlowMatchEulerDiscreteScheduler,
-    LTX2Pipeline,
-    LTXPipeline,
-    LTXVideoTransformer3DModel,
-    WanPipeline,
-    WanTransformer3DModel,
-)
 from PIL import Image
-from transformers import ByT5Tokenizer, T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
 
-from sorapi.activities import ltx2
+from sorapi.activities import families
 from sorapi.activities.conditioning import conditioned
 from sorapi.activities.encode import Soundtrack
 from sorapi.activities.speed import speed_profile
@@ -69,100 +58,10 @@ _LOCKS_GUARD = threading.Lock()
 # ---------------------------------------------------------------------------------------------
 
 
-def _tiny_text_encoder(family: str, seed: int, vocab_size: int) -> torch.nn.Module:
-    """A 2-layer (U)MT5 encoder with d_model 32, the width the tiny transformers expect."""
-    config_cls: Any = UMT5Config if family == "wan" else T5Config
-    model_cls: Any = UMT5EncoderModel if family == "wan" else T5EncoderModel
-    config = config_cls(
-        vocab_size=vocab_size,
-        d_model=32,
-        d_kv=8,
-        d_ff=37,
-        num_layers=2,
-        num_heads=4,
-        relative_attention_num_buckets=8,
-        dropout_rate=0.0,
-    )
-    torch.manual_seed(seed)
-    return model_cls(config)
-
-
-def _tiny_wan(seed: int) -> WanPipeline:
-    """Wan 2.1 architecture at toy width: 8x spatial / 4x temporal VAE, patch (1, 2, 2)."""
-    torch.manual_seed(seed)
-    transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=12,
-        in_channels=16,
-        out_channels=16,
-        text_dim=32,
-        freq_dim=256,
-        ffn_dim=32,
-        num_layers=2,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32,
-    )
-    torch.manual_seed(seed)
-    vae = AutoencoderKLWan(
-        base_dim=3,
-        z_dim=16,
-        dim_mult=[1, 1, 1, 1],
-        num_res_blocks=1,
-        temperal_downsample=[False, True, True],
-    )
-    tokenizer = ByT5Tokenizer()
-    return WanPipeline(
-        tokenizer=tokenizer,
-        text_encoder=_tiny_text_encoder("wan", seed, len(tokenizer)),
-        transformer=transformer,
-        vae=vae,
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
-    )
-
-
-def _tiny_ltx(seed: int) -> LTXPipeline:
-    """LTX-Video architecture at toy width, keeping the real 32x spatial / 8x temporal VAE ratios."""
-    torch.manual_seed(seed)
-    transformer = LTXVideoTransformer3DModel(
-        in_channels=8,
-        out_channels=8,
-        patch_size=1,
-        patch_size_t=1,
-        num_attention_heads=2,
-        attention_head_dim=8,
-        cross_attention_dim=16,
-        num_layers=1,
-        caption_channels=32,
-    )
-    torch.manual_seed(seed)
-    vae = AutoencoderKLLTXVideo(
-        latent_channels=8,
-        block_out_channels=(8, 8, 8, 8),
-        decoder_block_out_channels=(8, 8, 8, 8),
-        layers_per_block=(1, 1, 1, 1, 1),
-        decoder_layers_per_block=(1, 1, 1, 1, 1),
-        spatio_temporal_scaling=(True, True, True, False),
-        decoder_spatio_temporal_scaling=(True, True, True, False),
-        patch_size=4,
-        patch_size_t=1,
-        encoder_causal=True,
-        decoder_causal=False,
-    )
-    tokenizer = ByT5Tokenizer()
-    return LTXPipeline(
-        tokenizer=tokenizer,
-        text_encoder=_tiny_text_encoder("ltx", seed, len(tokenizer)),
-        transformer=transformer,
-        vae=vae,
-        scheduler=FlowMatchEulerDiscreteScheduler(),
-    )
-
-
 def _eval_mode(pipe: Pipeline) -> None:
     """Put every module in eval mode: modules built in code start in training mode, and the
-    text encoder's dropout would then make the same seed render different videos."""
+    text encoder's dropout would then make the same seed render different videos.
+    """
     for component in pipe.components.values():
         if isinstance(component, torch.nn.Module):
             component.eval()
@@ -174,7 +73,7 @@ def build_tiny_pipeline(family: str, seed: int = 0) -> Pipeline:
     ByT5's byte-level tokenizer needs no vocabulary file, so any language tokenizes offline.
     """
     family_rule(family)
-    pipe: Pipeline = {"wan": _tiny_wan, "ltx": _tiny_ltx, "ltx2": ltx2.tiny_ltx2}[family](seed)
+    pipe: Pipeline = families.module_of(family).tiny(seed)
     _eval_mode(pipe)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to("cpu")
@@ -183,19 +82,6 @@ def build_tiny_pipeline(family: str, seed: int = 0) -> Pipeline:
 def _torch_dtype(dtype: str) -> torch.dtype:
     """Map a settings/catalog string (bf16, float16, ...) to a torch dtype, rejecting typos early."""
     return _DTYPES[canonical_dtype(dtype)]
-
-
-def _from_pretrained(family: str, weights_dir: str, dtype: torch.dtype) -> Pipeline:
-    """Load a diffusers-format directory strictly offline.
-
-    Wan's VAE stays float32 whatever the pipeline dtype: it is small and degrades in half precision.
-    """
-    if family == "wan":
-        vae = AutoencoderKLWan.from_pretrained(weights_dir, subfolder="vae", dtype=torch.float32, local_files_only=True)
-        return WanPipeline.from_pretrained(weights_dir, vae=vae, dtype=dtype, local_files_only=True)
-    if family == "ltx2":
-        return LTX2Pipeline.from_pretrained(weights_dir, dtype=dtype, local_files_only=True)
-    return LTXPipeline.from_pretrained(weights_dir, dtype=dtype, local_files_only=True)
 
 
 def _check_attention_backend(name: str) -> str:
@@ -236,7 +122,7 @@ def load_pipeline(
     if weights_dir is None:
         pipe = build_tiny_pipeline(family)
     else:
-        pipe = _from_pretrained(family, weights_dir, torch_dtype)
+        pipe = families.module_of(family).from_pretrained(weights_dir, torch_dtype)
         _eval_mode(pipe)
         pipe.set_progress_bar_config(disable=True)
     if backend:
@@ -279,7 +165,8 @@ def device_available(device: str) -> bool:
 
 def set_cpu_threads(device: str, threads: int, dev_models: bool) -> int:
     """Intra-op threads for renders on the CPU (SORAPI_RENDER_CPU_THREADS; 0: one for the tiny dev
-    models, torch's default for real weights). Returns the number in force."""
+    models, torch's default for real weights). Returns the number in force.
+    """
     if device == "cpu" and (threads or dev_models):
         torch.set_num_threads(threads or 1)
     return torch.get_num_threads()
@@ -290,32 +177,15 @@ def set_cpu_threads(device: str, threads: int, dev_models: bool) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def family_of(pipe: Pipeline) -> str:
-    """Family of a pipeline object (by class), so run_pipeline needs no extra argument."""
-    if isinstance(pipe, WanPipeline):
-        return "wan"
-    if isinstance(pipe, LTXPipeline):
-        return "ltx"
-    if isinstance(pipe, LTX2Pipeline):
-        return "ltx2"
-    raise ValueError(f"unsupported pipeline class {type(pipe).__name__}")
-
-
 def _constraints(pipe: Pipeline) -> tuple[str, int, int]:
     """(family, size multiple, frame step) of this pipeline.
 
     The family rule is a floor; a checkpoint with a coarser VAE (e.g. Wan 2.2 TI2V-5B, 16x
     spatial) raises it, so the pipeline never silently resizes the request.
     """
-    family = family_of(pipe)
+    family = families.family_of(pipe)
     rule = FAMILIES[family]
-    if family == "wan":
-        transformer = pipe.transformer if pipe.transformer is not None else pipe.transformer_2
-        spatial = pipe.vae_scale_factor_spatial * transformer.config.patch_size[1]
-        temporal = pipe.vae_scale_factor_temporal
-    else:
-        spatial = pipe.vae_spatial_compression_ratio * pipe.transformer_spatial_patch_size
-        temporal = pipe.vae_temporal_compression_ratio
+    spatial, temporal = families.module_of(family).compression(pipe)
     return family, math.lcm(rule.size_multiple, spatial), math.lcm(rule.frame_step, temporal)
 
 
@@ -434,9 +304,8 @@ def render_clip(
         seed=seed,
     )
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    extra = {"frame_rate": fps} if fps and isinstance(pipe, LTXPipeline) else {}
-    if isinstance(pipe, LTX2Pipeline):
-        extra = ltx2.call_kwargs(pipe, fps)
+    family = families.module_of(families.family_of(pipe))
+    extra = family.call_kwargs(pipe, fps)
     caller, conditions = conditioned(
         pipe,
         image=image,
@@ -466,9 +335,7 @@ def render_clip(
             raise RenderInterrupted(str(stop)) from None
     if getattr(caller, "_interrupt", False):
         raise RenderInterrupted("render interrupted")
-    audio = getattr(result, "audio", None)
-    soundtrack = Soundtrack(ltx2.waveform(audio), ltx2.sample_rate(pipe)) if audio is not None else None
-    return Clip(_to_uint8(result.frames), soundtrack)
+    return Clip(_to_uint8(result.frames), family.soundtrack(pipe, result))
 
 
 def reset_peak_memory(device: str) -> None:

@@ -94,7 +94,8 @@ class GateActivities:
     @activity.defn(name=names.MARK_RUNNING)
     async def mark_running(self, task_id: str) -> bool:
         """The task holds a slot now: `queued` → `running`, then its `running` webhook if it asked
-        for one (a retry finds the row moved and the delivery started). False if it ended meanwhile."""
+        for one (a retry finds the row moved and the delivery started). False if it ended meanwhile.
+        """
         async with self._sessions.begin() as session:
             task = await task_rows.transition(session, task_id, status.RUNNING)
             wanted = task is not None and webhook_events.wants(task.request, status.RUNNING)
@@ -155,7 +156,8 @@ async def settle_orphan(
     task_queue: str,
 ) -> str | None:
     """Fail a queued or running task whose workflow is gone, return its hold and start its `failed`
-    webhook; the task's account id, or None if the task had already ended."""
+    webhook; the task's account id, or None if the task had already ended.
+    """
     async with sessions.begin() as session:
         task = await slots.fail_orphan(session, task_id)
         if task is None:

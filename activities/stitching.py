@@ -29,7 +29,8 @@ def overlap(family: str) -> int:
 
 def read_source(s3: Minio, bucket: str, key: str, width: int, height: int) -> np.ndarray:
     """The source video's frames as uint8 (F, H, W, 3) at `width`×`height` (fitted if it was rendered
-    at another size, e.g. by another kind of host)."""
+    at another size, e.g. by another kind of host).
+    """
     with av.open(io.BytesIO(storage.read_object(s3, bucket, key)), mode="r") as container:
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
     if not frames:
@@ -46,7 +47,8 @@ def conditioning_frames(source: np.ndarray, family: str) -> list[Image.Image]:
 
 def frames_to_render(added_frames: int, family: str) -> int:
     """Frames of the conditioned render for `added_frames` (a family-valid count, k×step+1): the overlap
-    and the new ones, itself a valid count (LTX: 9 + 8k)."""
+    and the new ones, itself a valid count (LTX: 9 + 8k).
+    """
     return added_frames + overlap(family) - 1
 
 

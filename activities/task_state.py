@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import msgspec
 import structlog
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
@@ -12,7 +11,7 @@ from sorapi.adapters import metrics
 from sorapi.contracts import names, status
 from sorapi.contracts.messages import MarkFailed, MarkSucceeded
 from sorapi.store import task_rows
-from sorapi.store.models import Account, Task
+from sorapi.store.models import Task
 
 log = structlog.get_logger()
 
@@ -24,7 +23,7 @@ class TaskStateActivities:
     @activity.defn(name=names.MARK_SUCCEEDED)
     async def mark_succeeded(self, arg: MarkSucceeded) -> bool:
         async with self._sessions.begin() as session:
-            await _record_milestones(session, arg)
+            await task_rows.record_milestones(session, arg.task_id, arg.render, arg.outputs)
             moved = await task_rows.transition(
                 session,
                 arg.task_id,
@@ -34,7 +33,7 @@ class TaskStateActivities:
                 render=msgspec.to_builtins(arg.render),
                 expires_at=arg.expires_at,
             )
-            plan = await _plan_of(session, moved)
+            plan = await task_rows.plan_of(session, moved)
         if moved is not None:
             metrics.TASKS_FINISHED.labels(plan, _model_of(moved), status.SUCCEEDED, "").inc()
         log.info("task succeeded", task_id=arg.task_id, outputs=[o.key for o in arg.outputs])
@@ -46,47 +45,12 @@ class TaskStateActivities:
             moved = await task_rows.transition(
                 session, arg.task_id, arg.status, error_code=arg.error_code, error_message=arg.error_message
             )
-            plan = await _plan_of(session, moved)
+            plan = await task_rows.plan_of(session, moved)
         if moved is not None:
             metrics.TASKS_FINISHED.labels(plan, _model_of(moved), arg.status, arg.error_code).inc()
         log.warning("task ended", task_id=arg.task_id, status=arg.status, error_code=arg.error_code)
         return moved is not None
 
 
-async def _plan_of(session: AsyncSession, task: Task | None) -> str:
-    """The plan label of a finished task: its account's (the row is already in the session's map)."""
-    account = await session.get(Account, task.account_id) if task is not None else None
-    return account.plan if account is not None else ""
-
-
 def _model_of(task: Task) -> str:
     return str(task.request.get("model_version", ""))
-
-
-async def _record_milestones(session: AsyncSession, arg: MarkSucceeded) -> None:
-    """History entries for the render and upload milestones (once, even if this activity retries)."""
-    task = (await session.execute(select(Task).where(Task.id == arg.task_id).with_for_update())).scalar_one_or_none()
-    if task is None or task.status != status.RUNNING:
-        return
-    meta = arg.render
-    task_rows.add_event(
-        session,
-        arg.task_id,
-        "rendered",
-        {
-            "width": meta.width,
-            "height": meta.height,
-            "frames": meta.num_frames,
-            "fps": meta.fps,
-            "steps": meta.steps,
-            "load_s": meta.load_s,
-            "denoise_s": meta.denoise_s,
-            "encode_s": meta.encode_s,
-        },
-    )
-    task_rows.add_event(
-        session,
-        arg.task_id,
-        "uploaded",
-        {"outputs": [{"format": o.format, "size_bytes": o.size_bytes} for o in arg.outputs]},
-    )

@@ -155,7 +155,8 @@ class AdminController(Controller):
         self, account_id: str, data: PlanChange, resources: Resources, request: Request
     ) -> CreditsResponse:
         """Move the account to another plan; limits change at once (tasks already waiting included),
-        monthly credits start this period."""
+        monthly credits start this period.
+        """
         async with resources.sessions.begin() as session:
             changed = await administration.change_plan(
                 session, resources.catalog, account_id, data.plan, actor=actor(request)
@@ -172,7 +173,8 @@ class AdminController(Controller):
         """Set or clear (`null`) a monthly spend cap: the account's, or one active key's (`key_id`).
 
         Creates that would take the month's usage (credits held plus captured this UTC month) past a
-        cap are refused with 402 `spend_limit_reached`. Answers every cap now set, with its usage."""
+        cap are refused with 402 `spend_limit_reached`. Answers every cap now set, with its usage.
+        """
         async with resources.sessions.begin() as session:
             return await administration.set_spend_limit(
                 session, account_id, data.monthly_credit_limit, key_id=data.key_id, actor=actor(request)

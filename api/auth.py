@@ -118,7 +118,8 @@ def admit(session: AsyncSession, owner: KeyOwner | None, use: KeyUse, request: R
 async def provide_principal(request: Request, resources: Resources) -> Principal:
     """Key lookup and audit entry in a session of their own, committed before the handler
     (autocommit on PostgreSQL: two statements, no BEGIN/COMMIT round trips); then the route's scopes
-    (after the commit, so a refused call is audited too)."""
+    (after the commit, so a refused call is audited too).
+    """
     async with resources.autocommit_sessions() as session:
         principal = await authenticate_in(session, request, resources)
         await session.commit()

@@ -64,7 +64,8 @@ def _item_detail(index: int, detail: Any) -> dict[str, str]:
 def at_item(index: int, exc: errors.ApiError) -> errors.ApiError:
     """The same error (status, code, headers), its message and details naming item `index`: a 422's
     fields become the item's (`items[3].duration`); any other error (a 402: credits, a spend limit)
-    gets `items[3]` first, its own details after."""
+    gets `items[3]` first, its own details after.
+    """
     named = copy.copy(exc)
     named.message = f"items[{index}]: {exc.message}; no task of the batch was created"
     named.args = (named.message,)
@@ -133,7 +134,8 @@ async def submit_batch(
     res: Resources, principal: Principal, req: BatchRequest, header_key: str | None, request: Request
 ) -> CreatedBatch:
     """Validate and price every item, charge the rate limit per item, record the batch, its tasks and
-    their holds in one transaction, then start each task's workflow."""
+    their holds in one transaction, then start each task's workflow.
+    """
     key = task_service.idempotency_key(req.idempotency_key, header_key)
     planned = _planned_items(res, principal, req.items)
     await ratelimit.charge_more(request.scope, len(req.items), f"a batch of {len(req.items)}")
@@ -159,7 +161,8 @@ async def _record_batch(
     key: str | None,
 ) -> tuple[Batch, list[Task], bool]:
     """Under the account row lock: the batch of this key (same body → replay, else 422), or a new batch
-    with every task and hold; any item that fails rolls the whole transaction back."""
+    with every task and hold; any item that fails rolls the whole transaction back.
+    """
     await ledger.lock_account(session, principal.account_id)
     digest = _batch_digest(req.items)
     if key is not None:
@@ -208,7 +211,8 @@ async def _tasks_of(session: AsyncSession, batch: Batch) -> list[Task]:
 
 async def _start_all(res: Resources, batch: Batch, rows: list[Task], plan_name: str, *, retriable: bool) -> None:
     """Start each task's workflow (a few at once) with the single create's start logic; 503 naming the
-    items whose start failed. Keyed batches: retry with the same key; keyless ones: those tasks were given up."""
+    items whose start failed. Keyed batches: retry with the same key; keyless ones: those tasks were given up.
+    """
     gate = asyncio.Semaphore(START_CONCURRENCY)
 
     async def start(task: Task) -> bool:
@@ -306,5 +310,6 @@ class BatchesController(Controller):
     @get("/{batch_id:str}", opt=RATE_STATUS | NEEDS_READ, responses=error_responses(401, 404, 429))
     async def get_batch(self, batch_id: str, principal: Principal, resources: Resources) -> BatchStatus:
         """A batch: how many of its tasks are in each status, whether all have ended, and each task as
-        `GET /api/tasks` lists it. Another account's batch is a 404."""
+        `GET /api/tasks` lists it. Another account's batch is a 404.
+        """
         return await read_batch(resources, principal, batch_id)

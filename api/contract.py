@@ -32,7 +32,8 @@ def resolutions_rendered(model: ModelSpec, aspect_ratios: list[str | None]) -> l
     """The `resolution` values whose preset the model renders with every one of `aspect_ratios`.
 
     Catalog models list whole tiers (every orientation of a size), so this is exact; a model that
-    listed single orientations would get a stricter schema than the API, never a looser one."""
+    listed single orientations would get a stricter schema than the API, never a looser one.
+    """
 
     def renders(value: str, aspect: str | None) -> bool:
         width, height, _ = resolve(value, aspect)
@@ -53,7 +54,8 @@ def _names(catalog: Catalog, model: str) -> list[str]:
 
 def generate_rules(catalog: Catalog, default_model: str, default_duration: int) -> list[JsonSchema]:
     """`GenerateRequest`'s conditions: per model, `duration` and `resolution` within its envelope, and
-    `audio` only where the model renders a soundtrack."""
+    `audio` only where the model renders a soundtrack.
+    """
     rules = []
     every_aspect: list[str | None] = [None, *ASPECT_RATIO_VALUES]
     for model, spec in catalog.models.items():
@@ -132,7 +134,8 @@ def callback_url_schema(allow_http: bool, ports: frozenset[int]) -> JsonSchema:
     names are local) with an allowed port, and a host of at most 253 characters.
 
     A subset of what the API accepts (which also takes public IP literals and internationalised
-    names): whatever matches is accepted, unless its name resolves to a non-public address."""
+    names): whatever matches is accepted, unless its name resolves to a non-public address.
+    """
     scheme = "[Hh][Tt][Tt][Pp][Ss]?" if allow_http else "[Hh][Tt][Tt][Pp][Ss]"
     if allow_http:  # the development switch lifts the port rule
         port = f"(?::{_ANY_PORT})?"

@@ -44,16 +44,21 @@ def api_error(_: Request, exc: ApiError) -> Response[ErrorEnvelope]:
     return _envelope(exc.status_code, exc.code, exc.message, details, exc.headers)
 
 
-_NAMED_FIELD = re.compile(r"field `([^`]+)`")
+_NAMED_FIELD = re.compile(r"`\$\.([^`]+)`|field `([^`]+)`")
+
+
+def field_named(message: str) -> str:
+    """The field a msgspec validation message names: its path (`$.name`), or a missing or unknown
+    `field `name``; "body" when it names none (the body as a whole is wrong).
+    """
+    named = _NAMED_FIELD.search(message)
+    return (named.group(1) or named.group(2)) if named else "body"
 
 
 def _field_of(entry: dict[str, object]) -> str:
     """The offending field: msgspec names missing/unknown fields only in its message text."""
     key = str(entry.get("key") or "")
-    if key in ("", "data"):
-        named = _NAMED_FIELD.search(str(entry.get("message", "")))
-        return named.group(1) if named else "body"
-    return key
+    return field_named(str(entry.get("message", ""))) if key in ("", "data") else key
 
 
 def validation_error(_: Request, exc: ValidationException) -> Response[ErrorEnvelope]:
@@ -72,7 +77,8 @@ def http_error(_: Request, exc: HTTPException) -> Response[ErrorEnvelope]:
 
 def database_unavailable(request: Request, exc: Exception) -> Response[ErrorEnvelope]:
     """The database is unreachable, restarting or out of pool connections: the request may succeed in a
-    moment, so a 503 with Retry-After tells clients to come back instead of a 500 that says we broke."""
+    moment, so a 503 with Retry-After tells clients to come back instead of a 500 that says we broke.
+    """
     log.warning("database unavailable", path=request.url.path, error=repr(exc))
     return _envelope(
         503,

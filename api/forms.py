@@ -58,7 +58,8 @@ def multipart_fields(body: bytes, boundary: str | None) -> FormFields:
 
 def multipart_parts(body: bytes, boundary: str | None) -> list[tuple[str, str | bytes, bool]]:
     """Every part of a multipart/form-data body in order, repeats kept: (name, text or file bytes,
-    whether it is a file part)."""
+    whether it is a file part).
+    """
     if not boundary:
         raise _malformed("multipart/form-data without a boundary in Content-Type")
     parts: list[tuple[str, str | bytes, bool]] = []

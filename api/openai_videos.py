@@ -22,6 +22,7 @@ from litestar.response import Redirect
 from sorapi.api import forms, openapi, query
 from sorapi.api.auth import NEEDS_GENERATE, NEEDS_READ, Principal
 from sorapi.api.credits import credit_service
+from sorapi.api.errors import field_named
 from sorapi.api.openapi import error_responses
 from sorapi.api.ratelimit import RATE_DELETE, RATE_GENERATE, RATE_STATUS
 from sorapi.api.state import Resources
@@ -139,7 +140,8 @@ async def _create(
 
 async def _read_create_body(request: Request[Any, Any, Any]) -> tuple[CreateVideo, image_inputs.Uploads]:
     """JSON or multipart/form-data (the SDK always sends multipart); `input_reference` as a file part is
-    the first-frame upload, as `{"image_url": ...}` (or the form field `input_reference[image_url]`) its URL."""
+    the first-frame upload, as `{"image_url": ...}` (or the form field `input_reference[image_url]`) its URL.
+    """
     raw, uploads = _input_reference(await _raw_fields(request))
     raw = _form_metadata(raw)
     try:
@@ -153,7 +155,8 @@ async def _read_create_body(request: Request[Any, Any, Any]) -> tuple[CreateVide
 
 async def _read_extend_body(request: Request[Any, Any, Any]) -> ExtendVideo:
     """JSON or multipart/form-data; `video` as `{"id": ...}`, form fields `video[id]`, or JSON text. A video
-    file is refused (422 `unsupported_parameter`): only a completed video of the account can be extended."""
+    file is refused (422 `unsupported_parameter`): only a completed video of the account can be extended.
+    """
     raw = await _raw_fields(request)
     parts = {k[len("video[") : -1]: v for k, v in raw.items() if k.startswith("video[") and k.endswith("]")}
     fields = {k: v for k, v in raw.items() if not k.startswith("video[")}
@@ -180,7 +183,8 @@ async def _read_extend_body(request: Request[Any, Any, Any]) -> ExtendVideo:
 
 def _input_reference(raw: dict[str, Any]) -> tuple[dict[str, Any], image_inputs.Uploads]:
     """`input_reference` out of the fields: a file part becomes the upload `image`; form fields
-    `input_reference[KEY]` or JSON text become the reference object; `file_id` is refused (422)."""
+    `input_reference[KEY]` or JSON text become the reference object; `file_id` is refused (422).
+    """
     fields = {k: v for k, v in raw.items() if k != "input_reference" and not k.startswith("input_reference[")}
     parts = {k[len("input_reference[") : -1]: v for k, v in raw.items() if k.startswith("input_reference[")}
     value = raw.get("input_reference")
@@ -207,7 +211,8 @@ def _input_reference(raw: dict[str, Any]) -> tuple[dict[str, Any], image_inputs.
 
 def _form_metadata(raw: dict[str, Any]) -> dict[str, Any]:
     """`metadata` of a form: fields `metadata[KEY]=VALUE` (how the SDK flattens an object into a form),
-    or one field holding the object as JSON (OpenAPI's default encoding of an object in a form)."""
+    or one field holding the object as JSON (OpenAPI's default encoding of an object in a form).
+    """
     labels = {k[len("metadata[") : -1]: v for k, v in raw.items() if k.startswith("metadata[") and k.endswith("]")}
     if labels:
         return {**{k: v for k, v in raw.items() if not k.startswith("metadata[")}, "metadata": labels}
@@ -241,12 +246,8 @@ async def _raw_fields(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 
 def _error_path(message: str) -> str:
-    """msgspec names the offending field as `$.name` or in backticks."""
-    if "`$." in message:
-        return message.split("`$.", 1)[1].split("`", 1)[0].split("[", 1)[0]
-    if "field `" in message:
-        return message.split("field `", 1)[1].split("`", 1)[0]
-    return "body"
+    """The offending top-level parameter, as the OpenAI API names it (`input_reference`, not an index in it)."""
+    return field_named(message).split("[", 1)[0]
 
 
 def _generate_request(**fields: Any) -> GenerateRequest:
@@ -345,7 +346,8 @@ class OpenAIVideosController(Controller):
         self, request: Request[Any, Any, Any], principal: Principal, resources: Resources
     ) -> Response[Video]:
         """Create a video job (OpenAI `videos.create`): `prompt`, `model`, `seconds`, `size`, and
-        `input_reference` (image-to-video: the first frame, a file or `{"image_url": ...}`)."""
+        `input_reference` (image-to-video: the first frame, a file or `{"image_url": ...}`).
+        """
         body, uploads = await _read_create_body(request)
         req = _generate_request(
             image_url=body.input_reference.image_url if body.input_reference else None,
@@ -373,7 +375,8 @@ class OpenAIVideosController(Controller):
         frames with its model, size and seed; the result is the whole clip (`seconds`: source plus added).
         404 for an unknown video; 409 `source_not_ready`, `source_failed` or `source_expired` for one
         without a video to continue; 422 naming `video` for a model that extends nothing, `seconds` for a
-        clip longer than the model's `max_extended_duration_s`."""
+        clip longer than the model's `max_extended_duration_s`.
+        """
         body = await _read_extend_body(request)
         req = _generate_request(prompt=body.prompt, duration=_seconds(body.seconds), extend_from=body.video.id)
         task = await _create(resources, principal, req, request.headers.get("idempotency-key"))
@@ -462,7 +465,8 @@ class OpenAIVideosController(Controller):
         request: Request[Any, Any, Any],
     ) -> Response[Video]:
         """Render again with a new prompt and the source's seed, size, duration, model and speed profile
-        (OpenAI `videos.remix`)."""
+        (OpenAI `videos.remix`).
+        """
         source = await task_service.get_task(resources, principal, video_id)
         recorded: dict[str, Any] = source.request
         req = _generate_request(

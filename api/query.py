@@ -57,7 +57,8 @@ def timestamp(raw: str | None, field: str) -> datetime | None:
     """An RFC 3339 date-time exactly as JSON Schema's `format: date-time` has it, in UTC (None: not sent).
 
     What is past the range Python can hold (year 0, offsets across year 9999) is clamped to the
-    nearest representable instant: these are filter bounds, and the order is all that matters."""
+    nearest representable instant: these are filter bounds, and the order is all that matters.
+    """
     if raw is None:
         return None
     matched = _RFC3339.fullmatch(raw)
@@ -111,7 +112,8 @@ METADATA_PARAM = re.compile(r"^metadata\[(.*)\]$")
 
 def metadata_filter(items: Iterable[tuple[str, str]]) -> dict[str, str]:
     """`metadata[KEY]=VALUE` query parameters (OpenAPI deepObject) as a dict, held to the limits of
-    `metadata` itself (sorapi.contracts.schemas.ClientMetadata): a label that no task can have is a 422."""
+    `metadata` itself (sorapi.contracts.schemas.ClientMetadata): a label that no task can have is a 422.
+    """
     found: dict[str, str] = {}
     for name, value in items:
         match = METADATA_PARAM.match(name)

@@ -267,7 +267,8 @@ async def _give_back(limiter: Limiter, gate: str | None) -> None:
 async def _settle(limiter: Limiter, caller: str, gate: str | None, scope: Scope, status: int | None) -> None:
     """A key that authenticated is remembered and its gate token given back; a refused key (401) is
     forgotten and keeps it spent. A request that could not tell (the database was down: 503) gives
-    the token back and changes nothing, so an outage never turns valid keys into 429s."""
+    the token back and changes nothing, so an outage never turns valid keys into 429s.
+    """
     if scope.get("state", {}).get(AUTHENTICATED):
         limiter.verified.add(caller)
         await _give_back(limiter, gate)
@@ -279,7 +280,8 @@ async def _settle(limiter: Limiter, caller: str, gate: str | None, scope: Scope,
 
 def _announcing(scope: Scope, send: Send, policy: Policy, take: Take, answered: list[int]) -> Send:
     """`send`, stamping the policy and the bucket's state on the response (as `charge_more` left it, if the
-    handler charged more); its status goes to `answered`."""
+    handler charged more); its status goes to `answered`.
+    """
 
     async def send_with_headers(message: Message) -> None:
         if message["type"] == "http.response.start":

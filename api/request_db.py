@@ -44,7 +44,8 @@ async def provide_read_session(resources: Resources) -> AsyncIterator[AsyncSessi
 @asynccontextmanager
 async def _request_session(session: AsyncSession) -> AsyncIterator[AsyncSession]:
     """Commit after the handler; on its failure roll back but keep the audit entry (a context manager,
-    so the handler's exception, thrown into the provider at its `yield`, reaches this `except`)."""
+    so the handler's exception, thrown into the provider at its `yield`, reaches this `except`).
+    """
     try:
         yield session
     except Exception:

@@ -197,7 +197,8 @@ class WebhookSecretController(Controller):
     async def rotate(self, principal: Principal, resources: Resources) -> WebhookSecret:
         """Replace the secret. Until `previous_secret_valid_until`, deliveries carry both
         signatures (`webhook-signature: v1,<new> v1,<old>`, `X-Signature` new and
-        `X-Signature-Previous` old), so receivers can switch without dropping a webhook."""
+        `X-Signature-Previous` old), so receivers can switch without dropping a webhook.
+        """
         return await rotate_secret(resources, principal)
 
 
@@ -215,7 +216,8 @@ class TaskWebhooksController(Controller):
         cursor: str | None = DELIVERY_CURSOR_PARAMETER,
     ) -> WebhookDeliveries:
         """A task's webhook delivery attempts, oldest first: time, HTTP status, latency, error, outcome.
-        Paginated: `limit` per page (default 50); pass `next_cursor` back as `cursor` while `has_more`."""
+        Paginated: `limit` per page (default 50); pass `next_cursor` back as `cursor` while `has_more`.
+        """
         task = await task_service.get_task(resources, principal, task_id)
         return await deliveries_page(resources, task, cursor, limit)
 
@@ -229,5 +231,6 @@ class TaskWebhooksController(Controller):
         """Send the task's last event again, with the same `webhook-id` (receivers dedupe on it).
 
         A task has at most `SORAPI_WEBHOOK_REDELIVERIES_PER_TASK` (default 2) redeliveries in flight;
-        one more is refused with 409 `redeliveries_in_flight` until one of them ends."""
+        one more is refused with 409 `redeliveries_in_flight` until one of them ends.
+        """
         return await redeliver(resources, principal, task_id)

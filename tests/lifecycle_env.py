@@ -135,7 +135,8 @@ class Lifecycle:
         """Wait for a workflow that needs no timers, WITHOUT letting the server skip time.
 
         Unlocking time skipping races: the moment a result returns, the idle server may jump
-        to the next timer (e.g. a retention window) before the lock is taken back."""
+        to the next timer (e.g. a retention window) before the lock is taken back.
+        """
         handle = await self.handle(workflow_id)
         deadline = time.monotonic() + timeout_s
         while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
@@ -148,7 +149,8 @@ class Lifecycle:
         """Wait for a workflow's result, letting the test server skip time (timers) meanwhile.
 
         The SDK unlocks time skipping only for handles returned by `start_workflow`; children and
-        workflows started elsewhere need the explicit unlock."""
+        workflows started elsewhere need the explicit unlock.
+        """
         handle = await self.handle(workflow_id)
         service = self.env.client.test_service
         await service.unlock_time_skipping(UnlockTimeSkippingRequest())

@@ -1,5 +1,6 @@
 """One error envelope everywhere, a request id on every response, 5xx logged with it, maintenance and
-database outages 503."""
+database outages 503.
+"""
 
 from __future__ import annotations
 
@@ -106,7 +107,8 @@ def pool_exhausted() -> None:
 
 async def test_a_database_outage_answers_503_with_retry_after(stack: Stack, account: Api) -> None:
     """Nothing listens on the database port (or no pool connection is free): clients are told to come
-    back, not that the API broke."""
+    back, not that the API broke.
+    """
     dead = f"postgresql://sorapi:sorapi@127.0.0.1:{servers.free_port()}/sorapi"
     async with app_client(stack, database_url=dead) as (client, app):
         app.register(pool_exhausted)
@@ -124,7 +126,8 @@ async def test_a_database_outage_answers_503_with_retry_after(stack: Stack, acco
 
 async def test_a_database_outage_never_turns_valid_keys_into_429s(stack: Stack, account: Api) -> None:
     """A key the API could not check (the database is down) is not a refused key: the address's
-    budget for unproven keys gets its token back, so the answers stay 503, never 429."""
+    budget for unproven keys gets its token back, so the answers stay 503, never 429.
+    """
     dead = f"postgresql://sorapi:sorapi@127.0.0.1:{servers.free_port()}/sorapi"
     limits = {"rate_unauthenticated_burst": 3, "rate_unauthenticated_per_min": 1.0}
     async with app_client(stack, database_url=dead, **limits) as (client, _):

@@ -102,7 +102,8 @@ async def test_expired_key_use_entries_go_in_bounded_batches_and_admin_actions_s
 
 async def test_a_prune_batch_finds_its_rows_through_an_index(own_sessions: Any) -> None:
     """The batch's lookup (oldest key-use entries before the cutoff) is an index range scan, so a batch
-    costs its own rows whatever the table's size; without the partial index it is a scan of the table."""
+    costs its own rows whatever the table's size; without the partial index it is a scan of the table.
+    """
     async with own_sessions.begin() as session:
         await session.execute(text("SET LOCAL enable_seqscan = off"))  # a tiny table would be scanned anyway
         plan = "\n".join(

@@ -81,7 +81,8 @@ async def browser() -> AsyncIterator[Browser]:
 def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack of this module's own (its own database and Temporal server) whose denoising steps take a
     second each, so a render lasts long enough to be watched live, however fast the page loads; its
-    webhooks may go to plain HTTP on loopback."""
+    webhooks may go to plain HTTP on loopback.
+    """
     with fresh_pg_database() as url:
         stack = start_stack(
             tmp_path_factory.mktemp("console-stack"),
@@ -368,7 +369,8 @@ PAGES = {
 
 async def test_every_console_page_passes_axe_core(browser: Browser, console: Console) -> None:
     """axe-core (vendored by the axe-playwright-python wheel, injected into the page: no network) finds no
-    serious or critical violation: labels, names, contrast, landmarks, ARIA."""
+    serious or critical violation: labels, names, contrast, landmarks, ARIA.
+    """
     async with httpx.AsyncClient(base_url=console.base_url, headers={"Authorization": f"Bearer {console.key}"}) as http:
         task = (await http.post("/api/generate", json=QUICK)).json()["task_id"]
     axe = Axe()

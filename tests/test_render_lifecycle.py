@@ -318,7 +318,8 @@ async def test_sigterm_drains_a_render_worker_its_render_finishes_and_uploads_th
     lifecycle: tuple[Stack, str], client: Api, temporal: Client, db: async_sessionmaker[AsyncSession]
 ) -> None:
     """SIGTERM mid-render: the worker takes no new render, finishes this one and uploads it itself
-    (no second render anywhere), then exits within the grace."""
+    (no second render anywhere), then exits within the grace.
+    """
     stack = lifecycle[0]
     grace_s = 60
     extra, log_path = await extra_render_worker(
@@ -371,7 +372,8 @@ async def test_200_streams_on_one_task_cost_the_api_less_than_200_pollers(
 ) -> None:
     """The streams share one progress watcher and wake on NOTIFY; pollers each ask every second.
     Same model, same render length, the API's CPU over each task's whole life. One more stream than
-    the key's limit is a 429."""
+    the key's limit is a 429.
+    """
     stack = lifecycle[0]
     long = {**SLOW, "model_version": "test-long"}
 

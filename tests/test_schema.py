@@ -154,7 +154,8 @@ defaults, plus 410: the task's retention window ended). 5xx is `not_a_server_err
 def fuzz_config(key: str, admin_token: str, capper_key: str) -> str:
     """schemathesis.toml: the customer key everywhere, the operator token under /admin, another Scale
     account's administrator for the spend caps, and the things a schema cannot say, each confined to
-    the operations it concerns."""
+    the operations it concerns.
+    """
     return f"""headers = {{ Authorization = "Bearer {key}" }}
 request-timeout = 20
 # An image field's 422 (unreachable URL, not an image, a model without image conditioning) is the remote
@@ -227,7 +228,8 @@ async def test_schemathesis_every_check_passes_on_every_operation(stack: Stack, 
     """Every check of schemathesis, positive and negative data, all four phases (the stateful one along
     the schema's links: create, status, cancel, content), JSON and multipart bodies, every operation
     (/admin with the operator token), on an API replica without rate limits, so that the logic behind
-    each operation is reached rather than its 429."""
+    each operation is reached rather than its 429.
+    """
     _, key = await _admin_of_a_scale_account(sessions)
     _, capper_key = await _admin_of_a_scale_account(sessions)
     admin_token = (stack.data_dir / "admin-token").read_text().strip()
@@ -282,7 +284,8 @@ async def test_schemathesis_every_check_passes_on_every_operation(stack: Stack, 
 
 async def _settle(base_url: str, key: str, timeout_s: float = 120) -> None:
     """Cancel what the fuzzer left queued or running and wait for the cancellations to land, so that the
-    next test meets an idle orchestrator and render worker (on the replica: no rate limit on the way)."""
+    next test meets an idle orchestrator and render worker (on the replica: no rate limit on the way).
+    """
     cancelled: set[str] = set()
     deadline = time.monotonic() + timeout_s
     async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:

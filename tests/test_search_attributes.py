@@ -93,7 +93,8 @@ async def test_queued_running_and_failed_tasks_are_found_by_status_plan_and_erro
     account: Api, stack: Stack, tmp: Path
 ) -> None:
     """Three tasks on a render queue nobody serves yet: two run (the free plan's two slots), one
-    waits `queued`. A render host without weights then fails them all with render_failed."""
+    waits `queued`. A render host without weights then fails them all with render_failed.
+    """
     queue = f"sa-render-{uuid.uuid4().hex[:8]}"
     async with app_client(stack, render_queue=queue) as (client, _):
         created = [await client.post("/api/generate", json=QUICK, headers=bearer(account.api_key)) for _ in range(3)]
@@ -192,7 +193,8 @@ async def test_temporal_setup_registers_the_attributes_once(stack: Stack) -> Non
 
 def test_a_running_tasks_stage_between_two_steps_comes_from_its_attributes() -> None:
     """Between two activities nothing is pending: the API then reads the stage from the attributes
-    (input version 2 on), so a task's progress never falls back to 0 while it moves on."""
+    (input version 2 on), so a task's progress never falls back to 0 while it moves on.
+    """
 
     def stage(*pairs: SearchAttributePair[str]) -> str | None:
         return search_attributes.stage(TypedSearchAttributes(list(pairs)))

@@ -1,7 +1,8 @@
 """Signed webhooks end to end: the real `sorapi dev` stack (development switch on) delivers to a real
 HTTP receiver on loopback; every signature verifies with the seed's own function (ported byte for
 byte), with `standardwebhooks` and with `openai`'s verifier; the receiver polls /api/status on
-receipt and sees what the webhook announced."""
+receipt and sees what the webhook announced.
+"""
 
 from __future__ import annotations
 
@@ -317,7 +318,8 @@ async def test_a_task_has_at_most_two_redeliveries_in_flight(
 ) -> None:
     """Redeliveries to a receiver that answers 503 stay in flight (the next attempt is a minute away):
     two run, more are refused with 409 `redeliveries_in_flight` and start nothing, even when they race;
-    a slot is free again as soon as its redelivery ends."""
+    a slot is free again as soon as its redelivery ends.
+    """
     receiver.scripts["/hooks/busy"] = [(200, {}), (503, {})]  # the automatic delivery succeeds, then 503s
     created = await tenant.generate(
         {

@@ -14,8 +14,9 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from sorapi.contracts import names
+    from sorapi.contracts import activities, names
     from sorapi.contracts.messages import AuditPruneBatch, AuditPruneInput, AuditPruneResult
+    from sorapi.workflows import steps
 
 BATCH_TIMEOUT = timedelta(minutes=2)
 BATCH_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=1))
@@ -31,10 +32,9 @@ class AuditPruneWorkflow:
         deleted = batches = 0
         more = False
         while batches < arg.max_batches:
-            gone: int = await workflow.execute_activity(
-                names.PRUNE_AUDIT_EVENTS,
+            gone = await steps.run(
+                activities.PRUNE_AUDIT_EVENTS,
                 AuditPruneBatch(before=before, limit=arg.batch_size),
-                result_type=int,
                 start_to_close_timeout=BATCH_TIMEOUT,
                 retry_policy=BATCH_RETRY,
             )

@@ -14,9 +14,10 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from sorapi.contracts import names
-    from sorapi.contracts.messages import CreditRefreshInput, CreditRefreshResult, RefreshBatch, RefreshBatchResult
+    from sorapi.contracts import activities, names
+    from sorapi.contracts.messages import CreditRefreshInput, CreditRefreshResult, RefreshBatch
     from sorapi.domain.periods import period_of
+    from sorapi.workflows import steps
 
 BATCH_TIMEOUT = timedelta(minutes=5)
 BATCH_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=5))
@@ -28,8 +29,8 @@ class CreditRefreshWorkflow:
     async def run(self, arg: CreditRefreshInput) -> CreditRefreshResult:
         period = arg.period or period_of(workflow.now())
         workflow.set_current_details(f"refreshing credits for {period}")
-        await workflow.execute_activity(  # holds a stopped workflow left open come back before refreshing
-            names.RELEASE_EXPIRED_HOLDS,
+        await steps.run(  # holds a stopped workflow left open come back before refreshing
+            activities.RELEASE_EXPIRED_HOLDS,
             RefreshBatch(period=period),
             start_to_close_timeout=BATCH_TIMEOUT,
             retry_policy=BATCH_RETRY,
@@ -37,10 +38,9 @@ class CreditRefreshWorkflow:
         totals = CreditRefreshResult(period=period)
         after = ""
         while True:
-            batch: RefreshBatchResult = await workflow.execute_activity(
-                names.REFRESH_CREDITS,
+            batch = await steps.run(
+                activities.REFRESH_CREDITS,
                 RefreshBatch(period=period, after_account_id=after, limit=arg.batch_size),
-                result_type=RefreshBatchResult,
                 start_to_close_timeout=BATCH_TIMEOUT,
                 retry_policy=BATCH_RETRY,
             )

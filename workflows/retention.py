@@ -16,8 +16,9 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from sorapi.contracts import names, status
+    from sorapi.contracts import activities, names, status
     from sorapi.contracts.messages import ExpireTask, RetentionInput
+    from sorapi.workflows import steps
     from sorapi.workflows.webhook_delivery import START_RETRY, START_TIMEOUT, announce
 
 EXPIRE_TIMEOUT = timedelta(minutes=5)
@@ -50,8 +51,8 @@ class TaskRetentionWorkflow:
             reason = "retention"
         except asyncio.CancelledError:
             reason = "cancelled"
-        await workflow.execute_activity(
-            names.EXPIRE_TASK,
+        await steps.run(
+            activities.EXPIRE_TASK,
             ExpireTask(task_id=arg.task_id, reason=reason),
             start_to_close_timeout=EXPIRE_TIMEOUT,
             retry_policy=EXPIRE_RETRY,
@@ -68,13 +69,18 @@ activity task and no workflow task of its own, the last step of every succeeded 
 
 async def retain(arg: RetentionInput, *, local: bool) -> None:
     """From a task's workflow: start its retention window (its own long-lived workflow); `local`: as a
-    local activity (the caller decides, by LOCAL_START_PATCH)."""
+    local activity (the caller decides, by LOCAL_START_PATCH).
+    """
     summary = f"start retention until {arg.expires_at:%Y-%m-%d %H:%M} UTC"
     if local:
-        await workflow.execute_local_activity(
-            names.START_RETENTION, arg, start_to_close_timeout=START_TIMEOUT, retry_policy=START_RETRY, summary=summary
+        await steps.run_local(
+            activities.START_RETENTION,
+            arg,
+            start_to_close_timeout=START_TIMEOUT,
+            retry_policy=START_RETRY,
+            summary=summary,
         )
         return
-    await workflow.execute_activity(
-        names.START_RETENTION, arg, start_to_close_timeout=START_TIMEOUT, retry_policy=START_RETRY, summary=summary
+    await steps.run(
+        activities.START_RETENTION, arg, start_to_close_timeout=START_TIMEOUT, retry_policy=START_RETRY, summary=summary
     )

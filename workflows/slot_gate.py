@@ -19,16 +19,20 @@ from __future__ import annotations
 import asyncio
 import bisect
 from datetime import timedelta
-from typing import Any
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from sorapi.contracts import names
-    from sorapi.contracts.messages import GateRequest, GateSnapshot, GateState, GateWaiter
+    from sorapi.contracts import activities, names
+    from sorapi.contracts.activities import Activity
+    from sorapi.contracts.messages import GateRequest, GateState, GateWaiter
+    from sorapi.workflows import steps
 
+A = TypeVar("A")
+R = TypeVar("R")
 DB_TIMEOUT = timedelta(seconds=60)
 DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 AUDIT_AFTER = timedelta(minutes=5)
@@ -129,13 +133,14 @@ class SlotGateWorkflow:
         except FailureError:  # the task's workflow is gone (terminated, or never started)
             workflow.logger.warning("task %s has no running workflow; settling it", task_id)
             self._running.pop(task_id, None)
-            await self._db(names.SETTLE_ORPHAN, task_id, bool)
+            await self._db(activities.SETTLE_ORPHAN, task_id)
 
     async def _recover(self) -> None:
         """Rebuild the line and the slot holders from the task rows, minding signals that arrive
-        while the rows are read."""
+        while the rows are read.
+        """
         self._released_while_recovering = set()
-        snapshot: GateSnapshot = await self._db(names.GATE_SNAPSHOT, self._account_id, GateSnapshot)
+        snapshot = await self._db(activities.GATE_SNAPSHOT, self._account_id)
         released, self._released_while_recovering = self._released_while_recovering, None
         self._limit = snapshot.limit
         self._more_in_rows = snapshot.more
@@ -148,14 +153,12 @@ class SlotGateWorkflow:
 
     async def _audit(self) -> None:
         """Drop slot holders whose task row has ended (the release of such a task never came)."""
-        ended: list[str] = await self._db(names.ENDED_TASKS, list(self._running), list[str])
+        ended = await self._db(activities.ENDED_TASKS, list(self._running))
         for task_id in ended:
             self._running.pop(task_id, None)
 
-    async def _db(self, activity: str, arg: Any, result_type: type) -> Any:
-        return await workflow.execute_activity(
-            activity, arg, result_type=result_type, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
-        )
+    async def _db(self, activity: Activity[A, R], arg: A) -> R:
+        return await steps.run(activity, arg, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
 
     def _state(self, *, recovered: bool) -> GateState:
         return GateState(

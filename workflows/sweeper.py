@@ -12,8 +12,9 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from sorapi.contracts import names
+    from sorapi.contracts import activities, names
     from sorapi.contracts.messages import SweepInput, SweepResult
+    from sorapi.workflows import steps
 
 SWEEP_TIMEOUT = timedelta(minutes=5)
 SWEEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts=3)
@@ -25,10 +26,9 @@ class SweepStrandedWorkflow:
     async def run(self, arg: SweepInput) -> SweepResult:
         last = workflow.get_last_completion_result(SweepResult) if workflow.has_last_completion_result() else None
         since = arg.since or (last.next_since if last is not None else None)
-        return await workflow.execute_activity(
-            names.SWEEP_STRANDED,
+        return await steps.run(
+            activities.SWEEP_STRANDED,
             SweepInput(since=since, min_age_s=arg.min_age_s, limit=arg.limit),
-            result_type=SweepResult,
             start_to_close_timeout=SWEEP_TIMEOUT,
             retry_policy=SWEEP_RETRY,
         )

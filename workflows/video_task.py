@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
@@ -28,22 +28,25 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from sorapi.adapters import search_attributes
-    from sorapi.contracts import errors, names, status
+    from sorapi.contracts import activities, errors, names, status
+    from sorapi.contracts.activities import Activity
     from sorapi.contracts.messages import (
         HoldInput,
         MarkFailed,
         MarkSucceeded,
         RenderMeta,
-        RenderResult,
         RetentionInput,
         SlotRequest,
         StoredObject,
         UploadInput,
         VideoTaskInput,
     )
+    from sorapi.workflows import steps
     from sorapi.workflows.retention import LOCAL_START_PATCH, retain
     from sorapi.workflows.webhook_delivery import announce
 
+A = TypeVar("A")
+R = TypeVar("R")
 DB_TIMEOUT = timedelta(seconds=30)
 SLOT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -130,7 +133,7 @@ class VideoTaskWorkflow:
                     *([search_attributes.PLAN.value_set(task.plan)] if task.plan else []),
                 )
             self._local_db = self._since(LOCAL_DB_STEPS_PATCH)
-            await self._db(names.RESERVE_CREDITS, hold, summary=f"reserve {task.price} credits")
+            await self._db(activities.RESERVE_CREDITS, hold, summary=f"reserve {task.price} credits")
             self._gated = self._since(SLOT_GATE_PATCH)
             if self._gated:
                 slot = await self._wait_for_slot(task)
@@ -146,8 +149,8 @@ class VideoTaskWorkflow:
                     )
                     return status.EXPIRED
             else:
-                await workflow.execute_activity(
-                    names.ACQUIRE_SLOT,
+                await steps.run(
+                    activities.ACQUIRE_SLOT,
                     SlotRequest(task_id=task.task_id, account_id=task.account_id),
                     start_to_close_timeout=DB_TIMEOUT,
                     retry_policy=SLOT_RETRY,
@@ -179,9 +182,10 @@ class VideoTaskWorkflow:
 
     async def _wait_for_slot(self, task: VideoTaskInput) -> str:
         """Join the account's line and sleep until the gate grants a slot: `running`, or
-        `expired` when `max_queue_s` passes first, or ENDED_ELSEWHERE."""
+        `expired` when `max_queue_s` passes first, or ENDED_ELSEWHERE.
+        """
         request = SlotRequest(task_id=task.task_id, account_id=task.account_id, gate_queue=workflow.info().task_queue)
-        if not await self._db(names.REQUEST_SLOT, request, bool, summary="join the account's line"):
+        if not await self._db(activities.REQUEST_SLOT, request, summary="join the account's line"):
             return ENDED_ELSEWHERE
         self._asked_gate = True
         deadline = timedelta(seconds=task.max_queue_s) if task.max_queue_s else None
@@ -192,7 +196,7 @@ class VideoTaskWorkflow:
         except asyncio.TimeoutError:
             if not self._granted:
                 return status.EXPIRED
-        if await self._db(names.MARK_RUNNING, task.task_id, summary="mark running"):
+        if await self._db(activities.MARK_RUNNING, task.task_id, summary="mark running"):
             return status.RUNNING
         await self._release_slot()
         return ENDED_ELSEWHERE
@@ -204,7 +208,7 @@ class VideoTaskWorkflow:
         self._asked_gate = False
         task = self._task
         await self._db(
-            names.RELEASE_SLOT,
+            activities.RELEASE_SLOT,
             SlotRequest(task_id=task.task_id, account_id=task.account_id, gate_queue=workflow.info().task_queue),
             summary="give the slot back",
         )
@@ -214,11 +218,10 @@ class VideoTaskWorkflow:
         self._rendering = True
         for attempt in range(1, MAX_RENDERS + 1):
             self._stage("render")
-            rendered: RenderResult = await workflow.execute_activity(
-                names.RENDER_VIDEO,
+            rendered = await steps.run(
+                activities.RENDER_VIDEO,
                 task.render,
                 task_queue=task.render_queue,
-                result_type=RenderResult,
                 start_to_close_timeout=RENDER_TIMEOUT,
                 heartbeat_timeout=timedelta(seconds=task.render_heartbeat_s),
                 retry_policy=RENDER_RETRY,
@@ -228,11 +231,10 @@ class VideoTaskWorkflow:
             self._tag(search_attributes.RENDER_HOST.value_set(rendered.host_queue))
             self._stage("upload")
             try:
-                outputs: list[StoredObject] = await workflow.execute_activity(
-                    names.UPLOAD_OUTPUTS,
+                outputs = await steps.run(
+                    activities.UPLOAD_OUTPUTS,
                     UploadInput(task_id=task.task_id, files=rendered.files),
                     task_queue=rendered.host_queue,
-                    result_type=list[StoredObject],
                     schedule_to_start_timeout=timedelta(seconds=task.upload_pickup_s),
                     start_to_close_timeout=UPLOAD_TIMEOUT,
                     # A host that dies mid-upload is noticed in a heartbeat timeout, not UPLOAD_TIMEOUT:
@@ -252,44 +254,29 @@ class VideoTaskWorkflow:
         raise ApplicationError("render hosts kept disappearing before upload", type=errors.RENDER_FAILED)
 
     async def _succeed(self, hold: HoldInput, outputs: list[StoredObject], meta: RenderMeta) -> None:
-        await self._db(names.CAPTURE_CREDITS, hold, durable=True, summary=f"capture {hold.amount} credits")
+        await self._db(activities.CAPTURE_CREDITS, hold, durable=True, summary=f"capture {hold.amount} credits")
         await self._db(
-            names.MARK_SUCCEEDED,
+            activities.MARK_SUCCEEDED,
             MarkSucceeded(task_id=hold.task_id, outputs=outputs, render=meta, expires_at=self._retain_until()),
             summary=f"mark succeeded ({_files(len(outputs))})",
         )
         await self._release_slot()
 
-    async def _db(
-        self, name: str, arg: Any, result_type: type | None = None, *, durable: bool = False, summary: str
-    ) -> Any:
+    async def _db(self, activity: Activity[A, R], arg: A, *, durable: bool = False, summary: str) -> R:
         """A database step; a local activity since LOCAL_DB_STEPS_PATCH unless `durable`."""
-        if self._local_db and not durable:
-            return await workflow.execute_local_activity(
-                name,
-                arg,
-                result_type=result_type,
-                start_to_close_timeout=DB_TIMEOUT,
-                retry_policy=DB_RETRY,
-                summary=summary,
-            )
-        return await workflow.execute_activity(
-            name,
-            arg,
-            result_type=result_type,
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
-            summary=summary,
-        )
+        run = steps.run_local if self._local_db and not durable else steps.run
+        return await run(activity, arg, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY, summary=summary)
 
     def _since(self, patch: str) -> bool:
         """Whether this run takes the step `patch` brought: always from input version 1 on (no marker),
-        else as its history recorded it."""
+        else as its history recorded it.
+        """
         return self._version >= 1 or workflow.patched(patch)
 
     def _stage(self, stage: str) -> None:
         """Record the step being scheduled in the STAGE_MEMO, before input version 2; from 2 on the API
-        reads it from the search attributes (`search_attributes.stage`), and the memo's write is saved."""
+        reads it from the search attributes (`search_attributes.stage`), and the memo's write is saved.
+        """
         if self._version < 2:
             workflow.upsert_memo({STAGE_MEMO: stage})
 
@@ -301,7 +288,8 @@ class VideoTaskWorkflow:
     async def _settle(self, hold: HoldInput, final: str, code: str, detail: str) -> None:
         """End the task as `final` with `code`, even if a cancel arrives meanwhile: a settlement cut
         short would leave the row open, the hold held and the slot taken. The customer sees only the
-        code's fixed message; `detail` (exception text) goes to the log, bound to the task."""
+        code's fixed message; `detail` (exception text) goes to the log, bound to the task.
+        """
         log = workflow.logger.warning if final == status.FAILED else workflow.logger.info
         log("task %s ends %s (%s): %s", hold.task_id, final, code, detail)
         await _past_cancelling(
@@ -311,10 +299,11 @@ class VideoTaskWorkflow:
     async def _record_end(self, hold: HoldInput, final: str, code: str) -> None:
         """Return the hold (capture never happened on this path), then record the end state: a
         client that sees `failed`/`cancelled` also sees its credits back. Last, delete whatever an
-        upload that failed part-way left in S3: nothing of such a task is ever served."""
-        await self._db(names.RELEASE_CREDITS, hold, summary=f"release {hold.amount} credits")
+        upload that failed part-way left in S3: nothing of such a task is ever served.
+        """
+        await self._db(activities.RELEASE_CREDITS, hold, summary=f"release {hold.amount} credits")
         await self._db(
-            names.MARK_FAILED,
+            activities.MARK_FAILED,
             MarkFailed(task_id=hold.task_id, status=final, error_code=code, error_message=errors.task_message(code)),
             summary=f"mark {final} ({code})",
         )
@@ -334,8 +323,8 @@ class VideoTaskWorkflow:
             return
         if self._since(DISCARD_OUTPUTS_PATCH):  # workflows that settled before this step replay without it
             try:
-                await workflow.execute_activity(
-                    names.DISCARD_OUTPUTS,
+                await steps.run(
+                    activities.DISCARD_OUTPUTS,
                     hold.task_id,
                     start_to_close_timeout=DB_TIMEOUT,
                     retry_policy=DISCARD_RETRY,
@@ -351,7 +340,8 @@ class VideoTaskWorkflow:
 
     async def _hand_over(self) -> None:
         """Start the assets' retention window (a durable timer that deletes them and expires the
-        task) and announce success; both run as their own workflows, and this one ends."""
+        task) and announce success; both run as their own workflows, and this one ends.
+        """
         task = self._task
         if self._expires_at is not None:
             await retain(
@@ -371,7 +361,8 @@ async def _past_cancelling(
 ) -> None:
     """Run `step` to its end even if a cancel arrives meanwhile: once the video is uploaded, the task
     is charged and succeeds (a cancel then is too late), never `cancelled` but charged; and a task
-    that is settling finishes settling."""
+    that is settling finishes settling.
+    """
     running = asyncio.ensure_future(step)
     while True:
         try:

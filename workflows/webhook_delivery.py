@@ -15,9 +15,10 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from sorapi.contracts import names
+    from sorapi.contracts import activities, names
     from sorapi.contracts.messages import DeliverWebhook, DeliveryOutcome, DeliveryReport, WebhookDeliveryInput
     from sorapi.domain import webhook_policy
+    from sorapi.workflows import steps
 
 ATTEMPT_TIMEOUT = timedelta(seconds=60)
 """One attempt: DNS, the 15 s HTTP budget and two small DB writes."""
@@ -58,11 +59,10 @@ class WebhookDeliveryWorkflow:
             progress=arg.progress,
         )
         try:
-            return await workflow.execute_activity(
-                names.DELIVER_WEBHOOK,
+            return await steps.run(
+                activities.DELIVER_WEBHOOK,
                 step,
                 task_queue=arg.lane,
-                result_type=DeliveryOutcome,
                 start_to_close_timeout=ATTEMPT_TIMEOUT,
                 retry_policy=ATTEMPT_RETRY,
                 summary=f"webhook attempt {attempt}" + (f" ({arg.trigger})" if arg.trigger != "automatic" else ""),
@@ -77,11 +77,12 @@ async def announce(task_id: str, event: str, has_callback: bool, lane: str) -> N
     """From a task's workflows: start the event's delivery (its own workflow, retrying for up to
     24 h while the caller moves on). Call it only after the task row shows the event's state: a
     receiver that polls on receipt then always sees what the webhook announced. The starting
-    activity skips an event the task's `webhook_events` leave out."""
+    activity skips an event the task's `webhook_events` leave out.
+    """
     if not has_callback:
         return
-    await workflow.execute_activity(
-        names.START_WEBHOOK_DELIVERY,
+    await steps.run(
+        activities.START_WEBHOOK_DELIVERY,
         WebhookDeliveryInput(task_id=task_id, event=event, event_id=webhook_policy.event_id(task_id, event), lane=lane),
         start_to_close_timeout=START_TIMEOUT,
         retry_policy=START_RETRY,

@@ -57,7 +57,8 @@ class CreditsController(Controller):
     async def balance(self, principal: Principal, resources: Resources) -> CreditsResponse:
         """The account's plan and credits: balance, reserved by unfinished tasks, available, the billing
         period and its refresh, concurrency in use, overage this period (Pro), and each monthly spend
-        cap that is set with what this month has used of it (`spend_limits`)."""
+        cap that is set with what this month has used of it (`spend_limits`).
+        """
         return await credit_service.account_credits(resources, principal.account_id)
 
     @put(
@@ -71,7 +72,8 @@ class CreditsController(Controller):
         For plans with `self_service_spend_limits` (Scale), with an `admin`-scope key; on other plans
         the operator sets caps (403 `plan_feature_unavailable`). A create that would take the month's
         usage (credits held by open tasks plus captured since the UTC month began) past a cap is
-        refused with 402 `spend_limit_reached`, creating nothing. Answers every cap now set, with its usage."""
+        refused with 402 `spend_limit_reached`, creating nothing. Answers every cap now set, with its usage.
+        """
         return await credit_service.set_own_spend_limit(resources, principal, data)
 
     @get(
@@ -141,7 +143,8 @@ class CreditsController(Controller):
         self, data: GenerateRequest, principal: Principal, resources: Resources
     ) -> EstimateResponse:
         """Quote exactly the body you would send to `POST /api/generate` (nothing is created); an
-        extension (`extend_from`) is quoted as its source decides: the added seconds at its model and size."""
+        extension (`extend_from`) is quoted as its source decides: the added seconds at its model and size.
+        """
         _, rendered = await task_service.as_rendered(resources, principal, data)
         return await credit_service.estimate(resources, principal, rendered)
 
@@ -155,7 +158,8 @@ class CreditsController(Controller):
         kind: LedgerKind | None = Parameter(query="kind", default=None, description="Only entries of this kind"),
     ) -> LedgerPage:
         """Every credit movement of the account, newest first: grant, refresh, reserve, capture, release,
-        overage, expiry and adjust, each with its task, reason, actor and time."""
+        overage, expiry and adjust, each with its task, reason, actor and time.
+        """
         return await credit_service.ledger_page(resources, principal.account_id, cursor, limit, kind)
 
     @get("/audit-log", opt=RATE_STATUS | NEEDS_AUDIT, responses={**error_responses(401, 422, 429), **FORBIDDEN})

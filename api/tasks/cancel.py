@@ -87,7 +87,8 @@ class CancelController(Controller):
         """Cancel a queued or running task. The render stops within one denoising step, partial
         files are deleted, the task ends `cancelled` (`error_code: cancelled`) and its credits are
         released. Answers 202 with the task as it is now; poll `/api/status` for the final state.
-        A task that already finished answers 409 `task_not_cancellable`."""
+        A task that already finished answers 409 `task_not_cancellable`.
+        """
         task = await task_service.get_task(resources, principal, task_id)
         await cancel_task(resources, principal, task)
         return await task_service.status_view(resources, task, plan=principal.plan)

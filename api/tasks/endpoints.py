@@ -50,7 +50,8 @@ class _StatusOperation(Operation):
     """`task_id` is the parameter to send (required, non-empty); `id` is its deprecated alias.
 
     OpenAPI cannot say "one of two parameters", so the schema names the one clients should use;
-    the handler still answers `?id=` for clients written against the seed."""
+    the handler still answers `?id=` for clients written against the seed.
+    """
 
     def __post_init__(self) -> None:
         for parameter in self.parameters or []:
@@ -149,7 +150,8 @@ class VideoController(Controller):
         `succeeded` (with playable URLs), `failed` or `cancelled` (with `error_code`), or `expired`
         after the retention window. `expand=events` adds the task's history, paginated by cursor.
         `Prefer: wait=N` (N at most 60) answers once the task ends or N seconds pass, whichever is
-        first; `Preference-Applied: wait=N` says it ended in time."""
+        first; `Preference-Applied: wait=N` says it ended in time.
+        """
         wanted = task_id or id_
         if not wanted:
             raise errors.ValidationFailed(

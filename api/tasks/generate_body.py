@@ -10,7 +10,6 @@ or one part per event) and the image files as the parts `image` (first frame) an
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +19,7 @@ from litestar.exceptions import ClientException, SerializationException, Validat
 from litestar.openapi.spec import OpenAPIFormat, OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 
 from sorapi.api import forms, openapi
+from sorapi.api.errors import field_named
 from sorapi.api.tasks.image_inputs import NO_UPLOADS, Uploads
 from sorapi.contracts import errors
 from sorapi.contracts.schemas import GenerateRequest
@@ -34,14 +34,12 @@ BOOL_FIELDS = ("audio",)
 """Form text `true` / `false` becomes the JSON boolean (anything else is refused as in JSON)."""
 NULLABLE_FIELDS = frozenset(f.name for f in msgspec.structs.fields(GenerateRequest) if f.default is None)
 """Fields whose form text `null` means not sent (how an OpenAPI form encodes null), as JSON's `null` does."""
-_AT = re.compile(r"`\$\.(.+)`$")
 
 
 def _invalid(exc: msgspec.ValidationError) -> ValidationException:
     """The exception Litestar raises for the same failure (api/errors.py turns it into the 422)."""
     text = str(exc)
-    found = _AT.search(text)
-    entry = {"message": text.split(" - ", 1)[0], "key": found.group(1) if found else "data", "source": "body"}
+    entry = {"message": text.split(" - ", 1)[0], "key": field_named(text), "source": "body"}
     return ValidationException(detail="Validation failed for POST /api/generate", extra=[entry])
 
 
@@ -115,7 +113,8 @@ async def read(request: Request[Any, Any, Any]) -> tuple[GenerateRequest, Upload
 @dataclass
 class GenerateOperation(Operation):
     """Documents the body the handler reads itself: JSON, or the same fields as a multipart form with the
-    image files `image` and `last_frame`."""
+    image files `image` and `last_frame`.
+    """
 
     def __post_init__(self) -> None:
         reference = openapi.document_struct(GenerateRequest)

@@ -1,5 +1,6 @@
 """`GET /api/tasks` (the account's tasks, newest first) and `GET /api/tasks/{id}/content` (a redirect
-to a fresh short-lived presigned URL of one output)."""
+to a fresh short-lived presigned URL of one output).
+"""
 
 from __future__ import annotations
 
@@ -191,7 +192,8 @@ class TasksController(Controller):
         limit: int = Parameter(query="limit", default=20, ge=1, le=100, description="Tasks per page (1-100)"),
     ) -> TaskList:
         """The account's tasks, newest first, filtered by status, creation time and `metadata` labels
-        (`metadata[order_id]=ord_1042`: exact match; several must all match); cursor-paginated."""
+        (`metadata[order_id]=ord_1042`: exact match; several must all match); cursor-paginated.
+        """
         return await list_tasks(
             resources,
             principal,
@@ -220,6 +222,7 @@ class TasksController(Controller):
     ) -> Redirect:
         """Redirect (307) to a fresh presigned URL of one output, valid for a few minutes.
 
-        404 `variant_not_found` when the task has no such output; 409 `task_not_ready` until it succeeds."""
+        404 `variant_not_found` when the task has no such output; 409 `task_not_ready` until it succeeds.
+        """
         task = await task_service.get_task(resources, principal, task_id)
         return Redirect(path=content_url(resources, task, variant), status_code=307)

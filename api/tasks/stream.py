@@ -62,7 +62,8 @@ async def _load_news(res: Resources, task_id: str, after: int) -> tuple[list[Tas
 
     The task is read first: a status change and its event commit together, so a task already
     terminal here has its terminal event among the events read next (two statements, two snapshots:
-    the other order could see the end in the row but not yet its event, and close the stream early)."""
+    the other order could see the end in the row but not yet its event, and close the stream early).
+    """
     async with res.autocommit_sessions() as session:
         task = await session.get_one(Task, task_id, populate_existing=True)
         events = list(
@@ -79,7 +80,8 @@ async def _event_message(
     res: Resources, event: TaskEvent, task: Task, plan: str, rendered: dict[int, str]
 ) -> ServerSentEventMessage:
     """One recorded event; a terminal one carries the whole status, rendered once for every stream
-    that shares this read (`rendered`)."""
+    that shares this read (`rendered`).
+    """
     if event.id not in rendered:
         data: dict[str, object] = {"task_id": task.id, "status": event.kind, "at": _at(event.created_at), **event.data}
         if event.kind in status.TERMINAL:
@@ -163,7 +165,8 @@ class TaskEventsController(Controller):
         `failed`, `cancelled` or `expired`, after which the stream ends. Each recorded event carries
         an `id:`; `Last-Event-ID` resumes after it (recorded events are replayed first). A comment
         keeps the connection alive every 15 s. Open streams are limited per key (429
-        `too_many_streams`)."""
+        `too_many_streams`).
+        """
         after = _last_event_id(last_event_id)
         task = await task_service.get_task(resources, principal, task_id)
         resources.streams.check(principal.key_id)
@@ -178,7 +181,8 @@ class TaskEventsController(Controller):
 
 def preferred_wait(request: Request) -> int | None:
     """Seconds of `Prefer: wait=N` (RFC 7240), at most 60; None when absent or unreadable (a
-    preference a server does not understand is ignored, never refused)."""
+    preference a server does not understand is ignored, never refused).
+    """
     found = [_WAIT.search(value) for value in request.headers.getall("prefer", [])]
     seconds = next((int(match.group(1)) for match in found if match), None)
     return None if seconds is None else min(seconds, MAX_WAIT_S)

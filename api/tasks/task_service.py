@@ -145,7 +145,8 @@ async def _store_images(res: Resources, task: Task, images: Conditioning, *, ret
 
 async def _store_source(res: Resources, task: Task, source: extensions.Source, *, retriable: bool) -> None:
     """Copy an extension's source video before its workflow starts. A source deleted meanwhile ends the
-    task (409 `source_expired`, credits released): no retry can bring it back."""
+    task (409 `source_expired`, credits released): no retry can bring it back.
+    """
     try:
         await extensions.store_source(res, task.id, source)
     except errors.Conflict as gone:
@@ -327,7 +328,8 @@ async def as_rendered(
     res: Resources, principal: Principal, req: GenerateRequest, uploads: Collection[str] = ()
 ) -> tuple[extensions.Source | None, GenerateRequest]:
     """The request as it renders: an extension's as its source decides (api/tasks/extensions.py: 404, 409,
-    422), with that source; any other as sent."""
+    422), with that source; any other as sent.
+    """
     if req.extend_from is None:
         return None, req
     return extensions.continued(res, req, await get_task(res, principal, req.extend_from), uploads)
@@ -335,7 +337,8 @@ async def as_rendered(
 
 def lookup_id(given: str) -> str:
     """The id to look up: one with a NUL character names nothing (PostgreSQL text cannot hold NUL,
-    so the query itself would fail), so it looks up the empty id, which no task or account has."""
+    so the query itself would fail), so it looks up the empty id, which no task or account has.
+    """
     return "" if "\x00" in given else given
 
 
@@ -359,7 +362,8 @@ async def poll_task(
 ) -> tuple[Task, int | None, str]:
     """Authenticate the caller and read its task with, while queued, the task's place in the account's
     line, and the account's plan: the status poll, in one statement (sorapi.store.status_poll). 401, 403,
-    then 404. Commits before answering: the audit entry is written and the connection is free."""
+    then 404. Commits before answering: the audit entry is written and the connection is free.
+    """
     use = key_use(res, request)
     owner, found = await status_poll.owner_and_task(session, bearer_key(request), use, lookup_id(task_id))
     principal = admit(session, owner, use, request)
@@ -399,7 +403,8 @@ async def _workflow_phase(res: Resources, task_id: str) -> tuple[str, RenderProg
 
 async def live_state(res: Resources, task: Task) -> tuple[int | None, LiveProgress]:
     """Percent done and phase of an unfinished task and, while it waits for a render worker,
-    how many running tasks are ahead of it (those that got their plan slot earlier)."""
+    how many running tasks are ahead of it (those that got their plan slot earlier).
+    """
     phase, beat, percent = await _workflow_phase(res, task.id)
     position = None
     if phase == "waiting":
@@ -419,7 +424,8 @@ async def status_view(
     """The task as the client sees it, `plan` being its account's. Only a running task's workflow is
     asked for live progress: a queued one is still before its render (it waits for credits or a plan
     slot), so describing it could only answer `queued`. `queue_position` is the caller's `poll_task`
-    count, if it made one."""
+    count, if it made one.
+    """
     progress, live = task.progress, None
     position = await credit_service.queue_position(res, task) if queue_position is msgspec.UNSET else queue_position
     if task.status == status.RUNNING:

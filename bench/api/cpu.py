@@ -69,7 +69,8 @@ class CpuMeter:
         trees: dict[str, int] | None = None,
     ) -> None:
         """`commands` count every process on the machine by name; `trees` count one root's whole
-        tree (`tree_of`), so that a shared machine's other servers of the same name stay out."""
+        tree (`tree_of`), so that a shared machine's other servers of the same name stay out.
+        """
         self.pids, self.commands, self.trees = pids, commands, trees or {}
 
     def _snapshot(self) -> dict[str, int]:

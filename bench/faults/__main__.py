@@ -168,7 +168,8 @@ def log_offsets(run: Run) -> dict[str, int]:
 
 def log_digest(run: Run, since: dict[str, int], top: int = 6) -> dict[str, Any]:
     """Per sorapi process, the warnings and errors it logged since `since`: how many, and the most
-    frequent messages (evidence of which retry paths a fault exercised, and of anything unexpected)."""
+    frequent messages (evidence of which retry paths a fault exercised, and of anything unexpected).
+    """
     digest: dict[str, Any] = {}
     for name in SORAPI_PROCESSES:
         with run.stack.log(name).open("rb") as log:

@@ -61,7 +61,8 @@ async def drain(
     timeout_s: float,
 ) -> dict[str, Any]:
     """Until every task of the accounts is terminal and its workflow closed (its settlement, the
-    discard of partial outputs and the start of its webhook all done), or `timeout_s`."""
+    discard of partial outputs and the start of its webhook all done), or `timeout_s`.
+    """
     began = time.monotonic()
     deadline = began + timeout_s
     closed: set[str] = set()

@@ -35,7 +35,8 @@ def _comm(pid: int) -> str:
 def stack_processes(stack_pid: int) -> dict[str, int]:
     """orchestrator, render (render-2... for each further render worker), api and temporal of the
     `sorapi dev` at `stack_pid`; postgres: the postmaster this process started (its backends are its
-    children: measure it with `tree_of`)."""
+    children: measure it with `tree_of`).
+    """
     found: dict[str, int] = {}
     for pid in sorted(tree_of(stack_pid)):
         for role, tail in ROLES.items():

@@ -109,7 +109,8 @@ async def run(
     rounds: int = 5,
 ) -> dict[str, object]:
     """`rounds` rounds of tasks, then raw workflows twice: each round's ratio is the raw runs' mean time
-    against the tasks' time; the median counts (single rounds on 2 cores spread by ±0.15)."""
+    against the tasks' time; the median counts (single rounds on 2 cores spread by ±0.15).
+    """
     runs: list[dict[str, Any]] = []
     runner = workflow_runner(settings_from_env(stack_env))
     async with noop_api(stack_env, workdir, temporal) as api:

@@ -57,7 +57,8 @@ async def _sweeper_since(temporal: Client) -> datetime | None:
 
 async def _gates_hold(temporal: Client, live: dict[str, int]) -> bool:
     """Every account's gate holds (runs or lines up) all its live tasks. A gate still working through a
-    burst of requests may not answer a query in time: then it does not hold them yet."""
+    burst of requests may not answer a query in time: then it does not hold them yet.
+    """
     for account_id, count in live.items():
         try:
             state: GateState = await temporal.get_workflow_handle(slot_gate_workflow_id(account_id)).query(
@@ -72,7 +73,8 @@ async def _gates_hold(temporal: Client, live: dict[str, int]) -> bool:
 
 def temporal_ops(metrics_port: str) -> Counter[str]:
     """Requests the Temporal server has answered so far by operation, and `forwarded`: tasks its
-    matching service passed between task-queue partitions (a backlog with no poller to take it)."""
+    matching service passed between task-queue partitions (a backlog with no poller to take it).
+    """
     ops: Counter[str] = Counter()
     for line in httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).text.splitlines():
         if line.startswith("service_requests{") and 'service_name="frontend"' in line:
@@ -90,7 +92,8 @@ async def settle(
     timeout_s: float = 1800,
 ) -> float:
     """Seconds until the queue has settled (see the module docstring); without `metrics_port`, only
-    until the gates hold every live task (the backlog of creates is through)."""
+    until the gates hold every live task (the backlog of creates is through).
+    """
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
         newest = await tasks.newest_queued(sessions)
@@ -114,7 +117,8 @@ def _others(usage: dict[str, float]) -> float:
 
 async def window(processes: dict[str, int], metrics_port: str, seconds: float) -> dict[str, object]:
     """CPU-seconds per second of each measured process over `seconds`, their total, the machine's,
-    and the Temporal requests meanwhile (long polls and worker heartbeats left out: always there)."""
+    and the Temporal requests meanwhile (long polls and worker heartbeats left out: always there).
+    """
     meter = CpuMeter(
         {role: processes[role] for role in MEASURED if role != "postgres"},
         commands=(),
@@ -154,7 +158,8 @@ async def pace(
     the baseline; the ratio is the median over `rounds`. Each run starts once the previous one's tasks
     are in their lines, so none pays for another's backlog, and records the API's and the machine's
     CPU, and the machine's beyond this bench's processes: on a shared machine a slow run shows
-    whether someone else was busy."""
+    whether someone else was busy.
+    """
 
     async def run(key: str) -> dict[str, object]:
         async def call(n: int) -> bool:

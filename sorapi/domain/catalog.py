@@ -156,7 +156,8 @@ class Catalog(msgspec.Struct, frozen=True):
 
     def price(self, model: str, duration_s: int, tier: Tier, speed: str = DEFAULT_SPEED, audio: bool = False) -> int:
         """Credits a render costs: seconds × the tier's rate × the model's multiplier × the speed
-        profile's (× the model's audio multiplier with audio), rounded up (float noise below 1e-9 is not a credit)."""
+        profile's (× the model's audio multiplier with audio), rounded up (float noise below 1e-9 is not a credit).
+        """
         spec = self.models[model]
         factor = self.speed_profile(speed).credit_multiplier * (spec.audio_credit_multiplier if audio else 1.0)
         return math.ceil(round(duration_s * self.pricing.credits_per_second[tier] * spec.credit_multiplier * factor, 9))
@@ -193,5 +194,6 @@ def get_catalog() -> Catalog:
 def task_priority(plan: Plan, account_id: str) -> Priority:
     """Temporal priority of a task's workflow, inherited by its renders: the plan's priority first,
     then fair shares between accounts (task-queue fairness), so one account's long line never
-    stalls another account's task."""
+    stalls another account's task.
+    """
     return Priority(priority_key=plan.priority, fairness_key=account_id[:64], fairness_weight=plan.fairness_weight)

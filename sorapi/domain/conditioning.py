@@ -50,7 +50,8 @@ def sent_fields(req: GenerateRequest, uploads: Collection[str]) -> dict[str, str
 
 def problems(req: GenerateRequest, catalog: Catalog, uploads: Collection[str]) -> list[ErrorDetail]:
     """Field-level problems of the image fields: both forms of one image, a last frame without a first,
-    a model that takes no image (or no last frame). The model's own problems are `plan`'s."""
+    a model that takes no image (or no last frame). The model's own problems are `plan`'s.
+    """
     found: list[ErrorDetail] = []
     for _role, (url_field, part) in SOURCES.items():
         if part in uploads and getattr(req, url_field) is not None:
@@ -111,7 +112,8 @@ def recorded(request: TaskRequest, images: Conditioning) -> TaskRequest:
 
 def fingerprint(digest: str, images: Conditioning) -> str:
     """The request's fingerprint with each image's SHA-256: the same key with another image is
-    `idempotency_key_reused`, even when it came from the same URL."""
+    `idempotency_key_reused`, even when it came from the same URL.
+    """
     if not images:
         return digest
     roles = ((FIRST_FRAME, images.first), (LAST_FRAME, images.last))

@@ -53,7 +53,8 @@ def continuation(
 ) -> GenerateRequest | list[ErrorDetail]:
     """The request as it renders: the source's model, size and seed (a sent `seed` wins); or the problems
     of asking something the source decides, of a model that extends nothing, of a clip too long, of an
-    image (`image_fields`: the image fields sent)."""
+    image (`image_fields`: the image fields sent).
+    """
     model_name = source.model_version
     model = catalog.models.get(model_name)
     if model is None or not model.max_extended_duration_s:
@@ -94,7 +95,8 @@ def continuation(
 
 def _size_problems(req: GenerateRequest, source: TaskRequest) -> list[ErrorDetail]:
     """A sent `resolution` / `aspect_ratio` must resolve to the source's size (read with the source's
-    orientation and preset for the one not sent)."""
+    orientation and preset for the one not sent).
+    """
     if req.resolution is None and req.aspect_ratio is None:
         return []
     field = "resolution" if req.resolution is not None else "aspect_ratio"

@@ -55,7 +55,8 @@ def event_id(task_id: str, event: str, progress: WebhookProgress | None = None) 
 
 def workflow_id(task_id: str, event: str, progress: WebhookProgress | None = None) -> str:
     """The automatic delivery of one event; a progress beat's names its step, so a render retried
-    from step 1 finds the steps it already announced taken."""
+    from step 1 finds the steps it already announced taken.
+    """
     if progress is not None:
         return f"{webhook_workflow_id(task_id, PROGRESS)}-{progress.step}"
     return webhook_workflow_id(task_id, event)
@@ -77,7 +78,8 @@ async def announce(
     progress: WebhookProgress | None = None,
 ) -> str:
     """Start the event's delivery workflow once: a repeat finds it running (USE_EXISTING) or ended
-    (rejected). Call it only once the task row shows what the event announces."""
+    (rejected). Call it only once the task row shows what the event announces.
+    """
     workflow = workflow_id(task_id, event, progress)
     with contextlib.suppress(WorkflowAlreadyStartedError):
         await client.start_workflow(

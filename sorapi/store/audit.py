@@ -74,7 +74,8 @@ async def prune_key_use(session: AsyncSession, *, before: datetime, limit: int) 
     """Delete up to `limit` of the oldest key-use entries created before `before`; returns how many.
 
     The oldest first, found through the partial index `ix_audit_events_key_use_created`, so a batch
-    costs its own rows, never a scan of the table."""
+    costs its own rows, never a scan of the table.
+    """
     oldest = (
         select(AuditEvent.id)
         .where(AuditEvent.action == KEY_USE, AuditEvent.created_at < before)

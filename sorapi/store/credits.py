@@ -127,7 +127,8 @@ async def estimate(
     session: AsyncSession, account: Account, planned: Planned, catalog: Catalog, key_id: str | None = None
 ) -> EstimateResponse:
     """The price `generate` would reserve, and whether the account (asked by `key_id`) could reserve it
-    now: its credits cover it and no spend cap refuses it."""
+    now: its credits cover it and no spend cap refuses it.
+    """
     request = planned.request
     affordable = await ledger.can_hold(
         session, account, planned.price, catalog.plans[account.plan]

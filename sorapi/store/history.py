@@ -46,7 +46,8 @@ async def tasks_page(
     metadata: dict[str, str] | None = None,
 ) -> tuple[list[Task], bool]:
     """The account's tasks ordered by (created_at, id), continuing after the `after` position;
-    with `metadata`, only those whose labels include all of it (`@>`, GIN-indexed)."""
+    with `metadata`, only those whose labels include all of it (`@>`, GIN-indexed).
+    """
     stmt = select(Task).where(Task.account_id == account_id)
     if metadata:
         stmt = stmt.where(Task.client_metadata.contains(metadata))

@@ -33,12 +33,14 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
+from sorapi.contracts import status
 from sorapi.contracts.errors import InsufficientCredits
 from sorapi.domain.catalog import Plan, get_catalog
 from sorapi.domain.periods import period_bounds, period_of
 from sorapi.store import spend_limits
-from sorapi.store.models import Account, LedgerEntry, utcnow
+from sorapi.store.models import Account, LedgerEntry, Task, utcnow
 
 GRANT = "grant"
 REFRESH = "refresh"
@@ -306,3 +308,30 @@ async def refresh(
         reason=f"{account.plan} credits included for {period}",
     )
     return Refreshed(period, expired, rules.included_credits, already=False)
+
+
+async def accounts_on(session: AsyncSession, plans: list[str], *, after: str, limit: int) -> list[str]:
+    """Ids of up to `limit` accounts on `plans` past `after`, in id order: one batch of the monthly refresh."""
+    ids = await session.scalars(
+        select(Account.id).where(Account.plan.in_(plans), Account.id > after).order_by(Account.id).limit(limit)
+    )
+    return list(ids.all())
+
+
+async def holds_of_ended_tasks(session: AsyncSession, *, limit: int) -> list[tuple[str, str]]:
+    """(account id, task id) of up to `limit` holds still open on tasks that ended without a charge
+    (their workflow stopped between marking the task and releasing).
+    """
+    resolved = aliased(LedgerEntry)
+    rows = await session.execute(
+        select(LedgerEntry.account_id, Task.id)
+        .join(Task, Task.id == LedgerEntry.task_id)
+        .outerjoin(resolved, (resolved.task_id == LedgerEntry.task_id) & resolved.kind.in_((CAPTURE, RELEASE)))
+        .where(
+            LedgerEntry.kind == RESERVE,
+            resolved.id.is_(None),
+            Task.status.in_((status.FAILED, status.CANCELLED, status.EXPIRED)),
+        )
+        .limit(limit)
+    )
+    return [(account_id, task_id) for account_id, task_id in rows.all()]

@@ -8,7 +8,8 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sorapi.contracts import status
-from sorapi.store.models import Task, TaskEvent, utcnow
+from sorapi.contracts.messages import RenderMeta, StoredObject
+from sorapi.store.models import Account, Task, TaskEvent, utcnow
 
 
 async def find_by_idempotency_key(session: AsyncSession, account_id: str, key: str) -> Task | None:
@@ -54,3 +55,34 @@ async def transition(session: AsyncSession, task_id: str, target: str, **fields:
     event = {k: v for k, v in fields.items() if k in ("error_code", "error_message")}
     add_event(session, task_id, target, event)
     return task
+
+
+async def plan_of(session: AsyncSession, task: Task | None) -> str:
+    """The plan label of a finished task: its account's (the row is already in the session's map)."""
+    account = await session.get(Account, task.account_id) if task is not None else None
+    return account.plan if account is not None else ""
+
+
+async def record_milestones(
+    session: AsyncSession, task_id: str, render: RenderMeta, outputs: list[StoredObject]
+) -> None:
+    """History entries for the render and upload milestones of a running task (once: a retried
+    success finds the task already moved on).
+    """
+    task = (await session.execute(select(Task).where(Task.id == task_id).with_for_update())).scalar_one_or_none()
+    if task is None or task.status != status.RUNNING:
+        return
+    rendered = {
+        "width": render.width,
+        "height": render.height,
+        "frames": render.num_frames,
+        "fps": render.fps,
+        "steps": render.steps,
+        "load_s": render.load_s,
+        "denoise_s": render.denoise_s,
+        "encode_s": render.encode_s,
+    }
+    add_event(session, task_id, "rendered", rendered)
+    add_event(
+        session, task_id, "uploaded", {"outputs": [{"format": o.format, "size_bytes": o.size_bytes} for o in outputs]}
+    )

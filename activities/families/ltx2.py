@@ -4,9 +4,9 @@ One transformer denoises video and audio latents jointly; the video VAE decodes 
 audio VAE a mel spectrogram, and the vocoder turns that into a waveform. The soundtrack therefore
 costs nothing extra to make: a request's ``audio`` only decides whether it is delivered.
 
-Without weights, ``tiny_ltx2`` builds the same classes at toy width (Gemma 3 text encoder, text
+Without weights, ``tiny`` builds the same classes at toy width (Gemma 3 text encoder, text
 connectors, LTX-2 transformer, video VAE with the real 32x spatial / 8x temporal ratios, audio VAE
-and vocoder) so the stack runs offline on a CPU. Only ``activities.pipelines`` imports this module.
+and vocoder) so the stack runs offline on a CPU.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ from transformers import (
     SiglipVisionConfig,
 )
 
+from sorapi.activities.encode import Soundtrack
+
+PIPELINE = LTX2Pipeline
 TEXT_WIDTH = 32
 """Gemma's hidden size in the tiny model: the connectors' width (4 heads x 8) and the transformer's captions."""
 TEXT_LAYERS = 2
@@ -82,7 +85,7 @@ def _tiny_text_encoder(seed: int, vocab_size: int) -> Gemma3ForConditionalGenera
     return Gemma3ForConditionalGeneration(config)
 
 
-def tiny_ltx2(seed: int) -> LTX2Pipeline:
+def tiny(seed: int) -> LTX2Pipeline:
     """LTX-2 at toy width; deterministic given ``seed``. Stereo audio at 8 kHz."""
     tokenizer = ByT5Tokenizer()
     text_encoder = _tiny_text_encoder(seed, len(tokenizer))
@@ -188,10 +191,28 @@ def tiny_ltx2(seed: int) -> LTX2Pipeline:
     )
 
 
+def from_pretrained(weights_dir: str, dtype: torch.dtype) -> LTX2Pipeline:
+    """Real weights, strictly offline."""
+    pipe: LTX2Pipeline = LTX2Pipeline.from_pretrained(weights_dir, dtype=dtype, local_files_only=True)
+    return pipe
+
+
+def compression(pipe: Any) -> tuple[int, int]:
+    """(spatial, temporal) latent-to-pixel factors: the video VAE's ratios times the transformer's patch."""
+    return pipe.vae_spatial_compression_ratio * pipe.transformer_spatial_patch_size, pipe.vae_temporal_compression_ratio
+
+
+def soundtrack(pipe: Any, result: Any) -> Soundtrack | None:
+    """The render's stereo waveform at the vocoder's rate, as long as the video."""
+    audio = getattr(result, "audio", None)
+    return Soundtrack(waveform(audio), sample_rate(pipe)) if audio is not None else None
+
+
 def call_kwargs(pipe: Any, fps: int | None) -> dict[str, Any]:
     """LTX-2's own inputs: the frame rate (it times the audio too), and on a toy transformer (fewer
     layers than the guidance blocks) plain classifier-free guidance, without the extra passes of
-    spatio-temporal and modality guidance, and a short prompt window."""
+    spatio-temporal and modality guidance, and a short prompt window.
+    """
     kwargs: dict[str, Any] = {"frame_rate": float(fps)} if fps else {}
     if pipe.transformer.config.num_layers <= max(STG_BLOCKS):
         kwargs |= {
