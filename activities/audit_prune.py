@@ -19,8 +19,9 @@ class AuditPruneActivities:
 
     @activity.defn(name=names.PRUNE_AUDIT_EVENTS)
     async def prune_audit_events(self, batch: AuditPruneBatch) -> int:
-        """Delete up to `batch.limit` key-use entries created before `batch.before`; a retry deletes
-        whatever is still there, so repeating a batch is harmless.
+        """Delete up to `batch.limit` key-use entries created before `batch.before`.
+
+        A retry deletes whatever is still there, so repeating a batch is harmless.
         """
         async with self._sessions.begin() as session:
             deleted = await audit.prune_key_use(session, before=batch.before, limit=batch.limit)

@@ -107,6 +107,7 @@ def conditioned(
     video: list[Image.Image] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """(the pipeline to call, the conditioning arguments of the call); `pipe` itself for text-to-video.
+
     `video`: an extension's source frames, a condition from frame 0 (`activities.stitching`).
     """
     if video is not None:

@@ -53,8 +53,10 @@ class CreditRefreshActivities:
 
     @activity.defn(name=names.RELEASE_EXPIRED_HOLDS)
     async def release_expired_holds(self, _: RefreshBatch) -> int:
-        """Return holds still open on tasks that already ended (their workflow stopped between marking
-        the task and releasing, e.g. terminated by an operator). Idempotent like every release.
+        """Return holds still open on tasks that already ended.
+
+        Their workflow stopped between marking the task and releasing, e.g. terminated by an operator. Idempotent like
+        every release.
         """
         async with self._sessions() as session:
             rows = await ledger.holds_of_ended_tasks(session, limit=SWEEP_LIMIT)

@@ -1,5 +1,6 @@
-"""Encode rendered frames into deliverable files (MP4/H.264, WebM/VP9, JPEG thumbnail), with the
-soundtrack when the render has one (AAC in the MP4, Opus in the WebM, 48 kHz).
+"""Encode rendered frames into deliverable files (MP4/H.264, WebM/VP9, JPEG thumbnail).
+
+The soundtrack goes in when the render has one (AAC in the MP4, Opus in the WebM, 48 kHz).
 
 Files are written next to their destination under a hidden ``.part`` name and renamed at the
 end, so an upload step never picks up a half-written file.
@@ -140,8 +141,9 @@ def _encode_video(
     container_options: dict[str, str] | None = None,
     audio: Soundtrack | None = None,
 ) -> tuple[int, int]:
-    """Encode RGB frames as yuv420p with ``codec`` (and ``audio`` as the container's audio codec);
-    returns the encoded (width, height).
+    """Encode RGB frames as yuv420p with ``codec`` (and ``audio`` as the container's audio codec).
+
+    Returns the encoded (width, height).
     """
     frames = _even(_check_frames(frames))
     _check_fps(fps)
@@ -187,8 +189,10 @@ def _describe(
 
 
 def encode_mp4(frames: np.ndarray, fps: int, path: pathlib.Path, audio: Soundtrack | None = None) -> EncodedFile:
-    """H.264/yuv420p MP4 with the moov atom first (+faststart) so players can start streaming
-    before the download finishes. Odd sizes are padded by one pixel. ``audio`` becomes an AAC track.
+    """H.264/yuv420p MP4 with the moov atom first (+faststart).
+
+    Players can then start streaming before the download finishes. Odd sizes are padded by one pixel. ``audio`` becomes
+    an AAC track.
     """
     width, height = _encode_video(
         frames,

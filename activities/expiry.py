@@ -48,8 +48,9 @@ class ExpiryActivities:
 
     @activity.defn(name=names.DISCARD_OUTPUTS)
     async def discard_outputs(self, task_id: str) -> int:
-        """Delete what a task that did not succeed left in S3: the files of an upload that failed
-        part-way. Nothing is served for such a task, so nothing of it is kept. Idempotent.
+        """Delete what a task that did not succeed left in S3: the files of an upload that failed part-way.
+
+        Nothing is served for such a task, so nothing of it is kept. Idempotent.
         """
         removed = await asyncio.to_thread(storage.delete_prefix, self._s3, self._bucket, storage.task_prefix(task_id))
         if removed:

@@ -78,6 +78,7 @@ async def start_once(
     details: str | None = None,
 ) -> str:
     """Start once: a retry finds the workflow running (USE_EXISTING) or finished (rejected).
+
     `summary` and `details` are what the Temporal UI shows for it (sorapi.adapters.search_attributes).
     """
     with contextlib.suppress(WorkflowAlreadyStartedError):

@@ -33,8 +33,10 @@ class LedgerActivities:
 
     @activity.defn(name=names.CAPTURE_CREDITS)
     async def capture_credits(self, hold: HoldInput) -> int:
-        """Charge the hold. A conflict (the hold was released meanwhile, e.g. by the API giving up on the
-        task) is permanent: it fails at once with a stable code instead of retrying for ever.
+        """Charge the hold.
+
+        A conflict (the hold was released meanwhile, e.g. by the API giving up on the task) is permanent: it fails at
+        once with a stable code instead of retrying for ever.
         """
         try:
             async with self._sessions.begin() as session:

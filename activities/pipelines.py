@@ -59,8 +59,10 @@ _LOCKS_GUARD = threading.Lock()
 
 
 def _eval_mode(pipe: Pipeline) -> None:
-    """Put every module in eval mode: modules built in code start in training mode, and the
-    text encoder's dropout would then make the same seed render different videos.
+    """Put every module in eval mode.
+
+    Modules built in code start in training mode, and the text encoder's dropout would then make the same seed render
+    different videos.
     """
     for component in pipe.components.values():
         if isinstance(component, torch.nn.Module):
@@ -164,8 +166,9 @@ def device_available(device: str) -> bool:
 
 
 def set_cpu_threads(device: str, threads: int, dev_models: bool) -> int:
-    """Intra-op threads for renders on the CPU (SORAPI_RENDER_CPU_THREADS; 0: one for the tiny dev
-    models, torch's default for real weights). Returns the number in force.
+    """Set the intra-op threads for renders on the CPU; returns the number in force.
+
+    The number is SORAPI_RENDER_CPU_THREADS; 0: one for the tiny dev models, torch's default for real weights.
     """
     if device == "cpu" and (threads or dev_models):
         torch.set_num_threads(threads or 1)

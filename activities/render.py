@@ -330,8 +330,9 @@ class RenderActivities:
 
     @activity.defn(name=names.UPLOAD_OUTPUTS)
     def upload_outputs(self, arg: UploadInput) -> list[StoredObject]:
-        """Put the rendered files under the task's prefix, then free the render host's disk. It beats
-        all along (a put may outlast the heartbeat timeout), so only a dead host goes silent.
+        """Put the rendered files under the task's prefix, then free the render host's disk.
+
+        It beats all along (a put may outlast the heartbeat timeout), so only a dead host goes silent.
         """
         stored = []
         started = time.perf_counter()
@@ -371,8 +372,9 @@ def _observe_render(meta: RenderMeta, device: str) -> None:
 
 
 def sweep_scratch(render_dir: Path, older_than_s: float = SCRATCH_TTL_S) -> int:
-    """Delete task scratch dirs nobody uploaded (a task cancelled between render and upload, a
-    host that died mid-render); run at worker start. Returns how many were removed.
+    """Delete task scratch dirs nobody uploaded; returns how many were removed.
+
+    Those of a task cancelled between render and upload, or of a host that died mid-render. Run at worker start.
     """
     if not render_dir.is_dir():
         return 0

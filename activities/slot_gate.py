@@ -93,8 +93,9 @@ class GateActivities:
 
     @activity.defn(name=names.MARK_RUNNING)
     async def mark_running(self, task_id: str) -> bool:
-        """The task holds a slot now: `queued` → `running`, then its `running` webhook if it asked
-        for one (a retry finds the row moved and the delivery started). False if it ended meanwhile.
+        """The task holds a slot now: `queued` → `running`, then its `running` webhook if it asked for one.
+
+        A retry finds the row moved and the delivery started. Returns False if the task ended meanwhile.
         """
         async with self._sessions.begin() as session:
             task = await task_rows.transition(session, task_id, status.RUNNING)
@@ -155,8 +156,9 @@ async def settle_orphan(
     webhook_queue_prefix: str,
     task_queue: str,
 ) -> str | None:
-    """Fail a queued or running task whose workflow is gone, return its hold and start its `failed`
-    webhook; the task's account id, or None if the task had already ended.
+    """Fail a queued or running task whose workflow is gone, return its hold and start its `failed` webhook.
+
+    Returns the task's account id, or None if the task had already ended.
     """
     async with sessions.begin() as session:
         task = await slots.fail_orphan(session, task_id)

@@ -65,9 +65,11 @@ def repeated_blocks(transformer: torch.nn.Module) -> list[torch.nn.Module]:
 
 
 def cacheable(transformer: torch.nn.Module) -> bool:
-    """First Block Cache needs a head block and a tail block, two blocks at least (the tiny LTX dev
-    model has one), of a class diffusers describes for its cache hooks (LTX-2's is not, in 0.42.1).
-    A transformer that cannot take it renders every profile without a cache (the meta says so).
+    """Whether `transformer` can take First Block Cache.
+
+    It needs a head block and a tail block, two blocks at least (the tiny LTX dev model has one), of a class diffusers
+    describes for its cache hooks (LTX-2's is not, in 0.42.1). A transformer that cannot take it renders every profile
+    without a cache (the meta says so).
     """
     from diffusers.hooks._helpers import TransformerBlockRegistry
 
@@ -133,8 +135,9 @@ def _first_block_cache(transformer: torch.nn.Module, threshold: float) -> Iterat
 
 @contextmanager
 def speed_profile(pipe: Any, speed: RenderSpeed | None) -> Iterator[SpeedEffects]:
-    """Apply `speed`'s cache and compilation to `pipe` for the calls inside, then undo them (also on
-    errors and interruptions). Steps are the caller's: they are an argument of the pipeline call.
+    """Apply `speed`'s cache and compilation to `pipe` for the calls inside, then undo them.
+
+    They are undone on errors and interruptions too. Steps are the caller's: they are an argument of the pipeline call.
     """
     effects = speed_effects(pipe, speed)
     with ExitStack() as undo:

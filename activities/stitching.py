@@ -1,5 +1,7 @@
-"""Extending a clip on the render host: read the source's frames, condition the new segment on its last
-ones, and stitch source and extension into the one clip that is encoded.
+"""Extend a clip on the render host.
+
+Read the source's frames, condition the new segment on its last ones, and stitch source and extension into the one clip
+that is encoded.
 
 The new segment is rendered by ``LTXConditionPipeline`` with an ``LTXVideoCondition`` holding the
 source's last `overlap` frames at frame index 0 (`activities.conditioning`), so it starts where the source
@@ -28,8 +30,9 @@ def overlap(family: str) -> int:
 
 
 def read_source(s3: Minio, bucket: str, key: str, width: int, height: int) -> np.ndarray:
-    """The source video's frames as uint8 (F, H, W, 3) at `width`×`height` (fitted if it was rendered
-    at another size, e.g. by another kind of host).
+    """The source video's frames as uint8 (F, H, W, 3) at `width`×`height`.
+
+    Fitted if it was rendered at another size, e.g. by another kind of host.
     """
     with av.open(io.BytesIO(storage.read_object(s3, bucket, key)), mode="r") as container:
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
@@ -46,8 +49,9 @@ def conditioning_frames(source: np.ndarray, family: str) -> list[Image.Image]:
 
 
 def frames_to_render(added_frames: int, family: str) -> int:
-    """Frames of the conditioned render for `added_frames` (a family-valid count, k×step+1): the overlap
-    and the new ones, itself a valid count (LTX: 9 + 8k).
+    """Frames of the conditioned render for `added_frames`: the overlap and the new ones.
+
+    `added_frames` is a family-valid count (k×step+1); the result is itself a valid count (LTX: 9 + 8k).
     """
     return added_frames + overlap(family) - 1
 

@@ -197,8 +197,9 @@ def _beat(progress: WebhookProgress) -> ProgressBeat:
 
 
 async def _progress_claimed(session: AsyncSession, arg: DeliverWebhook) -> bool:
-    """A `progress` event's first attempt claims the task's progress slot (one per PROGRESS_INTERVAL_S),
-    or is dropped; every other event, and a later attempt of a claimed one, goes ahead.
+    """A `progress` event's first attempt claims the task's progress slot, or is dropped.
+
+    One slot per PROGRESS_INTERVAL_S. Every other event, and a later attempt of a claimed one, goes ahead.
     """
     if arg.event != webhook_events.PROGRESS or arg.attempt != 1 or arg.trigger != "automatic":
         return True

@@ -154,8 +154,9 @@ class AdminController(Controller):
     async def change_plan(
         self, account_id: str, data: PlanChange, resources: Resources, request: Request
     ) -> CreditsResponse:
-        """Move the account to another plan; limits change at once (tasks already waiting included),
-        monthly credits start this period.
+        """Move the account to another plan.
+
+        Limits change at once (tasks already waiting included), monthly credits start this period.
         """
         async with resources.sessions.begin() as session:
             changed = await administration.change_plan(

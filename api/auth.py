@@ -1,5 +1,6 @@
-"""Bearer-key authentication: resolves the calling account or answers 401, then checks the
-scopes its route declares (403).
+"""Bearer-key authentication.
+
+Resolves the calling account or answers 401, then checks the scopes its route declares (403).
 
 Every route that takes an API key declares the scopes that may call it (`opt=NEEDS_READ`...);
 authentication enforces the declaration, so no handler can forget its check. A route that takes a
@@ -116,9 +117,10 @@ def admit(session: AsyncSession, owner: KeyOwner | None, use: KeyUse, request: R
 
 
 async def provide_principal(request: Request, resources: Resources) -> Principal:
-    """Key lookup and audit entry in a session of their own, committed before the handler
-    (autocommit on PostgreSQL: two statements, no BEGIN/COMMIT round trips); then the route's scopes
-    (after the commit, so a refused call is audited too).
+    """Key lookup and audit entry in a session of their own, then the route's scopes.
+
+    The session is committed before the handler (autocommit on PostgreSQL: two statements, no BEGIN/COMMIT round trips);
+    the scopes are checked after the commit, so a refused call is audited too.
     """
     async with resources.autocommit_sessions() as session:
         principal = await authenticate_in(session, request, resources)

@@ -62,9 +62,10 @@ def _item_detail(index: int, detail: Any) -> dict[str, str]:
 
 
 def at_item(index: int, exc: errors.ApiError) -> errors.ApiError:
-    """The same error (status, code, headers), its message and details naming item `index`: a 422's
-    fields become the item's (`items[3].duration`); any other error (a 402: credits, a spend limit)
-    gets `items[3]` first, its own details after.
+    """The same error (status, code, headers), its message and details naming item `index`.
+
+    A 422's fields become the item's (`items[3].duration`); any other error (a 402: credits, a spend limit) gets
+    `items[3]` first, its own details after.
     """
     named = copy.copy(exc)
     named.message = f"items[{index}]: {exc.message}; no task of the batch was created"
@@ -133,8 +134,9 @@ def _batch_digest(items: list[GenerateRequest]) -> str:
 async def submit_batch(
     res: Resources, principal: Principal, req: BatchRequest, header_key: str | None, request: Request
 ) -> CreatedBatch:
-    """Validate and price every item, charge the rate limit per item, record the batch, its tasks and
-    their holds in one transaction, then start each task's workflow.
+    """Validate and price every item, record the batch, then start each task's workflow.
+
+    The rate limit is charged per item; the batch, its tasks and their holds are recorded in one transaction.
     """
     key = task_service.idempotency_key(req.idempotency_key, header_key)
     planned = _planned_items(res, principal, req.items)
@@ -160,8 +162,10 @@ async def _record_batch(
     batch_id: str,
     key: str | None,
 ) -> tuple[Batch, list[Task], bool]:
-    """Under the account row lock: the batch of this key (same body → replay, else 422), or a new batch
-    with every task and hold; any item that fails rolls the whole transaction back.
+    """The batch of this key, or a new batch with every task and hold, under the account row lock.
+
+    The same key with the same body is a replay, with another body a 422; any item that fails rolls the whole
+    transaction back.
     """
     await ledger.lock_account(session, principal.account_id)
     digest = _batch_digest(req.items)
@@ -210,8 +214,10 @@ async def _tasks_of(session: AsyncSession, batch: Batch) -> list[Task]:
 
 
 async def _start_all(res: Resources, batch: Batch, rows: list[Task], plan_name: str, *, retriable: bool) -> None:
-    """Start each task's workflow (a few at once) with the single create's start logic; 503 naming the
-    items whose start failed. Keyed batches: retry with the same key; keyless ones: those tasks were given up.
+    """Start each task's workflow (a few at once) with the single create's start logic.
+
+    A 503 names the items whose start failed. Keyed batches: retry with the same key; keyless ones: those tasks were
+    given up.
     """
     gate = asyncio.Semaphore(START_CONCURRENCY)
 
@@ -292,9 +298,10 @@ class BatchesController(Controller):
     async def create_batch(
         self, data: BatchRequest, principal: Principal, resources: Resources, request: Request
     ) -> Response[BatchCreated]:
-        """Submit 1 to 100 generate requests at once: every task is created, with every credit hold, or
-        none is. A problem with an item answers 422 (`validation_error`) or 402 (`insufficient_credits`)
-        with `error.details` naming it (`items[3].duration`), and nothing is created.
+        """Submit 1 to 100 generate requests at once: every task is created, with every credit hold, or none is.
+
+        A problem with an item answers 422 (`validation_error`) or 402 (`insufficient_credits`) with `error.details`
+        naming it (`items[3].duration`), and nothing is created.
 
         Send an `idempotency_key` (or the `Idempotency-Key` header) for the batch: the same key and body
         return the same batch (`Idempotent-Replayed: true`); the same key with another body is
@@ -309,7 +316,8 @@ class BatchesController(Controller):
 
     @get("/{batch_id:str}", opt=RATE_STATUS | NEEDS_READ, responses=error_responses(401, 404, 429))
     async def get_batch(self, batch_id: str, principal: Principal, resources: Resources) -> BatchStatus:
-        """A batch: how many of its tasks are in each status, whether all have ended, and each task as
-        `GET /api/tasks` lists it. Another account's batch is a 404.
+        """A batch: how many of its tasks are in each status and whether all have ended.
+
+        Each of its tasks is shown as `GET /api/tasks` lists it. Another account's batch is a 404.
         """
         return await read_batch(resources, principal, batch_id)

@@ -1,6 +1,7 @@
-"""The parts of the published schema that the catalog and the settings decide at startup: which
-models and plans exist, the envelope of each model (its longest clip, the resolution tiers it
-renders), and where callbacks may point.
+"""The parts of the published schema that the catalog and the settings decide at startup.
+
+Which models and plans exist, the envelope of each model (its longest clip, the resolution tiers it renders), and where
+callbacks may point.
 
 A request is checked against its model's envelope before any credit is held; the schema states
 the same envelope as JSON Schema conditions (`allOf` of `if`/`then`), so that whatever the schema
@@ -53,8 +54,9 @@ def _names(catalog: Catalog, model: str) -> list[str]:
 
 
 def generate_rules(catalog: Catalog, default_model: str, default_duration: int) -> list[JsonSchema]:
-    """`GenerateRequest`'s conditions: per model, `duration` and `resolution` within its envelope, and
-    `audio` only where the model renders a soundtrack.
+    """`GenerateRequest`'s conditions, per model.
+
+    `duration` and `resolution` within the model's envelope, and `audio` only where the model renders a soundtrack.
     """
     rules = []
     every_aspect: list[str | None] = [None, *ASPECT_RATIO_VALUES]
@@ -130,8 +132,10 @@ _ANY_PORT = "(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655
 
 
 def callback_url_schema(allow_http: bool, ports: frozenset[int]) -> JsonSchema:
-    """What `callback_url` may be, as two patterns: a URL on a DNS name (two labels at least: single
-    names are local) with an allowed port, and a host of at most 253 characters.
+    """What `callback_url` may be, as two patterns.
+
+    A URL on a DNS name (two labels at least: single names are local) with an allowed port, and a host of at most 253
+    characters.
 
     A subset of what the API accepts (which also takes public IP literals and internationalised
     names): whatever matches is accepted, unless its name resolves to a non-public address.

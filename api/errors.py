@@ -48,8 +48,10 @@ _NAMED_FIELD = re.compile(r"`\$\.([^`]+)`|field `([^`]+)`")
 
 
 def field_named(message: str) -> str:
-    """The field a msgspec validation message names: its path (`$.name`), or a missing or unknown
-    `field `name``; "body" when it names none (the body as a whole is wrong).
+    """The field a msgspec validation message names.
+
+    Its path (`$.name`), or a missing or unknown `field `name``; "body" when it names none (the body as a whole is
+    wrong).
     """
     named = _NAMED_FIELD.search(message)
     return (named.group(1) or named.group(2)) if named else "body"
@@ -76,8 +78,10 @@ def http_error(_: Request, exc: HTTPException) -> Response[ErrorEnvelope]:
 
 
 def database_unavailable(request: Request, exc: Exception) -> Response[ErrorEnvelope]:
-    """The database is unreachable, restarting or out of pool connections: the request may succeed in a
-    moment, so a 503 with Retry-After tells clients to come back instead of a 500 that says we broke.
+    """The database is unreachable, restarting or out of pool connections.
+
+    The request may succeed in a moment, so a 503 with Retry-After tells clients to come back instead of a 500 that says
+    we broke.
     """
     log.warning("database unavailable", path=request.url.path, error=repr(exc))
     return _envelope(

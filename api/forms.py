@@ -1,5 +1,6 @@
-"""Form bodies (multipart/form-data, x-www-form-urlencoded) read field by field, so that a malformed
-one is a 4xx naming the field (or the body), never a 500 from a decoder deep inside the framework.
+"""Form bodies (multipart/form-data, x-www-form-urlencoded) read field by field.
+
+A malformed one is a 4xx naming the field (or the body), never a 500 from a decoder deep inside the framework.
 
 Text fields come back as `str`; file parts as their raw `bytes` (callers only look at their names).
 """
@@ -57,8 +58,9 @@ def multipart_fields(body: bytes, boundary: str | None) -> FormFields:
 
 
 def multipart_parts(body: bytes, boundary: str | None) -> list[tuple[str, str | bytes, bool]]:
-    """Every part of a multipart/form-data body in order, repeats kept: (name, text or file bytes,
-    whether it is a file part).
+    """Every part of a multipart/form-data body in order, repeats kept.
+
+    Each as (name, text or file bytes, whether it is a file part).
     """
     if not boundary:
         raise _malformed("multipart/form-data without a boundary in Content-Type")

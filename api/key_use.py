@@ -18,6 +18,7 @@ UNCOMMITTED_KEY_USE = "uncommitted_key_use"
 
 def key_use(resources: Resources, request: Request) -> KeyUse:
     """One audit event per authenticated request: which key (seat) called what, for `audit_log` plans.
+
     `sorapi.store.accounts.key_owner` writes it along with the key lookup, in the caller's session.
     """
     return KeyUse(

@@ -17,8 +17,10 @@ class ModelsController(Controller):
 
     @get("/", opt=RATE_STATUS | NEEDS_READ, responses=error_responses(401, 429))
     async def list_models(self, principal: Principal, resources: Resources) -> ModelList:
-        """Every model of the catalog: its names, family, limits, price factor, and whether it takes a
-        first-frame image (`image_conditioning`) and a last-frame image (`last_frame_conditioning`).
+        """Every model of the catalog.
+
+        Its names, family, limits, price factor, and whether it takes a first-frame image (`image_conditioning`) and a
+        last-frame image (`last_frame_conditioning`).
         """
         del principal  # authenticated and scope-checked by its dependency; every account sees the same catalog
         return model_list(resources.catalog)

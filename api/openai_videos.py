@@ -139,8 +139,10 @@ async def _create(
 
 
 async def _read_create_body(request: Request[Any, Any, Any]) -> tuple[CreateVideo, image_inputs.Uploads]:
-    """JSON or multipart/form-data (the SDK always sends multipart); `input_reference` as a file part is
-    the first-frame upload, as `{"image_url": ...}` (or the form field `input_reference[image_url]`) its URL.
+    """JSON or multipart/form-data (the SDK always sends multipart).
+
+    `input_reference` as a file part is the first-frame upload, as `{"image_url": ...}` (or the form field
+    `input_reference[image_url]`) its URL.
     """
     raw, uploads = _input_reference(await _raw_fields(request))
     raw = _form_metadata(raw)
@@ -154,8 +156,9 @@ async def _read_create_body(request: Request[Any, Any, Any]) -> tuple[CreateVide
 
 
 async def _read_extend_body(request: Request[Any, Any, Any]) -> ExtendVideo:
-    """JSON or multipart/form-data; `video` as `{"id": ...}`, form fields `video[id]`, or JSON text. A video
-    file is refused (422 `unsupported_parameter`): only a completed video of the account can be extended.
+    """JSON or multipart/form-data; `video` as `{"id": ...}`, form fields `video[id]`, or JSON text.
+
+    A video file is refused (422 `unsupported_parameter`): only a completed video of the account can be extended.
     """
     raw = await _raw_fields(request)
     parts = {k[len("video[") : -1]: v for k, v in raw.items() if k.startswith("video[") and k.endswith("]")}
@@ -182,8 +185,10 @@ async def _read_extend_body(request: Request[Any, Any, Any]) -> ExtendVideo:
 
 
 def _input_reference(raw: dict[str, Any]) -> tuple[dict[str, Any], image_inputs.Uploads]:
-    """`input_reference` out of the fields: a file part becomes the upload `image`; form fields
-    `input_reference[KEY]` or JSON text become the reference object; `file_id` is refused (422).
+    """`input_reference` out of the fields.
+
+    A file part becomes the upload `image`; form fields `input_reference[KEY]` or JSON text become the reference object;
+    `file_id` is refused (422).
     """
     fields = {k: v for k, v in raw.items() if k != "input_reference" and not k.startswith("input_reference[")}
     parts = {k[len("input_reference[") : -1]: v for k, v in raw.items() if k.startswith("input_reference[")}
@@ -210,8 +215,10 @@ def _input_reference(raw: dict[str, Any]) -> tuple[dict[str, Any], image_inputs.
 
 
 def _form_metadata(raw: dict[str, Any]) -> dict[str, Any]:
-    """`metadata` of a form: fields `metadata[KEY]=VALUE` (how the SDK flattens an object into a form),
-    or one field holding the object as JSON (OpenAPI's default encoding of an object in a form).
+    """`metadata` of a form.
+
+    Fields `metadata[KEY]=VALUE` (how the SDK flattens an object into a form), or one field holding the object as JSON
+    (OpenAPI's default encoding of an object in a form).
     """
     labels = {k[len("metadata[") : -1]: v for k, v in raw.items() if k.startswith("metadata[") and k.endswith("]")}
     if labels:
@@ -345,8 +352,10 @@ class OpenAIVideosController(Controller):
     async def create(
         self, request: Request[Any, Any, Any], principal: Principal, resources: Resources
     ) -> Response[Video]:
-        """Create a video job (OpenAI `videos.create`): `prompt`, `model`, `seconds`, `size`, and
-        `input_reference` (image-to-video: the first frame, a file or `{"image_url": ...}`).
+        """Create a video job (OpenAI `videos.create`).
+
+        Fields: `prompt`, `model`, `seconds`, `size`, and `input_reference` (image-to-video: the first frame, a file or
+        `{"image_url": ...}`).
         """
         body, uploads = await _read_create_body(request)
         req = _generate_request(
@@ -371,11 +380,12 @@ class OpenAIVideosController(Controller):
     async def extend(
         self, request: Request[Any, Any, Any], principal: Principal, resources: Resources
     ) -> Response[Video]:
-        """Extend a completed video (OpenAI `videos.extend`): `seconds` more of it, rendered from its last
-        frames with its model, size and seed; the result is the whole clip (`seconds`: source plus added).
-        404 for an unknown video; 409 `source_not_ready`, `source_failed` or `source_expired` for one
-        without a video to continue; 422 naming `video` for a model that extends nothing, `seconds` for a
-        clip longer than the model's `max_extended_duration_s`.
+        """Extend a completed video (OpenAI `videos.extend`).
+
+        Adds `seconds` more of it, rendered from its last frames with its model, size and seed; the result is the whole
+        clip (`seconds`: source plus added). 404 for an unknown video; 409 `source_not_ready`, `source_failed` or
+        `source_expired` for one without a video to continue; 422 naming `video` for a model that extends nothing,
+        `seconds` for a clip longer than the model's `max_extended_duration_s`.
         """
         body = await _read_extend_body(request)
         req = _generate_request(prompt=body.prompt, duration=_seconds(body.seconds), extend_from=body.video.id)
@@ -464,8 +474,9 @@ class OpenAIVideosController(Controller):
         video_id: str,
         request: Request[Any, Any, Any],
     ) -> Response[Video]:
-        """Render again with a new prompt and the source's seed, size, duration, model and speed profile
-        (OpenAI `videos.remix`).
+        """Render again with a new prompt (OpenAI `videos.remix`).
+
+        Keeps the source's seed, size, duration, model and speed profile.
         """
         source = await task_service.get_task(resources, principal, video_id)
         recorded: dict[str, Any] = source.request

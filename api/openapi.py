@@ -314,9 +314,11 @@ def _scoped_operations(app: Litestar) -> set[tuple[str, str]]:
 
 
 def finalize(app: Litestar) -> None:
-    """`on_startup` hook: every public operation documents the envelope, the errors any operation
-    can answer (400 duplicate_header, 401, 403 insufficient_scope where scopes apply, 429, 500, 503) and
-    its headers; then the catalog's models and envelopes, closed bodies and the links between operations.
+    """`on_startup` hook: complete the published schema.
+
+    Every public operation documents the envelope, the errors any operation can answer (400 duplicate_header, 401, 403
+    insufficient_scope where scopes apply, 429, 500, 503) and its headers; then the catalog's models and envelopes,
+    closed bodies and the links between operations.
     """
     plugin = app.plugins.get(OpenAPIPlugin)
     document = plugin.provide_openapi()
@@ -388,9 +390,10 @@ Deleting is left out on purpose: it keeps the record (`expired`), so reads after
 
 
 def _plain_booleans(node: Any) -> None:
-    """A strict boolean (`Literal[True, False]`: the lax decoder refuses 0/1 for it) is published as
-    the plain boolean it is: its enum says nothing `type` does not, and client generators choke on
-    an enum of booleans (openapi-python-client drops the whole model).
+    """A strict boolean is published as the plain boolean it is, without its enum.
+
+    A strict boolean (`Literal[True, False]`: the lax decoder refuses 0/1 for it) has an enum that says nothing `type`
+    does not, and client generators choke on an enum of booleans (openapi-python-client drops the whole model).
     """
     if isinstance(node, dict):
         kinds = node.get("type")

@@ -1,5 +1,7 @@
-"""Path parameters that can name nothing: no stored id contains a NUL character (PostgreSQL text
-cannot hold one), so such a path is a 404 before any lookup, not a query that fails (500).
+"""Path parameters that can name nothing.
+
+No stored id contains a NUL character (PostgreSQL text cannot hold one), so such a path is a 404 before any lookup, not
+a query that fails (500).
 """
 
 from __future__ import annotations

@@ -111,8 +111,10 @@ METADATA_PARAM = re.compile(r"^metadata\[(.*)\]$")
 
 
 def metadata_filter(items: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """`metadata[KEY]=VALUE` query parameters (OpenAPI deepObject) as a dict, held to the limits of
-    `metadata` itself (sorapi.contracts.schemas.ClientMetadata): a label that no task can have is a 422.
+    """`metadata[KEY]=VALUE` query parameters (OpenAPI deepObject) as a dict.
+
+    Held to the limits of `metadata` itself (sorapi.contracts.schemas.ClientMetadata): a label that no task can have is
+    a 422.
     """
     found: dict[str, str] = {}
     for name, value in items:

@@ -211,9 +211,10 @@ LATEST_TAKE = "sorapi.ratelimit.latest"
 
 
 async def charge_more(scope: Scope, tokens: int, what: str) -> None:
-    """Take `tokens` more from the caller's bucket of the route's policy, after the request's own token
-    (`POST /api/batches`: one per item); 429 when the bucket does not hold them, and the request's own
-    token is given back, so a refused request costs nothing, as at the door.
+    """Take `tokens` more from the caller's bucket of the route's policy, after the request's own token.
+
+    `POST /api/batches` takes one per item. A 429 when the bucket does not hold them, and the request's own token is
+    given back, so a refused request costs nothing, as at the door.
 
     A charge larger than the bucket can hold (a batch of 100 against a burst of 60) is taken from a
     full bucket and leaves it in debt: the key's next request of the policy waits until it is paid back
@@ -265,9 +266,10 @@ async def _give_back(limiter: Limiter, gate: str | None) -> None:
 
 
 async def _settle(limiter: Limiter, caller: str, gate: str | None, scope: Scope, status: int | None) -> None:
-    """A key that authenticated is remembered and its gate token given back; a refused key (401) is
-    forgotten and keeps it spent. A request that could not tell (the database was down: 503) gives
-    the token back and changes nothing, so an outage never turns valid keys into 429s.
+    """A key that authenticated is remembered and its gate token given back.
+
+    A refused key (401) is forgotten and keeps it spent. A request that could not tell (the database was down: 503)
+    gives the token back and changes nothing, so an outage never turns valid keys into 429s.
     """
     if scope.get("state", {}).get(AUTHENTICATED):
         limiter.verified.add(caller)
@@ -279,8 +281,10 @@ async def _settle(limiter: Limiter, caller: str, gate: str | None, scope: Scope,
 
 
 def _announcing(scope: Scope, send: Send, policy: Policy, take: Take, answered: list[int]) -> Send:
-    """`send`, stamping the policy and the bucket's state on the response (as `charge_more` left it, if the
-    handler charged more); its status goes to `answered`.
+    """`send`, stamping the policy and the bucket's state on the response.
+
+    The bucket's state is as `charge_more` left it, if the handler charged more; the response's status goes to
+    `answered`.
     """
 
     async def send_with_headers(message: Message) -> None:

@@ -39,9 +39,10 @@ def _outcome(allowed: bool, tokens: float, rate_per_s: float, capacity: int) -> 
 
 class BucketStore(Protocol):
     async def take(self, key: str, rate_per_s: float, capacity: int, cost: int = 1, need: int | None = None) -> Take:
-        """Take `cost` tokens if there are `need` (default: `cost`); `cost=-1` gives one back (never above
-        `capacity`). With `need < cost` the bucket may go below zero: a debt paid back at `rate_per_s`
-        before the next request (a batch larger than the burst).
+        """Take `cost` tokens if there are `need` (default: `cost`).
+
+        `cost=-1` gives one back (never above `capacity`). With `need < cost` the bucket may go below zero: a debt paid
+        back at `rate_per_s` before the next request (a batch larger than the burst).
         """
         ...
 

@@ -1,5 +1,6 @@
-"""One database session per request on the hot endpoints: auth, audit entry and the handler's
-queries share one pool checkout.
+"""One database session per request on the hot endpoints.
+
+Auth, audit entry and the handler's queries share one pool checkout.
 
 `POST /api/generate` declares `dependencies=SHARED_SESSION`: the Bearer key is resolved in the
 request's session, the key-use audit entry (plans with `audit_log`) is added to it, and the
@@ -43,8 +44,9 @@ async def provide_read_session(resources: Resources) -> AsyncIterator[AsyncSessi
 
 @asynccontextmanager
 async def _request_session(session: AsyncSession) -> AsyncIterator[AsyncSession]:
-    """Commit after the handler; on its failure roll back but keep the audit entry (a context manager,
-    so the handler's exception, thrown into the provider at its `yield`, reaches this `except`).
+    """Commit after the handler; on its failure roll back but keep the audit entry.
+
+    A context manager, so the handler's exception, thrown into the provider at its `yield`, reaches this `except`.
     """
     try:
         yield session

@@ -195,9 +195,10 @@ class WebhookSecretController(Controller):
         responses={**error_responses(401, 429), **FORBIDDEN},
     )
     async def rotate(self, principal: Principal, resources: Resources) -> WebhookSecret:
-        """Replace the secret. Until `previous_secret_valid_until`, deliveries carry both
-        signatures (`webhook-signature: v1,<new> v1,<old>`, `X-Signature` new and
-        `X-Signature-Previous` old), so receivers can switch without dropping a webhook.
+        """Replace the secret.
+
+        Until `previous_secret_valid_until`, deliveries carry both signatures (`webhook-signature: v1,<new> v1,<old>`,
+        `X-Signature` new and `X-Signature-Previous` old), so receivers can switch without dropping a webhook.
         """
         return await rotate_secret(resources, principal)
 
@@ -216,6 +217,7 @@ class TaskWebhooksController(Controller):
         cursor: str | None = DELIVERY_CURSOR_PARAMETER,
     ) -> WebhookDeliveries:
         """A task's webhook delivery attempts, oldest first: time, HTTP status, latency, error, outcome.
+
         Paginated: `limit` per page (default 50); pass `next_cursor` back as `cursor` while `has_more`.
         """
         task = await task_service.get_task(resources, principal, task_id)

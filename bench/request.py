@@ -11,8 +11,10 @@ from sorapi.domain.planning import plan, render_spec
 
 
 def request_spec(prompt: str, args: argparse.Namespace, task_id: str, speed: str | None = None) -> RenderSpec:
-    """The RenderSpec the API would hand the worker for `prompt` and the bench's model, duration,
-    resolution and seed (`args`), at the `speed` profile (None: the model's default).
+    """The RenderSpec the API would hand the worker for `prompt`.
+
+    It has the bench's model, duration, resolution and seed (`args`), at the `speed` profile (None: the model's
+    default).
     """
     catalog = get_catalog()
     planned = plan(

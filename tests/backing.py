@@ -1,6 +1,7 @@
-"""The suite's PostgreSQL and Valkey: the servers named by `SORAPI_TEST_PG_URL` and
-`SORAPI_TEST_REDIS_URL`, else its own, started from the wheels on free ports the first time a
-test needs one and stopped when the process exits. A laptop needs neither server installed.
+"""The suite's PostgreSQL and Valkey servers.
+
+The servers named by `SORAPI_TEST_PG_URL` and `SORAPI_TEST_REDIS_URL`, else its own, started from the wheels on free
+ports the first time a test needs one and stopped when the process exits. A laptop needs neither server installed.
 """
 
 from __future__ import annotations

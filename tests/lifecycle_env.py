@@ -1,5 +1,7 @@
-"""Harness for webhook-schedule and expiry tests: the real task service, workflows and DB/S3/webhook
-activities against a time-skipping Temporal server, a real SeaweedFS and real PostgreSQL.
+"""Harness for webhook-schedule and expiry tests.
+
+The real task service, workflows and DB/S3/webhook activities against a time-skipping Temporal server, a real SeaweedFS
+and real PostgreSQL.
 
 Only the GPU side is faked, under the real activity names: `render_video` writes small files
 (or fails / waits to be cancelled when the prompt says so) and `upload_outputs` puts them into S3.

@@ -1,5 +1,7 @@
-"""Workflows and workers agree on every activity: the typed references the workflows run
-(`sorapi.contracts.activities`) match, name for name, what the activity implementations declare.
+"""Workflows and workers agree on every activity.
+
+The typed references the workflows run (`sorapi.contracts.activities`) match, name for name, what the activity
+implementations declare.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
-"""Administration: the `/admin` HTTP API behind the operator token (on the real stack), customer
-views of the result (credits, seats, audit log), and the same actions through `sorapi admin ...`
-against PostgreSQL, including the seed's placeholder settings taking effect.
+"""Administration: the `/admin` HTTP API, what customers see of it, and `sorapi admin ...`.
+
+The `/admin` HTTP API behind the operator token (on the real stack), customer views of the result (credits, seats, audit
+log), and the same actions through `sorapi admin ...` against PostgreSQL, including the seed's placeholder settings
+taking effect.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""One error envelope everywhere, a request id on every response, 5xx logged with it, maintenance and
-database outages 503.
+"""One error envelope everywhere, a request id on every response, 5xx logged with it.
+
+Maintenance and database outages answer 503.
 """
 
 from __future__ import annotations
@@ -106,8 +107,9 @@ def pool_exhausted() -> None:
 
 
 async def test_a_database_outage_answers_503_with_retry_after(stack: Stack, account: Api) -> None:
-    """Nothing listens on the database port (or no pool connection is free): clients are told to come
-    back, not that the API broke.
+    """A database that cannot be reached tells clients to come back, not that the API broke.
+
+    Nothing listens on the database port (or no pool connection is free).
     """
     dead = f"postgresql://sorapi:sorapi@127.0.0.1:{servers.free_port()}/sorapi"
     async with app_client(stack, database_url=dead) as (client, app):
@@ -125,8 +127,9 @@ async def test_a_database_outage_answers_503_with_retry_after(stack: Stack, acco
 
 
 async def test_a_database_outage_never_turns_valid_keys_into_429s(stack: Stack, account: Api) -> None:
-    """A key the API could not check (the database is down) is not a refused key: the address's
-    budget for unproven keys gets its token back, so the answers stay 503, never 429.
+    """A key the API could not check (the database is down) is not a refused key.
+
+    The address's budget for unproven keys gets its token back, so the answers stay 503, never 429.
     """
     dead = f"postgresql://sorapi:sorapi@127.0.0.1:{servers.free_port()}/sorapi"
     limits = {"rate_unauthenticated_burst": 3, "rate_unauthenticated_per_min": 1.0}

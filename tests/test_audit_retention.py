@@ -1,5 +1,7 @@
-"""Audit retention: key-use entries (one per authenticated request on Scale) are deleted once older
-than `SORAPI_AUDIT_RETENTION_DAYS`, in bounded, index-backed batches; administrative actions stay.
+"""Audit retention: old key-use entries are deleted in bounded batches; administrative actions stay.
+
+Key-use entries (one per authenticated request on Scale) are deleted once older than `SORAPI_AUDIT_RETENTION_DAYS`, in
+bounded, index-backed batches.
 
 The AuditPrune workflow and its activity run on the time-skipping test server against a PostgreSQL
 database of this module's own (a prune looks at every row). The test server has no Schedules, so
@@ -101,8 +103,9 @@ async def test_expired_key_use_entries_go_in_bounded_batches_and_admin_actions_s
 
 
 async def test_a_prune_batch_finds_its_rows_through_an_index(own_sessions: Any) -> None:
-    """The batch's lookup (oldest key-use entries before the cutoff) is an index range scan, so a batch
-    costs its own rows whatever the table's size; without the partial index it is a scan of the table.
+    """The batch's lookup (oldest key-use entries before the cutoff) is an index range scan.
+
+    A batch thus costs its own rows whatever the table's size; without the partial index it is a scan of the table.
     """
     async with own_sessions.begin() as session:
         await session.execute(text("SET LOCAL enable_seqscan = off"))  # a tiny table would be scanned anyway

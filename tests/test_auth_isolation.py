@@ -122,8 +122,9 @@ async def _call(account: Api, method: str, path: str, key: str | None) -> Any:
 
 
 async def test_every_route_needs_a_key_and_the_scope_it_declares(account: Api, sessions: Any) -> None:
-    """Walks every route: without a key 401; with a key holding every scope but the route's, 403
-    `insufficient_scope`. A new route that forgets either (or declares no scopes) fails here.
+    """Walks every route: without a key 401; with every scope but the route's, 403 `insufficient_scope`.
+
+    A new route that forgets either (or declares no scopes) fails here.
     """
     from sorapi.store.accounts import issue_api_key
 
@@ -147,8 +148,9 @@ async def test_every_route_needs_a_key_and_the_scope_it_declares(account: Api, s
 
 
 async def test_changing_a_task_needs_generate_and_reading_one_needs_read(account: Api, sessions: Any) -> None:
-    """Cancel, delete and webhook redelivery change a task (and what it spends): a read-only seat
-    may not; a generate-only key may, though it cannot list or read tasks.
+    """Cancel, delete and webhook redelivery change a task (and what it spends): a read-only seat may not.
+
+    A generate-only key may, though it cannot list or read tasks.
     """
     from sorapi.store.accounts import issue_api_key
 

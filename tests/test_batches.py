@@ -1,5 +1,6 @@
-"""`POST /api/batches` and `GET /api/batches/{id}`: up to 100 tasks created whole or not at all,
-idempotent, metered per item, over real HTTP on PostgreSQL.
+"""`POST /api/batches` and `GET /api/batches/{id}`, over real HTTP on PostgreSQL.
+
+Up to 100 tasks created whole or not at all, idempotent, metered per item.
 """
 
 from __future__ import annotations
@@ -225,8 +226,9 @@ async def test_the_same_key_with_another_body_is_idempotency_key_reused(account:
 async def test_a_keyed_batch_whose_starts_failed_is_started_by_its_retry(
     stack: Stack, sessions: Any, tmp_path: Path
 ) -> None:
-    """Temporal goes away after the commit: 503 naming the items, the tasks keep their holds, queued;
-    the client's retry with the same key replays the batch and starts them.
+    """Temporal goes away after the commit: 503 naming the items, the tasks keep their holds, queued.
+
+    The client's retry with the same key replays the batch and starts them.
     """
     account_id, key = await make_account(sessions, credits=100_000)
     port = servers.free_port()

@@ -37,8 +37,9 @@ def test_compose_has_the_production_shape() -> None:
     [("api", "api"), ("orchestrator", "worker orchestrator"), ("render", "worker render"), ("codec", "codec-server")],
 )
 def test_each_process_gets_only_what_it_needs(service: str, process: str) -> None:
-    """No service is handed a setting its process must not hold (GPU hosts: no database, no admin
-    token, no account-secret key), and each role has its own S3 user.
+    """No service is handed a setting its process must not hold, and each role has its own S3 user.
+
+    GPU hosts get no database, no admin token, no account-secret key.
     """
     env = _compose()["services"][service]["environment"]
     withheld = {secret_policy.variable(field) for field in secret_policy.WITHHELD[process]}
@@ -49,7 +50,9 @@ def test_each_process_gets_only_what_it_needs(service: str, process: str) -> Non
 
 
 def test_each_s3_role_may_do_only_its_job() -> None:
-    """render puts (and reads input images); orchestrator reads, lists and deletes; the API reads (presigned
+    """Each S3 role's policy allows only its job.
+
+    The render role puts (and reads input images); orchestrator reads, lists and deletes; the API reads (presigned
     links) and puts input images.
     """
     import json
@@ -247,8 +250,9 @@ def test_render_hosts_and_the_codec_server_refuse_secrets_they_must_not_hold() -
 
 
 def test_prometheus_scrapes_the_api_and_every_worker() -> None:
-    """The API with the metrics token (a compose secret), each worker's own and SDK ports, which no
-    service publishes: they take no token.
+    """Prometheus scrapes the API with the metrics token (a compose secret), and each worker's own and SDK ports.
+
+    No service publishes the workers' ports: they take no token.
     """
     compose = _compose()
     services = compose["services"]

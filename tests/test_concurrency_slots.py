@@ -1,4 +1,5 @@
 """Plan concurrency on the real stack: a Free account (2 concurrent jobs) submits 10 tasks at once.
+
 Never more than 2 run, the rest wait `queued` with a queue position, and all 10 succeed.
 """
 
@@ -87,8 +88,9 @@ async def test_queue_position_counts_older_queued_tasks_of_the_account(sessions:
 
 
 async def test_a_finished_task_frees_its_slot_and_an_orphan_is_reaped(stack: Stack, sessions: Any) -> None:
-    """Slots are task statuses: a failed (or cancelled) task gives its slot back at once, and a task
-    whose workflow vanished (terminated by an operator) is failed by the next waiter, freeing its slot.
+    """Slots are task statuses: a failed (or cancelled) task gives its slot back at once.
+
+    A task whose workflow vanished (terminated by an operator) is failed by the next waiter, freeing its slot.
     """
     account_id, _ = await make_account(sessions, credits=100)
     a, b, c, d = (new_task_id() for _ in range(4))

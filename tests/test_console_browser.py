@@ -1,7 +1,8 @@
-"""The web console (`/`, `/console/...`) as a person uses it, in the system Chromium, against the real stack:
-sign in, submit the seed's quickstart, watch it reach 100 %, play and download the MP4, find it again by
-its metadata; every page passes axe-core with no serious or critical violation. Nothing may leave the app
-but the S3 store's presigned URLs. The screenshots in docs/screenshots/console-*.png come from here.
+"""The web console (`/`, `/console/...`) as a person uses it, in the system Chromium, against the real stack.
+
+Sign in, submit the seed's quickstart, watch it reach 100 %, play and download the MP4, find it again by its metadata;
+every page passes axe-core with no serious or critical violation. Nothing may leave the app but the S3 store's presigned
+URLs. The screenshots in docs/screenshots/console-*.png come from here.
 """
 
 from __future__ import annotations
@@ -79,9 +80,10 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest.fixture(scope="module")
 def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A stack of this module's own (its own database and Temporal server) whose denoising steps take a
-    second each, so a render lasts long enough to be watched live, however fast the page loads; its
-    webhooks may go to plain HTTP on loopback.
+    """A stack of this module's own (its own database and Temporal server) whose denoising steps take a second each.
+
+    A render thus lasts long enough to be watched live, however fast the page loads. Its webhooks may go to plain HTTP
+    on loopback.
     """
     with fresh_pg_database() as url:
         stack = start_stack(
@@ -165,7 +167,7 @@ def test_the_console_assets_ship_inside_the_package() -> None:
     """Served from the installed package (package data), never from a CDN or a Node build."""
     assert all((STATIC / name).is_file() for name in ASSETS)
     pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
-    assert 'api = ["console/static/*"]' in pyproject
+    assert '"sorapi.api" = ["console/static/*"]' in pyproject
 
 
 async def test_the_console_pages_are_not_api_operations(console: Console) -> None:
@@ -368,8 +370,9 @@ PAGES = {
 
 
 async def test_every_console_page_passes_axe_core(browser: Browser, console: Console) -> None:
-    """axe-core (vendored by the axe-playwright-python wheel, injected into the page: no network) finds no
-    serious or critical violation: labels, names, contrast, landmarks, ARIA.
+    """axe-core finds no serious or critical violation: labels, names, contrast, landmarks, ARIA.
+
+    It is vendored by the axe-playwright-python wheel and injected into the page: no network.
     """
     async with httpx.AsyncClient(base_url=console.base_url, headers={"Authorization": f"Bearer {console.key}"}) as http:
         task = (await http.post("/api/generate", json=QUICK)).json()["task_id"]

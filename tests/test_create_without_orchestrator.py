@@ -1,9 +1,9 @@
-"""When Temporal is down, create answers 503 and loses nothing. A keyed task waits for the client's
-retry to start its workflow. A keyless task cannot be retried, but a failed start does not prove
-that no workflow runs, and a Temporal that is down cannot say: the task keeps its hold and stays
-queued, and the stranded-task sweeper settles it once Temporal can confirm there is no workflow
-(tests/test_slot_gate.py); when Temporal does answer, the task is settled at once
-(tests/test_ambiguous_start.py).
+"""When Temporal is down, create answers 503 and loses nothing.
+
+A keyed task waits for the client's retry to start its workflow. A keyless task cannot be retried, but a failed start
+does not prove that no workflow runs, and a Temporal that is down cannot say: the task keeps its hold and stays queued,
+and the stranded-task sweeper settles it once Temporal can confirm there is no workflow (tests/test_slot_gate.py); when
+Temporal does answer, the task is settled at once (tests/test_ambiguous_start.py).
 """
 
 from __future__ import annotations

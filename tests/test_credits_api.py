@@ -1,5 +1,7 @@
-"""Credits over real HTTP on the real stack (PostgreSQL): estimates, 402 without side effects,
-no overdraw under 50 concurrent creates, the race past the API, balances and the ledger.
+"""Credits over real HTTP on the real stack (PostgreSQL).
+
+Estimates, 402 without side effects, no overdraw under 50 concurrent creates, the race past the API, balances and the
+ledger.
 """
 
 from __future__ import annotations
@@ -145,8 +147,9 @@ async def test_50_concurrent_creates_never_overdraw(stack: Stack, sessions: Any)
 
 
 async def test_a_race_past_the_api_fails_the_task_holding_nothing(stack: Stack, sessions: Any) -> None:
-    """A task row whose hold never happened (a race the API lost) and an account that cannot pay:
-    the workflow's own reserve refuses, and the task fails with insufficient_credits.
+    """A task with no hold, on an account that cannot pay, fails with insufficient_credits.
+
+    The task row's hold never happened (a race the API lost): the workflow's own reserve refuses.
     """
     account_id, _ = await make_account(sessions, credits=3)
     task_id = new_task_id()

@@ -1,6 +1,7 @@
-"""Every HTML page the API serves, as a person sees it in Chromium: /docs (Swagger UI), the seed's two
-deep links, and /docs/redoc. A 200 proves nothing here: Swagger UI 3 answered 200 and then showed
-"Unable to render this definition" for OpenAPI 3.1. The screenshots in docs/screenshots/ come from here.
+"""Every HTML page the API serves, as a person sees it in Chromium.
+
+/docs (Swagger UI), the seed's two deep links, and /docs/redoc. A 200 proves nothing here: Swagger UI 3 answered 200 and
+then showed "Unable to render this definition" for OpenAPI 3.1. The screenshots in docs/screenshots/ come from here.
 """
 
 from __future__ import annotations

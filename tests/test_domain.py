@@ -73,8 +73,9 @@ class _NextRelease(GenerateRequest, kw_only=True):
 
 
 def test_a_new_optional_field_leaves_the_fingerprints_of_requests_without_it() -> None:
-    """A client that retries a create across a release (same key, same body) is not refused as
-    `idempotency_key_reused` because the body's struct gained a field it does not send.
+    """A create retried across a release (same key, same body) is not refused as `idempotency_key_reused`.
+
+    Not even when the body's struct gained a field the client does not send.
     """
     sent = {"prompt": "x", "metadata": {"order": "1"}, "seed": 7}
     assert fingerprint(_NextRelease(**sent)) == fingerprint(GenerateRequest(**sent))  # type: ignore[arg-type]

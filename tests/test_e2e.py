@@ -66,8 +66,10 @@ async def test_quickstart_on_postgres(api: Api, stack: Stack, tmp: Path) -> None
 
 
 def json_lines(text: str) -> list[dict[str, object]]:
-    """The log's JSON records. The stack's processes share one log file, and two of them writing at
-    once can run two records into one line (seen once in CI): such a line is skipped, not fatal.
+    """The log's JSON records.
+
+    The stack's processes share one log file, and two of them writing at once can run two records into one line (seen
+    once in CI): such a line is skipped, not fatal.
     """
     records = []
     for line in text.splitlines():
@@ -96,8 +98,9 @@ def _port_closed(address: str) -> bool:
 
 
 async def test_embedded_stack_renders_stops_cleanly_and_restarts_on_its_data(tmp: Path) -> None:
-    """`sorapi dev` on its own PostgreSQL and Valkey, here with two render workers: render, SIGTERM stops
-    every child, a second run reuses the data.
+    """`sorapi dev` on its own PostgreSQL and Valkey, here with two render workers.
+
+    Render, SIGTERM stops every child, a second run reuses the data.
     """
     first = start_stack(tmp, SORAPI_DEV_RENDER_WORKERS="2")
     try:

@@ -1,5 +1,6 @@
-"""`eta_seconds`: estimated from the place in line, the plan's slots and recent render times; it
-falls as a task moves up the line, and is null when nothing is known or the task has ended.
+"""`eta_seconds`: estimated from the place in line, the plan's slots and recent render times.
+
+It falls as a task moves up the line, and is null when nothing is known or the task has ended.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""Retention: at the plan's retention time the task's objects really leave S3 (SeaweedFS), the task
-becomes `expired` (request kept, `expires_at` said), the event is recorded and the `expired`
-webhook is sent; `delete_task` does the same early. Time-skipping Temporal, real PostgreSQL.
+"""Retention: at the plan's retention time the task's objects really leave S3 (SeaweedFS).
+
+The task becomes `expired` (request kept, `expires_at` said), the event is recorded and the `expired` webhook is sent;
+`delete_task` does the same early. Time-skipping Temporal, real PostgreSQL.
 """
 
 from __future__ import annotations
@@ -102,8 +103,10 @@ async def test_delete_removes_assets_early_with_the_same_guarantees(lc: Lifecycl
 
 
 async def test_delete_just_after_success_starts_the_retention_window_itself(lc: Lifecycle) -> None:
-    """The task row says `succeeded` a moment before its workflow starts the retention workflow:
-    a delete in that moment starts it (signal-with-start) instead of answering 503.
+    """A delete before the retention workflow starts starts it (signal-with-start) instead of answering 503.
+
+    The task row says `succeeded` a moment before its workflow starts the retention workflow; the delete lands in that
+    moment.
     """
     first, principal = await lc.create(plan="pro", path=f"/early-{uuid.uuid4().hex[:8]}")
     await lc.finished(first)
@@ -129,8 +132,9 @@ async def test_delete_just_after_success_starts_the_retention_window_itself(lc: 
 
 
 async def test_a_task_that_fails_mid_upload_keeps_nothing_in_s3(lc: Lifecycle) -> None:
-    """The upload put the video, then failed: the task fails, its hold comes back, and the video
-    it will never serve is deleted rather than left in the bucket.
+    """The upload put the video, then failed: the task fails and its hold comes back.
+
+    The video it will never serve is deleted rather than left in the bucket.
     """
     task_id, _ = await lc.create(plan="free", prompt="a partial upload of a calm lake")
     with pytest.raises(WorkflowFailureError):

@@ -1,5 +1,7 @@
-"""Extending a clip: `extend_from` on /api/generate and the `openai` SDK's `videos.extend`, rendered by the real
-LTXConditionPipeline (video conditioning on the source's last frames) at toy size, delivered as one clip.
+"""Extending a clip: `extend_from` on /api/generate and the `openai` SDK's `videos.extend`.
+
+Rendered by the real LTXConditionPipeline (video conditioning on the source's last frames) at toy size, delivered as one
+clip.
 """
 
 from __future__ import annotations
@@ -111,8 +113,9 @@ def test_the_render_continues_from_the_overlap_and_the_clip_is_source_then_new_f
 
 
 async def test_an_extension_is_the_source_then_its_continuation_encoded_once(account: Api, tmp: Path) -> None:
-    """Priced as the added seconds; the MP4 starts with the source's frames; the new frames depend on the
-    source (the same request continuing two sources renders two continuations).
+    """Priced as the added seconds; the MP4 starts with the source's frames; the new frames depend on the source.
+
+    The same request continuing two sources renders two continuations.
     """
     sources = [
         await _succeeded(account, {**SOURCE, "seed": seed, "prompt": prompt})

@@ -1,6 +1,8 @@
-"""Fair sharing of the render fleet: an account with 1,000 renders waiting does not stall another
-account's single task, which starts within a few renders instead of behind all 1,000 (Temporal
-task-queue fairness keyed by account, with the priority the API starts every task with).
+"""Fair sharing of the render fleet: one account's long line does not stall another account's task.
+
+An account with 1,000 renders waiting does not stall another account's single task, which starts within a few renders
+instead of behind all 1,000 (Temporal task-queue fairness keyed by account, with the priority the API starts every task
+with).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""The OpenAPI document is enough to build a client: one generated from `/openapi.json` by
-`openapi-python-client` runs the quickstart on the real stack (create, poll to `succeeded`, download
-the MP4) and reads the documented errors as typed values.
+"""The OpenAPI document is enough to build a client.
+
+One generated from `/openapi.json` by `openapi-python-client` runs the quickstart on the real stack (create, poll to
+`succeeded`, download the MP4) and reads the documented errors as typed values.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ PACKAGE = "sorapi_client"
 
 
 def generate_client(spec: bytes, into: Path) -> Path:
-    """`openapi-python-client generate` into `into/sorapi_client`; any warning fails it (a schema it
-    cannot read fully is a contract a client cannot use). No formatting hooks: nothing but the venv.
+    """`openapi-python-client generate` into `into/sorapi_client`; any warning fails it.
+
+    A schema it cannot read fully is a contract a client cannot use. No formatting hooks: nothing but the venv.
     """
     spec_path, config = into / "openapi.json", into / "config.yaml"
     spec_path.write_bytes(spec)
@@ -55,10 +57,11 @@ def generate_client(spec: bytes, into: Path) -> Path:
 
 
 def _import_unset_where_used(api_dir: Path) -> None:
-    """openapi-python-client 0.29 writes `body: A | B | Unset = UNSET` for an operation with two body
-    types (`/api/generate`: JSON or multipart) without importing `Unset` (its template sets
-    `body_required` inside a Jinja loop, where the value does not survive). Add the import; nothing
-    else of the generated code is touched.
+    """Add the `Unset` import openapi-python-client 0.29 omits for an operation with two body types.
+
+    It writes `body: A | B | Unset = UNSET` for such an operation (`/api/generate`: JSON or multipart) without importing
+    `Unset` (its template sets `body_required` inside a Jinja loop, where the value does not survive). Nothing else of
+    the generated code is touched.
     """
     for module in api_dir.rglob("*.py"):
         text = module.read_text()

@@ -1,5 +1,7 @@
-"""Image-to-video: a first (and last) frame from an upload or an HTTPS URL, through `/api/generate` and the
-`openai` SDK's `input_reference`, rendered by the real LTX image-to-video classes at toy size.
+"""Image-to-video: a first (and last) frame from an upload or an HTTPS URL.
+
+Through `/api/generate` and the `openai` SDK's `input_reference`, rendered by the real LTX image-to-video classes at toy
+size.
 """
 
 from __future__ import annotations
@@ -181,8 +183,9 @@ async def test_a_fetch_gets_the_image_follows_no_redirect_and_refuses_what_netgu
 
 
 async def test_two_images_give_two_first_frames_each_like_its_own_image(account: Api, tmp: Path) -> None:
-    """The same request (prompt, seed, size) with two images: different first frames, each closer to its
-    own image than to the other (decoded from the MP4 the client downloads).
+    """The same request (prompt, seed, size) with two images renders different first frames.
+
+    Each is closer to its own image than to the other (decoded from the MP4 the client downloads).
     """
     created = [await _generate_with(account, SMALL, image=image) for image in (IMAGE_A, IMAGE_B)]
     assert all(c.status_code == 200 for c in created), [c.text for c in created]
@@ -251,8 +254,9 @@ async def test_the_same_key_with_another_image_is_idempotency_key_reused(account
 
 
 async def test_the_input_image_lives_and_dies_with_its_task(account: Api, stack: Stack) -> None:
-    """Stored under the task's prefix; gone after DELETE (with the outputs), and gone when a task ends
-    without succeeding (discard_outputs).
+    """Stored under the task's prefix; gone after DELETE (with the outputs).
+
+    Also gone when a task ends without succeeding (discard_outputs).
     """
     client, bucket = s3_of(stack)
     created = await _generate_with(account, SMALL, image=IMAGE_A)
@@ -377,8 +381,9 @@ async def test_an_image_url_is_fetched_recorded_and_its_content_is_in_the_finger
 
 
 def test_the_dev_models_image_variant_decodes_with_its_own_calibrated_vae_and_renders_deterministically() -> None:
-    """Text-to-video keeps the tiny model's random VAE; the image-to-video variant gets a fitted copy, the
-    same on every worker (seeded), so one request renders the same frames twice.
+    """Text-to-video keeps the tiny model's random VAE; the image-to-video variant gets a fitted copy.
+
+    The copy is the same on every worker (seeded), so one request renders the same frames twice.
     """
     from sorapi.activities.conditioning import conditioned
     from sorapi.activities.pipelines import build_tiny_pipeline, render_clip

@@ -1,5 +1,7 @@
-"""The Kubernetes examples in deploy/k8s: valid against the Kubernetes schema (kubernetes-validate,
-strict: no unknown field), and consistent with the code: GPUs, drain grace, secrets, the autoscaler.
+"""The Kubernetes examples in deploy/k8s: valid against the Kubernetes schema, and consistent with the code.
+
+Validated by kubernetes-validate, strict (no unknown field); consistent with the code: GPUs, drain grace, secrets, the
+autoscaler.
 """
 
 from __future__ import annotations

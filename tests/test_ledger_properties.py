@@ -1,5 +1,6 @@
-"""Property test of the ledger on real PostgreSQL: random sequences of grant / reserve / capture /
-release (including repeats, as retries make them) keep the invariants:
+"""Property test of the ledger on real PostgreSQL.
+
+Random sequences of grant / reserve / capture / release (including repeats, as retries make them) keep the invariants:
 
 - the entries sum to the cached balance and reserved, and the balance never goes negative;
 - a hold is resolved at most once (capture xor release), repeats change nothing;

@@ -1,5 +1,6 @@
-"""Every activity that touches money, run twice as a Temporal retry would: the second run changes
-nothing. Real PostgreSQL; the activities run in temporalio's ActivityEnvironment.
+"""Every activity that touches money, run twice as a Temporal retry would: the second run changes nothing.
+
+Real PostgreSQL; the activities run in temporalio's ActivityEnvironment.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""Prometheus metrics on the real stack: every `metrics:` URL `sorapi dev` prints serves Prometheus
-text in which a task is counted, /metrics is for operators only, and the Grafana dashboard asks
-only for metrics that exist.
+"""Prometheus metrics on the real stack.
+
+Every `metrics:` URL `sorapi dev` prints serves Prometheus text in which a task is counted, /metrics is for operators
+only, and the Grafana dashboard asks only for metrics that exist.
 """
 
 from __future__ import annotations
@@ -77,8 +78,9 @@ async def test_dev_prints_one_metrics_url_per_process(stack: Stack) -> None:
 
 
 async def _finished_between(sessions: Any, start: Any, end: Any, model: str) -> int:
-    """Free-plan tasks of `model` that succeeded in the window: the stack is shared, and a task of an
-    earlier test may finish while this one runs.
+    """Free-plan tasks of `model` that succeeded in the window.
+
+    The stack is shared, and a task of an earlier test may finish while this one runs.
     """
     async with sessions() as session:
         count = await session.scalar(

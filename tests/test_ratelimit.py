@@ -1,5 +1,6 @@
-"""Token-bucket limits per API key: generate 30/min bursting to 60, status 60/min, delete 30/min,
-redeliver 10/min; per admin token on /admin; shared via Redis.
+"""Token-bucket limits per API key and per admin token, shared via Redis.
+
+Per API key: generate 30/min bursting to 60, status 60/min, delete 30/min, redeliver 10/min; per admin token on /admin.
 """
 
 from __future__ import annotations
@@ -112,8 +113,10 @@ async def test_an_unreachable_redis_fails_open(stack: Stack, sessions: Any) -> N
 
 
 async def test_a_second_authorization_header_is_refused_not_metered_as_another_caller(account: Api) -> None:
-    """The limiter once metered the last header while authentication admitted the first: a random
-    second key made every poll a fresh budget. Two headers are now refused before either is read.
+    """Two Authorization headers are refused before either is read.
+
+    The limiter once metered the last header while authentication admitted the first: a random second key made every
+    poll a fresh budget.
     """
     task_id = (await account.generate(QUICK)).json()["task_id"]
 
@@ -135,8 +138,9 @@ async def test_a_second_authorization_header_is_refused_not_metered_as_another_c
 
 
 async def test_a_flood_of_made_up_keys_from_one_address_gets_429_not_a_lookup_each(stack: Stack, sessions: Any) -> None:
-    """Unknown keys share their client address's `unauthenticated` budget; a key that proved valid
-    keeps its own budget, so it still gets through while its address floods.
+    """Unknown keys share their client address's `unauthenticated` budget; a valid key keeps its own.
+
+    A key that proved valid keeps its own budget, so it still gets through while its address floods.
     """
     _, key = await make_account(sessions, credits=100)
     limits = {"rate_unauthenticated_per_min": 6.0, "rate_unauthenticated_burst": 5}
@@ -159,8 +163,9 @@ def _refused_by(answer: httpx.Response, policy: str) -> None:
 
 
 async def test_deletes_and_redeliveries_have_buckets_of_their_own(account: Api) -> None:
-    """Each DELETE of a video deletes from S3 and each redelivery starts up to six webhook attempts:
-    30 and 10 a minute per key, apart from the reads' budget.
+    """DELETE and webhook redelivery have budgets of 30 and 10 a minute per key, apart from the reads' budget.
+
+    Each DELETE of a video deletes from S3 and each redelivery starts up to six webhook attempts.
     """
     deletes, elapsed = await _burst(
         lambda: account.http.delete(f"/v1/videos/sora2{uuid.uuid4().hex}", headers=account.auth()), 36
@@ -182,8 +187,9 @@ async def test_deletes_and_redeliveries_have_buckets_of_their_own(account: Api) 
 
 
 async def test_admin_routes_are_metered_per_admin_token(stack: Stack) -> None:
-    """The operator token has a bucket of its own; a valid token is not charged to its address's
-    `unauthenticated` gate (here one request a minute), a wrong one is.
+    """The operator token has a bucket of its own.
+
+    A valid token is not charged to its address's `unauthenticated` gate (here one request a minute), a wrong one is.
     """
     token = (stack.data_dir / "admin-token").read_text().strip()
     limits = {

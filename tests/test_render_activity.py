@@ -138,8 +138,10 @@ def _longest_silence(beats: list[tuple[float, Any]]) -> float:
 
 
 def test_a_hung_denoising_step_stops_the_heartbeats(tmp: Path) -> None:
-    """The timer must not keep a hung GPU alive until the 2-hour render timeout: once a step is overdue
-    (`render_step_timeout_s`), the beats stop (so the server fails the attempt), and resume on progress.
+    """The timer must not keep a hung GPU alive until the 2-hour render timeout.
+
+    Once a step is overdue (`render_step_timeout_s`), the beats stop (so the server fails the attempt), and resume on
+    progress.
     """
     acts = make_activities(tmp, dev_steps=4, render_step_timeout_s=0.4)
     pipe = acts.pipeline("wan", None, "bfloat16")

@@ -317,8 +317,9 @@ async def test_sigkilled_render_worker_costs_a_retry_not_the_task(
 async def test_sigterm_drains_a_render_worker_its_render_finishes_and_uploads_there(
     lifecycle: tuple[Stack, str], client: Api, temporal: Client, db: async_sessionmaker[AsyncSession]
 ) -> None:
-    """SIGTERM mid-render: the worker takes no new render, finishes this one and uploads it itself
-    (no second render anywhere), then exits within the grace.
+    """SIGTERM mid-render: the worker takes no new render, finishes this one and uploads it itself.
+
+    No second render runs anywhere, and the worker exits within the grace.
     """
     stack = lifecycle[0]
     grace_s = 60
@@ -371,8 +372,9 @@ async def test_200_streams_on_one_task_cost_the_api_less_than_200_pollers(
     lifecycle: tuple[Stack, str], client: Api
 ) -> None:
     """The streams share one progress watcher and wake on NOTIFY; pollers each ask every second.
-    Same model, same render length, the API's CPU over each task's whole life. One more stream than
-    the key's limit is a 429.
+
+    Same model, same render length, the API's CPU over each task's whole life. One more stream than the key's limit is a
+    429.
     """
     stack = lifecycle[0]
     long = {**SLOW, "model_version": "test-long"}

@@ -1,5 +1,7 @@
-"""Recorded histories replay on today's workflow code: a change that would break a workflow in
-flight (a command added, removed or reordered without a `workflow.patched` marker) fails here.
+"""Recorded histories replay on today's workflow code.
+
+A change that would break a workflow in flight (a command added, removed or reordered without a `workflow.patched`
+marker) fails here.
 
 The histories in tests/histories/ were recorded by `python -m tests.histories.record`; the
 `before-*` ones with the workflows of older commits (`--ref`), before the `discard-outputs`,
@@ -53,9 +55,11 @@ async def test_recorded_history_replays_on_todays_code(path: Path) -> None:
 
 
 async def test_a_task_the_api_starts_takes_its_patched_steps_without_markers(api: Api, stack: Stack) -> None:
-    """VIDEO_TASK_VERSION: the input, not `workflow.patched`, decides; so no patch marker and no
-    `TemporalChangeVersion` upsert in the history, the retention starts as a local activity, the start's
-    search attributes are not upserted again, no memo is written, and the history replays on today's code.
+    """VIDEO_TASK_VERSION: the input, not `workflow.patched`, decides.
+
+    Hence no patch marker and no `TemporalChangeVersion` upsert in the history, the retention starts as a local
+    activity, the start's search attributes are not upserted again, no memo is written, and the history replays on
+    today's code.
     """
     created = await api.generate(QUICK)
     assert created.status_code == 200, created.text
@@ -91,8 +95,10 @@ async def test_a_task_the_api_starts_takes_its_patched_steps_without_markers(api
 
 
 async def test_ci_runs_the_workflows_in_the_sandbox_and_production_without(stack: Stack) -> None:
-    """Production skips the sandbox's cost (SORAPI_WORKFLOW_SANDBOX off); every stack and worker the
-    suite starts turns it on, so a non-deterministic call in a workflow fails here before it ships.
+    """Production skips the sandbox's cost (SORAPI_WORKFLOW_SANDBOX off); the suite turns it on.
+
+    Every stack and worker the suite starts turns it on, so a non-deterministic call in a workflow fails here before it
+    ships.
     """
     assert isinstance(workflow_runner(Settings()), UnsandboxedWorkflowRunner)
     assert isinstance(workflow_runner(Settings(workflow_sandbox=True)), SandboxedWorkflowRunner)

@@ -1,6 +1,7 @@
-"""The hot endpoints share one database session per request (api/request_db.py): every
-authenticated request is still audited exactly once, whether the handler succeeds or fails,
-and a refused key gives its connection back.
+"""The hot endpoints share one database session per request (api/request_db.py).
+
+Every authenticated request is still audited exactly once, whether the handler succeeds or fails, and a refused key
+gives its connection back.
 """
 
 from __future__ import annotations

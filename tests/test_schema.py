@@ -152,9 +152,10 @@ defaults, plus 410: the task's retention window ended). 5xx is `not_a_server_err
 
 
 def fuzz_config(key: str, admin_token: str, capper_key: str) -> str:
-    """schemathesis.toml: the customer key everywhere, the operator token under /admin, another Scale
-    account's administrator for the spend caps, and the things a schema cannot say, each confined to
-    the operations it concerns.
+    """schemathesis.toml: who authenticates where, and the things a schema cannot say.
+
+    The customer key everywhere, the operator token under /admin, another Scale account's administrator for the spend
+    caps, and the things a schema cannot say, each confined to the operations it concerns.
     """
     return f"""headers = {{ Authorization = "Bearer {key}" }}
 request-timeout = 20
@@ -225,10 +226,11 @@ def _multipart_creates(har: Path) -> int:
 
 
 async def test_schemathesis_every_check_passes_on_every_operation(stack: Stack, sessions: Any, tmp_path: Path) -> None:
-    """Every check of schemathesis, positive and negative data, all four phases (the stateful one along
-    the schema's links: create, status, cancel, content), JSON and multipart bodies, every operation
-    (/admin with the operator token), on an API replica without rate limits, so that the logic behind
-    each operation is reached rather than its 429.
+    """Every check of schemathesis, positive and negative data, all four phases, on every operation.
+
+    The stateful phase goes along the schema's links (create, status, cancel, content). JSON and multipart bodies, every
+    operation (/admin with the operator token), on an API replica without rate limits, so that the logic behind each
+    operation is reached rather than its 429.
     """
     _, key = await _admin_of_a_scale_account(sessions)
     _, capper_key = await _admin_of_a_scale_account(sessions)
@@ -283,8 +285,9 @@ async def test_schemathesis_every_check_passes_on_every_operation(stack: Stack, 
 
 
 async def _settle(base_url: str, key: str, timeout_s: float = 120) -> None:
-    """Cancel what the fuzzer left queued or running and wait for the cancellations to land, so that the
-    next test meets an idle orchestrator and render worker (on the replica: no rate limit on the way).
+    """Cancel what the fuzzer left queued or running and wait for the cancellations to land.
+
+    The next test then meets an idle orchestrator and render worker (on the replica: no rate limit on the way).
     """
     cancelled: set[str] = set()
     deadline = time.monotonic() + timeout_s

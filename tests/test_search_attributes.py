@@ -1,6 +1,7 @@
-"""The Temporal UI as the operator console: a task's workflow is found by its search attributes and
-reads well (summary, details, activity summaries), on the `sorapi dev` stack; `sorapi temporal setup`
-registers the attributes on a bare server, idempotently.
+"""The Temporal UI as the operator console, on the `sorapi dev` stack.
+
+A task's workflow is found by its search attributes and reads well (summary, details, activity summaries);
+`sorapi temporal setup` registers the attributes on a bare server, idempotently.
 
 Visibility is eventually consistent: a query is repeated until the expected workflows show (or a
 deadline passes, and the assertion then shows what was listed).
@@ -92,8 +93,9 @@ async def test_a_succeeded_task_is_found_by_account_status_and_model(account: Ap
 async def test_queued_running_and_failed_tasks_are_found_by_status_plan_and_error_code(
     account: Api, stack: Stack, tmp: Path
 ) -> None:
-    """Three tasks on a render queue nobody serves yet: two run (the free plan's two slots), one
-    waits `queued`. A render host without weights then fails them all with render_failed.
+    """Three tasks on a render queue nobody serves yet: two run (the free plan's two slots), one waits `queued`.
+
+    A render host without weights then fails them all with render_failed.
     """
     queue = f"sa-render-{uuid.uuid4().hex[:8]}"
     async with app_client(stack, render_queue=queue) as (client, _):
@@ -192,8 +194,9 @@ async def test_temporal_setup_registers_the_attributes_once(stack: Stack) -> Non
 
 
 def test_a_running_tasks_stage_between_two_steps_comes_from_its_attributes() -> None:
-    """Between two activities nothing is pending: the API then reads the stage from the attributes
-    (input version 2 on), so a task's progress never falls back to 0 while it moves on.
+    """Between two activities nothing is pending: the API then reads the stage from the attributes.
+
+    This holds from input version 2 on, so a task's progress never falls back to 0 while it moves on.
     """
 
     def stage(*pairs: SearchAttributePair[str]) -> str | None:

@@ -1,5 +1,7 @@
-"""Secrets at rest and in transit: versioned server keys, encrypted Temporal payloads, the codec
-server the Temporal UI and CLI decode them through, and processes that hold only what they need.
+"""Secrets at rest and in transit.
+
+Versioned server keys, encrypted Temporal payloads, the codec server the Temporal UI and CLI decode them through, and
+processes that hold only what they need.
 """
 
 from __future__ import annotations
@@ -262,8 +264,9 @@ async def _mtls_proxy(tmp: Path, upstream: str) -> tuple[asyncio.Server, int]:
 
 
 async def test_processes_reach_a_cluster_over_mtls(stack: Stack, tmp_path: Path) -> None:
-    """The settings' CA, client certificate and server name reach a TLS-only, client-cert-only
-    frontend (a TLS proxy before the dev server); without the client certificate it refuses.
+    """The settings' CA, client certificate and server name reach a TLS-only, client-cert-only frontend.
+
+    The frontend is a TLS proxy before the dev server; without the client certificate it refuses.
     """
     from sorapi.adapters.temporal import connect, tls_config
 

@@ -1,7 +1,8 @@
-"""The slot gate (workflows/slot_gate.py) on a real Temporal dev server and the real task rows: the
-plan limit holds under load and across continue-as-new and a gate restart, the line is FIFO by
-creation, a plan change reaches waiting tasks, a terminated task's slot comes back, and a start
-deadline expires a waiting task. Only the render is faked, under its real name.
+"""The slot gate (workflows/slot_gate.py) on a real Temporal dev server and the real task rows.
+
+The plan limit holds under load and across continue-as-new and a gate restart, the line is FIFO by creation, a plan
+change reaches waiting tasks, a terminated task's slot comes back, and a start deadline expires a waiting task. Only the
+render is faked, under its real name.
 """
 
 from __future__ import annotations

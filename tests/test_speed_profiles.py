@@ -1,5 +1,7 @@
-"""Speed profiles (`speed`: quality, balanced, fast): fewer transformer passes, a cache that lasts one
-render on a warm shared pipeline, the price and the render meta the catalog says, a 422 for a bad value.
+"""Speed profiles (`speed`: quality, balanced, fast).
+
+Fewer transformer passes, a cache that lasts one render on a warm shared pipeline, the price and the render meta the
+catalog says, a 422 for a bad value.
 
 The pipeline tests run the tiny Wan pipeline in this process, as the render worker does; the API
 tests go through the shared `sorapi dev` stack.

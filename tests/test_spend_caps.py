@@ -1,6 +1,7 @@
-"""Spend caps over real HTTP on the real stack (PostgreSQL): the 402 and what it says, nothing
-created past a cap, the credits view, setting caps by operator (HTTP and CLI) and by a Scale
-account's own administrator, and exactness under 50 concurrent creates.
+"""Spend caps over real HTTP on the real stack (PostgreSQL).
+
+The 402 and what it says, nothing created past a cap, the credits view, setting caps by operator (HTTP and CLI) and by a
+Scale account's own administrator, and exactness under 50 concurrent creates.
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ async def _key_id(sessions: Any, account_id: str) -> str:
 
 
 async def _rows(sessions: Any, account_id: str) -> tuple[Account, ledger.Totals, Counter[str], Counter[str]]:
-    """The account row, its ledger's totals, its tasks by status and its ledger entries by kind, read
-    under the account row lock, so no capture or release lands between the reads.
+    """The account row, its ledger's totals, its tasks by status and its ledger entries by kind.
+
+    Read under the account row lock, so no capture or release lands between the reads.
     """
     async with sessions.begin() as session:
         account = await ledger.lock_account(session, account_id)
@@ -269,9 +271,10 @@ async def test_the_cli_sets_and_clears_limits(pg_url: str, sessions: Any) -> Non
 
 
 async def test_50_concurrent_creates_stop_exactly_at_the_account_and_key_limits(stack: Stack, sessions: Any) -> None:
-    """Key A may use 3 credits, the account 7: of 25 creates on each of two keys (every create costs 1)
-    exactly 7 pass, at most 3 of them A's, whatever order the row lock serves them in (B's may come
-    first and leave A fewer than 3).
+    """Key A may use 3 credits, the account 7: of 25 creates on each of two keys, exactly 7 pass, at most 3 A's.
+
+    Every create costs 1. This holds whatever order the row lock serves them in (B's may come first and leave A fewer
+    than 3).
     """
     async with _admin(stack) as admin:
         created = (await admin.post("/admin/accounts", json={"name": "racers", "plan": "pro"})).json()

@@ -1,5 +1,7 @@
-"""SSRF safety of webhook destinations: the address matrix, pinned connections (no DNS rebinding),
-TLS to a pinned address still verified for the name, redirects never followed, 422 at creation.
+"""SSRF safety of webhook destinations.
+
+The address matrix, pinned connections (no DNS rebinding), TLS to a pinned address still verified for the name,
+redirects never followed, 422 at creation.
 """
 
 from __future__ import annotations
@@ -176,8 +178,9 @@ def receiver() -> Iterator[Receiver]:
 
 
 async def test_the_connection_goes_to_the_checked_address_not_a_fresh_lookup(receiver: Receiver) -> None:
-    """`pinned.example.com` exists only in the checked answer (system DNS knows nothing of it): the
-    request still arrives, addressed to the name, so nothing resolved it again.
+    """`pinned.example.com` exists only in the checked answer (system DNS knows nothing of it).
+
+    The request still arrives, addressed to the name, so nothing resolved it again.
     """
     dns = resolver({"pinned.example.com": ["127.0.0.1"]})
     target = await netguard.check_url(f"http://pinned.example.com:{receiver.port}/hook", allow_http=True, resolver=dns)
@@ -187,7 +190,7 @@ async def test_the_connection_goes_to_the_checked_address_not_a_fresh_lookup(rec
 
 
 async def test_a_request_that_cannot_be_sent_is_a_failed_attempt_not_an_exception(receiver: Receiver) -> None:
-    """httpcore raises TypeError on a non-ASCII header value: that must be recorded, not crash the activity."""
+    """A non-ASCII header value (httpcore raises TypeError) must be recorded, not crash the activity."""
     target = await netguard.check_url(receiver.url("/hook"), allow_http=True)
     result = await outbound.post(target, b"{}", {"X-Env": "caf\u00e9"})
     assert result.status_code is None and result.error == "the request could not be sent"
@@ -196,8 +199,9 @@ async def test_a_request_that_cannot_be_sent_is_a_failed_attempt_not_an_exceptio
 
 
 async def test_refused_and_silent_receivers_read_alike_in_the_delivery_log() -> None:
-    """The customer sees one phrase for a closed port, a filtered one and an unreachable host, so the
-    delivery log cannot map which ports answer; the exception stays in `detail` for the logs.
+    """The customer sees one phrase for a closed port, a filtered one and an unreachable host.
+
+    The delivery log thus cannot map which ports answer; the exception stays in `detail` for the logs.
     """
     closed = await netguard.check_url(f"http://127.0.0.1:{servers.free_port()}/hook", allow_http=True)
     refused = await outbound.post(closed, b"{}", {}, timeout_s=1)

@@ -1,5 +1,7 @@
-"""The status poll's reads (sorapi.store.status_poll) in one statement: the key's owner, the key-use
-audit entry for audit plans only, and the task with its queue place, scoped to the owner's account.
+"""The status poll's reads (sorapi.store.status_poll) in one statement.
+
+The key's owner, the key-use audit entry for audit plans only, and the task with its queue place, scoped to the owner's
+account.
 """
 
 from __future__ import annotations

@@ -72,8 +72,9 @@ async def test_prefer_wait_answers_with_the_finished_task(account: Api) -> None:
 
 
 async def test_a_quiet_stream_gets_keep_alive_comments_and_no_empty_events(stack: Stack, account: Api) -> None:
-    """A comment every `stream_keepalive_s` while nothing happens, and nothing else with it: an empty
-    `data:` line would reach an EventSource as an empty message.
+    """A comment every `stream_keepalive_s` while nothing happens, and nothing else with it.
+
+    An empty `data:` line would reach an EventSource as an empty message.
     """
     with serve_replica(stack, stream_keepalive_s=0.2) as base_url:
         async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:

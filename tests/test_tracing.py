@@ -155,8 +155,8 @@ async def test_the_api_request_the_render_and_the_webhook_attempt_share_one_trac
 
 _PROBE = """
 from opentelemetry import trace
-from sorapi import tracing
-from api.app import create_app
+from sorapi.adapters import tracing
+from sorapi.api.app import create_app
 from litestar.plugins.opentelemetry import OpenTelemetryPlugin
 hooks = tracing.interceptors()
 app = create_app()

@@ -1,5 +1,6 @@
-"""`webhook_events`: a task's webhook gets the events it asked for, each signed and logged like the
-others, and `progress` at most once every 5 s per task.
+"""`webhook_events`: a task's webhook gets the events it asked for.
+
+Each is signed and logged like the others, and `progress` is sent at most once every 5 s per task.
 
 The real `sorapi dev` stack (development switch on, so http to loopback is allowed) delivers to a
 real HTTP receiver on loopback. Its dev render takes a second per denoising step (20 steps), slow

@@ -1,5 +1,6 @@
-"""The webhook retry schedule, proven on a time-skipping Temporal server: real workflows, real
-delivery activity over HTTP to a loopback receiver, real PostgreSQL delivery log.
+"""The webhook retry schedule, proven on a time-skipping Temporal server.
+
+Real workflows, real delivery activity over HTTP to a loopback receiver, real PostgreSQL delivery log.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""The delivery activity at send time: callback headers can never replace ours, the destination is
-checked again (DNS may have changed since creation), a recorded attempt is never re-sent; and the
-backoff schedule's arithmetic. Real PostgreSQL and a real receiver on loopback.
+"""The delivery activity at send time, and the backoff schedule's arithmetic.
+
+Callback headers can never replace ours, the destination is checked again (DNS may have changed since creation), a
+recorded attempt is never re-sent. Real PostgreSQL and a real receiver on loopback.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""Signed webhooks end to end: the real `sorapi dev` stack (development switch on) delivers to a real
-HTTP receiver on loopback; every signature verifies with the seed's own function (ported byte for
-byte), with `standardwebhooks` and with `openai`'s verifier; the receiver polls /api/status on
-receipt and sees what the webhook announced.
+"""Signed webhooks end to end, on the real `sorapi dev` stack (development switch on).
+
+The stack delivers to a real HTTP receiver on loopback; every signature verifies with the seed's own function (ported
+byte for byte), with `standardwebhooks` and with `openai`'s verifier; the receiver polls /api/status on receipt and sees
+what the webhook announced.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ PROMPT = "夕暮れの東京、ネオンの街並み — a neon-lit city skyline
 
 
 def verify_sora2_webhook(payload: str, signature: str, secret: str) -> bool:
-    """The seed's TypeScript `verifySora2Webhook`, line by line:
+    """The seed's TypeScript `verifySora2Webhook`, line by line.
 
     const digest = createHmac('sha256', secret).update(payload, 'utf8').digest('hex')
     const safeDigest = Buffer.from(digest)
@@ -316,9 +317,10 @@ async def test_the_delivery_log_is_paginated_by_cursor(
 async def test_a_task_has_at_most_two_redeliveries_in_flight(
     tenant: Client, receiver: Receiver, hook_stack: Stack
 ) -> None:
-    """Redeliveries to a receiver that answers 503 stay in flight (the next attempt is a minute away):
-    two run, more are refused with 409 `redeliveries_in_flight` and start nothing, even when they race;
-    a slot is free again as soon as its redelivery ends.
+    """Redeliveries to a receiver that answers 503 stay in flight (the next attempt is a minute away).
+
+    Two run, more are refused with 409 `redeliveries_in_flight` and start nothing, even when they race; a slot is free
+    again as soon as its redelivery ends.
     """
     receiver.scripts["/hooks/busy"] = [(200, {}), (503, {})]  # the automatic delivery succeeds, then 503s
     created = await tenant.generate(

@@ -1,5 +1,6 @@
-"""The VideoTask workflow against a real Temporal (time-skipping) server and the real PostgreSQL
-ledger/task activities; only the GPU-side activities are faked, under their real names.
+"""The VideoTask workflow against a real Temporal (time-skipping) server and real PostgreSQL activities.
+
+The ledger/task activities are real; only the GPU-side activities are faked, under their real names.
 """
 
 from __future__ import annotations
@@ -63,9 +64,11 @@ def _spec(task_id: str) -> RenderSpec:
 
 @pytest.fixture(scope="module")
 async def sessions() -> AsyncIterator[Any]:
-    """A database of the module's own. Its tasks run on the test servers, not the stack's Temporal,
-    so the stack's sweeper (on the shared test database) would take a running one for stranded and
-    settle it under the workflow (seen in CI as a capture finding its hold released).
+    """A database of the module's own.
+
+    Its tasks run on the test servers, not the stack's Temporal, so the stack's sweeper (on the shared test database)
+    would take a running one for stranded and settle it under the workflow (seen in CI as a capture finding its hold
+    released).
     """
     async with own_sessions() as own:
         yield own
@@ -256,8 +259,9 @@ async def test_lost_render_host_means_render_again(local_env: WorkflowEnvironmen
 async def test_a_host_that_goes_silent_mid_upload_costs_a_heartbeat_timeout(
     local_env: WorkflowEnvironment, sessions: Any
 ) -> None:
-    """A render host frozen or killed while it uploads stops heartbeating: the attempt fails one
-    heartbeat timeout later and is retried, instead of holding the task for the 15-minute upload
+    """A render host frozen or killed while it uploads stops heartbeating, so the upload is retried soon.
+
+    The attempt fails one heartbeat timeout later and is retried, instead of holding the task for the 15-minute upload
     timeout (found by bench.faults: a task stranded 16 minutes).
     """
     attempts = 0
@@ -299,8 +303,9 @@ async def test_race_past_the_api_fails_with_insufficient_credits_holding_nothing
 
 
 async def test_cancel_after_the_video_exists_is_too_late(time_env: WorkflowEnvironment, sessions: Any) -> None:
-    """A cancel that lands while credits are captured cannot leave a task `cancelled` but charged:
-    once the video is uploaded the task completes as succeeded.
+    """A cancel that lands while credits are captured cannot leave a task `cancelled` but charged.
+
+    Once the video is uploaded the task completes as succeeded.
     """
     real = LedgerActivities(sessions)
 
@@ -335,8 +340,9 @@ async def doomed_render(spec: RenderSpec) -> RenderResult:
 async def test_a_cancel_during_the_failure_settlement_lets_it_finish(
     time_env: WorkflowEnvironment, sessions: Any
 ) -> None:
-    """The cancel lands while the failed task's hold is being released: the row still ends `failed`,
-    the hold released, the slot given back.
+    """The cancel lands while the failed task's hold is being released.
+
+    The row still ends `failed`, the hold released, the slot given back.
     """
     ledger_acts, state, gate = LedgerActivities(sessions), TaskStateActivities(sessions), GateActivities(sessions)
     ended: list[str] = []
@@ -376,8 +382,9 @@ async def test_a_cancel_during_the_failure_settlement_lets_it_finish(
 async def test_a_capture_that_conflicts_with_the_ledger_fails_at_once(
     time_env: WorkflowEnvironment, sessions: Any
 ) -> None:
-    """The API released the hold of a task it gave up on: capturing it can never succeed, so the task
-    settles as `ledger_conflict` instead of retrying the capture for ever.
+    """The API released the hold of a task it gave up on: capturing it can never succeed.
+
+    The task then settles as `ledger_conflict` instead of retrying the capture for ever.
     """
     account_id, task_id = await _queued_task(sessions)
 

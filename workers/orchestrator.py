@@ -51,10 +51,11 @@ WORKFLOWS = [
 
 
 def sandbox_runner() -> SandboxedWorkflowRunner:
-    """The default sandbox's run-time restrictions, with every module passed through instead of
-    re-imported for each workflow run (a tenth of the orchestrator's CPU under load; docs/architecture.md):
-    workflow modules must therefore hold no mutable module state. msgspec and opentelemetry are named
-    too: a C extension with no state to leak, and the tracing interceptor's context and provider.
+    """The default sandbox's run-time restrictions, with every module passed through.
+
+    Modules are passed through instead of re-imported for each workflow run (a tenth of the orchestrator's CPU under
+    load; docs/architecture.md): workflow modules must therefore hold no mutable module state. msgspec and opentelemetry
+    are named too: a C extension with no state to leak, and the tracing interceptor's context and provider.
     """
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(

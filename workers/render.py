@@ -35,6 +35,7 @@ def host_queue_name(settings: Settings) -> str:
 
 def make_render_activities(settings: Settings) -> RenderActivities:
     """The activities of one render host: its warm pipelines, its S3 client and its own upload queue.
+
     The bucket is not checked here: a render host's S3 user may only put objects.
     """
     return RenderActivities(settings, storage.make_client(settings), host_queue_name(settings))
@@ -89,8 +90,9 @@ async def main(settings: Settings) -> None:
 
 
 async def drain(render: Worker, uploads: Worker, renders: RenderActivities, settings: Settings) -> None:
-    """SIGTERM on a render host: take no new render, finish the current one (the render worker's
-    graceful shutdown is the grace) and serve its upload, whose files only this host has; then stop.
+    """SIGTERM on a render host: take no new render, finish the current one and serve its upload; then stop.
+
+    The render worker's graceful shutdown is the grace; the upload is served here because only this host has its files.
     A render still running when the grace ends is cancelled and retried elsewhere.
     """
     loop = asyncio.get_running_loop()

@@ -1,4 +1,5 @@
 """Monthly credit refresh and rollover: one run per billing period, started by a Temporal Schedule.
+
 It first releases expired holds (still open on tasks that already ended).
 
 Pure orchestration: it names the period from workflow time and walks the accounts in batches;

@@ -68,8 +68,9 @@ activity task and no workflow task of its own, the last step of every succeeded 
 
 
 async def retain(arg: RetentionInput, *, local: bool) -> None:
-    """From a task's workflow: start its retention window (its own long-lived workflow); `local`: as a
-    local activity (the caller decides, by LOCAL_START_PATCH).
+    """From a task's workflow: start its retention window (its own long-lived workflow).
+
+    `local`: as a local activity (the caller decides, by LOCAL_START_PATCH).
     """
     summary = f"start retention until {arg.expires_at:%Y-%m-%d %H:%M} UTC"
     if local:

@@ -136,8 +136,9 @@ class SlotGateWorkflow:
             await self._db(activities.SETTLE_ORPHAN, task_id)
 
     async def _recover(self) -> None:
-        """Rebuild the line and the slot holders from the task rows, minding signals that arrive
-        while the rows are read.
+        """Rebuild the line and the slot holders from the task rows.
+
+        Minds signals that arrive while the rows are read.
         """
         self._released_while_recovering = set()
         snapshot = await self._db(activities.GATE_SNAPSHOT, self._account_id)

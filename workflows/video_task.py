@@ -181,8 +181,9 @@ class VideoTaskWorkflow:
             raise ApplicationError(errors.task_message(code), type=code, non_retryable=True) from exc
 
     async def _wait_for_slot(self, task: VideoTaskInput) -> str:
-        """Join the account's line and sleep until the gate grants a slot: `running`, or
-        `expired` when `max_queue_s` passes first, or ENDED_ELSEWHERE.
+        """Join the account's line and sleep until the gate grants a slot.
+
+        Returns `running`, or `expired` when `max_queue_s` passes first, or ENDED_ELSEWHERE.
         """
         request = SlotRequest(task_id=task.task_id, account_id=task.account_id, gate_queue=workflow.info().task_queue)
         if not await self._db(activities.REQUEST_SLOT, request, summary="join the account's line"):
@@ -268,14 +269,17 @@ class VideoTaskWorkflow:
         return await run(activity, arg, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY, summary=summary)
 
     def _since(self, patch: str) -> bool:
-        """Whether this run takes the step `patch` brought: always from input version 1 on (no marker),
-        else as its history recorded it.
+        """Whether this run takes the step `patch` brought.
+
+        Always from input version 1 on (no marker), else as its history recorded it.
         """
         return self._version >= 1 or workflow.patched(patch)
 
     def _stage(self, stage: str) -> None:
-        """Record the step being scheduled in the STAGE_MEMO, before input version 2; from 2 on the API
-        reads it from the search attributes (`search_attributes.stage`), and the memo's write is saved.
+        """Record the step being scheduled in the STAGE_MEMO, before input version 2.
+
+        From 2 on the API reads it from the search attributes (`search_attributes.stage`), and the memo's write is
+        saved.
         """
         if self._version < 2:
             workflow.upsert_memo({STAGE_MEMO: stage})
@@ -286,8 +290,9 @@ class VideoTaskWorkflow:
             workflow.upsert_search_attributes(list(updates))
 
     async def _settle(self, hold: HoldInput, final: str, code: str, detail: str) -> None:
-        """End the task as `final` with `code`, even if a cancel arrives meanwhile: a settlement cut
-        short would leave the row open, the hold held and the slot taken. The customer sees only the
+        """End the task as `final` with `code`, even if a cancel arrives meanwhile.
+
+        A settlement cut short would leave the row open, the hold held and the slot taken. The customer sees only the
         code's fixed message; `detail` (exception text) goes to the log, bound to the task.
         """
         log = workflow.logger.warning if final == status.FAILED else workflow.logger.info
@@ -297,9 +302,10 @@ class VideoTaskWorkflow:
         )
 
     async def _record_end(self, hold: HoldInput, final: str, code: str) -> None:
-        """Return the hold (capture never happened on this path), then record the end state: a
-        client that sees `failed`/`cancelled` also sees its credits back. Last, delete whatever an
-        upload that failed part-way left in S3: nothing of such a task is ever served.
+        """Return the hold (capture never happened on this path), then record the end state.
+
+        A client that sees `failed`/`cancelled` also sees its credits back. Last, delete whatever an upload that failed
+        part-way left in S3: nothing of such a task is ever served.
         """
         await self._db(activities.RELEASE_CREDITS, hold, summary=f"release {hold.amount} credits")
         await self._db(
@@ -339,8 +345,9 @@ class VideoTaskWorkflow:
         return self._expires_at
 
     async def _hand_over(self) -> None:
-        """Start the assets' retention window (a durable timer that deletes them and expires the
-        task) and announce success; both run as their own workflows, and this one ends.
+        """Start the assets' retention window and announce success, then this workflow ends.
+
+        The window is a durable timer that deletes the assets and expires the task; both run as their own workflows.
         """
         task = self._task
         if self._expires_at is not None:
@@ -359,9 +366,10 @@ class VideoTaskWorkflow:
 async def _past_cancelling(
     step: Coroutine[Any, Any, None], note: str = "cancel requested after the video was made; the task completes"
 ) -> None:
-    """Run `step` to its end even if a cancel arrives meanwhile: once the video is uploaded, the task
-    is charged and succeeds (a cancel then is too late), never `cancelled` but charged; and a task
-    that is settling finishes settling.
+    """Run `step` to its end even if a cancel arrives meanwhile.
+
+    Once the video is uploaded, the task is charged and succeeds (a cancel then is too late), never `cancelled` but
+    charged; and a task that is settling finishes settling.
     """
     running = asyncio.ensure_future(step)
     while True:

@@ -74,10 +74,11 @@ class WebhookDeliveryWorkflow:
 
 
 async def announce(task_id: str, event: str, has_callback: bool, lane: str) -> None:
-    """From a task's workflows: start the event's delivery (its own workflow, retrying for up to
-    24 h while the caller moves on). Call it only after the task row shows the event's state: a
-    receiver that polls on receipt then always sees what the webhook announced. The starting
-    activity skips an event the task's `webhook_events` leave out.
+    """From a task's workflows: start the event's delivery, its own workflow.
+
+    It retries for up to 24 h while the caller moves on. Call it only after the task row shows the event's state: a
+    receiver that polls on receipt then always sees what the webhook announced. The starting activity skips an event the
+    task's `webhook_events` leave out.
     """
     if not has_callback:
         return

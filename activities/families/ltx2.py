@@ -209,9 +209,10 @@ def soundtrack(pipe: Any, result: Any) -> Soundtrack | None:
 
 
 def call_kwargs(pipe: Any, fps: int | None) -> dict[str, Any]:
-    """LTX-2's own inputs: the frame rate (it times the audio too), and on a toy transformer (fewer
-    layers than the guidance blocks) plain classifier-free guidance, without the extra passes of
-    spatio-temporal and modality guidance, and a short prompt window.
+    """LTX-2's own inputs: the frame rate (it times the audio too), and plain guidance on a toy transformer.
+
+    A toy transformer (fewer layers than the guidance blocks) gets plain classifier-free guidance, without the extra
+    passes of spatio-temporal and modality guidance, and a short prompt window.
     """
     kwargs: dict[str, Any] = {"frame_rate": float(fps)} if fps else {}
     if pipe.transformer.config.num_layers <= max(STG_BLOCKS):

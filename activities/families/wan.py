@@ -50,8 +50,9 @@ def tiny(seed: int) -> WanPipeline:
 
 
 def from_pretrained(weights_dir: str, dtype: torch.dtype) -> WanPipeline:
-    """Real weights, strictly offline. The VAE stays float32 whatever ``dtype``: it is small and
-    degrades in half precision.
+    """Real weights, strictly offline.
+
+    The VAE stays float32 whatever ``dtype``: it is small and degrades in half precision.
     """
     vae = AutoencoderKLWan.from_pretrained(weights_dir, subfolder="vae", dtype=torch.float32, local_files_only=True)
     pipe: WanPipeline = WanPipeline.from_pretrained(weights_dir, vae=vae, dtype=dtype, local_files_only=True)

@@ -111,8 +111,9 @@ def _resolution_options() -> str:
 
 
 def _field(name: str, label: str, tag: str, attributes: str, hint: str = "", inner: str = "") -> str:
-    """A labelled control, its hint, and the place where the API's complaint about it is shown
-    (`aria-describedby` names both, so a screen reader reads the error with the field).
+    """A labelled control, its hint, and the place where the API's complaint about it is shown.
+
+    `aria-describedby` names both, so a screen reader reads the error with the field.
     """
     described = f"hint-{name} err-{name}" if hint else f"err-{name}"
     control = f'<{tag} id="f-{name}" name="{name}" {attributes} aria-describedby="{described}">'

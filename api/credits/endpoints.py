@@ -55,9 +55,11 @@ class CreditsController(Controller):
 
     @get("/credits", opt=RATE_STATUS | NEEDS_READ, responses={**error_responses(401, 429), **FORBIDDEN})
     async def balance(self, principal: Principal, resources: Resources) -> CreditsResponse:
-        """The account's plan and credits: balance, reserved by unfinished tasks, available, the billing
-        period and its refresh, concurrency in use, overage this period (Pro), and each monthly spend
-        cap that is set with what this month has used of it (`spend_limits`).
+        """The account's plan and credits.
+
+        Balance, reserved by unfinished tasks, available, the billing period and its refresh, concurrency in use,
+        overage this period (Pro), and each monthly spend cap that is set with what this month has used of it
+        (`spend_limits`).
         """
         return await credit_service.account_credits(resources, principal.account_id)
 
@@ -142,8 +144,9 @@ class CreditsController(Controller):
     async def estimate_body(
         self, data: GenerateRequest, principal: Principal, resources: Resources
     ) -> EstimateResponse:
-        """Quote exactly the body you would send to `POST /api/generate` (nothing is created); an
-        extension (`extend_from`) is quoted as its source decides: the added seconds at its model and size.
+        """Quote exactly the body you would send to `POST /api/generate` (nothing is created).
+
+        An extension (`extend_from`) is quoted as its source decides: the added seconds at its model and size.
         """
         _, rendered = await task_service.as_rendered(resources, principal, data)
         return await credit_service.estimate(resources, principal, rendered)
@@ -157,8 +160,10 @@ class CreditsController(Controller):
         cursor: str | None = LEDGER_CURSOR,
         kind: LedgerKind | None = Parameter(query="kind", default=None, description="Only entries of this kind"),
     ) -> LedgerPage:
-        """Every credit movement of the account, newest first: grant, refresh, reserve, capture, release,
-        overage, expiry and adjust, each with its task, reason, actor and time.
+        """Every credit movement of the account, newest first.
+
+        Grant, refresh, reserve, capture, release, overage, expiry and adjust, each with its task, reason, actor and
+        time.
         """
         return await credit_service.ledger_page(resources, principal.account_id, cursor, limit, kind)
 

@@ -84,10 +84,11 @@ class CancelController(Controller):
         responses={**error_responses(401, 404, 429, 503), 409: NOT_CANCELLABLE},
     )
     async def cancel(self, task_id: str, principal: Principal, resources: Resources) -> StatusResponse:
-        """Cancel a queued or running task. The render stops within one denoising step, partial
-        files are deleted, the task ends `cancelled` (`error_code: cancelled`) and its credits are
-        released. Answers 202 with the task as it is now; poll `/api/status` for the final state.
-        A task that already finished answers 409 `task_not_cancellable`.
+        """Cancel a queued or running task.
+
+        The render stops within one denoising step, partial files are deleted, the task ends `cancelled`
+        (`error_code: cancelled`) and its credits are released. Answers 202 with the task as it is now; poll
+        `/api/status` for the final state. A task that already finished answers 409 `task_not_cancellable`.
         """
         task = await task_service.get_task(resources, principal, task_id)
         await cancel_task(resources, principal, task)

@@ -98,9 +98,10 @@ class LifecycleController(Controller):
         responses=error_responses(401, 404, 409, 429, 503),
     )
     async def delete_assets(self, principal: Principal, resources: Resources, task_id: str) -> Response[StatusResponse]:
-        """Delete a finished task's videos and thumbnail now instead of at the end of the retention
-        window. The task becomes `expired` (its request and `expires_at` stay readable), the event
-        is recorded and an `expired` webhook is sent. 202 if the deletion is still under way.
+        """Delete a finished task's videos and thumbnail now instead of at the end of the retention window.
+
+        The task becomes `expired` (its request and `expires_at` stay readable), the event is recorded and an `expired`
+        webhook is sent. 202 if the deletion is still under way.
         """
         task = await delete_task(resources, principal, task_id)
         pending = task.status == status.SUCCEEDED

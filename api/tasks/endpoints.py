@@ -146,11 +146,12 @@ class VideoController(Controller):
             query="events_limit", default=50, ge=1, le=200, description="Events per page (1-200)"
         ),
     ) -> Response[StatusResponse]:
-        """Poll a task: `queued`, `running` (with `progress` and `live` queue position / denoising step),
-        `succeeded` (with playable URLs), `failed` or `cancelled` (with `error_code`), or `expired`
-        after the retention window. `expand=events` adds the task's history, paginated by cursor.
-        `Prefer: wait=N` (N at most 60) answers once the task ends or N seconds pass, whichever is
-        first; `Preference-Applied: wait=N` says it ended in time.
+        """Poll a task.
+
+        The task is `queued`, `running` (with `progress` and `live` queue position / denoising step), `succeeded` (with
+        playable URLs), `failed` or `cancelled` (with `error_code`), or `expired` after the retention window.
+        `expand=events` adds the task's history, paginated by cursor. `Prefer: wait=N` (N at most 60) answers once the
+        task ends or N seconds pass, whichever is first; `Preference-Applied: wait=N` says it ended in time.
         """
         wanted = task_id or id_
         if not wanted:

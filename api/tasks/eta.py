@@ -1,5 +1,6 @@
-"""ETAs for status responses: recent render times read at most every `REFRESH_S` per API process,
-so a poll costs no extra database work.
+"""ETAs for status responses.
+
+Recent render times are read at most every `REFRESH_S` per API process, so a poll costs no extra database work.
 """
 
 from __future__ import annotations

@@ -72,10 +72,11 @@ class TaskEventHub:
         self._reads: dict[str, _Read] = {}
 
     async def read(self, task_id: str, after: int, load: Callable[[int], Awaitable[Any]]) -> Any:
-        """`load(after)` (the task's events after `after`, and the task), shared by the task's waiters:
-        when one notification wakes them all, the first reads and the others reuse its answer, so a
-        task's news costs one query however many streams follow it. Each answer is a list of rows
-        with an `id` first, then anything else; waiters further behind read for themselves.
+        """`load(after)` (the task's events after `after`, and the task), shared by the task's waiters.
+
+        When one notification wakes them all, the first reads and the others reuse its answer, so a task's news costs
+        one query however many streams follow it. Each answer is a list of rows with an `id` first, then anything else;
+        waiters further behind read for themselves.
         """
         shared = self._reads.setdefault(task_id, _Read())
         async with shared.lock:
@@ -98,8 +99,9 @@ class TaskEventHub:
 
     @contextlib.contextmanager
     def watch(self, task_id: str, wakeup: Wakeup) -> Iterator[Wakeup]:
-        """Ring `wakeup` on each of the task's new events while the block runs. Register before
-        reading the task, so nothing committed after that read goes unnoticed.
+        """Ring `wakeup` on each of the task's new events while the block runs.
+
+        Register before reading the task, so nothing committed after that read goes unnoticed.
         """
         self._waiters.setdefault(task_id, set()).add(wakeup)
         try:

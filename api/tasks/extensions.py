@@ -38,9 +38,10 @@ class Source:
 def continued(
     res: Resources, req: GenerateRequest, task: Task, uploads: Collection[str]
 ) -> tuple[Source, GenerateRequest]:
-    """The source `task` (the caller's, already read) and the request as it renders; 409 when the source
-    has no video to continue, 422 naming the field for what the source decides (or an image, sent as a
-    URL or an upload in `uploads`).
+    """The source `task` (the caller's, already read) and the request as it renders.
+
+    409 when the source has no video to continue, 422 naming the field for what the source decides (or an image, sent as
+    a URL or an upload in `uploads`).
     """
     problem = extension.source_state_problem(task.status)
     if problem is not None:
@@ -58,8 +59,10 @@ def continued(
 
 
 async def store_source(res: Resources, task_id: str, source: Source) -> None:
-    """Copy the source's MP4 under the extension's prefix. Gone meanwhile (deleted, expired): 409
-    `source_expired`; the store unreachable: 503, and the client retries with its idempotency key.
+    """Copy the source's MP4 under the extension's prefix.
+
+    Gone meanwhile (deleted, expired): 409 `source_expired`; the store unreachable: 503, and the client retries with its
+    idempotency key.
     """
     bucket = res.settings.s3_bucket
     try:

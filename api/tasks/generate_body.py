@@ -112,8 +112,9 @@ async def read(request: Request[Any, Any, Any]) -> tuple[GenerateRequest, Upload
 
 @dataclass
 class GenerateOperation(Operation):
-    """Documents the body the handler reads itself: JSON, or the same fields as a multipart form with the
-    image files `image` and `last_frame`.
+    """Documents the body the handler reads itself.
+
+    JSON, or the same fields as a multipart form with the image files `image` and `last_frame`.
     """
 
     def __post_init__(self) -> None:

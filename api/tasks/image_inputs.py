@@ -80,8 +80,9 @@ def _put_all(res: Resources, task_id: str, images: Conditioning) -> None:
 
 
 async def store(res: Resources, task_id: str, images: Conditioning) -> None:
-    """Put the images under the task's prefix (a repeat writes the same bytes: the fingerprint holds
-    their hashes). A store that fails is a 503: the client retries with its idempotency key.
+    """Put the images under the task's prefix (a repeat writes the same bytes: the fingerprint holds their hashes).
+
+    A store that fails is a 503: the client retries with its idempotency key.
     """
     try:
         await asyncio.to_thread(_put_all, res, task_id, images)

@@ -1,5 +1,7 @@
-"""`GET /api/tasks` (the account's tasks, newest first) and `GET /api/tasks/{id}/content` (a redirect
-to a fresh short-lived presigned URL of one output).
+"""`GET /api/tasks` and `GET /api/tasks/{id}/content`.
+
+`GET /api/tasks` lists the account's tasks, newest first; `GET /api/tasks/{id}/content` redirects to a fresh short-lived
+presigned URL of one output.
 """
 
 from __future__ import annotations
@@ -191,8 +193,10 @@ class TasksController(Controller):
         ),
         limit: int = Parameter(query="limit", default=20, ge=1, le=100, description="Tasks per page (1-100)"),
     ) -> TaskList:
-        """The account's tasks, newest first, filtered by status, creation time and `metadata` labels
-        (`metadata[order_id]=ord_1042`: exact match; several must all match); cursor-paginated.
+        """The account's tasks, newest first; cursor-paginated.
+
+        Filtered by status, creation time and `metadata` labels (`metadata[order_id]=ord_1042`: exact match; several
+        must all match).
         """
         return await list_tasks(
             resources,

@@ -1,5 +1,6 @@
-"""A task's life pushed to the client: `GET /api/tasks/{task_id}/events` (Server-Sent Events) and
-`Prefer: wait=N` on create and status.
+"""A task's life pushed to the client.
+
+`GET /api/tasks/{task_id}/events` (Server-Sent Events) and `Prefer: wait=N` on create and status.
 
 The stream replays the task's recorded events after `Last-Event-ID` (each carries its event id),
 then sends each new one as it is recorded, `progress` while it renders, a comment every
@@ -79,8 +80,9 @@ async def _load_news(res: Resources, task_id: str, after: int) -> tuple[list[Tas
 async def _event_message(
     res: Resources, event: TaskEvent, task: Task, plan: str, rendered: dict[int, str]
 ) -> ServerSentEventMessage:
-    """One recorded event; a terminal one carries the whole status, rendered once for every stream
-    that shares this read (`rendered`).
+    """One recorded event.
+
+    A terminal one carries the whole status, rendered once for every stream that shares this read (`rendered`).
     """
     if event.id not in rendered:
         data: dict[str, object] = {"task_id": task.id, "status": event.kind, "at": _at(event.created_at), **event.data}
@@ -160,12 +162,12 @@ class TaskEventsController(Controller):
             description="Resume after this event (the `id:` of the last event received); browsers send it on reconnect",
         ),
     ) -> ServerSentEvent:
-        """The task's life as Server-Sent Events: `queued`, `running`, `progress` (phase, step, total,
-        percent, eta_seconds), then one of `succeeded` (with the output links, as `/api/status`),
-        `failed`, `cancelled` or `expired`, after which the stream ends. Each recorded event carries
-        an `id:`; `Last-Event-ID` resumes after it (recorded events are replayed first). A comment
-        keeps the connection alive every 15 s. Open streams are limited per key (429
-        `too_many_streams`).
+        """The task's life as Server-Sent Events.
+
+        Sends `queued`, `running`, `progress` (phase, step, total, percent, eta_seconds), then one of `succeeded` (with
+        the output links, as `/api/status`), `failed`, `cancelled` or `expired`, after which the stream ends. Each
+        recorded event carries an `id:`; `Last-Event-ID` resumes after it (recorded events are replayed first). A
+        comment keeps the connection alive every 15 s. Open streams are limited per key (429 `too_many_streams`).
         """
         after = _last_event_id(last_event_id)
         task = await task_service.get_task(resources, principal, task_id)
@@ -180,8 +182,9 @@ class TaskEventsController(Controller):
 
 
 def preferred_wait(request: Request) -> int | None:
-    """Seconds of `Prefer: wait=N` (RFC 7240), at most 60; None when absent or unreadable (a
-    preference a server does not understand is ignored, never refused).
+    """Seconds of `Prefer: wait=N` (RFC 7240), at most 60; None when absent or unreadable.
+
+    A preference a server does not understand is ignored, never refused.
     """
     found = [_WAIT.search(value) for value in request.headers.getall("prefer", [])]
     seconds = next((int(match.group(1)) for match in found if match), None)

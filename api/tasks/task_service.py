@@ -144,8 +144,9 @@ async def _store_images(res: Resources, task: Task, images: Conditioning, *, ret
 
 
 async def _store_source(res: Resources, task: Task, source: extensions.Source, *, retriable: bool) -> None:
-    """Copy an extension's source video before its workflow starts. A source deleted meanwhile ends the
-    task (409 `source_expired`, credits released): no retry can bring it back.
+    """Copy an extension's source video before its workflow starts.
+
+    A source deleted meanwhile ends the task (409 `source_expired`, credits released): no retry can bring it back.
     """
     try:
         await extensions.store_source(res, task.id, source)
@@ -217,9 +218,10 @@ async def start_workflow(res: Resources, task: Task, plan_name: str, *, retriabl
 
 
 async def _abandon_unstarted(res: Resources, task: Task, code: str = errors.SERVICE_UNAVAILABLE) -> None:
-    """A keyless task whose workflow start failed: fail it and release its hold, so no credits stay
-    held by a task that will never run. (A keyed task stays queued: the client's retry with the same
-    key starts its workflow.)
+    """A keyless task whose workflow start failed: fail it and release its hold.
+
+    No credits then stay held by a task that will never run. (A keyed task stays queued: the client's retry with the
+    same key starts its workflow.)
 
     A failed start RPC is ambiguous: the server may have created the workflow before the answer
     was lost. So the task is given up only once Temporal confirms no workflow of it can run:
@@ -327,8 +329,9 @@ async def _ensure_workflow(res: Resources, task: Task, plan_name: str) -> None:
 async def as_rendered(
     res: Resources, principal: Principal, req: GenerateRequest, uploads: Collection[str] = ()
 ) -> tuple[extensions.Source | None, GenerateRequest]:
-    """The request as it renders: an extension's as its source decides (api/tasks/extensions.py: 404, 409,
-    422), with that source; any other as sent.
+    """The request as it renders.
+
+    An extension's as its source decides (api/tasks/extensions.py: 404, 409, 422), with that source; any other as sent.
     """
     if req.extend_from is None:
         return None, req
@@ -336,8 +339,9 @@ async def as_rendered(
 
 
 def lookup_id(given: str) -> str:
-    """The id to look up: one with a NUL character names nothing (PostgreSQL text cannot hold NUL,
-    so the query itself would fail), so it looks up the empty id, which no task or account has.
+    """The id to look up: one with a NUL character looks up the empty id, which no task or account has.
+
+    An id with a NUL character names nothing (PostgreSQL text cannot hold NUL, so the query itself would fail).
     """
     return "" if "\x00" in given else given
 
@@ -360,9 +364,11 @@ async def reread(res: Resources, task_id: str) -> Task:
 async def poll_task(
     res: Resources, request: Request, session: AsyncSession, task_id: str
 ) -> tuple[Task, int | None, str]:
-    """Authenticate the caller and read its task with, while queued, the task's place in the account's
-    line, and the account's plan: the status poll, in one statement (sorapi.store.status_poll). 401, 403,
-    then 404. Commits before answering: the audit entry is written and the connection is free.
+    """Read the caller's task, its place in line and its account's plan, in one statement.
+
+    Authenticates the caller first; the place in the account's line is read while the task is queued. The status poll
+    (sorapi.store.status_poll): 401, 403, then 404. Commits before answering: the audit entry is written and the
+    connection is free.
     """
     use = key_use(res, request)
     owner, found = await status_poll.owner_and_task(session, bearer_key(request), use, lookup_id(task_id))
@@ -402,8 +408,9 @@ async def _workflow_phase(res: Resources, task_id: str) -> tuple[str, RenderProg
 
 
 async def live_state(res: Resources, task: Task) -> tuple[int | None, LiveProgress]:
-    """Percent done and phase of an unfinished task and, while it waits for a render worker,
-    how many running tasks are ahead of it (those that got their plan slot earlier).
+    """Percent done and phase of an unfinished task, and how many running tasks are ahead of it.
+
+    Those ahead are counted while it waits for a render worker: the tasks that got their plan slot earlier.
     """
     phase, beat, percent = await _workflow_phase(res, task.id)
     position = None
@@ -421,9 +428,10 @@ async def live_state(res: Resources, task: Task) -> tuple[int | None, LiveProgre
 async def status_view(
     res: Resources, task: Task, *, plan: str, queue_position: int | msgspec.UnsetType | None = msgspec.UNSET
 ) -> StatusResponse:
-    """The task as the client sees it, `plan` being its account's. Only a running task's workflow is
-    asked for live progress: a queued one is still before its render (it waits for credits or a plan
-    slot), so describing it could only answer `queued`. `queue_position` is the caller's `poll_task`
+    """The task as the client sees it, `plan` being its account's.
+
+    Only a running task's workflow is asked for live progress: a queued one is still before its render (it waits for
+    credits or a plan slot), so describing it could only answer `queued`. `queue_position` is the caller's `poll_task`
     count, if it made one.
     """
     progress, live = task.progress, None

@@ -176,16 +176,18 @@ async def measure(
 
 
 def pace_setter(phase: str) -> set[int]:
-    """The processes that get a core to themselves in `phase` (CpuReserved): the load generator for the
-    HTTP phases (it needs a whole core there), the Temporal server for the start_workflow phases (the
-    API, PostgreSQL and the light client share the other core, as if Temporal ran on hosts of its own).
+    """The processes that get a core to themselves in `phase` (CpuReserved).
+
+    The load generator for the HTTP phases (it needs a whole core there), the Temporal server for the start_workflow
+    phases (the API, PostgreSQL and the light client share the other core, as if Temporal ran on hosts of its own).
     """
     return {os.getpid()} if phase in HTTP_PHASES else pids_of("temporal")
 
 
 def run_order(phases: tuple[str, ...]) -> list[str]:
-    """Each measured phase between two runs of its ceiling, whose mean the ratio uses: a machine that
-    drifts during a round (Temporal slows as every start grows its history) then favours neither side.
+    """Each measured phase between two runs of its ceiling, whose mean the ratio uses.
+
+    A machine that drifts during a round (Temporal slows as every start grows its history) then favours neither side.
     """
     order: list[str] = []
     for measured, ceiling in PAIRS:

@@ -16,7 +16,7 @@ def machine_busy_ticks() -> tuple[int, int]:
 
 
 def process_ticks(pid: int) -> int:
-    """user + system jiffies of one process and its reaped children."""
+    """User + system jiffies of one process and its reaped children."""
     try:
         parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
@@ -68,8 +68,9 @@ class CpuMeter:
         commands: tuple[str, ...] = ("postgres", "temporal"),
         trees: dict[str, int] | None = None,
     ) -> None:
-        """`commands` count every process on the machine by name; `trees` count one root's whole
-        tree (`tree_of`), so that a shared machine's other servers of the same name stay out.
+        """`commands` count every process on the machine by name; `trees` count one root's whole tree.
+
+        A tree (`tree_of`) keeps a shared machine's other servers of the same name out.
         """
         self.pids, self.commands, self.trees = pids, commands, trees or {}
 

@@ -167,8 +167,9 @@ def log_offsets(run: Run) -> dict[str, int]:
 
 
 def log_digest(run: Run, since: dict[str, int], top: int = 6) -> dict[str, Any]:
-    """Per sorapi process, the warnings and errors it logged since `since`: how many, and the most
-    frequent messages (evidence of which retry paths a fault exercised, and of anything unexpected).
+    """Per sorapi process, the warnings and errors it logged since `since`: how many, and the most frequent messages.
+
+    The messages are evidence of which retry paths a fault exercised, and of anything unexpected.
     """
     digest: dict[str, Any] = {}
     for name in SORAPI_PROCESSES:

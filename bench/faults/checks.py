@@ -60,8 +60,9 @@ async def drain(
     account_ids: list[str],
     timeout_s: float,
 ) -> dict[str, Any]:
-    """Until every task of the accounts is terminal and its workflow closed (its settlement, the
-    discard of partial outputs and the start of its webhook all done), or `timeout_s`.
+    """Wait until every task of the accounts is terminal and its workflow closed, or `timeout_s`.
+
+    A closed task has its settlement, the discard of partial outputs and the start of its webhook all done.
     """
     began = time.monotonic()
     deadline = began + timeout_s

@@ -1,6 +1,7 @@
-"""Resident memory that does not creep: the API after N requests vs after the first tenth, a render
-worker after M tasks vs after its first few. RSS is VmRSS from /proc, the median of three readings
-half a second apart once the requests have stopped.
+"""Resident memory that does not creep.
+
+The API after N requests vs after the first tenth, a render worker after M tasks vs after its first few. RSS is VmRSS
+from /proc, the median of three readings half a second apart once the requests have stopped.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ async def render_worker(
     http: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], key: str, pid: int, first: int, total: int
 ) -> dict[str, Any]:
     """The worker's RSS after its first `first` tasks (model load included) and after `total`.
+
     The worker is the stack's only one and must be fresh: every succeeded task is one it rendered.
     """
     done_before = await _succeeded(sessions)
@@ -93,9 +95,10 @@ async def api(
     concurrency: int = 8,
     generate_every: int = 100,
 ) -> dict[str, Any]:
-    """The API's RSS after its first `first` requests of this mix and after `total`: status polls of a
-    real task, listings, a 404, a 422 (invalid body) and, one request in `generate_every`, a real
-    generate (so the write path and its Temporal start are in the mix).
+    """The API's RSS after its first `first` requests of this mix and after `total`.
+
+    The mix: status polls of a real task, listings, a 404, a 422 (invalid body) and, one request in `generate_every`, a
+    real generate (so the write path and its Temporal start are in the mix).
     """
     auth = {"Authorization": f"Bearer {key}"}
     mix = [

@@ -33,9 +33,10 @@ def _comm(pid: int) -> str:
 
 
 def stack_processes(stack_pid: int) -> dict[str, int]:
-    """orchestrator, render (render-2... for each further render worker), api and temporal of the
-    `sorapi dev` at `stack_pid`; postgres: the postmaster this process started (its backends are its
-    children: measure it with `tree_of`).
+    """The pids of the processes of the `sorapi dev` at `stack_pid`, by name.
+
+    The names: orchestrator, render (render-2... for each further render worker), api and temporal of the stack;
+    postgres: the postmaster this process started (its backends are its children: measure it with `tree_of`).
     """
     found: dict[str, int] = {}
     for pid in sorted(tree_of(stack_pid)):

@@ -1,7 +1,7 @@
-"""Orchestration throughput: tasks/s end to end with a no-op render, against a raw Temporal workflow
-that runs as many no-op activities as a task's workflow has steps (its activities and its local
-activities: the baseline does the same number of things, each the plain way), both started
-`concurrency` at a time.
+"""Orchestration throughput: tasks/s end to end with a no-op render, against a raw Temporal workflow.
+
+The raw workflow runs as many no-op activities as a task's workflow has steps (its activities and its local activities:
+the baseline does the same number of things, each the plain way); both are started `concurrency` at a time.
 
 The tasks go through a second API process whose SORAPI_RENDER_QUEUE is a queue of the bench's own,
 served here by a render host that renders nothing and uploads nothing: what is left is the API, the
@@ -108,8 +108,10 @@ async def run(
     concurrency: int,
     rounds: int = 5,
 ) -> dict[str, object]:
-    """`rounds` rounds of tasks, then raw workflows twice: each round's ratio is the raw runs' mean time
-    against the tasks' time; the median counts (single rounds on 2 cores spread by ±0.15).
+    """`rounds` rounds of tasks, then raw workflows twice.
+
+    Each round's ratio is the raw runs' mean time against the tasks' time; the median counts (single rounds on 2 cores
+    spread by ±0.15).
     """
     runs: list[dict[str, Any]] = []
     runner = workflow_runner(settings_from_env(stack_env))

@@ -56,8 +56,9 @@ async def _sweeper_since(temporal: Client) -> datetime | None:
 
 
 async def _gates_hold(temporal: Client, live: dict[str, int]) -> bool:
-    """Every account's gate holds (runs or lines up) all its live tasks. A gate still working through a
-    burst of requests may not answer a query in time: then it does not hold them yet.
+    """Whether every account's gate holds (runs or lines up) all its live tasks.
+
+    A gate still working through a burst of requests may not answer a query in time: then it does not hold them yet.
     """
     for account_id, count in live.items():
         try:
@@ -72,8 +73,10 @@ async def _gates_hold(temporal: Client, live: dict[str, int]) -> bool:
 
 
 def temporal_ops(metrics_port: str) -> Counter[str]:
-    """Requests the Temporal server has answered so far by operation, and `forwarded`: tasks its
-    matching service passed between task-queue partitions (a backlog with no poller to take it).
+    """Requests the Temporal server has answered so far by operation, and `forwarded`.
+
+    `forwarded` counts tasks its matching service passed between task-queue partitions (a backlog with no poller to take
+    it).
     """
     ops: Counter[str] = Counter()
     for line in httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).text.splitlines():
@@ -91,8 +94,9 @@ async def settle(
     *,
     timeout_s: float = 1800,
 ) -> float:
-    """Seconds until the queue has settled (see the module docstring); without `metrics_port`, only
-    until the gates hold every live task (the backlog of creates is through).
+    """Seconds until the queue has settled (see the module docstring).
+
+    Without `metrics_port`, only until the gates hold every live task (the backlog of creates is through).
     """
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
@@ -116,8 +120,9 @@ def _others(usage: dict[str, float]) -> float:
 
 
 async def window(processes: dict[str, int], metrics_port: str, seconds: float) -> dict[str, object]:
-    """CPU-seconds per second of each measured process over `seconds`, their total, the machine's,
-    and the Temporal requests meanwhile (long polls and worker heartbeats left out: always there).
+    """CPU-seconds per second of each measured process over `seconds`, their total and the machine's.
+
+    Also the Temporal requests meanwhile (long polls and worker heartbeats left out: always there).
     """
     meter = CpuMeter(
         {role: processes[role] for role in MEASURED if role != "postgres"},
@@ -154,11 +159,11 @@ async def pace(
     seconds: float,
     rounds: int,
 ) -> dict[str, object]:
-    """Generate req/s on the account with the line, between two runs on fresh accounts whose mean is
-    the baseline; the ratio is the median over `rounds`. Each run starts once the previous one's tasks
-    are in their lines, so none pays for another's backlog, and records the API's and the machine's
-    CPU, and the machine's beyond this bench's processes: on a shared machine a slow run shows
-    whether someone else was busy.
+    """Generate req/s on the account with the line, between two runs on fresh accounts whose mean is the baseline.
+
+    The ratio is the median over `rounds`. Each run starts once the previous one's tasks are in their lines, so none
+    pays for another's backlog, and records the API's and the machine's CPU, and the machine's beyond this bench's
+    processes: on a shared machine a slow run shows whether someone else was busy.
     """
 
     async def run(key: str) -> dict[str, object]:

@@ -20,8 +20,9 @@ DEFAULT_MAX_HISTORY = 5_000
 async def signal_gate(
     client: Client, account_id: str, signal: str, arg: object, task_queue: str, max_history: int = DEFAULT_MAX_HISTORY
 ) -> None:
-    """Signal the account's gate, starting it first if it is not running (it then rebuilds its
-    state from the task rows before it grants anything).
+    """Signal the account's gate, starting it first if it is not running.
+
+    A started gate rebuilds its state from the task rows before it grants anything.
     """
     await client.start_workflow(
         names.SLOT_GATE_WORKFLOW,
@@ -35,8 +36,9 @@ async def signal_gate(
 
 
 async def tell_new_limit(client: Client, account_id: str, limit: int) -> None:
-    """A plan change reaches the tasks already waiting at once. No running gate: nothing waits, and
-    the next task's request carries the new limit.
+    """A plan change reaches the tasks already waiting at once.
+
+    No running gate: nothing waits, and the next task's request carries the new limit.
     """
     try:
         await client.get_workflow_handle(slot_gate_workflow_id(account_id)).signal(names.GATE_LIMIT_SIGNAL, limit)

@@ -98,8 +98,9 @@ CREDITS_RELEASED = Counter("sorapi_credits_released", "Credits given back by tas
 
 
 def serve(process: str, host: str, port: int) -> bool:
-    """Serve this process's registry on http://host:port/metrics (0: off). A port already taken is
-    logged, not fatal: metrics are not worth a worker.
+    """Serve this process's registry on http://host:port/metrics (0: off).
+
+    A port already taken is logged, not fatal: metrics are not worth a worker.
     """
     if not port:
         return False
@@ -113,8 +114,9 @@ def serve(process: str, host: str, port: int) -> bool:
 
 
 def sdk_runtime(process: str, host: str, port: int) -> Runtime | None:
-    """A Temporal runtime whose SDK metrics Prometheus scrapes at http://host:port/metrics; None (the
-    default runtime, no SDK metrics) when the port is 0 or taken. Connect the worker's client with it.
+    """A Temporal runtime whose SDK metrics Prometheus scrapes at http://host:port/metrics.
+
+    None (the default runtime, no SDK metrics) when the port is 0 or taken. Connect the worker's client with it.
     """
     if not port:
         return None

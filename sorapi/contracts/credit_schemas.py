@@ -1,5 +1,6 @@
-"""Wire shapes of credits, plans and administration (customer `/api/credits*`, `/api/audit-log`,
-operator `/admin/...`); the CLI prints the same shapes as JSON.
+"""Wire shapes of credits, plans and administration (customer `/api/credits*`, `/api/audit-log`, operator `/admin/...`).
+
+The CLI prints the same shapes as JSON.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ import msgspec
 
 
 class RenderSpeed(msgspec.Struct, kw_only=True, frozen=True):
-    """A render's speed profile as the API resolved it from the catalog (`sorapi.domain.speed`); the default is
-    what renders were before profiles: every step, no cache, no compilation.
+    """A render's speed profile as the API resolved it from the catalog (`sorapi.domain.speed`).
+
+    The default is what renders were before profiles: every step, no cache, no compilation.
     """
 
     name: str = "quality"

@@ -30,9 +30,10 @@ precedes them, so matching is linear (`re.search` here, JSON Schema's `pattern` 
 
 
 def schema_only(**keywords: Any) -> dict[str, Any]:
-    """`extra_json_schema` for a constraint the published schema states but msgspec does not check: in
-    a request the domain code does (`planning.plan` reports every problem at once, in any letter case);
-    in a response it describes the values our code writes (the rows hold them as plain strings).
+    """`extra_json_schema` for a constraint the published schema states but msgspec does not check.
+
+    In a request the domain code does (`planning.plan` reports every problem at once, in any letter case); in a response
+    it describes the values our code writes (the rows hold them as plain strings).
     """
     return {"extra": keywords}  # Litestar reads a Meta's schema additions from its `extra` key
 

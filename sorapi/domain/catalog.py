@@ -155,8 +155,10 @@ class Catalog(msgspec.Struct, frozen=True):
         return next((key for key, m in self.models.items() if name in m.aliases), None)
 
     def price(self, model: str, duration_s: int, tier: Tier, speed: str = DEFAULT_SPEED, audio: bool = False) -> int:
-        """Credits a render costs: seconds × the tier's rate × the model's multiplier × the speed
-        profile's (× the model's audio multiplier with audio), rounded up (float noise below 1e-9 is not a credit).
+        """Credits a render costs, rounded up (float noise below 1e-9 is not a credit).
+
+        Seconds × the tier's rate × the model's multiplier × the speed profile's (× the model's audio multiplier with
+        audio).
         """
         spec = self.models[model]
         factor = self.speed_profile(speed).credit_multiplier * (spec.audio_credit_multiplier if audio else 1.0)
@@ -192,8 +194,9 @@ def get_catalog() -> Catalog:
 
 
 def task_priority(plan: Plan, account_id: str) -> Priority:
-    """Temporal priority of a task's workflow, inherited by its renders: the plan's priority first,
-    then fair shares between accounts (task-queue fairness), so one account's long line never
+    """Temporal priority of a task's workflow, inherited by its renders.
+
+    The plan's priority first, then fair shares between accounts (task-queue fairness), so one account's long line never
     stalls another account's task.
     """
     return Priority(priority_key=plan.priority, fairness_key=account_id[:64], fairness_weight=plan.fairness_weight)

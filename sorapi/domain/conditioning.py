@@ -1,5 +1,6 @@
-"""Image-to-video as domain rules: which fields carry images, which models take them, what a task
-records of them, and what its render is told.
+"""Image-to-video as domain rules.
+
+They say which fields carry images, which models take them, what a task records of them, and what its render is told.
 
 A request's first frame comes from `image_url` or the multipart part `image` (one of them), its last
 frame from `last_frame_url` or `last_frame`. A model takes a first frame when the catalog says
@@ -49,8 +50,10 @@ def sent_fields(req: GenerateRequest, uploads: Collection[str]) -> dict[str, str
 
 
 def problems(req: GenerateRequest, catalog: Catalog, uploads: Collection[str]) -> list[ErrorDetail]:
-    """Field-level problems of the image fields: both forms of one image, a last frame without a first,
-    a model that takes no image (or no last frame). The model's own problems are `plan`'s.
+    """Field-level problems of the image fields.
+
+    Both forms of one image, a last frame without a first, a model that takes no image (or no last frame). The model's
+    own problems are `plan`'s.
     """
     found: list[ErrorDetail] = []
     for _role, (url_field, part) in SOURCES.items():
@@ -111,8 +114,9 @@ def recorded(request: TaskRequest, images: Conditioning) -> TaskRequest:
 
 
 def fingerprint(digest: str, images: Conditioning) -> str:
-    """The request's fingerprint with each image's SHA-256: the same key with another image is
-    `idempotency_key_reused`, even when it came from the same URL.
+    """The request's fingerprint with each image's SHA-256.
+
+    The same key with another image is `idempotency_key_reused`, even when it came from the same URL.
     """
     if not images:
         return digest

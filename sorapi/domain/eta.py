@@ -10,8 +10,9 @@ from sorapi.contracts import status
 def estimate_seconds(
     task_status: str, *, position: int | None, slots: int, progress: int, typical_s: float | None
 ) -> int | None:
-    """Seconds until the task should finish, or None when unknown (no recent render of its model,
-    or the task has ended).
+    """Seconds until the task should finish, or None when unknown.
+
+    It is unknown when there is no recent render of its model, or when the task has ended.
 
     A running task has the rest of one typical render left. A queued task waits one typical render
     per wave of the plan's slots ahead of it (its position counts the tasks before it, itself

@@ -1,5 +1,7 @@
-"""Extending a clip as domain rules: which models extend, what an extension takes from its source,
-what it may not ask, what it records and what its render is told.
+"""Extending a clip as domain rules.
+
+They say which models extend, what an extension takes from its source, what it may not ask, what it records and what its
+render is told.
 
 An extension (`extend_from` on `/api/generate`, `POST /v1/videos/extensions`) renders `duration` more
 seconds conditioned on the last frames of a succeeded task of the same account, with the source's model,
@@ -51,9 +53,11 @@ def whole_duration(request: TaskRequest) -> int:
 def continuation(
     req: GenerateRequest, source: TaskRequest, catalog: Catalog, image_fields: Collection[str] = ()
 ) -> GenerateRequest | list[ErrorDetail]:
-    """The request as it renders: the source's model, size and seed (a sent `seed` wins); or the problems
-    of asking something the source decides, of a model that extends nothing, of a clip too long, of an
-    image (`image_fields`: the image fields sent).
+    """The request as it renders, or the problems that prevent it.
+
+    The request takes the source's model, size and seed (a sent `seed` wins). The problems are those of asking something
+    the source decides, of a model that extends nothing, of a clip too long, of an image (`image_fields`: the image
+    fields sent).
     """
     model_name = source.model_version
     model = catalog.models.get(model_name)
@@ -94,8 +98,9 @@ def continuation(
 
 
 def _size_problems(req: GenerateRequest, source: TaskRequest) -> list[ErrorDetail]:
-    """A sent `resolution` / `aspect_ratio` must resolve to the source's size (read with the source's
-    orientation and preset for the one not sent).
+    """A sent `resolution` / `aspect_ratio` must resolve to the source's size.
+
+    The one not sent is read with the source's orientation and preset.
     """
     if req.resolution is None and req.aspect_ratio is None:
         return []

@@ -66,15 +66,17 @@ def new_batch_id() -> str:
 
 
 def idempotent_batch_id(account_id: str, idempotency_key: str) -> str:
-    """The batch id a batch's idempotency key always maps to (its own namespace: a batch and a task
-    may share a key without sharing anything).
+    """The batch id a batch's idempotency key always maps to.
+
+    It has its own namespace: a batch and a task may share a key without sharing anything.
     """
     digest = hashlib.sha256(f"batch\x00{account_id}\x00{idempotency_key}".encode()).hexdigest()
     return BATCH_PREFIX + digest[:32]
 
 
 def batch_item_key(batch_id: str, index: int) -> str:
-    """The idempotency key of a keyed batch's item `index` (`batch_…/3`): its task id follows from it
-    (`idempotent_task_id`), so a retried batch finds each of its tasks again.
+    """The idempotency key of a keyed batch's item `index` (`batch_…/3`).
+
+    Its task id follows from it (`idempotent_task_id`), so a retried batch finds each of its tasks again.
     """
     return f"{batch_id}/{index}"

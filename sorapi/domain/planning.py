@@ -33,8 +33,9 @@ class Planned(msgspec.Struct, frozen=True):
 
 def fingerprint(req: GenerateRequest) -> str:
     """A stable hash of what was asked (idempotency key excluded): same body ⇔ same fingerprint.
-    Fields not sent (None) are left out, so a new optional field does not change the fingerprint
-    of a request that does not use it: a client's retry across a release still matches.
+
+    Fields not sent (None) are left out, so a new optional field does not change the fingerprint of a request that does
+    not use it: a client's retry across a release still matches.
     """
     sent = {name: value for name, value in msgspec.structs.asdict(req).items() if value is not None}
     sent.pop("idempotency_key", None)

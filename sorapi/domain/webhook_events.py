@@ -54,8 +54,9 @@ def event_id(task_id: str, event: str, progress: WebhookProgress | None = None) 
 
 
 def workflow_id(task_id: str, event: str, progress: WebhookProgress | None = None) -> str:
-    """The automatic delivery of one event; a progress beat's names its step, so a render retried
-    from step 1 finds the steps it already announced taken.
+    """The workflow id of the automatic delivery of one event.
+
+    A progress beat's names its step, so a render retried from step 1 finds the steps it already announced taken.
     """
     if progress is not None:
         return f"{webhook_workflow_id(task_id, PROGRESS)}-{progress.step}"
@@ -77,8 +78,9 @@ async def announce(
     task_queue: str,
     progress: WebhookProgress | None = None,
 ) -> str:
-    """Start the event's delivery workflow once: a repeat finds it running (USE_EXISTING) or ended
-    (rejected). Call it only once the task row shows what the event announces.
+    """Start the event's delivery workflow once: a repeat finds it running (USE_EXISTING) or ended (rejected).
+
+    Call it only once the task row shows what the event announces.
     """
     workflow = workflow_id(task_id, event, progress)
     with contextlib.suppress(WorkflowAlreadyStartedError):

@@ -184,8 +184,9 @@ async def change_credits(
 async def change_plan(
     session: AsyncSession, catalog: Catalog, account_id: str, plan: str, *, actor: str, now: datetime | None = None
 ) -> CreditsResponse:
-    """Switch plans now: limits apply at once; a plan with monthly credits gets this period's unless
-    the account already had a refresh this period.
+    """Switch plans now: limits apply at once.
+
+    A plan with monthly credits gets this period's unless the account already had a refresh this period.
     """
     _plan(catalog, plan)
     account = await _locked(session, account_id)
@@ -220,8 +221,9 @@ async def account_view(session: AsyncSession, catalog: Catalog, account_id: str)
 async def set_spend_limit(
     session: AsyncSession, account_id: str, limit: int | None, *, key_id: str | None = None, actor: str
 ) -> SpendLimits:
-    """Set (or with None clear) the account's monthly credit limit, or one active key's; returns every
-    limit now set with its usage. It applies to the next hold (the same row lock orders them).
+    """Set (or with None clear) the account's monthly credit limit, or one active key's.
+
+    Returns every limit now set with its usage. It applies to the next hold (the same row lock orders them).
     """
     account = await _locked(session, account_id)
     await spend_limits.set_limit(session, account, limit, key_id)

@@ -126,8 +126,9 @@ def audit_view(event: AuditEvent) -> AuditEventView:
 async def estimate(
     session: AsyncSession, account: Account, planned: Planned, catalog: Catalog, key_id: str | None = None
 ) -> EstimateResponse:
-    """The price `generate` would reserve, and whether the account (asked by `key_id`) could reserve it
-    now: its credits cover it and no spend cap refuses it.
+    """The price `generate` would reserve, and whether the account (asked by `key_id`) could reserve it now.
+
+    It could if its credits cover it and no spend cap refuses it.
     """
     request = planned.request
     affordable = await ledger.can_hold(

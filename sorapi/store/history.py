@@ -45,8 +45,9 @@ async def tasks_page(
     limit: int = 20,
     metadata: dict[str, str] | None = None,
 ) -> tuple[list[Task], bool]:
-    """The account's tasks ordered by (created_at, id), continuing after the `after` position;
-    with `metadata`, only those whose labels include all of it (`@>`, GIN-indexed).
+    """The account's tasks ordered by (created_at, id), continuing after the `after` position.
+
+    With `metadata`, only those whose labels include all of it (`@>`, GIN-indexed).
     """
     stmt = select(Task).where(Task.account_id == account_id)
     if metadata:

@@ -1,6 +1,7 @@
-"""The credit ledger. Every function is idempotent (per task and kind, or per account, kind and
-period) and keeps the account's cached `balance`/`reserved` in step with the append-only
-entries, inside the caller's transaction.
+"""The credit ledger.
+
+Every function is idempotent (per task and kind, or per account, kind and period) and keeps the account's cached
+`balance`/`reserved` in step with the append-only entries, inside the caller's transaction.
 
 The account row is locked first (FOR UPDATE), so reads of a task's entries after the lock see every committed hold.
 
@@ -319,8 +320,9 @@ async def accounts_on(session: AsyncSession, plans: list[str], *, after: str, li
 
 
 async def holds_of_ended_tasks(session: AsyncSession, *, limit: int) -> list[tuple[str, str]]:
-    """(account id, task id) of up to `limit` holds still open on tasks that ended without a charge
-    (their workflow stopped between marking the task and releasing).
+    """(account id, task id) of up to `limit` holds still open on tasks that ended without a charge.
+
+    Their workflow stopped between marking the task and releasing.
     """
     resolved = aliased(LedgerEntry)
     rows = await session.execute(

@@ -133,6 +133,7 @@ async def queue_positions(session: AsyncSession, task_ids: list[str]) -> dict[st
 
 async def queue_position(session: AsyncSession, task: Task) -> int | None:
     """1 for the account's oldest queued task, 2 for the next...: the order slots are handed out in.
+
     None once the task is no longer queued.
     """
     return await session.scalar(_POSITION_OF, {"task_id": task.id})

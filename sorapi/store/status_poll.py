@@ -1,5 +1,6 @@
-"""A status poll's reads in one round trip: the key's owner, the key-use audit entry, and the task
-with its place in the account's queue.
+"""A status poll's reads in one round trip.
+
+They are the key's owner, the key-use audit entry, and the task with its place in the account's queue.
 
 Polling is the hottest path of a video API (clients poll every second or two for minutes), and on
 a loaded host each round trip to the database costs more than the Python around it.

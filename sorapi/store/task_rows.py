@@ -66,8 +66,9 @@ async def plan_of(session: AsyncSession, task: Task | None) -> str:
 async def record_milestones(
     session: AsyncSession, task_id: str, render: RenderMeta, outputs: list[StoredObject]
 ) -> None:
-    """History entries for the render and upload milestones of a running task (once: a retried
-    success finds the task already moved on).
+    """History entries for the render and upload milestones of a running task.
+
+    They are written once: a retried success finds the task already moved on.
     """
     task = (await session.execute(select(Task).where(Task.id == task_id).with_for_update())).scalar_one_or_none()
     if task is None or task.status != status.RUNNING:

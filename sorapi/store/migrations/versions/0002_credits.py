@@ -1,4 +1,4 @@
-"""credits: billing periods on ledger entries, key labels, audit log, slot waiters
+"""Credits: billing periods on ledger entries, key labels, audit log, slot waiters.
 
 Revision ID: 0002
 Revises: 0001

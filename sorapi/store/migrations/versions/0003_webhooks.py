@@ -1,4 +1,4 @@
-"""webhooks: encrypted per-account signing secrets and the webhook delivery log
+"""Webhooks: encrypted per-account signing secrets and the webhook delivery log.
 
 Revision ID: 0003
 Revises: 0001

@@ -1,5 +1,6 @@
-"""Partial indexes for the slot gate and ETAs: an account's line of queued tasks, the running
-tasks, and the latest successes.
+"""Partial indexes for the slot gate and ETAs.
+
+They cover an account's line of queued tasks, the running tasks, and the latest successes.
 
 `queue_position`, the gate's snapshot and the sweeper read only tasks that are queued or running,
 and ETAs read only the last hour's successes; without these they scan every task ever made.
