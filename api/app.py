@@ -34,7 +34,8 @@ from sorapi.api.tasks.endpoints import HealthController, VideoController
 from sorapi.api.tasks.events import StreamSlots, TaskEventHub
 from sorapi.api.tasks.listing import TasksController
 from sorapi.api.tasks.stream import TaskEventsController
-from sorapi.api.webhooks import TaskWebhooksController, WebhookSecretController
+from sorapi.api.tasks.webhook_deliveries import TaskWebhooksController
+from sorapi.api.webhooks import WebhookSecretController
 from sorapi.domain.catalog import get_catalog
 from sorapi.store.engine import make_async_engine, make_autocommit_sessionmaker, make_sessionmaker
 

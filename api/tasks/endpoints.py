@@ -15,13 +15,13 @@ from litestar.params import Parameter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sorapi.api import pagination, query, webhooks
+from sorapi.api import pagination, query
 from sorapi.api.auth import NEEDS_GENERATE, NEEDS_READ, Principal
 from sorapi.api.openapi import error_responses
 from sorapi.api.ratelimit import RATE_GENERATE, RATE_STATUS
 from sorapi.api.request_db import READ_SESSION, SHARED_SESSION
 from sorapi.api.state import Resources
-from sorapi.api.tasks import generate_body, stream, task_service
+from sorapi.api.tasks import generate_body, stream, task_service, webhook_deliveries
 from sorapi.contracts import errors, status
 from sorapi.contracts.schemas import GenerateResponse, StatusResponse
 
@@ -173,7 +173,7 @@ class VideoController(Controller):
         if "events" in extras:
             view.events = await task_service.events_page(resources, task, events_cursor, events_limit)
         if "webhooks" in extras:
-            view.webhooks = await webhooks.attempts(resources, task)
+            view.webhooks = await webhook_deliveries.attempts(resources, task)
         return Response(view, headers=applied)
 
 
