@@ -12,6 +12,11 @@ from sorapi.activities.encode import Soundtrack
 from sorapi.activities.families.tiny_text import tiny_t5_encoder
 
 PIPELINE = WanPipeline
+TINY_TEXT_WIDTH = 32
+"""The tiny text encoder's width (`tiny_text.tiny_t5_encoder`); UMT5-XXL's is 4096."""
+TINY_SEQUENCE_LENGTH = 128
+"""Prompt tokens the tiny model reads (byte-level: 128 bytes, LTX-Video's own window). diffusers' 512
+made the text encoder a third of a tiny render's CPU (py-spy, bench.queue's drain); real weights keep it."""
 
 
 def tiny(seed: int) -> WanPipeline:
@@ -66,8 +71,9 @@ def compression(pipe: Any) -> tuple[int, int]:
 
 
 def call_kwargs(pipe: Any, fps: int | None) -> dict[str, Any]:
-    """Wan takes no frame rate: the video's timing is the container's alone."""
-    return {}
+    """Wan takes no frame rate (the video's timing is the container's alone); the tiny model a short prompt window."""
+    tiny_text = pipe.text_encoder is not None and pipe.text_encoder.config.d_model <= TINY_TEXT_WIDTH
+    return {"max_sequence_length": TINY_SEQUENCE_LENGTH} if tiny_text else {}
 
 
 def soundtrack(pipe: Any, result: Any) -> Soundtrack | None:
