@@ -21,6 +21,7 @@ from sorapi.api.batches import BatchesController
 from sorapi.api.console import console_routes
 from sorapi.api.credits.endpoints import CreditsController
 from sorapi.api.errors import EXCEPTION_HANDLERS
+from sorapi.api.health import HealthController
 from sorapi.api.metrics import PROMETHEUS, metrics_endpoint
 from sorapi.api.model_catalog import ModelsController
 from sorapi.api.openai_videos import OpenAIVideosController
@@ -30,7 +31,7 @@ from sorapi.api.request_id import RequestIdMiddleware, stamp_response
 from sorapi.api.state import Resources
 from sorapi.api.tasks.cancel import CancelController
 from sorapi.api.tasks.deletion import LifecycleController
-from sorapi.api.tasks.endpoints import HealthController, VideoController
+from sorapi.api.tasks.endpoints import VideoController
 from sorapi.api.tasks.events import StreamSlots, TaskEventHub
 from sorapi.api.tasks.listing import TasksController
 from sorapi.api.tasks.stream import TaskEventsController

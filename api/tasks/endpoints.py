@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
-from datetime import timedelta
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
@@ -12,7 +10,6 @@ from litestar.datastructures import ResponseHeader
 from litestar.openapi.spec import OpenAPIType, Operation, Schema
 from litestar.openapi.spec import Parameter as OpenAPIParameter
 from litestar.params import Parameter
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sorapi.api import pagination, query
@@ -175,41 +172,3 @@ class VideoController(Controller):
         if "webhooks" in extras:
             view.webhooks = await webhook_deliveries.attempts(resources, task)
         return Response(view, headers=applied)
-
-
-class HealthController(Controller):
-    path = "/"
-    tags = ["operations"]
-    include_in_schema = False
-
-    @get("/healthz")
-    async def healthz(self) -> dict[str, str]:
-        """The API process is up."""
-        return {"status": "ok"}
-
-    @get("/readyz")
-    async def readyz(self, resources: Resources) -> Response[dict[str, str]]:
-        """Ready only when the database, Temporal and S3 all answer."""
-        checks = await asyncio.gather(
-            _check_db(resources), _check_temporal(resources), _check_s3(resources), return_exceptions=True
-        )
-        report = {
-            name: "ok" if result is True else f"error: {result!r}"
-            for name, result in zip(("database", "temporal", "s3"), checks, strict=True)
-        }
-        ok = all(result is True for result in checks)
-        return Response({"status": "ok" if ok else "unavailable", **report}, status_code=200 if ok else 503)
-
-
-async def _check_db(res: Resources) -> bool:
-    async with res.engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))
-    return True
-
-
-async def _check_temporal(res: Resources) -> bool:
-    return await res.temporal.service_client.check_health(timeout=timedelta(seconds=3))
-
-
-async def _check_s3(res: Resources) -> bool:
-    return await asyncio.to_thread(res.s3.bucket_exists, res.settings.s3_bucket)
