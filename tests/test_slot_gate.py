@@ -108,7 +108,11 @@ class Orchestra:
 
 @asynccontextmanager
 async def orchestra(
-    env: WorkflowEnvironment, sessions: Any, renders: Renders, gate_max_history: int = 5_000
+    env: WorkflowEnvironment,
+    sessions: Any,
+    renders: Renders,
+    gate_max_history: int = 5_000,
+    workflow_task_slots: int = 100,
 ) -> AsyncIterator[Orchestra]:
     queue, render_queue = f"orch-{uuid.uuid4().hex}", f"render-{uuid.uuid4().hex}"
     db_activities = orchestration_activities(sessions, gate_max_history)
@@ -120,6 +124,7 @@ async def orchestra(
             activities=db_activities,
             workflow_runner=sandbox_runner(),
             max_concurrent_activities=64,
+            max_concurrent_workflow_tasks=workflow_task_slots,
         ),
         Worker(env.client, task_queue=render_queue, activities=[renders.activity(), upload]),
     ):
@@ -188,6 +193,23 @@ async def test_fifty_tasks_at_once_never_exceed_the_plan_limit_across_continue_a
     async with sessions() as session:
         account = await session.get(Account, account_id)
     assert account.reserved == 0 and account.balance == 1000
+
+
+async def test_a_burst_larger_than_the_workers_workflow_task_slots_drains(
+    local_env: WorkflowEnvironment, sessions: Any
+) -> None:
+    """Asking never waits on the gate's own workflow task: the ask is a signal the server takes at once.
+
+    With 2 workflow-task slots and 12 tasks started together, tasks whose asks waited for the gate's answer would hold
+    every slot the gate needs to answer (an update-based ask did exactly that: see docs/architecture.md).
+    """
+    renders = Renders()
+    account_id, ids = await _tasks(sessions, 12)
+    async with orchestra(local_env, sessions, renders, workflow_task_slots=2) as run:
+        handles = await asyncio.gather(*(run.start(account_id, task_id) for task_id in ids))
+        results = await asyncio.wait_for(asyncio.gather(*(handle.result() for handle in handles)), 120)
+    assert results == ["succeeded"] * 12
+    assert renders.most == 2
 
 
 async def test_the_line_is_fifo_by_creation_whatever_order_tasks_ask_in(

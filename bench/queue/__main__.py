@@ -69,6 +69,7 @@ async def measure(stack: Any, args: argparse.Namespace) -> dict[str, Any]:
                 args.throughput,
                 concurrency=8,
                 rounds=args.throughput_rounds,
+                processes=processes,
             )
             print(f"throughput: {report['throughput']}", flush=True)
         rows: list[dict[str, Any]] = []
@@ -288,6 +289,7 @@ def main() -> int:
         **UNLIMITED,
         SORAPI_DEV_STEPS=args.dev_steps,
         SORAPI_DEV_RENDER_WORKERS=str(args.render_workers),
+        SORAPI_WORKFLOW_SANDBOX="false",  # production's runner (the suite's stacks turn the sandbox on)
     )
     try:
         report = uvloop.run(measure(stack, args))

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +34,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker, WorkflowRunner
 
 from bench.queue import noop, tasks
+from bench.queue.drain import cpu_seconds
 from sorapi.adapters.settings import settings_from_env
 from sorapi.cli import servers
 from sorapi.contracts import names, status
@@ -71,8 +73,14 @@ class NoopRenderHost:
         return []
 
 
+class NoopApi(httpx.AsyncClient):
+    """A client of the no-op API process, which knows that process's pid (its CPU is measured)."""
+
+    pid: int
+
+
 @asynccontextmanager
-async def noop_api(stack_env: dict[str, str], workdir: Path, temporal: Client) -> AsyncIterator[httpx.AsyncClient]:
+async def noop_api(stack_env: dict[str, str], workdir: Path, temporal: Client) -> AsyncIterator[NoopApi]:
     """A client of a second API process whose tasks render on a no-op host served here (see above)."""
     render_queue = f"bench-noop-render-{uuid.uuid4().hex[:8]}"
     host = NoopRenderHost(render_queue + "-host")
@@ -91,8 +99,9 @@ async def noop_api(stack_env: dict[str, str], workdir: Path, temporal: Client) -
         async with (
             Worker(temporal, task_queue=render_queue, activities=[host.render_video], max_concurrent_activities=200),
             Worker(temporal, task_queue=host.host_queue, activities=[host.upload_outputs]),
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as api,
+            NoopApi(base_url=f"http://127.0.0.1:{port}", timeout=60) as api,
         ):
+            api.pid = api_proc.pid
             yield api
     finally:
         api_proc.terminate()
@@ -107,21 +116,24 @@ async def run(
     count: int,
     concurrency: int,
     rounds: int = 5,
+    processes: dict[str, int] | None = None,
 ) -> dict[str, object]:
     """`rounds` rounds of tasks, then raw workflows twice.
 
     Each round's ratio is the raw runs' mean time against the tasks' time; the median counts (single rounds on 2 cores
-    spread by ±0.15).
+    spread by ±0.15). With the stack's `processes`, each run also reports their CPU-seconds per task (and this
+    process's, `bench`, which serves the no-op hosts and the raw workflows): steadier than the wall time.
     """
     runs: list[dict[str, Any]] = []
     runner = workflow_runner(settings_from_env(stack_env))
     async with noop_api(stack_env, workdir, temporal) as api:
+        measured = {**(processes or {}), "noop_api": api.pid, "bench": os.getpid()}
         for _ in range(rounds):
-            task = await _tasks(api, sessions, count, concurrency)
+            task = await _per_task(measured, count, _tasks(api, sessions, count, concurrency))
             steps = await _steps(temporal, task.pop("first"))
-            before = await _raw(temporal, runner, count, concurrency, steps)
+            before = await _per_task(measured, count, _raw(temporal, runner, count, concurrency, steps))
             runs.append({"raw_before": before, "task": task})
-            runs[-1]["raw_after"] = await _raw(temporal, runner, count, concurrency, steps)
+            runs[-1]["raw_after"] = await _per_task(measured, count, _raw(temporal, runner, count, concurrency, steps))
     for one in runs:
         raw_s = (one["raw_before"]["wall_s"] + one["raw_after"]["wall_s"]) / 2
         one["ratio"] = round(raw_s / one["task"]["wall_s"], 3)
@@ -136,6 +148,15 @@ async def run(
         "rounds": [one["ratio"] for one in runs],
         "runs": runs,
     }
+
+
+async def _per_task(processes: dict[str, int], count: int, phase: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """`phase`'s report, with the CPU-seconds per task of each of `processes` during it."""
+    before = cpu_seconds(processes)
+    report = await phase
+    after = cpu_seconds(processes)
+    spent = {role: round((after[role] - before[role]) / count, 4) for role in processes}
+    return {**report, "cpu_s_per_task": {**spent, "total": round(sum(spent.values()), 4)}}
 
 
 async def _tasks(
@@ -169,7 +190,7 @@ async def _steps(temporal: Client, task_id: str) -> int:
     return sum(map(_is_step, history.events))
 
 
-async def _raw(temporal: Client, runner: WorkflowRunner, count: int, concurrency: int, steps: int) -> dict[str, float]:
+async def _raw(temporal: Client, runner: WorkflowRunner, count: int, concurrency: int, steps: int) -> dict[str, Any]:
     """`count` raw workflows of `steps` no-op activities, started `concurrency` at a time."""
     raw_queue = f"bench-raw-{uuid.uuid4().hex[:8]}"
     async with Worker(

@@ -52,8 +52,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     render_queue: str = "sorapi-render"
     workflow_sandbox: bool = False
     """Run the orchestrator's workflows in Temporal's sandbox, which refuses non-deterministic calls
-    (clock, randomness, I/O) as they happen. Off in production: it cost a tenth of bench.queue's
-    orchestration throughput (0.65x against 0.72x). The test suite runs every workflow in it, and
+    (clock, randomness, I/O) as they happen. Off in production: it cost about a third of the tasks' pace in
+    bench.queue's throughput phase (0.60x against 0.68-0.79x). The test suite runs every workflow in it, and
     replays recorded histories in it, so such a call fails CI before it ships."""
 
     s3_endpoint: str = "127.0.0.1:9000"
