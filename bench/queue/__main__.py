@@ -121,6 +121,7 @@ async def run_drain(
             timeout_s,
             single_s=single_s,
             processes=stack_processes(stack.proc.pid),
+            temporal=temporal,
         )
     return {"render": args.drain_render, **result}
 
@@ -216,6 +217,9 @@ def table(report: dict[str, Any], args: argparse.Namespace) -> str:
                 else ""
             ),
         ]
+        if "handover" in d:
+            lines.append(f"some render ran {d['handover']['render_busy']:.0%} of the drain; median seconds per task:")
+            lines += [f"  {name:<30} {seconds:.3f}" for name, seconds in d["handover"]["median_s"].items()]
     if "throughput" in report:
         t = report["throughput"]
         lines += [

@@ -18,9 +18,10 @@ from datetime import UTC, datetime
 import httpx
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
 
 from bench.api.cpu import TICKS, process_ticks, tree_of
-from bench.queue import tasks
+from bench.queue import handover, tasks
 from sorapi.domain.catalog import get_catalog
 from sorapi.store.ledger import CAPTURE
 from sorapi.store.models import Account, LedgerEntry, Task
@@ -66,7 +67,9 @@ async def run(
     *,
     single_s: float | None = None,
     processes: dict[str, int] | None = None,
+    temporal: Client | None = None,
 ) -> dict[str, object]:
+    """Drain `count` tasks over `accounts` new accounts; with `temporal`, also where each task's time went."""
     made = await tasks.accounts(sessions, [PLANS[n % len(PLANS)] for n in range(accounts)], credits=100_000)
     ids = [account_id for account_id, _ in made]
     start = await _balances(sessions, ids)
@@ -118,6 +121,8 @@ async def run(
         bound["cpu_s_per_task"] = per_task
         # All cores busy with nothing but this stack: the fastest this machine can drain the line.
         bound["cpu_floor_s"] = round(sum(per_task.values()) * count / (os.cpu_count() or 1), 1)
+    if temporal is not None:
+        bound["handover"] = await handover.breakdown(temporal, created, wall)
     ok = ends == {"succeeded": count} and charged == captured == count and not wrong
     return {
         "tasks": count,
