@@ -22,8 +22,15 @@ class LedgerActivities:
 
     @activity.defn(name=names.RESERVE_CREDITS)
     async def reserve_credits(self, hold: HoldInput) -> int:
-        """Ensure the task's hold exists (the API normally placed it with the task row)."""
+        """Ensure the task's hold exists (the API normally placed it with the task row).
+
+        The usual case, a hold already there, is answered without locking the account row: ledger entries are never
+        changed once written, and the line's creates and captures take that lock all the time.
+        """
         async with self._sessions.begin() as session:
+            existing = (await ledger.task_entries(session, hold.task_id)).get(ledger.RESERVE)
+            if existing is not None:
+                return existing.amount
             account = await ledger.lock_account(session, hold.account_id)
             try:
                 entry = await ledger.reserve(session, account, hold.task_id, hold.amount)
