@@ -14,10 +14,11 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from sorapi.activities.followups import start_once
 from sorapi.adapters.gates import DEFAULT_MAX_HISTORY, signal_gate
+from sorapi.adapters.temporal import workflow_status
 from sorapi.contracts import names, status
 from sorapi.contracts.messages import GateRequest, GateSnapshot, GateWaiter, SlotRequest, WebhookDeliveryInput
 from sorapi.domain import webhook_events, webhook_policy
@@ -137,15 +138,26 @@ class GateActivities:
 
     @activity.defn(name=names.SETTLE_ORPHAN)
     async def settle_orphan(self, task_id: str) -> bool:
-        """Fail a task whose workflow is gone, return its hold and announce it; False if it had ended."""
-        settled = await settle_orphan(
+        """After a grant found no running workflow: True if one runs now, so the task waits in line again.
+
+        A workflow that ended without its task is settled here: the task fails, its hold comes back and it is
+        announced. No run at all means the workflow has not started yet: the gate may rebuild its line from the
+        task rows between the row's commit and the workflow's start. Such a task asks when its workflow starts;
+        if it never does, the sweeper settles it. Before the `late-start` patch the gate ignored the answer.
+        """
+        found = await workflow_status(activity.client(), task_id)
+        if found is None:
+            return False
+        if found == WorkflowExecutionStatus.RUNNING:
+            return True
+        await settle_orphan(
             self._sessions,
             activity.client(),
             task_id,
             webhook_queue_prefix=self._webhook_queue_prefix,
             task_queue=activity.info().task_queue,
         )
-        return settled is not None
+        return False
 
 
 async def settle_orphan(

@@ -18,10 +18,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
 
 from sorapi.activities.slot_gate import settle_orphan
 from sorapi.adapters.gates import signal_gate
+from sorapi.adapters.temporal import workflow_status
 from sorapi.contracts import names, status
 from sorapi.contracts.messages import SweepInput, SweepResult
 from sorapi.store.models import Task, utcnow
@@ -75,11 +75,7 @@ class SweeperActivities:
 
         async def gone(task_id: str) -> bool:
             async with limit:
-                try:
-                    described = await self._client.get_workflow_handle(task_id).describe()
-                except RPCError as exc:
-                    return exc.status == RPCStatusCode.NOT_FOUND
-                return described.status != WorkflowExecutionStatus.RUNNING
+                return await workflow_status(self._client, task_id) != WorkflowExecutionStatus.RUNNING
 
         answers = await asyncio.gather(*(gone(task_id) for task_id in task_ids))
         return [task_id for task_id, is_gone in zip(task_ids, answers, strict=True) if is_gone]

@@ -190,7 +190,7 @@ async def test_two_images_give_two_first_frames_each_like_its_own_image(account:
     created = [await _generate_with(account, SMALL, image=image) for image in (IMAGE_A, IMAGE_B)]
     assert all(c.status_code == 200 for c in created), [c.text for c in created]
     done = [await account.wait(c.json()["task_id"]) for c in created]
-    assert [d["status"] for d in done] == ["succeeded", "succeeded"], done
+    assert [d["status"] for d in done] == ["succeeded", "succeeded"], [(d["status"], d["error_code"]) for d in done]
     assert done[0]["render"]["conditioning"] == ["first_frame"]
     recorded = done[0]["request"]["image"]
     assert recorded["content_type"] == "image/png" and (recorded["width"], recorded["height"]) == (640, 360)

@@ -5,7 +5,8 @@ marker) fails here.
 
 The histories in tests/histories/ were recorded by `python -m tests.histories.record`; the
 `before-*` ones with the workflows of older commits (`--ref`), before the `discard-outputs`,
-`slot-gate`, `local-db-steps` and `search-attributes` patches. Record again after a deliberate,
+`slot-gate`, `local-db-steps` and `search-attributes` patches of the task workflow and the
+`late-start` patch of the slot gate. Record again after a deliberate,
 patched change of a workflow.
 """
 
@@ -43,6 +44,7 @@ def test_every_workflow_has_recorded_histories() -> None:
     assert any(path.name.startswith("before-slot-gate-") for path in HISTORIES)
     assert any(path.name.startswith("before-local-db-steps-") for path in HISTORIES)
     assert any(path.name.startswith("before-search-attributes-video_task_") for path in HISTORIES)
+    assert any(path.name.startswith("before-late-start-slot_gate") for path in HISTORIES)
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])

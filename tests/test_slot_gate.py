@@ -18,10 +18,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
+from sorapi.activities.slot_gate import GateActivities
 from sorapi.activities.sweeper import SweeperActivities
 from sorapi.adapters import gates
 from sorapi.contracts import names
@@ -270,6 +272,47 @@ async def test_a_terminated_task_gives_its_slot_back_through_the_sweeper(
     assert sorted(kinds) == ["release", "reserve"]
 
 
+async def test_a_grant_that_reaches_a_task_before_its_workflow_starts_leaves_it_waiting(
+    local_env: WorkflowEnvironment, sessions: Any
+) -> None:
+    """The API commits a task's row before it starts the workflow, and a fresh gate reads its line from the rows.
+
+    The gate's grant to a task whose workflow has not started yet fails. The task stays queued, and it runs once its
+    workflow starts. Before the `late-start` patch it was failed as an orphan (CI, 2026-12-02).
+    """
+    account_id, (first, late) = await _tasks(sessions, 2)
+    async with orchestra(local_env, sessions, Renders()) as run:
+        assert await (await run.start(account_id, first)).result() == "succeeded"
+        await _until(lambda: _settle_orphan_ran(run, account_id))
+        assert await _statuses(sessions, [late]) == {late: "queued"}
+        assert await (await run.start(account_id, late)).result() == "succeeded"
+
+
+async def test_after_a_failed_grant_only_a_task_whose_workflow_ended_is_settled(
+    local_env: WorkflowEnvironment, sessions: Any
+) -> None:
+    """`settle_orphan`'s three answers: no workflow yet, a workflow that runs after all, one that ended."""
+    account_id, (absent, alive, ended) = await _tasks(sessions, 3)
+    nobody = f"nobody-{uuid.uuid4().hex}"  # no worker polls it: its workflows run and never move
+    handles = [
+        await local_env.client.start_workflow(
+            names.VIDEO_TASK_WORKFLOW,
+            VideoTaskInput(task_id=t, account_id=account_id, price=PRICE, render=_spec(t)),
+            id=t,
+            task_queue=nobody,
+        )
+        for t in (alive, ended)
+    ]
+    await handles[1].terminate("an operator's terminate skips every settlement")
+    gate = GateActivities(sessions)
+    answers = [await ActivityEnvironment(local_env.client).run(gate.settle_orphan, t) for t in (absent, alive, ended)]
+    await handles[0].terminate("done")
+    assert answers == [False, True, False]
+    assert await _statuses(sessions, [absent, alive, ended]) == {absent: "queued", alive: "queued", ended: "failed"}
+    async with sessions() as session:
+        assert (await session.get(Account, account_id)).reserved == 2 * PRICE, "only the ended task's hold came back"
+
+
 async def test_a_restarted_gate_rebuilds_its_line_from_the_task_rows(
     local_env: WorkflowEnvironment, sessions: Any
 ) -> None:
@@ -326,6 +369,22 @@ async def test_the_sweeper_settles_a_task_whose_workflow_never_started(
 
 async def _value(result: Any) -> bool:
     return bool(await result) if inspect.isawaitable(result) else bool(result)
+
+
+async def _settle_orphan_ran(run: Orchestra, account_id: str) -> bool:
+    """The gate's history has a completed `settle_orphan` (the answer to a failed grant)."""
+    events = (await run.gate(account_id).fetch_history()).events
+    scheduled = {
+        e.event_id
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name == names.SETTLE_ORPHAN
+    }
+    return any(
+        e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+        and e.activity_task_completed_event_attributes.scheduled_event_id in scheduled
+        for e in events
+    )
 
 
 async def _gate_waits(run: Orchestra, account_id: str, count: int) -> bool:

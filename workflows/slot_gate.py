@@ -8,7 +8,10 @@ arrives, leaves or the plan changes:
 
 - every end of a task workflow signals `release`; a task whose workflow died is failed by the
   sweeper, and the gate's audit drops any slot holder whose task row has ended;
-- a grant to a task whose workflow is gone fails; the gate settles that task and moves on;
+- a grant to a task whose workflow is gone fails; the gate settles that task and moves on. A grant
+  can also reach a task whose workflow has not started yet (a fresh gate reads the line from the rows,
+  and a row is committed before its workflow starts): that task waits in line again once its workflow
+  runs (LATE_START_PATCH), and the sweeper settles it if its workflow never starts;
 - a fresh gate (first use, or after an operator terminated it) rebuilds its state from the task
   rows before granting anything, so the plan limit holds across a gate restart;
 - continue-as-new keeps the history bounded.
@@ -38,6 +41,9 @@ DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=t
 AUDIT_AFTER = timedelta(minutes=5)
 """While the account is full and tasks wait, check the slot holders this often: a slot whose release
 never came (its task ended by a path that skipped it) comes back within this time."""
+LATE_START_PATCH = "late-start"
+"""Gates since ask, after a failed grant, whether the task's workflow runs after all, and queue it again if so.
+Before, such a task was failed as an orphan, and a task whose workflow started just after the grant failed."""
 
 
 @workflow.defn(name=names.SLOT_GATE_WORKFLOW)
@@ -124,16 +130,20 @@ class SlotGateWorkflow:
             waiter = self._waiting.pop(0)
             self._queued.discard(waiter.task_id)
             self._running[waiter.task_id] = None
-            granted.append(waiter.task_id)
-        await asyncio.gather(*(self._tell(task_id) for task_id in granted))
+            granted.append(waiter)
+        await asyncio.gather(*(self._tell(waiter) for waiter in granted))
 
-    async def _tell(self, task_id: str) -> None:
+    async def _tell(self, waiter: GateWaiter) -> None:
         try:
-            await workflow.get_external_workflow_handle(task_id).signal(names.SLOT_GRANTED_SIGNAL)
-        except FailureError:  # the task's workflow is gone (terminated, or never started)
-            workflow.logger.warning("task %s has no running workflow; settling it", task_id)
-            self._running.pop(task_id, None)
-            await self._db(activities.SETTLE_ORPHAN, task_id)
+            await workflow.get_external_workflow_handle(waiter.task_id).signal(names.SLOT_GRANTED_SIGNAL)
+        except FailureError:  # no workflow runs under the task's id: it ended, or it has not started yet
+            self._running.pop(waiter.task_id, None)
+            if not workflow.patched(LATE_START_PATCH):
+                await self._db(activities.SETTLE_ORPHAN, waiter.task_id)
+                return
+            if await self._db(activities.SETTLE_ORPHAN, waiter.task_id):
+                workflow.logger.info("task %s started after its grant was sent; it waits in line again", waiter.task_id)
+                self._enqueue(waiter)
 
     async def _recover(self) -> None:
         """Rebuild the line and the slot holders from the task rows.

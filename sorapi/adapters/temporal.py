@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 import structlog
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.runtime import Runtime
-from temporalio.service import TLSConfig
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from sorapi.adapters import tracing
 from sorapi.adapters.payload_codec import data_converter
@@ -63,3 +63,14 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
         client_private_key=key,
         domain=settings.temporal_tls_server_name or None,
     )
+
+
+async def workflow_status(client: Client, workflow_id: str) -> WorkflowExecutionStatus | None:
+    """The status of the latest run under `workflow_id`; None if no run was ever started under it."""
+    try:
+        described = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return described.status

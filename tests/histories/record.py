@@ -144,7 +144,7 @@ def _fakes(render: Callable[..., Any] | None = None) -> list[Any]:
         "mark_running": True,
         "gate_snapshot": lambda *_: messages.GateSnapshot(limit=1, running=[], waiting=[]),
         "ended_tasks": [],
-        "settle_orphan": True,
+        "settle_orphan": False,  # no workflow runs for the task (since the gate's `late-start` patch)
     }
     known = {value for key, value in vars(names).items() if key.isupper() and isinstance(value, str)}
     fakes = [
@@ -234,7 +234,7 @@ async def _video_task_queue_timeout(env: Any) -> Any:
 
 
 async def _slot_gate(env: Any) -> Any:
-    """A gate that grants two tasks whose workflows are gone: both grants fail and are settled."""
+    """A gate that grants two tasks whose workflows are gone: both grants fail, and neither task waits again."""
     from temporalio.worker import Worker
 
     from sorapi.contracts import messages, names
