@@ -11,6 +11,7 @@ from sorapi.adapters import metrics
 from sorapi.contracts import errors, names
 from sorapi.contracts.messages import HoldInput
 from sorapi.store import ledger, task_rows
+from sorapi.store.engine import autocommit_twin
 from sorapi.store.models import Account
 
 log = structlog.get_logger()
@@ -19,6 +20,7 @@ log = structlog.get_logger()
 class LedgerActivities:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        self._reads = autocommit_twin(sessions)
 
     @activity.defn(name=names.RESERVE_CREDITS)
     async def reserve_credits(self, hold: HoldInput) -> int:
@@ -27,10 +29,11 @@ class LedgerActivities:
         The usual case, a hold already there, is answered without locking the account row: ledger entries are never
         changed once written, and the line's creates and captures take that lock all the time.
         """
-        async with self._sessions.begin() as session:
+        async with self._reads() as session:
             existing = (await ledger.task_entries(session, hold.task_id)).get(ledger.RESERVE)
-            if existing is not None:
-                return existing.amount
+        if existing is not None:
+            return existing.amount
+        async with self._sessions.begin() as session:
             account = await ledger.lock_account(session, hold.account_id)
             try:
                 entry = await ledger.reserve(session, account, hold.task_id, hold.amount)

@@ -25,6 +25,7 @@ from sorapi.domain import webhook_events, webhook_policy
 from sorapi.domain.catalog import Catalog, get_catalog
 from sorapi.domain.ids import webhook_workflow_id
 from sorapi.store import slots, task_rows
+from sorapi.store.engine import autocommit_twin
 from sorapi.store.models import Account, Task
 
 log = structlog.get_logger()
@@ -40,6 +41,7 @@ class GateActivities:
         gate_max_history: int = DEFAULT_MAX_HISTORY,
     ) -> None:
         self._sessions = sessions
+        self._reads = autocommit_twin(sessions)
         self._catalog = catalog or get_catalog()
         self._webhook_queue_prefix = webhook_queue_prefix
         self._gate_max_history = gate_max_history
@@ -58,7 +60,7 @@ class GateActivities:
     @activity.defn(name=names.REQUEST_SLOT)
     async def request_slot(self, req: SlotRequest) -> bool:
         """Join the account's line (starting its gate if needed); False if the task already ended."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             row = (
                 await session.execute(
                     select(Task.status, Task.created_at, Account.plan)

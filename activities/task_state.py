@@ -23,11 +23,11 @@ class TaskStateActivities:
     @activity.defn(name=names.MARK_SUCCEEDED)
     async def mark_succeeded(self, arg: MarkSucceeded) -> bool:
         async with self._sessions.begin() as session:
-            await task_rows.record_milestones(session, arg.task_id, arg.render, arg.outputs)
             moved = await task_rows.transition(
                 session,
                 arg.task_id,
                 status.SUCCEEDED,
+                milestones=task_rows.milestones(arg.render, arg.outputs),
                 progress=100,
                 outputs=msgspec.to_builtins(arg.outputs),
                 render=msgspec.to_builtins(arg.render),

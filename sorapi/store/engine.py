@@ -83,3 +83,8 @@ def make_autocommit_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Asyn
     statements (a status poll: key lookup, key-use audit row, task read).
     """
     return async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+
+
+def autocommit_twin(sessions: async_sessionmaker[AsyncSession]) -> async_sessionmaker[AsyncSession]:
+    """Autocommit sessions on the engine (and pool) of `sessions`: a one-statement read costs one round trip."""
+    return make_autocommit_sessionmaker(sessions.kw["bind"])

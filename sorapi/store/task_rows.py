@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sorapi.contracts import status
@@ -36,25 +37,48 @@ def add_event(session: AsyncSession, task_id: str, kind: str, data: dict[str, An
     session.add(TaskEvent(task_id=task_id, kind=kind, data=data or {}))
 
 
-async def transition(session: AsyncSession, task_id: str, target: str, **fields: Any) -> Task | None:
+_SOURCES = {target: [src for src in status.ALL if target in status.ALLOWED[src]] for target in status.ALL}
+"""The statuses a task may move to each target from."""
+
+
+async def transition(
+    session: AsyncSession,
+    task_id: str,
+    target: str,
+    *,
+    milestones: Iterable[tuple[str, dict[str, Any]]] = (),
+    **fields: Any,
+) -> Task | None:
     """Move a task to `target` with `fields`, recording an event; None if the move is not allowed.
 
-    Re-applying the current status (an activity retry) updates nothing and records nothing.
+    One UPDATE, conditional on a status that may move to `target`: concurrent movers serialize on the row, and the
+    second sees the first's status. `milestones` are events recorded just before the move's own, only if it moves.
+    Re-applying the current status (an activity retry) updates nothing, records nothing and returns the task.
     """
-    task = (await session.execute(select(Task).where(Task.id == task_id).with_for_update())).scalar_one()
-    if task.status == target or not status.can_move(task.status, target):
-        return None if task.status != target else task
-    task.status = target
     now = utcnow()
+    values: dict[str, Any] = {"status": target, **fields}
     if target == status.RUNNING:
-        task.started_at = now
-    if target in status.TERMINAL and task.finished_at is None:  # a retention expiry keeps the render's end
-        task.finished_at = now
-    for name, value in fields.items():
-        setattr(task, name, value)
-    event = {k: v for k, v in fields.items() if k in ("error_code", "error_message")}
-    add_event(session, task_id, target, event)
-    return task
+        values["started_at"] = now
+    if target in status.TERMINAL:
+        values["finished_at"] = func.coalesce(Task.finished_at, now)  # a retention expiry keeps the render's end
+    moved = (
+        await session.scalars(
+            update(Task)
+            .where(Task.id == task_id, Task.status.in_(_SOURCES[target]))
+            .values(values)
+            .returning(Task)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+    ).one_or_none()
+    if moved is None:
+        current = (
+            await session.scalars(select(Task).where(Task.id == task_id).execution_options(populate_existing=True))
+        ).one_or_none()
+        return current if current is not None and current.status == target else None
+    for kind, data in milestones:
+        add_event(session, task_id, kind, data)
+    add_event(session, task_id, target, {k: v for k, v in fields.items() if k in ("error_code", "error_message")})
+    return moved
 
 
 async def plan_of(session: AsyncSession, task: Task | None) -> str:
@@ -63,16 +87,8 @@ async def plan_of(session: AsyncSession, task: Task | None) -> str:
     return account.plan if account is not None else ""
 
 
-async def record_milestones(
-    session: AsyncSession, task_id: str, render: RenderMeta, outputs: list[StoredObject]
-) -> None:
-    """History entries for the render and upload milestones of a running task.
-
-    They are written once: a retried success finds the task already moved on.
-    """
-    task = (await session.execute(select(Task).where(Task.id == task_id).with_for_update())).scalar_one_or_none()
-    if task is None or task.status != status.RUNNING:
-        return
+def milestones(render: RenderMeta, outputs: list[StoredObject]) -> list[tuple[str, dict[str, Any]]]:
+    """History entries for the render and upload of a task that succeeds (`transition`'s `milestones`)."""
     rendered = {
         "width": render.width,
         "height": render.height,
@@ -83,7 +99,5 @@ async def record_milestones(
         "denoise_s": render.denoise_s,
         "encode_s": render.encode_s,
     }
-    add_event(session, task_id, "rendered", rendered)
-    add_event(
-        session, task_id, "uploaded", {"outputs": [{"format": o.format, "size_bytes": o.size_bytes} for o in outputs]}
-    )
+    uploaded = {"outputs": [{"format": o.format, "size_bytes": o.size_bytes} for o in outputs]}
+    return [("rendered", rendered), ("uploaded", uploaded)]
