@@ -14,6 +14,7 @@ import yaml
 
 from sorapi.adapters import secret_policy
 from sorapi.adapters.settings import Settings
+from sorapi.cli import servers
 from sorapi.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -220,6 +221,15 @@ def test_temporal_shares_renders_fairly_between_accounts() -> None:
     config = yaml.safe_load((ROOT / "deploy" / "temporal-dynamic-config.yaml").read_text())
     assert config["matching.enableFairness"] == [{"value": True}]
     assert temporal["environment"]["DYNAMIC_CONFIG_FILE_PATH"].endswith("sorapi.yaml")
+
+
+def test_the_compose_temporal_server_has_the_dynamic_config_of_sorapi_dev() -> None:
+    """Every `--dynamic-config-value` `sorapi dev` gives its Temporal server is in the compose server's file too."""
+    flags = servers.TEMPORAL_DEV_FLAGS
+    dev = dict(flags[n + 1].split("=", 1) for n in range(len(flags) - 1) if flags[n] == "--dynamic-config-value")
+    config = yaml.safe_load((ROOT / "deploy" / "temporal-dynamic-config.yaml").read_text())
+    assert dev.keys() >= {"matching.enableFairness", "history.transferProcessorMaxPollRPS"}
+    assert {key: [{"value": yaml.safe_load(value)}] for key, value in dev.items()} == config
 
 
 def test_stopping_a_render_host_leaves_time_to_drain() -> None:
