@@ -37,8 +37,10 @@ def add_event(session: AsyncSession, task_id: str, kind: str, data: dict[str, An
     session.add(TaskEvent(task_id=task_id, kind=kind, data=data or {}))
 
 
-_SOURCES = {target: [src for src in status.ALL if target in status.ALLOWED[src]] for target in status.ALL}
-"""The statuses a task may move to each target from."""
+_SOURCES = {
+    target: [src for src in status.ALL if src != target and status.can_move(src, target)] for target in status.ALL
+}
+"""The statuses a task may move to each target from (the state machine's `can_move`)."""
 
 
 async def transition(
